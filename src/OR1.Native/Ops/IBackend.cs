@@ -1,0 +1,201 @@
+namespace OR1.Native;
+
+/// <summary>
+/// The op contract: every operation the Qwen2 model and the MAGIC trainer need, forward and backward,
+/// over packed variable-length sequences. Each backend (Cpu, Cuda, Emu, Ilgpu) implements all of it;
+/// model and trainer code is written once against this interface.
+/// </summary>
+/// <remarks>
+/// Conventions (llm.c's):
+/// <list type="bullet">
+/// <item>Outputs are allocated by the caller. Ops never allocate on the hot path and never copy device
+/// data to the host unless their result is a host scalar (<see cref="GlobalNorm"/>).</item>
+/// <item>Parameter gradients accumulate (+=); activation gradients overwrite (=). Each method says which.</item>
+/// <item>Shapes, dtypes and owning backend are checked once, here, with the op and argument named in
+/// the <see cref="ArgumentException"/>; kernels trust their arguments.</item>
+/// <item>Reductions accumulate in fp32 or wider. Results are deterministic run to run for a fixed
+/// thread count unless a method says otherwise.</item>
+/// <item>Ops may be asynchronous on device backends: call <see cref="Synchronize"/> before timing
+/// or before reading host memory a kernel wrote.</item>
+/// </list>
+/// Row-major layout; activations are [tokens, features]; a row holds heads as [heads, head_dim].
+/// </remarks>
+public interface IBackend : IDisposable
+{
+    // ---------------------------------------------------------------- identity, memory, sync
+
+    /// <summary>Which implementation this is.</summary>
+    BackendKind Kind { get; }
+
+    /// <summary>Human-readable description: device, threads, instruction sets.</summary>
+    string Description { get; }
+
+    /// <summary>Allocates a zero-filled tensor owned by this backend.</summary>
+    Tensor Allocate(DType dtype, TensorShape shape, string? name = null);
+
+    /// <summary>Copies host data into a tensor of this backend (element type must match the dtype).</summary>
+    void Upload<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged;
+
+    /// <summary>Copies a tensor of this backend into host memory (synchronises first).</summary>
+    void Download<T>(Tensor source, Span<T> destination) where T : unmanaged;
+
+    /// <summary>Waits until every op issued so far has finished.</summary>
+    void Synchronize();
+
+    // ---------------------------------------------------------------- elementwise and data movement
+
+    /// <summary>Sets every element of a Float32 tensor to <paramref name="value"/>.</summary>
+    void Fill(Tensor x, float value);
+
+    /// <summary>destination = source (same dtype and element count; shapes may differ).</summary>
+    void Copy(Tensor source, Tensor destination);
+
+    /// <summary>output = a + b elementwise; output may alias a or b.</summary>
+    void Add(Tensor a, Tensor b, Tensor output);
+
+    /// <summary>x *= factor, in place.</summary>
+    void Scale(Tensor x, float factor);
+
+    /// <summary>x[n, :] += bias[:] for every row n, in place. x: [N, D], bias: [D].</summary>
+    void AddBias(Tensor x, Tensor bias);
+
+    /// <summary>dBias[d] += sum over rows of dOutput[n, d] (accumulates; a parameter gradient).</summary>
+    void BiasBackward(Tensor dOutput, Tensor dBias);
+
+    /// <summary>destination[i, :] = source[rowIndices[i], :]. source [R, D], rowIndices Int32 [N], destination [N, D].</summary>
+    void GatherRows(Tensor source, Tensor rowIndices, Tensor destination);
+
+    /// <summary>destination[rowIndices[i], :] = source[i, :] (indices must be distinct). Used to write a KV cache.</summary>
+    void ScatterRows(Tensor source, Tensor rowIndices, Tensor destination);
+
+    // ---------------------------------------------------------------- GEMM
+
+    /// <summary>
+    /// c = alpha * op(a) * op(b) + beta * c, op(x) = x or x^T. Rank 2: a [M, K] (or [K, M] transposed),
+    /// b [K, N] (or [N, K]), c [M, N]. Rank 3: the same with a leading batch dimension on all three
+    /// (strided batches). beta = 0 overwrites c (its old contents, even NaN, are ignored); beta = 1 accumulates.
+    /// </summary>
+    void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
+
+    // ---------------------------------------------------------------- embedding
+
+    /// <summary>output[n, :] = table[tokenIds[n], :]. tokenIds Int32 [N], table [V, D], output [N, D].</summary>
+    void EmbeddingForward(Tensor tokenIds, Tensor table, Tensor output);
+
+    /// <summary>dTable[tokenIds[n], :] += dOutput[n, :] (accumulates, deterministic order).</summary>
+    void EmbeddingBackward(Tensor tokenIds, Tensor dOutput, Tensor dTable);
+
+    // ---------------------------------------------------------------- RMSNorm
+
+    /// <summary>
+    /// output = x * invRms * weight with invRms[n] = 1 / sqrt(mean(x[n, :]^2) + eps), saved for the backward.
+    /// x, output [N, D]; weight [D]; invRms [N].
+    /// </summary>
+    void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor output, Tensor invRms);
+
+    /// <summary>dx = d(output)/dx^T dOutput (overwrites); dWeight += sum_n dOutput * x * invRms (accumulates).</summary>
+    void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor invRms, Tensor dx, Tensor dWeight);
+
+    // ---------------------------------------------------------------- rotary embedding
+
+    /// <summary>
+    /// Rotary embedding in the HF "rotate_half" convention: within each head, element i pairs with
+    /// i + headDim/2, rotated by angle positions[n] * theta^(-2i/headDim). x, output [N, heads * headDim]
+    /// (output may alias x); positions Int32 [N].
+    /// </summary>
+    void RopeForward(Tensor x, Tensor positions, int numHeads, int headDim, float theta, Tensor output);
+
+    /// <summary>dx = the inverse rotation of dOutput (overwrites; may alias dOutput).</summary>
+    void RopeBackward(Tensor dOutput, Tensor positions, int numHeads, int headDim, float theta, Tensor dx);
+
+    // ---------------------------------------------------------------- attention
+
+    /// <summary>
+    /// Causal grouped-query attention within each packed sequence. q [N, Hq*D], k and v [N, Hkv*D],
+    /// output [N, Hq*D], logSumExp [N, Hq] (per row and head, of the scaled scores; saved for the backward).
+    /// </summary>
+    void AttentionForward(Tensor q, Tensor k, Tensor v, Segments sequences, AttentionHeads heads, float scale,
+        Tensor output, Tensor logSumExp);
+
+    /// <summary>Gradients of <see cref="AttentionForward"/> with respect to q, k and v (all overwrite).</summary>
+    void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+        Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv);
+
+    /// <summary>
+    /// One query row per sequence attending to its KV cache: row b reads cache slot cacheSlots[b],
+    /// positions [0, lengths[b]). q, output [B, Hq*D]; keyCache, valueCache [slots, maxLength, Hkv*D];
+    /// cacheSlots, lengths Int32 [B] with 1 &lt;= lengths[b] &lt;= maxLength.
+    /// </summary>
+    void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+        AttentionHeads heads, float scale, Tensor output);
+
+    // ---------------------------------------------------------------- SwiGLU
+
+    /// <summary>output = silu(gate) * up, elementwise. All [N, F].</summary>
+    void SwiGluForward(Tensor gate, Tensor up, Tensor output);
+
+    /// <summary>dGate and dUp from dOutput (both overwrite).</summary>
+    void SwiGluBackward(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    // ---------------------------------------------------------------- log-prob + entropy
+
+    /// <summary>
+    /// For each row n with logits z = hidden[n] · weight^T / temperature (never materialised whole; the
+    /// vocabulary is processed in chunks): logProbs[n] = z[targets[n]] - lse(z), entropy[n] = the
+    /// full-vocabulary entropy of softmax(z), logSumExp[n] = lse(z) (saved for the backward).
+    /// hidden [N, D], weight [V, D], targets Int32 [N], the three outputs [N].
+    /// </summary>
+    void LogProbForward(Tensor hidden, Tensor weight, Tensor targets, float temperature,
+        Tensor logProbs, Tensor entropy, Tensor logSumExp);
+
+    /// <summary>
+    /// Back-propagates dLogProbs and dEntropy (null: no entropy gradient) into dHidden (overwrites) and
+    /// dWeight (accumulates). entropy and logSumExp are the forward's outputs.
+    /// </summary>
+    void LogProbBackward(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
+        float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight);
+
+    // ---------------------------------------------------------------- GRPO
+
+    /// <summary>
+    /// Group-relative advantages: for each group (a segment of responses), A = (r - mean) / (std + epsilon)
+    /// with the unbiased std; a group of one has mean 0 and std 1. rewards, advantages [R].
+    /// </summary>
+    void GrpoAdvantages(Tensor rewards, Segments groups, float epsilon, Tensor advantages);
+
+    /// <summary>output[t] = values[s] for every t in segment s. values [S], output [Total].</summary>
+    void BroadcastSegments(Tensor values, Segments segments, Tensor output);
+
+    /// <summary>
+    /// The MAGIC policy loss (see <see cref="PolicyLossOptions"/>) over T tokens. Weights carry both
+    /// the response mask and the aggregation (1/T_k for the token-level mean). referenceLogProbs may be
+    /// null when the KL coefficient is 0. lossTerms [<see cref="PolicyLossTerms.Count"/>] is overwritten.
+    /// </summary>
+    void PolicyLossForward(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor entropy,
+        Tensor tokenWeights, Tensor? referenceLogProbs, PolicyLossOptions options, Tensor lossTerms);
+
+    /// <summary>dL/dlogProbs and dL/dentropy per token (both overwrite).</summary>
+    void PolicyLossBackward(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor tokenWeights,
+        Tensor? referenceLogProbs, PolicyLossOptions options, Tensor dLogProbs, Tensor dEntropy);
+
+    // ---------------------------------------------------------------- optimizer
+
+    /// <summary>
+    /// One AdamW step (torch semantics) over several tensors, with g = gradientScale * gradient
+    /// (the global-norm clip factor). step is the 1-based step count used for bias correction.
+    /// </summary>
+    void AdamWStep(IReadOnlyList<AdamWSlot> slots, AdamWOptions options, int step, float gradientScale);
+
+    /// <summary>The L2 norm of all elements of all tensors together, as a host value (synchronises).</summary>
+    float GlobalNorm(IReadOnlyList<Tensor> tensors);
+
+    // ---------------------------------------------------------------- sampling
+
+    /// <summary>
+    /// Draws one token per row of logits [B, V] with temperature, top-k then top-p filtering. The
+    /// uniform draw for row b is a counter-based hash of (seed, counter, b), so results do not depend
+    /// on thread count or backend. tokens Int32 [B]; logProbs [B] receives log softmax(logits / T) at
+    /// the drawn token, before filtering (T = 1 when greedy).
+    /// </summary>
+    void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs);
+}

@@ -1,0 +1,85 @@
+namespace OR1.Native;
+
+/// <summary>Head geometry of grouped-query attention: query head h reads kv head h / (NumHeads / NumKvHeads).</summary>
+/// <param name="NumHeads">Query heads.</param>
+/// <param name="NumKvHeads">Key/value heads; must divide <paramref name="NumHeads"/>.</param>
+/// <param name="HeadDim">Features per head.</param>
+public readonly record struct AttentionHeads(int NumHeads, int NumKvHeads, int HeadDim)
+{
+    /// <summary>Width of a query row: NumHeads * HeadDim.</summary>
+    public int QueryWidth => NumHeads * HeadDim;
+
+    /// <summary>Width of a key or value row: NumKvHeads * HeadDim.</summary>
+    public int KvWidth => NumKvHeads * HeadDim;
+
+    /// <summary>Query heads per kv head.</summary>
+    public int GroupSize => NumHeads / NumKvHeads;
+
+    /// <summary>The usual softmax scale 1 / sqrt(HeadDim).</summary>
+    public float DefaultScale => 1f / MathF.Sqrt(HeadDim);
+}
+
+/// <summary>
+/// Options of the MAGIC policy loss (Skywork-OR1 eq. 3.1) over tokens t with weights w_t:
+/// L = -sum_t w_t [ min(rho_t A_t, clip(rho_t, 1 - ClipLow, 1 + ClipHigh) A_t) + EntropyCoefficient H_t ]
+///     + KlCoefficient sum_t w_t k3_t,   rho_t = exp(logp_t - oldLogp_t),
+/// k3_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1 (only when KlCoefficient is non-zero).
+/// </summary>
+/// <param name="ClipLow">eps_low of the clipped ratio.</param>
+/// <param name="ClipHigh">eps_high of the clipped ratio.</param>
+/// <param name="EntropyCoefficient">alpha_k = c_k * enabled_k, the entropy bonus weight.</param>
+/// <param name="KlCoefficient">Weight of the k3 KL-to-reference penalty; 0 (off) by default.</param>
+public readonly record struct PolicyLossOptions(
+    float ClipLow = 0.2f,
+    float ClipHigh = 0.2f,
+    float EntropyCoefficient = 0f,
+    float KlCoefficient = 0f);
+
+/// <summary>Indices into the loss-terms tensor written by <see cref="IBackend.PolicyLossForward"/>.</summary>
+public static class PolicyLossTerms
+{
+    /// <summary>The loss L that the backward differentiates: PolicyGradient - alpha * Entropy + beta * Kl.</summary>
+    public const int Total = 0;
+    /// <summary>-sum_t w_t min(rho A, clip(rho) A).</summary>
+    public const int PolicyGradient = 1;
+    /// <summary>sum_t w_t H_t.</summary>
+    public const int Entropy = 2;
+    /// <summary>sum_t w_t k3_t (0 when the KL term is off).</summary>
+    public const int Kl = 3;
+    /// <summary>sum_t w_t [the clipped branch is active, so the token's policy gradient is zero].</summary>
+    public const int ClipFraction = 4;
+    /// <summary>Length of the loss-terms tensor.</summary>
+    public const int Count = 5;
+}
+
+/// <summary>AdamW hyper-parameters with torch.optim.AdamW semantics (decoupled weight decay, bias correction).</summary>
+/// <param name="LearningRate">Step size.</param>
+/// <param name="Beta1">First-moment decay.</param>
+/// <param name="Beta2">Second-moment decay.</param>
+/// <param name="Epsilon">Added to sqrt of the bias-corrected second moment.</param>
+/// <param name="WeightDecay">Decoupled decay: p -= lr * WeightDecay * p before the Adam update.</param>
+public readonly record struct AdamWOptions(
+    float LearningRate,
+    float Beta1 = 0.9f,
+    float Beta2 = 0.999f,
+    float Epsilon = 1e-8f,
+    float WeightDecay = 0.01f);
+
+/// <summary>One parameter tensor with its gradient and moment buffers, all of the same shape.</summary>
+/// <param name="Parameter">Updated in place.</param>
+/// <param name="Gradient">Read only (multiplied by the step's gradient scale).</param>
+/// <param name="FirstMoment">Exponential average of gradients, updated in place.</param>
+/// <param name="SecondMoment">Exponential average of squared gradients, updated in place.</param>
+/// <param name="ApplyWeightDecay">False exempts this tensor from weight decay.</param>
+public readonly record struct AdamWSlot(
+    Tensor Parameter,
+    Tensor Gradient,
+    Tensor FirstMoment,
+    Tensor SecondMoment,
+    bool ApplyWeightDecay = true);
+
+/// <summary>How a next token is drawn from logits.</summary>
+/// <param name="Temperature">Logits are divided by it; 0 means greedy (argmax).</param>
+/// <param name="TopP">Nucleus mass in (0, 1]; 1 disables.</param>
+/// <param name="TopK">Keep the K most likely tokens; 0 disables.</param>
+public readonly record struct SamplingOptions(float Temperature = 1f, float TopP = 1f, int TopK = 0);
