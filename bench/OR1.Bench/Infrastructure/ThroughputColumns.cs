@@ -1,0 +1,137 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+
+namespace OR1.Bench;
+
+/// <summary>
+/// Benchmarks that know how much memory traffic or arithmetic one invocation does, so that the summary
+/// can print GB/s, GFLOP/s and a ratio to a baseline measured in the same run.
+/// </summary>
+public interface IThroughputBenchmark
+{
+    /// <summary>Bytes read plus bytes written by one invocation of <paramref name="method"/> with the current parameters.</summary>
+    long BytesMoved(string method);
+
+    /// <summary>Floating-point operations of one invocation (0 for memory-bound ops).</summary>
+    double Flops(string method);
+}
+
+/// <summary>Shared plumbing: create the benchmark instance for a case with its parameters applied.</summary>
+internal static class ThroughputCase
+{
+    public static IThroughputBenchmark? Instance(BenchmarkCase benchmarkCase)
+    {
+        var type = benchmarkCase.Descriptor.Type;
+        if (!typeof(IThroughputBenchmark).IsAssignableFrom(type)) return null;
+        var instance = (IThroughputBenchmark)Activator.CreateInstance(type)!;
+        foreach (var parameter in benchmarkCase.Parameters.Items)
+        {
+            var member = (System.Reflection.MemberInfo?)type.GetProperty(parameter.Name) ?? type.GetField(parameter.Name);
+            switch (member)
+            {
+                case System.Reflection.PropertyInfo p: p.SetValue(instance, parameter.Value); break;
+                case System.Reflection.FieldInfo f: f.SetValue(instance, parameter.Value); break;
+            }
+        }
+        return instance;
+    }
+
+    public static double? MeanSeconds(Summary summary, BenchmarkCase benchmarkCase)
+    {
+        var report = summary[benchmarkCase];
+        var stats = report?.ResultStatistics;
+        return stats is null ? null : stats.Mean * 1e-9;
+    }
+}
+
+/// <summary>GB/s = (bytes read + bytes written) / mean time.</summary>
+public sealed class BandwidthColumn : IColumn
+{
+    public string Id => nameof(BandwidthColumn);
+    public string ColumnName => "GB/s";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 0;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "Memory traffic (bytes read + written) per second, 1e9 bytes";
+    public bool IsAvailable(Summary summary) => true;
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        double? gbps = Bandwidth(summary, benchmarkCase);
+        return gbps is null ? "-" : gbps.Value.ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    internal static double? Bandwidth(Summary summary, BenchmarkCase benchmarkCase)
+    {
+        var instance = ThroughputCase.Instance(benchmarkCase);
+        var seconds = ThroughputCase.MeanSeconds(summary, benchmarkCase);
+        if (instance is null || seconds is null) return null;
+        long bytes = instance.BytesMoved(benchmarkCase.Descriptor.WorkloadMethod.Name);
+        return bytes <= 0 ? null : bytes / seconds.Value / 1e9;
+    }
+}
+
+/// <summary>Bandwidth as a fraction of the baseline case (the span copy) with the same parameters.</summary>
+public sealed class FractionOfBaselineBandwidthColumn : IColumn
+{
+    public string Id => nameof(FractionOfBaselineBandwidthColumn);
+    public string ColumnName => "BW/copy";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 1;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "Bandwidth divided by the baseline (parallel span copy) bandwidth measured in the same run";
+    public bool IsAvailable(Summary summary) => true;
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var baseline = summary.BenchmarksCases.FirstOrDefault(c =>
+            c.Descriptor.Baseline && c.Descriptor.Type == benchmarkCase.Descriptor.Type &&
+            c.Parameters.DisplayInfo == benchmarkCase.Parameters.DisplayInfo);
+        if (baseline is null) return "-";
+        double? mine = BandwidthColumn.Bandwidth(summary, benchmarkCase), reference = BandwidthColumn.Bandwidth(summary, baseline);
+        return mine is null || reference is null ? "-" : (mine.Value / reference.Value).ToString("P0", System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
+
+/// <summary>GFLOP/s = floating-point operations / mean time.</summary>
+public sealed class GflopsColumn : IColumn
+{
+    public string Id => nameof(GflopsColumn);
+    public string ColumnName => "GFLOP/s";
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 2;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+    public string Legend => "Floating-point operations per second, 1e9";
+    public bool IsAvailable(Summary summary) => true;
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        var instance = ThroughputCase.Instance(benchmarkCase);
+        var seconds = ThroughputCase.MeanSeconds(summary, benchmarkCase);
+        if (instance is null || seconds is null) return "-";
+        double flops = instance.Flops(benchmarkCase.Descriptor.WorkloadMethod.Name);
+        return flops <= 0 ? "-" : (flops / seconds.Value / 1e9).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
+
+/// <summary>Adds the throughput columns to a benchmark class: [Config(typeof(ThroughputConfig))].</summary>
+public sealed class ThroughputConfig : BenchmarkDotNet.Configs.ManualConfig
+{
+    public ThroughputConfig()
+    {
+        AddColumn(new BandwidthColumn(), new FractionOfBaselineBandwidthColumn(), new GflopsColumn());
+    }
+}

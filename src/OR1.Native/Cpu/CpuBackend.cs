@@ -1,0 +1,210 @@
+using System.Runtime.Intrinsics.X86;
+
+namespace OR1.Native.Cpu;
+
+/// <summary>
+/// The managed CPU implementation of the op contract: System.Numerics.Tensors and Vector256/FMA SIMD,
+/// multi-threaded over one shared fork-join pool. It is the fast path of the bundled sample and, with
+/// the double-precision references of the tests, the oracle the other backends are compared to.
+/// Ops run synchronously, so <see cref="Synchronize"/> has nothing to wait for.
+/// </summary>
+public sealed unsafe class CpuBackend : BackendBase
+{
+    private readonly Dictionary<(float Theta, int HeadDim), RopeTable> _ropeTables = new();
+
+    /// <summary>Creates the backend; <paramref name="threads"/> (default: all cores) sets the kernel pool size.</summary>
+    public CpuBackend(int? threads = null)
+    {
+        if (threads is { } t) CpuParallel.SetThreadCount(t);
+    }
+
+    /// <inheritdoc />
+    public override BackendKind Kind => BackendKind.Cpu;
+
+    /// <inheritdoc />
+    public override string Description =>
+        $"Cpu ({CpuParallel.ThreadCount} threads, {(Avx512F.IsSupported ? "AVX-512" : Avx2.IsSupported ? "AVX2" : "SSE")}{(Fma.IsSupported ? "+FMA" : "")})";
+
+    /// <summary>Threads the kernels use.</summary>
+    public int ThreadCount => CpuParallel.ThreadCount;
+
+    private static float* F(Tensor t) => (float*)t.DevicePointer;
+    private static int* I(Tensor t) => (int*)t.DevicePointer;
+    private static byte* B(Tensor t) => (byte*)t.DevicePointer;
+
+    // ---------------------------------------------------------------- memory
+
+    /// <inheritdoc />
+    protected override DeviceBuffer AllocateBuffer(long sizeInBytes) => new CpuBuffer(this, sizeInBytes);
+
+    /// <inheritdoc />
+    protected override void UploadCore(ReadOnlySpan<byte> source, Tensor destination) =>
+        source.CopyTo(new Span<byte>(B(destination), checked((int)destination.SizeInBytes)));
+
+    /// <inheritdoc />
+    protected override void DownloadCore(Tensor source, Span<byte> destination) =>
+        new ReadOnlySpan<byte>(B(source), checked((int)source.SizeInBytes)).CopyTo(destination);
+
+    /// <inheritdoc />
+    public override void Synchronize() { }
+
+    // ---------------------------------------------------------------- elementwise
+
+    /// <inheritdoc />
+    protected override void FillCore(Tensor x, float value) => CpuElementwise.Fill(F(x), x.ElementCount, value);
+
+    /// <inheritdoc />
+    protected override void CopyCore(Tensor source, Tensor destination) => CpuElementwise.Copy(B(source), B(destination), source.SizeInBytes);
+
+    /// <inheritdoc />
+    protected override void AddCore(Tensor a, Tensor b, Tensor output) => CpuElementwise.Add(F(a), F(b), F(output), a.ElementCount);
+
+    /// <inheritdoc />
+    protected override void ScaleCore(Tensor x, float factor) => CpuElementwise.Scale(F(x), x.ElementCount, factor);
+
+    /// <inheritdoc />
+    protected override void AddBiasCore(Tensor x, Tensor bias) => CpuElementwise.AddBias(F(x), F(bias), x.Shape[0], x.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void BiasBackwardCore(Tensor dOutput, Tensor dBias) =>
+        CpuElementwise.BiasBackward(F(dOutput), F(dBias), dOutput.Shape[0], dOutput.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void GatherRowsCore(Tensor source, Tensor rowIndices, Tensor destination) =>
+        CpuElementwise.GatherRows(B(source), source.Shape[0], I(rowIndices), B(destination), rowIndices.Shape[0],
+            checked((int)(source.RowLength * source.DType.SizeOf())), nameof(GatherRows));
+
+    /// <inheritdoc />
+    protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination) =>
+        CpuElementwise.ScatterRows(B(source), I(rowIndices), rowIndices.Shape[0], B(destination), destination.Shape[0],
+            checked((int)(source.RowLength * source.DType.SizeOf())), nameof(ScatterRows));
+
+    // ---------------------------------------------------------------- GEMM
+
+    /// <inheritdoc />
+    protected override void MatMulCore(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c,
+        float alpha, float beta, int batch, int m, int n, int k)
+    {
+        int lda = a.Shape[-1], ldb = b.Shape[-1], ldc = c.Shape[-1];
+        long strideA = (long)a.Shape[-2] * lda, strideB = (long)b.Shape[-2] * ldb, strideC = (long)m * ldc;
+        for (int i = 0; i < batch; i++)
+            CpuGemm.Multiply(transposeA, transposeB, m, n, k, alpha, F(a) + i * strideA, lda, F(b) + i * strideB, ldb, beta, F(c) + i * strideC, ldc);
+    }
+
+    // ---------------------------------------------------------------- embedding, norms, rope, swiglu
+
+    /// <inheritdoc />
+    protected override void EmbeddingForwardCore(Tensor tokenIds, Tensor table, Tensor output) =>
+        CpuEmbedding.Forward(I(tokenIds), F(table), F(output), tokenIds.Shape[0], table.Shape[0], table.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void EmbeddingBackwardCore(Tensor tokenIds, Tensor dOutput, Tensor dTable) =>
+        CpuEmbedding.Backward(I(tokenIds), F(dOutput), F(dTable), tokenIds.Shape[0], dTable.Shape[0], dTable.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void RmsNormForwardCore(Tensor x, Tensor weight, float eps, Tensor output, Tensor invRms) =>
+        CpuRmsNorm.Forward(F(x), F(weight), eps, F(output), F(invRms), x.Shape[0], x.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void RmsNormBackwardCore(Tensor dOutput, Tensor x, Tensor weight, Tensor invRms, Tensor dx, Tensor dWeight) =>
+        CpuRmsNorm.Backward(F(dOutput), F(x), F(weight), F(invRms), F(dx), F(dWeight), x.Shape[0], x.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void RopeCore(Tensor input, Tensor positions, int numHeads, int headDim, float theta, Tensor output, bool inverse)
+    {
+        RopeTable table;
+        lock (_ropeTables)
+        {
+            if (!_ropeTables.TryGetValue((theta, headDim), out table!))
+                _ropeTables[(theta, headDim)] = table = new RopeTable(theta, headDim);
+        }
+        CpuRope.Apply(F(input), I(positions), input.Shape[0], numHeads, headDim, F(output), table, inverse);
+    }
+
+    /// <inheritdoc />
+    protected override void SwiGluForwardCore(Tensor gate, Tensor up, Tensor output) =>
+        CpuSwiGlu.Forward(F(gate), F(up), F(output), gate.ElementCount);
+
+    /// <inheritdoc />
+    protected override void SwiGluBackwardCore(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) =>
+        CpuSwiGlu.Backward(F(dOutput), F(gate), F(up), F(dGate), F(dUp), gate.ElementCount);
+
+    // ---------------------------------------------------------------- attention
+
+    /// <inheritdoc />
+    protected override void AttentionForwardCore(Tensor q, Tensor k, Tensor v, Segments sequences, AttentionHeads heads, float scale,
+        Tensor output, Tensor logSumExp) =>
+        CpuAttention.Forward(F(q), F(k), F(v), sequences.OffsetArray, heads.NumHeads, heads.NumKvHeads, heads.HeadDim, scale, F(output), F(logSumExp));
+
+    /// <inheritdoc />
+    protected override void AttentionBackwardCore(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+        Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv) =>
+        CpuAttention.Backward(F(dOutput), F(q), F(k), F(v), F(output), F(logSumExp), sequences.OffsetArray,
+            heads.NumHeads, heads.NumKvHeads, heads.HeadDim, scale, F(dq), F(dk), F(dv));
+
+    /// <inheritdoc />
+    protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+        AttentionHeads heads, float scale, Tensor output) =>
+        CpuAttention.Decode(F(q), F(keyCache), F(valueCache), keyCache.Shape[0], keyCache.Shape[1], I(cacheSlots), I(lengths),
+            q.Shape[0], heads.NumHeads, heads.NumKvHeads, heads.HeadDim, scale, F(output));
+
+    // ---------------------------------------------------------------- log-prob
+
+    /// <inheritdoc />
+    protected override void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
+        Tensor logProbs, Tensor entropy, Tensor logSumExp) =>
+        CpuLogProb.Forward(F(hidden), F(weight), I(targets), temperature, F(logProbs), F(entropy), F(logSumExp),
+            hidden.Shape[0], weight.Shape[0], hidden.Shape[1]);
+
+    /// <inheritdoc />
+    protected override void LogProbBackwardCore(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
+        float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight) =>
+        CpuLogProb.Backward(F(dLogProbs), dEntropy is null ? null : F(dEntropy), F(hidden), F(weight), I(targets), temperature,
+            F(entropy), F(logSumExp), F(dHidden), F(dWeight), hidden.Shape[0], weight.Shape[0], hidden.Shape[1]);
+
+    // ---------------------------------------------------------------- GRPO
+
+    /// <inheritdoc />
+    protected override void GrpoAdvantagesCore(Tensor rewards, Segments groups, float epsilon, Tensor advantages) =>
+        CpuGrpo.Advantages(F(rewards), groups.OffsetArray, epsilon, F(advantages));
+
+    /// <inheritdoc />
+    protected override void BroadcastSegmentsCore(Tensor values, Segments segments, Tensor output) =>
+        CpuGrpo.BroadcastSegments(F(values), segments.OffsetArray, F(output));
+
+    /// <inheritdoc />
+    protected override void PolicyLossForwardCore(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor entropy,
+        Tensor tokenWeights, Tensor? referenceLogProbs, PolicyLossOptions options, Tensor lossTerms) =>
+        CpuGrpo.PolicyLossForward(F(logProbs), F(oldLogProbs), F(advantages), F(entropy), F(tokenWeights),
+            referenceLogProbs is null ? null : F(referenceLogProbs), options, logProbs.Shape[0], F(lossTerms));
+
+    /// <inheritdoc />
+    protected override void PolicyLossBackwardCore(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor tokenWeights,
+        Tensor? referenceLogProbs, PolicyLossOptions options, Tensor dLogProbs, Tensor dEntropy) =>
+        CpuGrpo.PolicyLossBackward(F(logProbs), F(oldLogProbs), F(advantages), F(tokenWeights),
+            referenceLogProbs is null ? null : F(referenceLogProbs), options, logProbs.Shape[0], F(dLogProbs), F(dEntropy));
+
+    // ---------------------------------------------------------------- optimizer
+
+    /// <inheritdoc />
+    protected override void AdamWStepCore(IReadOnlyList<AdamWSlot> slots, AdamWOptions options, int step, float gradientScale)
+    {
+        foreach (var slot in slots)
+            CpuAdamW.Step(F(slot.Parameter), F(slot.Gradient), F(slot.FirstMoment), F(slot.SecondMoment), slot.Parameter.ElementCount,
+                options, slot.ApplyWeightDecay, step, gradientScale);
+    }
+
+    /// <inheritdoc />
+    protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors)
+    {
+        double total = 0;
+        foreach (var t in tensors) total += CpuReduce.SumOfSquares(F(t), t.ElementCount);
+        return (float)Math.Sqrt(total);
+    }
+
+    // ---------------------------------------------------------------- sampling
+
+    /// <inheritdoc />
+    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs) =>
+        CpuSampling.Sample(F(logits), logits.Shape[0], logits.Shape[1], options, seed, counter, I(tokens), F(logProbs));
+}

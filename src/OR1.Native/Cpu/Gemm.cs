@@ -1,0 +1,507 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace OR1.Native.Cpu;
+
+/// <summary>
+/// Single-precision GEMM in the GotoBLAS/BLIS shape: B is packed into KC x NR slivers, A into MR x KC
+/// slivers, and a register-tiled micro-kernel multiplies one A sliver by one B sliver into an MR x NR tile
+/// of C held entirely in registers. Packing turns every transpose combination into the same contiguous,
+/// unit-stride streams, so the micro-kernel never sees lda/ldb or a transpose flag.
+/// </summary>
+internal static unsafe class CpuGemm
+{
+    /// <summary>Which micro-kernel (and so which tile shape) the packing routines feed.</summary>
+    internal enum Kernel
+    {
+        /// <summary>12 x 32 tile, 24 Vector512 accumulators (of 32 zmm registers).</summary>
+        Avx512,
+        /// <summary>6 x 16 tile, 12 Vector256 accumulators (of 16 ymm registers).</summary>
+        Fma256,
+        /// <summary>4 x 8 tile of Vector128: fits 16 xmm registers (SSE) and NEON; also correct unaccelerated.</summary>
+        Portable,
+    }
+
+    private sealed class Config
+    {
+        public Config(Kernel kernel)
+        {
+            Kind = kernel;
+            switch (kernel)
+            {
+                case Kernel.Avx512:
+                    // Zen 4 runs a zmm FMA as two 256-bit halves, so peak is the same as AVX2, but a 12 x 32
+                    // tile needs half the instructions per flop of 6 x 16 and 24 independent chains hide the
+                    // 4-cycle FMA latency with room to spare. The B sliver (KC x 32 floats) stays in L1 while
+                    // the A block streams from L2: KC = 256 makes it 32 KiB... see the block-size note below.
+                    MR = 12; NR = 32; KC = 256; MC = 240; NC = 4096;
+                    break;
+                case Kernel.Fma256:
+                    // Classic Haswell shape: 12 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm.
+                    MR = 6; NR = 16; KC = 256; MC = 192; NC = 4096;
+                    break;
+                default:
+                    MR = 4; NR = 8; KC = 256; MC = 128; NC = 2048;
+                    break;
+            }
+        }
+
+        public Kernel Kind { get; }
+        public int MR { get; }
+        public int NR { get; }
+        public int KC { get; }
+        public int MC { get; }
+        public int NC { get; }
+    }
+
+    private static Config s_config = new(DetectKernel());
+
+    /// <summary>Below this many multiply-adds a fork costs more than the work it would split.</summary>
+    private const long ParallelMinMacs = 1L << 18;
+
+    /// <summary>The micro-kernel the process uses.</summary>
+    internal static Kernel ActiveKernel => s_config.Kind;
+
+    /// <summary>Forces a micro-kernel (tests run the fallbacks on AVX-512 machines); the caller must
+    /// ensure the ISA it needs is supported.</summary>
+    internal static void UseKernel(Kernel kernel) => s_config = new Config(kernel);
+
+    /// <summary>The best micro-kernel this machine supports.</summary>
+    internal static Kernel DetectKernel() =>
+        Avx512F.IsSupported ? Kernel.Avx512 : Fma.IsSupported && Avx.IsSupported ? Kernel.Fma256 : Kernel.Portable;
+
+    /// <summary>
+    /// C[i,j] = alpha * sum_p opA[i,p] * opB[p,j] + beta * C[i,j]   (i &lt; m, j &lt; n, p &lt; k), row-major.
+    /// opA[i,p] = transA ? a[p*lda + i] : a[i*lda + p];  opB[p,j] = transB ? b[j*ldb + p] : b[p*ldb + j].
+    /// beta == 0 ignores C's old contents entirely (even NaN); beta == 1 accumulates.
+    /// </summary>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || alpha == 0f)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        var cfg = s_config;
+        var job = new Job(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        int threads = CpuParallel.ThreadCount;
+        if (threads > 1 && (long)m * n * k >= ParallelMinMacs)
+        {
+            MultiplyParallel(job, threads);
+            return;
+        }
+        job.Run(0, m, 0, n);
+    }
+
+    // Kept out of Multiply so the closure is only allocated when the call actually forks.
+    private static void MultiplyParallel(Job job, int threads)
+    {
+        // Each thread owns a band of C and runs the whole blocked algorithm on it with its own packing
+        // buffers: no barriers (the pool has none), one fork per call, and every C element is summed by
+        // one thread in fixed k order, so results are bit-identical run to run. The cost is that both
+        // threads pack the operand they share; banding the longer side of C duplicates the smaller one.
+        var cfg = job.Cfg;
+        int mSlivers = (job.M + cfg.MR - 1) / cfg.MR;
+        int nSlivers = (job.N + cfg.NR - 1) / cfg.NR;
+        bool byRows = Balance(mSlivers, threads) > Balance(nSlivers, threads)
+            || (Balance(mSlivers, threads) == Balance(nSlivers, threads) && job.M >= job.N);
+        int slivers = byRows ? mSlivers : nSlivers;
+        int parts = Math.Min(threads, slivers);
+        if (parts <= 1)
+        {
+            job.Run(0, job.M, 0, job.N);
+            return;
+        }
+        if (byRows)
+        {
+            CpuParallel.ForParts(slivers, parts, (_, s0, s1) =>
+                job.Run(s0 * cfg.MR, Math.Min(s1 * cfg.MR, job.M), 0, job.N));
+        }
+        else
+        {
+            CpuParallel.ForParts(slivers, parts, (_, s0, s1) =>
+                job.Run(0, job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, job.N)));
+        }
+    }
+
+    /// <summary>Fraction of the busiest thread's slivers that the average thread gets (1 = even).</summary>
+    private static double Balance(int slivers, int threads)
+    {
+        int parts = Math.Min(threads, slivers);
+        int most = (slivers + parts - 1) / parts;
+        return (double)slivers / ((double)most * threads);
+    }
+
+    private static void ScaleC(int m, int n, float beta, float* c, int ldc)
+    {
+        if (beta == 1f) return;
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (nint)i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    private readonly struct Job(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        public Config Cfg => cfg;
+        public int M => m;
+        public int N => n;
+
+        /// <summary>Computes the C block rows [m0, m1) x columns [n0, n1) single-threaded.</summary>
+        public void Run(int m0, int m1, int n0, int n1)
+        {
+            var ws = Workspace.For(cfg);
+            int mr = cfg.MR, nr = cfg.NR;
+            float* packA = ws.A, packB = ws.B, tile = ws.Tile;
+            for (int jc = n0; jc < n1; jc += cfg.NC)
+            {
+                int nc = Math.Min(cfg.NC, n1 - jc);
+                for (int pc = 0; pc < k; pc += cfg.KC)
+                {
+                    int kc = Math.Min(cfg.KC, k - pc);
+                    // Later k blocks add onto what the first one wrote.
+                    float betaBlock = pc == 0 ? beta : 1f;
+                    PackB(transB, b, ldb, pc, kc, jc, nc, nr, packB);
+                    for (int ic = m0; ic < m1; ic += cfg.MC)
+                    {
+                        int mc = Math.Min(cfg.MC, m1 - ic);
+                        PackA(transA, a, lda, ic, mc, pc, kc, mr, packA);
+                        for (int jr = 0; jr < nc; jr += nr)
+                        {
+                            int cols = Math.Min(nr, nc - jr);
+                            float* bs = packB + (nint)jr * kc;
+                            for (int ir = 0; ir < mc; ir += mr)
+                            {
+                                int rows = Math.Min(mr, mc - ir);
+                                float* asl = packA + (nint)ir * kc;
+                                float* ct = c + (nint)(ic + ir) * ldc + jc + jr;
+                                if (rows == mr && cols == nr)
+                                {
+                                    RunKernel(cfg.Kind, kc, asl, bs, ct, ldc, alpha, betaBlock);
+                                }
+                                else
+                                {
+                                    // Edge tile: the packed slivers are zero-padded, so compute a full tile
+                                    // into scratch and merge only the valid part.
+                                    RunKernel(cfg.Kind, kc, asl, bs, tile, nr, 1f, 0f);
+                                    MergeTile(tile, nr, rows, cols, ct, ldc, alpha, betaBlock);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Per-thread packing buffers, allocated once and kept: a steady training loop allocates
+    /// nothing. The finalizer frees them when a pool thread (and so its thread-static) goes away.</summary>
+    private sealed class Workspace
+    {
+        [ThreadStatic] private static Workspace? t_current;
+
+        private Workspace(Config cfg)
+        {
+            Cfg = cfg;
+            int mcPad = (cfg.MC + cfg.MR - 1) / cfg.MR * cfg.MR;
+            int ncPad = (cfg.NC + cfg.NR - 1) / cfg.NR * cfg.NR;
+            A = Alloc((nint)mcPad * cfg.KC);
+            B = Alloc((nint)ncPad * cfg.KC);
+            Tile = Alloc((nint)cfg.MR * cfg.NR);
+        }
+
+        public Config Cfg { get; }
+        public float* A { get; }
+        public float* B { get; }
+        public float* Tile { get; }
+
+        public static Workspace For(Config cfg)
+        {
+            var ws = t_current;
+            if (ws is null || ws.Cfg != cfg)
+            {
+                ws = new Workspace(cfg);
+                t_current = ws;
+            }
+            return ws;
+        }
+
+        // 64-byte alignment: a packed row of B is whole cache lines, so zmm loads never split lines.
+        private static float* Alloc(nint floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+
+        ~Workspace()
+        {
+            NativeMemory.AlignedFree(A);
+            NativeMemory.AlignedFree(B);
+            NativeMemory.AlignedFree(Tile);
+        }
+    }
+
+    // ---------------------------------------------------------------- packing
+
+    /// <summary>
+    /// Packs opA[i0 .. i0+mc, p0 .. p0+kc] as MR-row slivers, each stored p-major (MR floats per p) so the
+    /// micro-kernel reads one contiguous stream; rows past mc are zero so edge tiles need no masks.
+    /// </summary>
+    private static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, int mr, float* dst)
+    {
+        for (int s = 0; s < mc; s += mr, dst += (nint)mr * kc)
+        {
+            int rows = Math.Min(mr, mc - s);
+            if (transA)
+            {
+                // opA column p is contiguous in memory: copy MR floats per p.
+                float* src = a + (nint)p0 * lda + i0 + s;
+                for (int p = 0; p < kc; p++, src += lda)
+                {
+                    float* d = dst + (nint)p * mr;
+                    int r = 0;
+                    for (; r < rows; r++) d[r] = src[r];
+                    for (; r < mr; r++) d[r] = 0f;
+                }
+            }
+            else
+            {
+                // Rows are contiguous: read each row sequentially and scatter with stride MR.
+                float* src = a + (nint)(i0 + s) * lda + p0;
+                for (int r = 0; r < mr; r++)
+                {
+                    float* d = dst + r;
+                    if (r < rows)
+                    {
+                        float* row = src + (nint)r * lda;
+                        for (int p = 0; p < kc; p++) d[(nint)p * mr] = row[p];
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) d[(nint)p * mr] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs opB[p0 .. p0+kc, j0 .. j0+nc] as NR-column slivers, each stored p-major (NR floats per p,
+    /// whole cache lines) so the micro-kernel loads NR/16 vectors per p; columns past nc are zero.
+    /// </summary>
+    private static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, int nr, float* dst)
+    {
+        for (int t = 0; t < nc; t += nr, dst += (nint)nr * kc)
+        {
+            int cols = Math.Min(nr, nc - t);
+            if (!transB)
+            {
+                float* src = b + (nint)p0 * ldb + j0 + t;
+                for (int p = 0; p < kc; p++, src += ldb)
+                {
+                    float* d = dst + (nint)p * nr;
+                    new ReadOnlySpan<float>(src, cols).CopyTo(new Span<float>(d, cols));
+                    if (cols < nr) new Span<float>(d + cols, nr - cols).Clear();
+                }
+            }
+            else
+            {
+                float* src = b + (nint)(j0 + t) * ldb + p0;
+                for (int cidx = 0; cidx < nr; cidx++)
+                {
+                    float* d = dst + cidx;
+                    if (cidx < cols)
+                    {
+                        float* col = src + (nint)cidx * ldb;
+                        for (int p = 0; p < kc; p++) d[(nint)p * nr] = col[p];
+                    }
+                    else
+                    {
+                        for (int p = 0; p < kc; p++) d[(nint)p * nr] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- micro-kernels
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RunKernel(Kernel kind, int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        switch (kind)
+        {
+            case Kernel.Avx512: KernelAvx512(kc, a, b, c, ldc, alpha, beta); break;
+            case Kernel.Fma256: KernelFma256(kc, a, b, c, ldc, alpha, beta); break;
+            default: KernelPortable(kc, a, b, c, ldc, alpha, beta); break;
+        }
+    }
+
+    /// <summary>C tile = alpha * acc (beta 0), alpha * acc + C (beta 1) or alpha * acc + beta * C, fused.</summary>
+    private static void MergeTile(float* tile, int nr, int rows, int cols, float* c, nint ldc, float alpha, float beta)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* t = tile + (nint)r * nr;
+            float* d = c + r * ldc;
+            if (beta == 0f)
+            {
+                for (int j = 0; j < cols; j++) d[j] = alpha * t[j];
+            }
+            else if (beta == 1f)
+            {
+                for (int j = 0; j < cols; j++) d[j] = MathF.FusedMultiplyAdd(alpha, t[j], d[j]);
+            }
+            else
+            {
+                for (int j = 0; j < cols; j++) d[j] = MathF.FusedMultiplyAdd(alpha, t[j], beta * d[j]);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> acc, Vector512<float> alpha, Vector512<float> beta, int mode)
+    {
+        var r = mode == 0 ? acc * alpha
+            : mode == 1 ? Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c))
+            : Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c) * beta);
+        Vector512.Store(r, c);
+    }
+
+    private static void KernelAvx512(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var av = Vector512.Create(a[0]);
+            c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a[1]);
+            c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a[2]);
+            c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a[3]);
+            c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a[4]);
+            c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a[5]);
+            c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(a[6]);
+            c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(a[7]);
+            c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
+            av = Vector512.Create(a[8]);
+            c80 = Avx512F.FusedMultiplyAdd(av, b0, c80); c81 = Avx512F.FusedMultiplyAdd(av, b1, c81);
+            av = Vector512.Create(a[9]);
+            c90 = Avx512F.FusedMultiplyAdd(av, b0, c90); c91 = Avx512F.FusedMultiplyAdd(av, b1, c91);
+            av = Vector512.Create(a[10]);
+            ca0 = Avx512F.FusedMultiplyAdd(av, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(av, b1, ca1);
+            av = Vector512.Create(a[11]);
+            cb0 = Avx512F.FusedMultiplyAdd(av, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(av, b1, cb1);
+            a += 12;
+            b += 32;
+        }
+        int mode = beta == 0f ? 0 : beta == 1f ? 1 : 2;
+        var va = Vector512.Create(alpha);
+        var vb = Vector512.Create(beta);
+        Store512(c, c00, va, vb, mode); Store512(c + 16, c01, va, vb, mode); c += ldc;
+        Store512(c, c10, va, vb, mode); Store512(c + 16, c11, va, vb, mode); c += ldc;
+        Store512(c, c20, va, vb, mode); Store512(c + 16, c21, va, vb, mode); c += ldc;
+        Store512(c, c30, va, vb, mode); Store512(c + 16, c31, va, vb, mode); c += ldc;
+        Store512(c, c40, va, vb, mode); Store512(c + 16, c41, va, vb, mode); c += ldc;
+        Store512(c, c50, va, vb, mode); Store512(c + 16, c51, va, vb, mode); c += ldc;
+        Store512(c, c60, va, vb, mode); Store512(c + 16, c61, va, vb, mode); c += ldc;
+        Store512(c, c70, va, vb, mode); Store512(c + 16, c71, va, vb, mode); c += ldc;
+        Store512(c, c80, va, vb, mode); Store512(c + 16, c81, va, vb, mode); c += ldc;
+        Store512(c, c90, va, vb, mode); Store512(c + 16, c91, va, vb, mode); c += ldc;
+        Store512(c, ca0, va, vb, mode); Store512(c + 16, ca1, va, vb, mode); c += ldc;
+        Store512(c, cb0, va, vb, mode); Store512(c + 16, cb1, va, vb, mode);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store256(float* c, Vector256<float> acc, Vector256<float> alpha, Vector256<float> beta, int mode)
+    {
+        var r = mode == 0 ? acc * alpha
+            : mode == 1 ? Fma.MultiplyAdd(acc, alpha, Vector256.Load(c))
+            : Fma.MultiplyAdd(acc, alpha, Vector256.Load(c) * beta);
+        Vector256.Store(r, c);
+    }
+
+    private static void KernelFma256(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var av = Vector256.Create(a[0]);
+            c00 = Fma.MultiplyAdd(av, b0, c00); c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Vector256.Create(a[1]);
+            c10 = Fma.MultiplyAdd(av, b0, c10); c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Vector256.Create(a[2]);
+            c20 = Fma.MultiplyAdd(av, b0, c20); c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Vector256.Create(a[3]);
+            c30 = Fma.MultiplyAdd(av, b0, c30); c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Vector256.Create(a[4]);
+            c40 = Fma.MultiplyAdd(av, b0, c40); c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Vector256.Create(a[5]);
+            c50 = Fma.MultiplyAdd(av, b0, c50); c51 = Fma.MultiplyAdd(av, b1, c51);
+            a += 6;
+            b += 16;
+        }
+        int mode = beta == 0f ? 0 : beta == 1f ? 1 : 2;
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        Store256(c, c00, va, vb, mode); Store256(c + 8, c01, va, vb, mode); c += ldc;
+        Store256(c, c10, va, vb, mode); Store256(c + 8, c11, va, vb, mode); c += ldc;
+        Store256(c, c20, va, vb, mode); Store256(c + 8, c21, va, vb, mode); c += ldc;
+        Store256(c, c30, va, vb, mode); Store256(c + 8, c31, va, vb, mode); c += ldc;
+        Store256(c, c40, va, vb, mode); Store256(c + 8, c41, va, vb, mode); c += ldc;
+        Store256(c, c50, va, vb, mode); Store256(c + 8, c51, va, vb, mode);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store128(float* c, Vector128<float> acc, Vector128<float> alpha, Vector128<float> beta, int mode)
+    {
+        var r = mode == 0 ? acc * alpha
+            : mode == 1 ? Vector128.MultiplyAddEstimate(acc, alpha, Vector128.Load(c))
+            : Vector128.MultiplyAddEstimate(acc, alpha, Vector128.Load(c) * beta);
+        Vector128.Store(r, c);
+    }
+
+    private static void KernelPortable(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    {
+        Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector128<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector128.Load(b);
+            var b1 = Vector128.Load(b + 4);
+            var av = Vector128.Create(a[0]);
+            c00 = Vector128.MultiplyAddEstimate(av, b0, c00); c01 = Vector128.MultiplyAddEstimate(av, b1, c01);
+            av = Vector128.Create(a[1]);
+            c10 = Vector128.MultiplyAddEstimate(av, b0, c10); c11 = Vector128.MultiplyAddEstimate(av, b1, c11);
+            av = Vector128.Create(a[2]);
+            c20 = Vector128.MultiplyAddEstimate(av, b0, c20); c21 = Vector128.MultiplyAddEstimate(av, b1, c21);
+            av = Vector128.Create(a[3]);
+            c30 = Vector128.MultiplyAddEstimate(av, b0, c30); c31 = Vector128.MultiplyAddEstimate(av, b1, c31);
+            a += 4;
+            b += 8;
+        }
+        int mode = beta == 0f ? 0 : beta == 1f ? 1 : 2;
+        var va = Vector128.Create(alpha);
+        var vb = Vector128.Create(beta);
+        Store128(c, c00, va, vb, mode); Store128(c + 4, c01, va, vb, mode); c += ldc;
+        Store128(c, c10, va, vb, mode); Store128(c + 4, c11, va, vb, mode); c += ldc;
+        Store128(c, c20, va, vb, mode); Store128(c + 4, c21, va, vb, mode); c += ldc;
+        Store128(c, c30, va, vb, mode); Store128(c + 4, c31, va, vb, mode);
+    }
+}

@@ -1,0 +1,45 @@
+using OR1.Native;
+
+namespace OR1.Tests.Support;
+
+/// <summary>Moving test data between host arrays and backend tensors.</summary>
+public static class BackendTensors
+{
+    public static Tensor Floats(this IBackend backend, float[] data, params int[] shape)
+    {
+        var t = backend.Allocate(DType.Float32, new TensorShape(shape));
+        backend.Upload<float>(data, t);
+        return t;
+    }
+
+    public static Tensor Ints(this IBackend backend, int[] data, params int[] shape)
+    {
+        var t = backend.Allocate(DType.Int32, new TensorShape(shape));
+        backend.Upload<int>(data, t);
+        return t;
+    }
+
+    public static Tensor Zeros(this IBackend backend, params int[] shape) => backend.Allocate(DType.Float32, new TensorShape(shape));
+
+    /// <summary>A tensor filled with NaN, for outputs that an op must overwrite completely.</summary>
+    public static Tensor Poisoned(this IBackend backend, params int[] shape)
+    {
+        var t = backend.Allocate(DType.Float32, new TensorShape(shape));
+        backend.Fill(t, float.NaN);
+        return t;
+    }
+
+    public static float[] ToFloats(this Tensor t)
+    {
+        var result = new float[t.ElementCount];
+        t.Backend.Download<float>(t, result);
+        return result;
+    }
+
+    public static int[] ToInts(this Tensor t)
+    {
+        var result = new int[t.ElementCount];
+        t.Backend.Download<int>(t, result);
+        return result;
+    }
+}
