@@ -67,7 +67,7 @@ public class MemoryBoundBenchmarks : IThroughputBenchmark, IDisposable
     public void SwiGluForward() => _backend.SwiGluForward(_x, _y, _z);
 
     [Benchmark]
-    public void AdamWStep() => _backend.AdamWStep(_slots, new AdamWOptions(1e-6f), 1, 1f);
+    public void AdamWStep() => _backend.AdamWStep(_slots, new AdamWOptions(1e-6), 1, 1f);
 
     public long BytesMoved(string method)
     {

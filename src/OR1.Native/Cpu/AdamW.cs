@@ -12,11 +12,12 @@ internal static unsafe class CpuAdamW
     public static void Step(float* parameter, float* gradient, float* m, float* v, long count,
         AdamWOptions options, bool decay, int step, float gradientScale)
     {
-        float beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon;
-        float decayFactor = decay ? 1f - options.LearningRate * options.WeightDecay : 1f;
-        float stepSize = (float)(options.LearningRate / (1 - Math.Pow(beta1, step)));
-        float bc2Sqrt = (float)Math.Sqrt(1 - Math.Pow(beta2, step));
-        float oneMinusBeta1 = 1f - beta1, oneMinusBeta2 = 1f - beta2;
+        // Scalars are formed in double and rounded once, as torch does with its Python-float hyper-parameters.
+        float beta1 = (float)options.Beta1, beta2 = (float)options.Beta2, eps = (float)options.Epsilon;
+        float decayFactor = decay ? (float)(1 - options.LearningRate * options.WeightDecay) : 1f;
+        float stepSize = (float)(options.LearningRate / (1 - Math.Pow(options.Beta1, step)));
+        float bc2Sqrt = (float)Math.Sqrt(1 - Math.Pow(options.Beta2, step));
+        float oneMinusBeta1 = (float)(1 - options.Beta1), oneMinusBeta2 = (float)(1 - options.Beta2);
         CpuElementwise.ForRanges(count, (start, length) =>
         {
             float* p = parameter + start, g = gradient + start, mm = m + start, vv = v + start;

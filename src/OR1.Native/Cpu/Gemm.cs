@@ -26,7 +26,7 @@ internal static unsafe class CpuGemm
 
     private sealed class Config
     {
-        public Config(Kernel kernel)
+        public Config(Kernel kernel, int mc = 0, int kc = 0, int nc = 0)
         {
             Kind = kernel;
             switch (kernel)
@@ -46,6 +46,12 @@ internal static unsafe class CpuGemm
                     MR = 4; NR = 8; KC = 256; MC = 128; NC = 2048;
                     break;
             }
+            if (mc > 0) MC = mc;
+            if (kc > 0) KC = kc;
+            if (nc > 0) NC = nc;
+            // Whole slivers per block, so only the last block of a dimension has a ragged edge.
+            MC = Math.Max(MR, MC / MR * MR);
+            NC = Math.Max(NR, NC / NR * NR);
         }
 
         public Kernel Kind { get; }
@@ -56,6 +62,7 @@ internal static unsafe class CpuGemm
         public int NC { get; }
     }
 
+    private static readonly bool s_pf = Environment.GetEnvironmentVariable("GEMM_PF") != "0";
     private static Config s_config = new(DetectKernel());
 
     /// <summary>Below this many multiply-adds a fork costs more than the work it would split.</summary>
@@ -64,9 +71,9 @@ internal static unsafe class CpuGemm
     /// <summary>The micro-kernel the process uses.</summary>
     internal static Kernel ActiveKernel => s_config.Kind;
 
-    /// <summary>Forces a micro-kernel (tests run the fallbacks on AVX-512 machines); the caller must
-    /// ensure the ISA it needs is supported.</summary>
-    internal static void UseKernel(Kernel kernel) => s_config = new Config(kernel);
+    /// <summary>Forces a micro-kernel and optionally block sizes (tests run the fallbacks on AVX-512
+    /// machines and small blocks on small matrices); the caller must ensure the ISA is supported.</summary>
+    internal static void UseKernel(Kernel kernel, int mc = 0, int kc = 0, int nc = 0) => s_config = new Config(kernel, mc, kc, nc);
 
     /// <summary>The best micro-kernel this machine supports.</summary>
     internal static Kernel DetectKernel() =>
@@ -255,36 +262,8 @@ internal static unsafe class CpuGemm
         for (int s = 0; s < mc; s += mr, dst += (nint)mr * kc)
         {
             int rows = Math.Min(mr, mc - s);
-            if (transA)
-            {
-                // opA column p is contiguous in memory: copy MR floats per p.
-                float* src = a + (nint)p0 * lda + i0 + s;
-                for (int p = 0; p < kc; p++, src += lda)
-                {
-                    float* d = dst + (nint)p * mr;
-                    int r = 0;
-                    for (; r < rows; r++) d[r] = src[r];
-                    for (; r < mr; r++) d[r] = 0f;
-                }
-            }
-            else
-            {
-                // Rows are contiguous: read each row sequentially and scatter with stride MR.
-                float* src = a + (nint)(i0 + s) * lda + p0;
-                for (int r = 0; r < mr; r++)
-                {
-                    float* d = dst + r;
-                    if (r < rows)
-                    {
-                        float* row = src + (nint)r * lda;
-                        for (int p = 0; p < kc; p++) d[(nint)p * mr] = row[p];
-                    }
-                    else
-                    {
-                        for (int p = 0; p < kc; p++) d[(nint)p * mr] = 0f;
-                    }
-                }
-            }
+            if (transA) PackCopy(a + (nint)p0 * lda + i0 + s, lda, rows, mr, kc, dst);
+            else PackTranspose(a + (nint)(i0 + s) * lda + p0, lda, rows, mr, kc, dst);
         }
     }
 
@@ -297,34 +276,88 @@ internal static unsafe class CpuGemm
         for (int t = 0; t < nc; t += nr, dst += (nint)nr * kc)
         {
             int cols = Math.Min(nr, nc - t);
-            if (!transB)
+            if (transB) PackTranspose(b + (nint)(j0 + t) * ldb + p0, ldb, cols, nr, kc, dst);
+            else PackCopy(b + (nint)p0 * ldb + j0 + t, ldb, cols, nr, kc, dst);
+        }
+    }
+
+    /// <summary>dst[p*width + r] = src[p*stride + r] for r &lt; count, 0 for count &lt;= r &lt; width: the
+    /// operand already runs along the sliver (A transposed, B not), so each p is one short copy.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackCopy(float* src, nint stride, int count, int width, int kc, float* dst)
+    {
+        if (count == width && (width & 3) == 0)
+        {
+            for (int p = 0; p < kc; p++, src += stride, dst += width)
             {
-                float* src = b + (nint)p0 * ldb + j0 + t;
-                for (int p = 0; p < kc; p++, src += ldb)
-                {
-                    float* d = dst + (nint)p * nr;
-                    new ReadOnlySpan<float>(src, cols).CopyTo(new Span<float>(d, cols));
-                    if (cols < nr) new Span<float>(d + cols, nr - cols).Clear();
-                }
+                int r = 0;
+                for (; r + 8 <= width; r += 8) Vector256.Store(Vector256.Load(src + r), dst + r);
+                for (; r < width; r += 4) Vector128.Store(Vector128.Load(src + r), dst + r);
             }
-            else
+            return;
+        }
+        for (int p = 0; p < kc; p++, src += stride, dst += width)
+        {
+            int r = 0;
+            for (; r < count; r++) dst[r] = src[r];
+            for (; r < width; r++) dst[r] = 0f;
+        }
+    }
+
+    /// <summary>dst[p*width + r] = src[r*stride + p] for r &lt; count, 0 beyond: the operand runs across the
+    /// sliver (A plain, B transposed), so blocks of 4 rows x 8 p are transposed in registers and each
+    /// source row is still read sequentially.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackTranspose(float* src, nint stride, int count, int width, int kc, float* dst)
+    {
+        int r = 0;
+        if (Avx.IsSupported)
+        {
+            int kc8 = kc & ~7;
+            for (; r + 4 <= count; r += 4)
             {
-                float* src = b + (nint)(j0 + t) * ldb + p0;
-                for (int cidx = 0; cidx < nr; cidx++)
+                float* s0 = src + r * stride, s1 = s0 + stride, s2 = s1 + stride, s3 = s2 + stride;
+                float* d = dst + r;
+                int p = 0;
+                for (; p < kc8; p += 8, d += 8 * (nint)width)
+                    Transpose4x8(Vector256.Load(s0 + p), Vector256.Load(s1 + p), Vector256.Load(s2 + p), Vector256.Load(s3 + p), d, width);
+                for (; p < kc; p++, d += width)
                 {
-                    float* d = dst + cidx;
-                    if (cidx < cols)
-                    {
-                        float* col = src + (nint)cidx * ldb;
-                        for (int p = 0; p < kc; p++) d[(nint)p * nr] = col[p];
-                    }
-                    else
-                    {
-                        for (int p = 0; p < kc; p++) d[(nint)p * nr] = 0f;
-                    }
+                    d[0] = s0[p]; d[1] = s1[p]; d[2] = s2[p]; d[3] = s3[p];
                 }
             }
         }
+        for (; r < count; r++)
+        {
+            float* s0 = src + r * stride;
+            for (int p = 0; p < kc; p++) dst[(nint)p * width + r] = s0[p];
+        }
+        for (; r < width; r++)
+        {
+            for (int p = 0; p < kc; p++) dst[(nint)p * width + r] = 0f;
+        }
+    }
+
+    /// <summary>Rows r0..r3 (8 consecutive p each) become 8 groups of 4 floats at d, d + width, ...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3, float* d, nint width)
+    {
+        var t0 = Avx.UnpackLow(r0, r1);   // r0p0 r1p0 r0p1 r1p1 | r0p4 r1p4 r0p5 r1p5
+        var t1 = Avx.UnpackHigh(r0, r1);  // r0p2 r1p2 r0p3 r1p3 | r0p6 r1p6 r0p7 r1p7
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); // p0 | p4
+        var u1 = Avx.Shuffle(t0, t2, 0xEE); // p1 | p5
+        var u2 = Avx.Shuffle(t1, t3, 0x44); // p2 | p6
+        var u3 = Avx.Shuffle(t1, t3, 0xEE); // p3 | p7
+        Vector128.Store(u0.GetLower(), d);
+        Vector128.Store(u1.GetLower(), d + width);
+        Vector128.Store(u2.GetLower(), d + 2 * width);
+        Vector128.Store(u3.GetLower(), d + 3 * width);
+        Vector128.Store(u0.GetUpper(), d + 4 * width);
+        Vector128.Store(u1.GetUpper(), d + 5 * width);
+        Vector128.Store(u2.GetUpper(), d + 6 * width);
+        Vector128.Store(u3.GetUpper(), d + 7 * width);
     }
 
     // ---------------------------------------------------------------- micro-kernels
@@ -377,6 +410,17 @@ internal static unsafe class CpuGemm
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        if (s_pf)
+        {
+            // The C tile is read only after KC FMAs per accumulator; fetching it now hides its cache and TLB
+            // misses (12 rows ldc apart) behind that work.
+            float* pc = c;
+            for (int r = 0; r < 12; r++, pc += ldc)
+            {
+                Sse.Prefetch0(pc);
+                Sse.Prefetch0(pc + 31);
+            }
+        }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b);

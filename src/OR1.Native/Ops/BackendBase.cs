@@ -529,11 +529,11 @@ public abstract class BackendBase : IBackend
             check.SameShape(slot.FirstMoment, label + ".FirstMoment", slot.Parameter!, label + ".Parameter");
             check.SameShape(slot.SecondMoment, label + ".SecondMoment", slot.Parameter!, label + ".Parameter");
         }
-        check.Require(float.IsFinite(options.LearningRate) && options.LearningRate >= 0, "options.LearningRate", $"is {options.LearningRate}, expected a finite non-negative value");
+        check.Require(double.IsFinite(options.LearningRate) && options.LearningRate >= 0, "options.LearningRate", $"is {options.LearningRate}, expected a finite non-negative value");
         check.Require(options.Beta1 is >= 0 and < 1, "options.Beta1", $"is {options.Beta1}, expected a value in [0, 1)");
         check.Require(options.Beta2 is >= 0 and < 1, "options.Beta2", $"is {options.Beta2}, expected a value in [0, 1)");
-        check.Require(float.IsFinite(options.Epsilon) && options.Epsilon > 0, "options.Epsilon", $"is {options.Epsilon}, expected a positive finite value");
-        check.Require(float.IsFinite(options.WeightDecay) && options.WeightDecay >= 0, "options.WeightDecay", $"is {options.WeightDecay}, expected a finite non-negative value");
+        check.Require(double.IsFinite(options.Epsilon) && options.Epsilon > 0, "options.Epsilon", $"is {options.Epsilon}, expected a positive finite value");
+        check.Require(double.IsFinite(options.WeightDecay) && options.WeightDecay >= 0, "options.WeightDecay", $"is {options.WeightDecay}, expected a finite non-negative value");
         check.Positive(step, nameof(step));
         check.Require(float.IsFinite(gradientScale), nameof(gradientScale), $"is {gradientScale}, expected a finite value");
         AdamWStepCore(slots, options, step, gradientScale);

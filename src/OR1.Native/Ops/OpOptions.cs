@@ -33,7 +33,11 @@ public readonly record struct PolicyLossOptions(
     float ClipLow = 0.2f,
     float ClipHigh = 0.2f,
     float EntropyCoefficient = 0f,
-    float KlCoefficient = 0f);
+    float KlCoefficient = 0f)
+{
+    /// <summary>The recipe's defaults (eps_low = eps_high = 0.2, no entropy bonus, no KL); <c>new()</c> must not mean all zeros.</summary>
+    public PolicyLossOptions() : this(0.2f) { }
+}
 
 /// <summary>Indices into the loss-terms tensor written by <see cref="IBackend.PolicyLossForward"/>.</summary>
 public static class PolicyLossTerms
@@ -52,18 +56,22 @@ public static class PolicyLossTerms
     public const int Count = 5;
 }
 
-/// <summary>AdamW hyper-parameters with torch.optim.AdamW semantics (decoupled weight decay, bias correction).</summary>
+/// <summary>
+/// AdamW hyper-parameters with torch.optim.AdamW semantics (decoupled weight decay, bias correction).
+/// Doubles, like the Python floats torch receives: derived constants such as 1 - beta2 are formed in
+/// double and only then rounded to fp32, exactly as torch does (1 - 0.999f would be off by 5e-5).
+/// </summary>
 /// <param name="LearningRate">Step size.</param>
 /// <param name="Beta1">First-moment decay.</param>
 /// <param name="Beta2">Second-moment decay.</param>
 /// <param name="Epsilon">Added to sqrt of the bias-corrected second moment.</param>
 /// <param name="WeightDecay">Decoupled decay: p -= lr * WeightDecay * p before the Adam update.</param>
 public readonly record struct AdamWOptions(
-    float LearningRate,
-    float Beta1 = 0.9f,
-    float Beta2 = 0.999f,
-    float Epsilon = 1e-8f,
-    float WeightDecay = 0.01f);
+    double LearningRate,
+    double Beta1 = 0.9,
+    double Beta2 = 0.999,
+    double Epsilon = 1e-8,
+    double WeightDecay = 0.01);
 
 /// <summary>One parameter tensor with its gradient and moment buffers, all of the same shape.</summary>
 /// <param name="Parameter">Updated in place.</param>
@@ -82,4 +90,8 @@ public readonly record struct AdamWSlot(
 /// <param name="Temperature">Logits are divided by it; 0 means greedy (argmax).</param>
 /// <param name="TopP">Nucleus mass in (0, 1]; 1 disables.</param>
 /// <param name="TopK">Keep the K most likely tokens; 0 disables.</param>
-public readonly record struct SamplingOptions(float Temperature = 1f, float TopP = 1f, int TopK = 0);
+public readonly record struct SamplingOptions(float Temperature = 1f, float TopP = 1f, int TopK = 0)
+{
+    /// <summary>The recipe's rollout setting: temperature 1, no top-p, no top-k; <c>new()</c> must not mean greedy with top-p 0.</summary>
+    public SamplingOptions() : this(1f) { }
+}

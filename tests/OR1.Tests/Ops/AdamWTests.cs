@@ -24,7 +24,7 @@ public sealed class AdamWHandTraceTests(BackendCase backendCase) : OpTestBase(ba
         var g = Zeros(2);
         var m = Zeros(2);
         var v = Zeros(2);
-        var options = new AdamWOptions(0.1f, 0.9f, 0.999f, 1e-8f, 0.01f);
+        var options = new AdamWOptions(0.1, 0.9, 0.999, 1e-8, 0.01);
         AdamWSlot[] slots = [new(p, g, m, v)];
 
         Backend.Upload<float>([0.5f, 0f], g);
@@ -47,7 +47,7 @@ public sealed class AdamWHandTraceTests(BackendCase backendCase) : OpTestBase(ba
         // Clipping by 0.5 a gradient of 2 must act exactly like a gradient of 1.
         var p1 = Floats([3f], 1); var g1 = Floats([2f], 1); var m1 = Zeros(1); var v1 = Zeros(1);
         var p2 = Floats([3f], 1); var g2 = Floats([1f], 1); var m2 = Zeros(1); var v2 = Zeros(1);
-        var options = new AdamWOptions(0.01f);
+        var options = new AdamWOptions(0.01);
         Backend.AdamWStep([new AdamWSlot(p1, g1, m1, v1)], options, 1, 0.5f);
         Backend.AdamWStep([new AdamWSlot(p2, g2, m2, v2)], options, 1, 1f);
         Assert.That(p1.ToFloats(), Is.EqualTo(p2.ToFloats()));
@@ -58,7 +58,7 @@ public sealed class AdamWHandTraceTests(BackendCase backendCase) : OpTestBase(ba
     public void WeightDecayCanBeDisabledPerTensor()
     {
         var p = Floats([5f], 1);
-        Backend.AdamWStep([new AdamWSlot(p, Zeros(1), Zeros(1), Zeros(1), ApplyWeightDecay: false)], new AdamWOptions(0.1f, WeightDecay: 0.5f), 1, 1f);
+        Backend.AdamWStep([new AdamWSlot(p, Zeros(1), Zeros(1), Zeros(1), ApplyWeightDecay: false)], new AdamWOptions(0.1, WeightDecay: 0.5), 1, 1f);
         Assert.That(p.ToFloats()[0], Is.EqualTo(5f));
     }
 }

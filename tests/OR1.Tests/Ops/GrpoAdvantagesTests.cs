@@ -1,4 +1,5 @@
 using OR1.Native;
+using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
 namespace OR1.Tests.Ops;
@@ -62,5 +63,32 @@ public sealed class GrpoAdvantagesTests(BackendCase backendCase) : OpTestBase(ba
         var a = Zeros(3);
         var e = Assert.Throws<ArgumentException>(() => Backend.GrpoAdvantages(r, Lengths(2, 2), 1e-6f, a))!;
         Assert.That(e.Message, Does.Contain("GrpoAdvantages").And.Contain("groups").And.Contain("4").And.Contain("3"));
+    }
+}
+
+[TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
+public sealed class GrpoReferenceComparisonTests(BackendCase backendCase) : OpTestBase(backendCase)
+{
+    [TestCase(1, 1)]
+    [TestCase(16, 8)]
+    [TestCase(37, 5)]
+    public void RandomGroupsMatchReference(int groups, int maxGroupSize)
+    {
+        var sizes = TestData.SegmentLengths(groups, 1, maxGroupSize, groups);
+        int r = sizes.Sum();
+        var rewards = TestData.Ints(r, 2, 5).Select(x => (float)x).ToArray();
+        var a = Poisoned(r);
+        Backend.GrpoAdvantages(Floats(rewards, r), Lengths(sizes), 1e-6f, a);
+        TensorAssert.Close(a.ToFloats(), GrpoReference.Advantages(TestData.ToDouble(rewards), TestData.OffsetsFromLengths(sizes), 1e-6), 1e-6, 1e-5, "advantages");
+    }
+
+    [Test]
+    public void BroadcastPutsEachResponseAdvantageOnAllItsTokens()
+    {
+        int[] lengths = [3, 0, 1, 5];
+        var values = new float[] { 0.5f, 9f, -1f, 2f };
+        var output = Poisoned(9);
+        Backend.BroadcastSegments(Floats(values, 4), Lengths(lengths), output);
+        TensorAssert.Close(output.ToFloats(), GrpoReference.BroadcastSegments(TestData.ToDouble(values), TestData.OffsetsFromLengths(lengths)), 0, 0, "broadcast");
     }
 }

@@ -134,19 +134,19 @@ public static class TensorAssert
             message.Append(maxRelAt >= 0
                 ? string.Create(CultureInfo.InvariantCulture, $"; max rel error {F(maxRel)} at {Index(maxRelAt, shape)}")
                 : "; max rel error n/a (every expected value is 0)");
-            message.Append(CultureInfo.InvariantCulture, $" (over the {actual.Length - gotNonFinite - CountNonFiniteExpected(expected)} finite pairs); {toleranceFailures} out of tolerance");
+            message.Append(CultureInfo.InvariantCulture, $" (over the {Count(actual.Length - gotNonFinite - CountNonFiniteExpected(expected), "finite pair")}, {toleranceFailures} of them out of tolerance)");
         }
         if (gotNonFinite > 0)
         {
             message.Append(CultureInfo.InvariantCulture,
-                $"\n  NaN/Inf: {gotNonFinite} elements expected finite but got NaN/Inf; first at {Index(firstGotNonFinite, shape)} (actual {F(Get(actual, firstGotNonFinite))}, expected {F(Get(expected, firstGotNonFinite))})");
+                $"\n  NaN/Inf: {Count(gotNonFinite, "element")} expected finite but got NaN/Inf; first at {Index(firstGotNonFinite, shape)} (actual {F(Get(actual, firstGotNonFinite))}, expected {F(Get(expected, firstGotNonFinite))})");
         }
         if (wantedNonFinite > 0)
         {
             message.Append(CultureInfo.InvariantCulture,
-                $"\n  NaN/Inf: {wantedNonFinite} elements expected NaN/Inf but got something else; first at {Index(firstWantedNonFinite, shape)} (actual {F(Get(actual, firstWantedNonFinite))}, expected {F(Get(expected, firstWantedNonFinite))})");
+                $"\n  NaN/Inf: {Count(wantedNonFinite, "element")} expected NaN/Inf but got something else; first at {Index(firstWantedNonFinite, shape)} (actual {F(Get(actual, firstWantedNonFinite))}, expected {F(Get(expected, firstWantedNonFinite))})");
         }
-        message.Append(CultureInfo.InvariantCulture, $"\n  first {Math.Min(failures, ListedFailures)} failing elements:{listed}");
+        message.Append(CultureInfo.InvariantCulture, $"\n  first {Count(Math.Min(failures, ListedFailures), "failing element")}:{listed}");
         Assert.Fail(message.ToString());
     }
 
@@ -186,6 +186,8 @@ public static class TensorAssert
         }
         return $"[{flat}] = [{string.Join(", ", index)}]";
     }
+
+    private static string Count(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
 
     private static string F(double value) => value.ToString("G9", CultureInfo.InvariantCulture);
 }

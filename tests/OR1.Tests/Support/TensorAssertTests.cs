@@ -54,7 +54,7 @@ public sealed class TensorAssertTests
         string? message = FailureOf(() => TensorAssert.Close(actual, expected, 1, 1, "nonfinite"));
         Assert.That(message, Does.Contain("3 of 4 elements"));
         Assert.That(message, Does.Contain("2 elements expected finite but got NaN/Inf; first at [0]"));
-        Assert.That(message, Does.Contain("1 elements expected NaN/Inf but got something else; first at [1]"));
+        Assert.That(message, Does.Contain("1 element expected NaN/Inf but got something else; first at [1]"));
     }
 
     [Test]

@@ -3,7 +3,7 @@ namespace OR1.Tests.Support;
 /// <summary>Seeded, deterministic test inputs: the same seed gives the same data on every run and machine.</summary>
 public static class TestData
 {
-    /// <summary>n floats uniform in [lo, hi).</summary>
+    /// <summary>n floats uniform in [lo, hi] (rounding to float can reach hi).</summary>
     public static float[] Uniform(int n, int seed, float lo = -1, float hi = 1)
     {
         var random = new Random(seed);

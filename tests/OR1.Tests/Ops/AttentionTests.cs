@@ -1,0 +1,142 @@
+using OR1.Native;
+using OR1.Tests.Reference;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Ops;
+
+[TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
+public sealed class AttentionTests(BackendCase backendCase) : OpTestBase(backendCase)
+{
+    /// <summary>(sequence lengths, query heads, kv heads, head dim): lengths 1 and mixed batches, 7:1 GQA, odd head dims.</summary>
+    private static readonly object[] Cases =
+    [
+        new object[] { new[] { 1 }, 1, 1, 4 },
+        new object[] { new[] { 5 }, 7, 1, 5 },
+        new object[] { new[] { 1, 3, 17, 2 }, 4, 2, 12 },
+        new object[] { new[] { 9, 1, 33 }, 8, 8, 16 },
+        new object[] { new[] { 70, 3 }, 6, 2, 64 },
+        new object[] { new[] { 2, 0, 4 }, 2, 1, 8 },
+    ];
+
+    [TestCaseSource(nameof(Cases))]
+    public void ForwardAndBackwardMatchReference(int[] lengths, int heads, int kvHeads, int headDim)
+    {
+        var shape = new AttentionHeads(heads, kvHeads, headDim);
+        int n = lengths.Sum();
+        var offsets = TestData.OffsetsFromLengths(lengths);
+        float scale = shape.DefaultScale;
+        var q = TestData.Normal(n * shape.QueryWidth, 1);
+        var k = TestData.Normal(n * shape.KvWidth, 2);
+        var v = TestData.Normal(n * shape.KvWidth, 3);
+        var dy = TestData.Normal(n * shape.QueryWidth, 4);
+        var qt = Floats(q, n, shape.QueryWidth);
+        var kt = Floats(k, n, shape.KvWidth);
+        var vt = Floats(v, n, shape.KvWidth);
+        var seqs = Lengths(lengths);
+        var y = Poisoned(n, shape.QueryWidth);
+        var lse = Poisoned(n, heads);
+        Backend.AttentionForward(qt, kt, vt, seqs, shape, scale, y, lse);
+        var (refY, refLse) = AttentionReference.Forward(TestData.ToDouble(q), TestData.ToDouble(k), TestData.ToDouble(v), offsets, heads, kvHeads, headDim, scale);
+        TensorAssert.Close(y.ToFloats(), refY, Tol(2e-5), Tol(1e-4), "attention output", [n, heads, headDim]);
+        TensorAssert.Close(lse.ToFloats(), refLse, Tol(2e-5), Tol(1e-5), "log-sum-exp", [n, heads]);
+
+        var dq = Poisoned(n, shape.QueryWidth);
+        var dk = Poisoned(n, shape.KvWidth);
+        var dv = Poisoned(n, shape.KvWidth);
+        Backend.AttentionBackward(Floats(dy, n, shape.QueryWidth), qt, kt, vt, y, lse, seqs, shape, scale, dq, dk, dv);
+        var (refDq, refDk, refDv) = AttentionReference.Backward(TestData.ToDouble(dy), TestData.ToDouble(q), TestData.ToDouble(k), TestData.ToDouble(v),
+            offsets, heads, kvHeads, headDim, scale);
+        TensorAssert.Close(dq.ToFloats(), refDq, Tol(5e-5), Tol(2e-4), "dq", [n, heads, headDim]);
+        TensorAssert.Close(dk.ToFloats(), refDk, Tol(5e-5), Tol(2e-4), "dk", [n, kvHeads, headDim]);
+        TensorAssert.Close(dv.ToFloats(), refDv, Tol(5e-5), Tol(2e-4), "dv", [n, kvHeads, headDim]);
+    }
+
+    [Test]
+    public void BackwardMatchesFiniteDifferencesOfForward()
+    {
+        int[] lengths = [3, 6];
+        var shape = new AttentionHeads(4, 2, 6);
+        int n = 9;
+        var q = TestData.Normal(n * shape.QueryWidth, 11);
+        var k = TestData.Normal(n * shape.KvWidth, 12);
+        var v = TestData.Normal(n * shape.KvWidth, 13);
+        var projection = TestData.Uniform(n * shape.QueryWidth, 14);
+        var seqs = Lengths(lengths);
+        double Objective(float[] qs, float[] ks, float[] vs)
+        {
+            var y = Zeros(n, shape.QueryWidth);
+            Backend.AttentionForward(Floats(qs, n, shape.QueryWidth), Floats(ks, n, shape.KvWidth), Floats(vs, n, shape.KvWidth), seqs, shape, 0.4f, y, Zeros(n, 4));
+            return FloatGradientCheck.Project(y.ToFloats(), projection);
+        }
+        var qt = Floats(q, n, shape.QueryWidth);
+        var kt = Floats(k, n, shape.KvWidth);
+        var vt = Floats(v, n, shape.KvWidth);
+        var output = Zeros(n, shape.QueryWidth);
+        var lse = Zeros(n, 4);
+        Backend.AttentionForward(qt, kt, vt, seqs, shape, 0.4f, output, lse);
+        var dq = Zeros(n, shape.QueryWidth);
+        var dk = Zeros(n, shape.KvWidth);
+        var dv = Zeros(n, shape.KvWidth);
+        Backend.AttentionBackward(Floats(projection, n, shape.QueryWidth), qt, kt, vt, output, lse, seqs, shape, 0.4f, dq, dk, dv);
+        FloatGradientCheck.Directional(qs => Objective(qs, k, v), q, dq.ToFloats(), "attention dq");
+        FloatGradientCheck.Directional(ks => Objective(q, ks, v), k, dk.ToFloats(), "attention dk");
+        FloatGradientCheck.Directional(vs => Objective(q, k, vs), v, dv.ToFloats(), "attention dv");
+    }
+
+    [Test]
+    public void BackwardIsDeterministicForOneLongSequence()
+    {
+        var shape = new AttentionHeads(2, 1, 32);
+        const int n = 300;
+        var q = Floats(TestData.Normal(n * 64, 1), n, 64);
+        var k = Floats(TestData.Normal(n * 32, 2), n, 32);
+        var v = Floats(TestData.Normal(n * 32, 3), n, 32);
+        var dy = Floats(TestData.Normal(n * 64, 4), n, 64);
+        var seqs = Lengths(n);
+        var y = Zeros(n, 64);
+        var lse = Zeros(n, 2);
+        Backend.AttentionForward(q, k, v, seqs, shape, shape.DefaultScale, y, lse);
+        float[][] Run()
+        {
+            var dq = Zeros(n, 64); var dk = Zeros(n, 32); var dv = Zeros(n, 32);
+            Backend.AttentionBackward(dy, q, k, v, y, lse, seqs, shape, shape.DefaultScale, dq, dk, dv);
+            return [dq.ToFloats(), dk.ToFloats(), dv.ToFloats()];
+        }
+        var first = Run();
+        var second = Run();
+        for (int i = 0; i < 3; i++) Assert.That(second[i], Is.EqualTo(first[i]), $"gradient {i} differs between runs");
+    }
+
+    [Test]
+    public void DecodeMatchesReferenceAndTheLastRowOfAFullForward()
+    {
+        var shape = new AttentionHeads(7, 1, 12);
+        const int slots = 3, maxLength = 20;
+        int[] lengths = [1, 20, 9];
+        int[] cacheSlots = [2, 0, 1];
+        int b = lengths.Length;
+        var keyCache = TestData.Normal(slots * maxLength * shape.KvWidth, 5);
+        var valueCache = TestData.Normal(slots * maxLength * shape.KvWidth, 6);
+        var q = TestData.Normal(b * shape.QueryWidth, 7);
+        var y = Poisoned(b, shape.QueryWidth);
+        var kc = Floats(keyCache, slots, maxLength, shape.KvWidth);
+        var vc = Floats(valueCache, slots, maxLength, shape.KvWidth);
+        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), kc, vc, Ints(cacheSlots, b), Ints(lengths, b), shape, 0.3f, y);
+        var expected = AttentionReference.Decode(TestData.ToDouble(q), TestData.ToDouble(keyCache), TestData.ToDouble(valueCache), cacheSlots, lengths, maxLength,
+            shape.NumHeads, shape.NumKvHeads, shape.HeadDim, 0.3);
+        TensorAssert.Close(y.ToFloats(), expected, Tol(2e-5), Tol(1e-4), "decode output", [b, shape.NumHeads, shape.HeadDim]);
+
+        // The same row through the packed forward: sequence = cache slot 0's 20 rows, query = its last row's q.
+        int len = 20;
+        var kRows = keyCache.AsSpan(0, len * shape.KvWidth).ToArray();
+        var vRows = valueCache.AsSpan(0, len * shape.KvWidth).ToArray();
+        var qRows = TestData.Normal(len * shape.QueryWidth, 8);
+        Array.Copy(q, 1 * shape.QueryWidth, qRows, (len - 1) * shape.QueryWidth, shape.QueryWidth);
+        var full = Zeros(len, shape.QueryWidth);
+        Backend.AttentionForward(Floats(qRows, len, shape.QueryWidth), Floats(kRows, len, shape.KvWidth), Floats(vRows, len, shape.KvWidth),
+            Lengths(len), shape, 0.3f, full, Zeros(len, shape.NumHeads));
+        var lastRow = full.ToFloats().AsSpan((len - 1) * shape.QueryWidth, shape.QueryWidth).ToArray();
+        var decodedRow = y.ToFloats().AsSpan(1 * shape.QueryWidth, shape.QueryWidth).ToArray();
+        TensorAssert.Close(decodedRow, lastRow, 1e-5, 1e-5, "decode vs last row of forward");
+    }
+}

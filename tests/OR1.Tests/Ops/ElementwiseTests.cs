@@ -1,0 +1,90 @@
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Ops;
+
+[TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
+public sealed class ElementwiseTests(BackendCase backendCase) : OpTestBase(backendCase)
+{
+    [TestCase(1)]
+    [TestCase(37)]
+    [TestCase(100_003)]
+    public void FillCopyAddScale(int n)
+    {
+        var a = TestData.Uniform(n, 1);
+        var b = TestData.Uniform(n, 2);
+        var x = Floats(a, n);
+        var y = Floats(b, n);
+        var sum = Poisoned(n);
+        Backend.Add(x, y, sum);
+        Backend.Scale(sum, -2f);
+        var copy = Poisoned(n);
+        Backend.Copy(sum, copy);
+        var expected = a.Zip(b, (p, q) => -2.0 * ((double)p + q)).ToArray();
+        TensorAssert.Close(copy.ToFloats(), expected, 1e-6, 1e-6, "copy of -2 (a + b)");
+        Backend.Fill(copy, 3.5f);
+        Assert.That(copy.ToFloats(), Is.All.EqualTo(3.5f));
+    }
+
+    [Test]
+    public void AddMayWorkInPlace()
+    {
+        var x = Floats([1, 2, 3], 3);
+        Backend.Add(x, x, x);
+        Assert.That(x.ToFloats(), Is.EqualTo(new[] { 2f, 4f, 6f }));
+    }
+
+    [TestCase(3, 5)]
+    [TestCase(2000, 37)]
+    public void BiasForwardAndBackward(int rows, int width)
+    {
+        var data = TestData.Uniform(rows * width, 3);
+        var bias = TestData.Uniform(width, 4);
+        var x = Floats(data, rows, width);
+        Backend.AddBias(x, Floats(bias, width));
+        var expected = new double[rows * width];
+        for (int n = 0; n < rows; n++)
+            for (int d = 0; d < width; d++) expected[n * width + d] = (double)data[n * width + d] + bias[d];
+        TensorAssert.Close(x.ToFloats(), expected, 1e-6, 1e-6, "x + bias", [rows, width]);
+
+        var dBias = Floats(Enumerable.Repeat(1f, width).ToArray(), width);
+        Backend.BiasBackward(Floats(data, rows, width), dBias);
+        var sums = new double[width];
+        for (int d = 0; d < width; d++)
+        {
+            sums[d] = 1;
+            for (int n = 0; n < rows; n++) sums[d] += data[n * width + d];
+        }
+        TensorAssert.Close(dBias.ToFloats(), sums, 1e-4, 1e-5, "dBias (accumulated onto 1)");
+    }
+
+    [Test]
+    public void GatherAndScatterRows()
+    {
+        var source = Floats([0, 1, 10, 11, 20, 21, 30, 31], 4, 2);
+        var gathered = Poisoned(3, 2);
+        Backend.GatherRows(source, Ints([3, 0, 3], 3), gathered);
+        Assert.That(gathered.ToFloats(), Is.EqualTo(new float[] { 30, 31, 0, 1, 30, 31 }));
+
+        var cache = Zeros(5, 2);
+        Backend.ScatterRows(Floats([7, 8, 9, 10], 2, 2), Ints([4, 1], 2), cache);
+        Assert.That(cache.ToFloats(), Is.EqualTo(new float[] { 0, 0, 9, 10, 0, 0, 0, 0, 7, 8 }));
+    }
+
+    [Test]
+    public void GatherIndexOutOfRangeIsAnArgumentError() =>
+        Assert.That(() => Backend.GatherRows(Zeros(2, 2), Ints([0, 2], 2), Zeros(2, 2)),
+            Throws.ArgumentException.With.Message.Contains("GatherRows").And.Message.Contains("position 1"));
+
+    [Test]
+    public void GlobalNormOverSeveralTensors()
+    {
+        var a = TestData.Uniform(70_001, 5);
+        var b = TestData.Uniform(13, 6);
+        float norm = Backend.GlobalNorm([Floats(a, a.Length), Floats(b, 13)]);
+        double expected = GlobalNormReference(a, b);
+        Assert.That(norm, Is.EqualTo(expected).Within(1e-5 * expected));
+    }
+
+    private static double GlobalNormReference(float[] a, float[] b) =>
+        OR1.Tests.Reference.GlobalNormReference.Norm(TestData.ToDouble(a), TestData.ToDouble(b));
+}
