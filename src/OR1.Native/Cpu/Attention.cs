@@ -7,30 +7,32 @@ namespace OR1.Native.Cpu;
 
 /// <summary>
 /// Fused causal grouped-query attention for the Cpu backend: FlashAttention-2 tiling in fp32, so the
-/// [S, S] score matrix never exists and K/V are read once per tile rather than once per query row.
+/// [S, S] score matrix never exists and each K/V row is loaded once per tile of query rows.
 /// </summary>
 /// <remarks>
-/// <para>Every product is one small GEMM, <see cref="Gemm"/>, whose B operand is vectorised along the
-/// output columns. Scores need the contracted head dimension on the outside, so the keys (forward)
-/// or keys, values, queries and output gradients (backward) are first transposed once per call into a
-/// per-thread pack buffer; that is O(N·D) against the O(S²·D) attention work.</para>
-/// <para>A tile is the G = Hq / Hkv query heads of one kv group over a block of query rows: the G heads
-/// share every K/V row, so grouping them multiplies the reuse of each loaded key by G.</para>
-/// <para>The backward runs as two passes so that every output row has exactly one writer (deterministic
-/// for any thread count, no atomics, no partial buffers): pass 1 over query tiles recomputes P and
-/// accumulates dQ; pass 2 over key blocks recomputes P and accumulates dK and dV. Recomputing P twice
-/// costs 7 instead of 5 GEMM-equivalents but keeps the memory at O(N) and scales with the threads even
-/// for one long sequence and one kv head.</para>
+/// <para>A tile is the G = Hq / Hkv query heads of one kv group over a block of query rows (about 64
+/// query vectors): the G heads share every K/V row, so grouping them multiplies the reuse of each
+/// loaded key by G. Every product is one small GEMM (<see cref="Gemm"/>) whose B operand is vectorised
+/// along the output columns; scores contract over the head dimension, so K (and V, for dP) are first
+/// transposed once per call into a per-caller pack. That is O(N·D) work against O(S²·D) attention.</para>
+/// <para>The backward runs as two passes so that every output row has exactly one writer: deterministic
+/// for any fixed thread count, with no atomics and no per-thread partial buffers. Pass 1 walks query
+/// tiles, recomputes P and accumulates dQ; pass 2 walks key blocks, recomputes P for the query tiles at
+/// or below them and accumulates dKᵀ and dVᵀ (transposed, so the GEMM streams P and dS rows). Computing
+/// P twice costs 7 instead of 5 GEMM-equivalents, but memory stays O(N) and both passes scale with the
+/// threads even for one long sequence and one kv head.</para>
+/// <para>Work items are (sequence, kv head, block) triples listed most expensive first (causal cost grows
+/// along a sequence) and claimed dynamically by the pool; each writes only its own rows, so which
+/// thread runs it does not change a bit of the result.</para>
 /// </remarks>
 internal static unsafe class CpuAttention
 {
-    /// <summary>Keys per score tile (forward, dQ pass) and key rows per dK/dV item before shrinking.</summary>
-    internal static long[] DevT = new long[4];
+    /// <summary>Keys per score tile (forward, dQ pass), and key rows per dK/dV item before shrinking.</summary>
     private const int KeyBlock = 64;
 
     /// <summary>
-    /// Query vectors (rows × heads of a group) per tile: 64 rows of 64 scores is 16 KiB, which keeps a
-    /// score tile in L1 next to the key panel it is multiplied with.
+    /// Query vectors (rows × heads of a group) per tile: a 64 × 64 score tile is 16 KiB, which stays in
+    /// L1 beside the key panel it is multiplied with.
     /// </summary>
     private const int TileVectors = 64;
 
@@ -43,12 +45,19 @@ internal static unsafe class CpuAttention
     /// <summary>Below this many multiply-adds a call runs on the calling thread: the fork would cost more than it saves.</summary>
     private const long InlineWork = 1 << 15;
 
+    /// <summary>
+    /// Scores are kept in base 2 (queries are pre-scaled by scale · log2 e), so softmax exponentials are
+    /// 2^x: the range reduction is one exact subtraction instead of a two-constant Cody-Waite step.
+    /// </summary>
+    private const float Log2E = 1.44269504088896341f;
+    private const float Ln2 = 0.693147180559945309f;
+
     private static bool Simd => Fma.IsSupported && Avx2.IsSupported && Vector256.IsHardwareAccelerated;
 
     /// <summary>Per worker thread: tile scratch, reused across calls so the steady state allocates nothing.</summary>
     [ThreadStatic] private static Scratch? t_tile;
 
-    /// <summary>Per calling thread: the transposed packs of one call, shared read-only by its workers.</summary>
+    /// <summary>Per calling thread: the packs of one call, shared read-only by its workers.</summary>
     [ThreadStatic] private static Scratch? t_pack;
 
     /// <summary>Per calling thread: the job whose cached delegates the pool runs, so a call allocates no closures.</summary>
@@ -67,9 +76,9 @@ internal static unsafe class CpuAttention
         var job = t_job ??= new Job();
         job.Init(offsets, numHeads, numKvHeads, headDim, scale);
         job.Q = q; job.K = k; job.V = v; job.O = output; job.Lse = logSumExp;
-        job.Kt = (t_pack ??= new Scratch()).Rent(job.KvPackFloats);
         try
         {
+            job.Kt = (t_pack ??= new Scratch()).Rent(job.KvPackFloats);
             long work = job.CausalWork();
             RunItems(job.PackCount, job.PackForward, work);
             job.PlanQueryTiles();
@@ -89,27 +98,19 @@ internal static unsafe class CpuAttention
         job.Init(offsets, numHeads, numKvHeads, headDim, scale);
         job.Q = q; job.K = k; job.V = v; job.O = output; job.Lse = logSumExp;
         job.DO = dOutput; job.DQ = dq; job.DK = dk; job.DV = dv;
-        long kv = job.KvPackFloats, qg = job.QPackFloats, rows = job.GroupRowFloats;
-        float* pack = (t_pack ??= new Scratch()).Rent(2 * kv + 2 * qg + 2 * rows);
-        job.Kt = pack;
-        job.Vt = pack + kv;
-        job.Qt = pack + 2 * kv;
-        job.DOt = pack + 2 * kv + qg;
-        job.LseG = pack + 2 * kv + 2 * qg;
-        job.DiG = pack + 2 * kv + 2 * qg + rows;
         try
         {
+            long kv = job.KvPackFloats;
+            float* pack = (t_pack ??= new Scratch()).Rent(2 * kv + (long)job.N * numHeads);
+            job.Kt = pack;
+            job.Vt = pack + kv;
+            job.Di = pack + 2 * kv;
             long work = job.CausalWork();
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             RunItems(job.PackCount, job.PackBackward, work);
-            long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
             job.PlanQueryTiles();
             RunItems(job.ItemCount, job.DqTile, work);
-            long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
             job.PlanKeyBlocks();
             RunItems(job.ItemCount, job.DkvBlock, work);
-            long t3 = System.Diagnostics.Stopwatch.GetTimestamp();
-            DevT[0] += t1 - t0; DevT[1] += t2 - t1; DevT[2] += t3 - t2;
         }
         finally { job.Release(); }
     }
@@ -160,17 +161,18 @@ internal static unsafe class CpuAttention
     private sealed class Job
     {
         public float* Q, K, V, O, Lse, DO, DQ, DK, DV;
-        public float* Kt, Vt, Qt, DOt, LseG, DiG;
+        /// <summary>Transposed K and V, [Hkv, D, Npad]; Di = dO·O per row and head, [N, Hq].</summary>
+        public float* Kt, Vt, Di;
         public float* KCache, VCache;
         public int* Slots, Lengths;
         public int MaxLength;
         public int[] Offsets = [];
         public int Hq, Hkv, D, Dp, G, QStride, KvStride, N;
-        /// <summary>Row length of the transposed K/V packs: N plus room for a tile's last vector to overhang.</summary>
+        /// <summary>Row length of the transposed packs: N plus room for a tile's last vector to overhang.</summary>
         public int Npad;
-        /// <summary>Row length of the transposed query packs, whose columns are (row, head-in-group) pairs.</summary>
-        public int NGpad;
         public float Scale;
+        /// <summary>Scale · log2 e: multiplies queries so the score GEMM yields base-2 scores.</summary>
+        public float Scale2;
         public int PackChunks;
         public int TileRows;
         public int KeyRows;
@@ -191,8 +193,6 @@ internal static unsafe class CpuAttention
 
         public int PackCount => Hkv * PackChunks;
         public long KvPackFloats => (long)Hkv * D * Npad;
-        public long QPackFloats => (long)Hkv * D * NGpad;
-        public long GroupRowFloats => (long)Hkv * NGpad;
 
         public void InitHeads(int numHeads, int numKvHeads, int headDim, float scale)
         {
@@ -204,6 +204,7 @@ internal static unsafe class CpuAttention
             QStride = numHeads * headDim;
             KvStride = numKvHeads * headDim;
             Scale = scale;
+            Scale2 = scale * Log2E;
         }
 
         public void Init(int[] offsets, int numHeads, int numKvHeads, int headDim, float scale)
@@ -212,7 +213,6 @@ internal static unsafe class CpuAttention
             Offsets = offsets;
             N = offsets[^1];
             Npad = RoundUp8(N) + 8;
-            NGpad = RoundUp8(N * G) + 8;
             PackChunks = (N + PackRows - 1) / PackRows;
         }
 
@@ -221,7 +221,7 @@ internal static unsafe class CpuAttention
         {
             Offsets = [];
             Q = K = V = O = Lse = DO = DQ = DK = DV = null;
-            Kt = Vt = Qt = DOt = LseG = DiG = KCache = VCache = null;
+            Kt = Vt = Di = KCache = VCache = null;
             Slots = Lengths = null;
         }
 
@@ -245,7 +245,7 @@ internal static unsafe class CpuAttention
             return (int)Math.Min(int.MaxValue, count * Hkv);
         }
 
-        /// <summary>Query-row tiles for the forward and the dQ pass.</summary>
+        /// <summary>Query-row tiles for the forward and both backward passes; items for the forward and pass 1.</summary>
         public void PlanQueryTiles()
         {
             int rows = Math.Max(1, TileVectors / G);
@@ -253,11 +253,10 @@ internal static unsafe class CpuAttention
             int wanted = 4 * CpuParallel.ThreadCount;
             while (rows > 1 && rows / 2 * G >= MinTileVectors && CountItems(rows) < wanted) rows /= 2;
             TileRows = rows;
-            // Pass 2 walks query rows in tiles of the same size.
             BuildItems(rows, costFromEnd: false);
         }
 
-        /// <summary>Key-row blocks for the dK/dV pass.</summary>
+        /// <summary>Key-row blocks for pass 2.</summary>
         public void PlanKeyBlocks()
         {
             int rows = KeyBlock;
@@ -304,70 +303,49 @@ internal static unsafe class CpuAttention
         {
             int h = item / PackChunks, chunk = item % PackChunks;
             int n0 = chunk * PackRows, n1 = Math.Min(N, n0 + PackRows), end = chunk == PackChunks - 1 ? Npad : n1;
-            PackTransposed(K + h * D, 1, KvStride, 0, n0, n1, end, D, Kt + (long)h * D * Npad, Npad, 1f);
+            PackTransposed(K + h * D, KvStride, n0, n1, end, D, Kt + (long)h * D * Npad, Npad);
         }
 
         private void RunPackBackward(int item)
         {
             int h = item / PackChunks, chunk = item % PackChunks;
-            int n0 = chunk * PackRows, n1 = Math.Min(N, n0 + PackRows);
-            bool last = chunk == PackChunks - 1;
-            PackTransposed(K + h * D, 1, KvStride, 0, n0, n1, last ? Npad : n1, D, Kt + (long)h * D * Npad, Npad, 1f);
-            PackTransposed(V + h * D, 1, KvStride, 0, n0, n1, last ? Npad : n1, D, Vt + (long)h * D * Npad, Npad, 1f);
-
-            // Query-side packs have one column per (row, head-in-group), so a tile of rows is one
-            // contiguous column range. Queries are pre-scaled so the pass-2 GEMM yields scaled scores.
-            int c0 = n0 * G, c1 = n1 * G, end = last ? NGpad : c1;
-            long at = (long)h * G * D;
-            PackTransposed(Q + at, G, QStride, D, c0, c1, end, D, Qt + (long)h * D * NGpad, NGpad, Scale);
-            PackTransposed(DO + at, G, QStride, D, c0, c1, end, D, DOt + (long)h * D * NGpad, NGpad, 1f);
-            float* lseG = LseG + (long)h * NGpad;
-            float* diG = DiG + (long)h * NGpad;
-            for (int n = n0; n < n1; n++)
-            {
-                float* src = Lse + (long)n * Hq + h * G;
-                for (int g = 0; g < G; g++) lseG[(long)n * G + g] = src[g];
-            }
-            // Pass 1 fills the real Di entries; the overhang read by pass 2's last vector must be finite.
-            for (int c = c1; c < end; c++) lseG[c] = diG[c] = 0f;
+            int n0 = chunk * PackRows, n1 = Math.Min(N, n0 + PackRows), end = chunk == PackChunks - 1 ? Npad : n1;
+            PackTransposed(K + h * D, KvStride, n0, n1, end, D, Kt + (long)h * D * Npad, Npad);
+            PackTransposed(V + h * D, KvStride, n0, n1, end, D, Vt + (long)h * D * Npad, Npad);
         }
 
         /// <summary>
-        /// dst[x * ld + c] = scale * column(c)[x] for x &lt; d and c in [c0, c1), zeros for c in [c1, end),
-        /// where column(c) = src + (c / group) * outer + (c % group) * inner.
+        /// dst[x * ld + n] = src[n * ldSrc + x] for x &lt; d and n in [n0, n1), and zeros for n in [n1, end):
+        /// the overhang of a tile's last vector then reads finite numbers.
         /// </summary>
-        private static void PackTransposed(float* src, int group, long outer, int inner, int c0, int c1, int end, int d,
-            float* dst, long ld, float scale)
+        private static void PackTransposed(float* src, int ldSrc, int n0, int n1, int end, int d, float* dst, long ld)
         {
             var from = stackalloc float*[8];
-            for (int c = c0; c < c1; c += 8)
+            for (int n = n0; n < n1; n += 8)
             {
-                int count = Math.Min(8, c1 - c);
-                for (int t = 0; t < count; t++) from[t] = src + (c + t) / group * outer + (long)((c + t) % group) * inner;
+                int count = Math.Min(8, n1 - n);
+                for (int t = 0; t < count; t++) from[t] = src + (long)(n + t) * ldSrc;
                 int x = 0;
                 if (Simd && count == 8)
-                {
-                    var sv = Vector256.Create(scale);
-                    for (; x + 8 <= d; x += 8) Transpose8x8(from, x, dst + x * ld + c, ld, sv);
-                }
+                    for (; x + 8 <= d; x += 8) Transpose8x8(from, x, dst + x * ld + n, ld);
                 for (; x < d; x++)
-                    for (int t = 0; t < count; t++) dst[x * ld + c + t] = scale * from[t][x];
+                    for (int t = 0; t < count; t++) dst[x * ld + n + t] = from[t][x];
             }
             for (int x = 0; x < d; x++)
-                for (int c = c1; c < end; c++) dst[x * ld + c] = 0f;
+                for (int n = n1; n < end; n++) dst[x * ld + n] = 0f;
         }
 
         /// <summary>Eight source rows at offset x become eight destination rows of eight columns.</summary>
-        private static void Transpose8x8(float** from, int x, float* dst, long ld, Vector256<float> scale)
+        private static void Transpose8x8(float** from, int x, float* dst, long ld)
         {
-            var r0 = Avx.Multiply(Avx.LoadVector256(from[0] + x), scale);
-            var r1 = Avx.Multiply(Avx.LoadVector256(from[1] + x), scale);
-            var r2 = Avx.Multiply(Avx.LoadVector256(from[2] + x), scale);
-            var r3 = Avx.Multiply(Avx.LoadVector256(from[3] + x), scale);
-            var r4 = Avx.Multiply(Avx.LoadVector256(from[4] + x), scale);
-            var r5 = Avx.Multiply(Avx.LoadVector256(from[5] + x), scale);
-            var r6 = Avx.Multiply(Avx.LoadVector256(from[6] + x), scale);
-            var r7 = Avx.Multiply(Avx.LoadVector256(from[7] + x), scale);
+            var r0 = Avx.LoadVector256(from[0] + x);
+            var r1 = Avx.LoadVector256(from[1] + x);
+            var r2 = Avx.LoadVector256(from[2] + x);
+            var r3 = Avx.LoadVector256(from[3] + x);
+            var r4 = Avx.LoadVector256(from[4] + x);
+            var r5 = Avx.LoadVector256(from[5] + x);
+            var r6 = Avx.LoadVector256(from[6] + x);
+            var r7 = Avx.LoadVector256(from[7] + x);
             var t0 = Avx.UnpackLow(r0, r1);
             var t1 = Avx.UnpackHigh(r0, r1);
             var t2 = Avx.UnpackLow(r2, r3);
@@ -404,19 +382,20 @@ internal static unsafe class CpuAttention
             int g = G, d = D, dp = Dp, vectors = rows * g;
 
             long qsSize = Align8((long)vectors * d), scSize = (long)vectors * KeyBlock, oSize = (long)vectors * dp;
-            float* qs = (t_tile ??= new Scratch()).Rent(qsSize + scSize + oSize + 3 * Align8(vectors));
+            int rowPad = RoundUp8(vectors);
+            float* qs = (t_tile ??= new Scratch()).Rent(qsSize + scSize + oSize + 4L * rowPad);
             float* sc = qs + qsSize;
             float* o = sc + scSize;
             float* m = o + oSize;
-            float* l = m + Align8(vectors);
-            float* alpha = l + Align8(vectors);
+            float* mNew = m + rowPad;
+            float* l = mNew + rowPad;
+            float* alpha = l + rowPad;
 
-            // The G heads of a group are adjacent in a row, so a tile row's queries copy as one run.
-            for (int i = 0; i < rows; i++)
-                ScaleCopy(qs + (long)i * g * d, Q + (long)(s + r0 + i) * QStride + h * g * d, g * d, Scale);
-            for (int r = 0; r < vectors; r++)
+            LoadQueryTile(s + r0, rows, h, qs, null);
+            for (int r = 0; r < rowPad; r++)
             {
-                m[r] = float.NegativeInfinity;
+                // Padding rows stay at 0 so the vectorised rescale below reads finite numbers.
+                m[r] = mNew[r] = r < vectors ? float.NegativeInfinity : 0f;
                 l[r] = 0f;
             }
             new Span<float>(o, checked((int)oSize)).Clear();
@@ -427,27 +406,25 @@ internal static unsafe class CpuAttention
             for (int j0 = 0; j0 < keyEnd; j0 += KeyBlock)
             {
                 int bc = Math.Min(KeyBlock, keyEnd - j0), cols = RoundUp8(bc);
-                Gemm(vectors, cols, d, qs, d, kt + j0, Npad, d, 0, sc, KeyBlock, accumulate: false);
+                Gemm(vectors, cols, d, qs, d, 1, kt + j0, Npad, sc, KeyBlock, accumulate: false);
                 for (int r = 0; r < vectors; r++)
                 {
                     float* row = sc + (long)r * KeyBlock;
                     int valid = Math.Clamp(r0 + r / g + 1 - j0, 0, bc);
-                    if (valid == 0)
-                    {
-                        // A row above this block's keys: contribute nothing and keep its accumulator.
-                        new Span<float>(row, cols).Clear();
-                        alpha[r] = 1f;
-                        continue;
-                    }
                     for (int j = valid; j < cols; j++) row[j] = float.NegativeInfinity;
-                    float mNew = Math.Max(m[r], RowMax(row, cols));
-                    // Online softmax: rescale what was summed under the old max (exp(-inf) = 0 on the first block).
-                    alpha[r] = MathF.Exp(m[r] - mNew);
-                    l[r] = l[r] * alpha[r] + ExpShiftSum(row, cols, mNew);
-                    m[r] = mNew;
+                    // Every row sees key 0 in the first block, so a row with nothing visible here has a finite max.
+                    mNew[r] = valid == 0 ? m[r] : Math.Max(m[r], RowMax(row, cols));
+                }
+                // Online softmax: what was summed under the old max is rescaled by 2^(m - mNew), which is
+                // 0 on a row's first block (m = -inf) and 1 for rows this block leaves alone.
+                ExpDifference(m, mNew, alpha, rowPad);
+                for (int r = 0; r < vectors; r++)
+                {
+                    l[r] = l[r] * alpha[r] + ExpShiftSum(sc + (long)r * KeyBlock, cols, mNew[r]);
+                    m[r] = mNew[r];
                 }
                 ScaleRows(o, vectors, dp, alpha);
-                Gemm(vectors, d, bc, sc, KeyBlock, vRows + (long)j0 * KvStride, KvStride, bc, 0, o, dp, accumulate: true);
+                Gemm(vectors, d, bc, sc, KeyBlock, 1, vRows + (long)j0 * KvStride, KvStride, o, dp, accumulate: true);
             }
 
             for (int r = 0; r < vectors; r++)
@@ -455,8 +432,47 @@ internal static unsafe class CpuAttention
                 long row = s + r0 + r / g;
                 int head = h * g + r % g;
                 ScaleCopy(O + row * QStride + head * d, o + (long)r * dp, d, 1f / l[r]);
-                Lse[row * Hq + head] = m[r] + MathF.Log(l[r]);
+                Lse[row * Hq + head] = m[r] * Ln2 + MathF.Log(l[r]);
             }
+        }
+
+        /// <summary>
+        /// Copies a tile's queries, pre-scaled so the score GEMM yields base-2 scores, into qs [rows * G, D];
+        /// the G heads of a group are adjacent in a row, so each row is one contiguous run. With dos, also
+        /// copies the output gradients the same way.
+        /// </summary>
+        private void LoadQueryTile(int row0, int rows, int h, float* qs, float* dos)
+        {
+            int run = G * D;
+            for (int i = 0; i < rows; i++)
+            {
+                long at = (long)(row0 + i) * QStride + (long)h * run;
+                ScaleCopy(qs + (long)i * run, Q + at, run, Scale2);
+                if (dos != null) ScaleCopy(dos + (long)i * run, DO + at, run, 1f);
+            }
+        }
+
+        /// <summary>
+        /// The backward's shared inner step for one (query tile, key block) pair: S = qs Kt over the block's
+        /// keys, P = 2^(S - lse) in base 2 under the causal mask (row r sees keys j &lt; firstRowKeys + r / G),
+        /// dP = dos Vt, and dS = P (dP - Di), written into dps. P stays in sc. Columns from keys up to the
+        /// next multiple of 8 come out as zeros in both.
+        /// </summary>
+        private void SoftmaxBackwardTile(int vectors, int keys, float* qs, float* dos, float* kt, float* vt, float* lse,
+            float* di, int firstRowKeys, float* sc, float* dps)
+        {
+            int g = G, d = D, cols = RoundUp8(keys);
+            Gemm(vectors, cols, d, qs, d, 1, kt, Npad, sc, KeyBlock, accumulate: false);
+            for (int r = 0; r < vectors; r++)
+            {
+                float* row = sc + (long)r * KeyBlock;
+                int valid = Math.Clamp(firstRowKeys + r / g, 0, keys);
+                for (int j = valid; j < cols; j++) row[j] = float.NegativeInfinity;
+                ExpShift(row, cols, lse[r]);
+            }
+            Gemm(vectors, cols, d, dos, d, 1, vt, Npad, dps, KeyBlock, accumulate: false);
+            for (int r = 0; r < vectors; r++)
+                SoftmaxGrad(sc + (long)r * KeyBlock, dps + (long)r * KeyBlock, di[r], cols);
         }
 
         // ------------------------------------------------------------ backward pass 1: dQ over query tiles
@@ -469,25 +485,25 @@ internal static unsafe class CpuAttention
             int g = G, d = D, dp = Dp, vectors = rows * g;
 
             long qsSize = Align8((long)vectors * d), scSize = (long)vectors * KeyBlock, accSize = (long)vectors * dp;
-            float* qs = (t_tile ??= new Scratch()).Rent(2 * qsSize + 2 * scSize + accSize + Align8(vectors));
+            float* qs = (t_tile ??= new Scratch()).Rent(2 * qsSize + 2 * scSize + accSize + 2 * Align8(vectors));
             float* dos = qs + qsSize;
             float* sc = dos + qsSize;
             float* dps = sc + scSize;
             float* acc = dps + scSize;
             float* lse = acc + accSize;
-            // Di lands straight in the grouped layout pass 2 reads it in.
-            float* di = DiG + (long)h * NGpad + (long)(s + r0) * g;
+            float* di = lse + Align8(vectors);
 
+            LoadQueryTile(s + r0, rows, h, qs, dos);
             for (int i = 0; i < rows; i++)
             {
                 long row = s + r0 + i;
-                long at = row * QStride + h * g * d;
-                ScaleCopy(qs + (long)i * g * d, Q + at, g * d, Scale);
-                ScaleCopy(dos + (long)i * g * d, DO + at, g * d, 1f);
                 for (int x = 0; x < g; x++)
                 {
-                    di[i * g + x] = Dot(DO + at + x * d, O + at + x * d, d);
-                    lse[i * g + x] = Lse[row * Hq + h * g + x];
+                    long at = row * QStride + (long)(h * g + x) * d;
+                    int r = i * g + x;
+                    lse[r] = Lse[row * Hq + h * g + x] * Log2E;
+                    // Pass 2 reads Di back; this tile is the only writer of these entries.
+                    di[r] = Di[row * Hq + h * g + x] = Dot(DO + at, O + at, d);
                 }
             }
             new Span<float>(acc, checked((int)accSize)).Clear();
@@ -498,19 +514,9 @@ internal static unsafe class CpuAttention
             int keyEnd = r0 + rows;
             for (int j0 = 0; j0 < keyEnd; j0 += KeyBlock)
             {
-                int bc = Math.Min(KeyBlock, keyEnd - j0), cols = RoundUp8(bc);
-                Gemm(vectors, cols, d, qs, d, kt + j0, Npad, d, 0, sc, KeyBlock, accumulate: false);
-                for (int r = 0; r < vectors; r++)
-                {
-                    float* row = sc + (long)r * KeyBlock;
-                    int valid = Math.Clamp(r0 + r / g + 1 - j0, 0, bc);
-                    for (int j = valid; j < cols; j++) row[j] = float.NegativeInfinity;
-                    ExpShift(row, cols, lse[r]);
-                }
-                Gemm(vectors, cols, d, dos, d, vt + j0, Npad, d, 0, dps, KeyBlock, accumulate: false);
-                for (int r = 0; r < vectors; r++)
-                    SoftmaxGradRow(sc + (long)r * KeyBlock, dps + (long)r * KeyBlock, di[r], cols);
-                Gemm(vectors, d, bc, sc, KeyBlock, kRows + (long)j0 * KvStride, KvStride, bc, 0, acc, dp, accumulate: true);
+                int bc = Math.Min(KeyBlock, keyEnd - j0);
+                SoftmaxBackwardTile(vectors, bc, qs, dos, kt + j0, vt + j0, lse, di, r0 + 1 - j0, sc, dps);
+                Gemm(vectors, d, bc, dps, KeyBlock, 1, kRows + (long)j0 * KvStride, KvStride, acc, dp, accumulate: true);
             }
 
             for (int r = 0; r < vectors; r++)
@@ -527,53 +533,52 @@ internal static unsafe class CpuAttention
             int seq = Items[3 * item], h = Items[3 * item + 1], block = Items[3 * item + 2];
             int s = Offsets[seq], len = Offsets[seq + 1] - s;
             int j0 = block * KeyRows, bk = Math.Min(len, j0 + KeyRows) - j0;
-            int g = G, d = D, dp = Dp;
-            int tileRows = TileRows, ldr = RoundUp8(tileRows * g);
+            int g = G, d = D, tileRows = TileRows, maxVectors = tileRows * g;
 
-            long stSize = (long)bk * ldr, accSize = (long)bk * dp;
-            float* st = (t_tile ??= new Scratch()).Rent(2 * stSize + 2 * accSize);
-            float* dst = st + stSize;
-            float* dka = dst + stSize;
-            float* dva = dka + accSize;
-            new Span<float>(dka, checked((int)(2 * accSize))).Clear();
+            long qsSize = Align8((long)maxVectors * d), scSize = (long)maxVectors * KeyBlock, accSize = (long)d * KeyBlock;
+            float* qs = (t_tile ??= new Scratch()).Rent(2 * qsSize + 2 * scSize + 2 * accSize + 2 * Align8(maxVectors));
+            float* dos = qs + qsSize;
+            float* sc = dos + qsSize;
+            float* dps = sc + scSize;
+            float* dkt = dps + scSize;
+            float* dvt = dkt + accSize;
+            float* lse = dvt + accSize;
+            float* di = lse + Align8(maxVectors);
+            new Span<float>(dkt, checked((int)(2 * accSize))).Clear();
 
-            float* kRows = K + (long)(s + j0) * KvStride + h * d;
-            float* vRows = V + (long)(s + j0) * KvStride + h * d;
-            float* qt = Qt + (long)h * d * NGpad;
-            float* dot = DOt + (long)h * d * NGpad;
-            float* lseG = LseG + (long)h * NGpad;
-            float* diG = DiG + (long)h * NGpad;
+            float* kt = Kt + (long)h * d * Npad + s + j0;
+            float* vt = Vt + (long)h * d * Npad + s + j0;
             // Rows before the block's first key see none of it.
             for (int i0 = j0; i0 < len; i0 += tileRows)
             {
-                int i1 = Math.Min(len, i0 + tileRows), vectors = (i1 - i0) * g, cols = RoundUp8(vectors);
+                int i1 = Math.Min(len, i0 + tileRows), vectors = (i1 - i0) * g;
                 // Near the diagonal only the block's first keys are visible to this tile; skip the rest.
-                int keys = Math.Min(bk, i1 - j0);
-                long col0 = (long)(s + i0) * g;
-                // Transposed scores S^T[key, query vector], so rows are keys and dK/dV rows have one owner.
-                Gemm(keys, cols, d, kRows, KvStride, qt + col0, NGpad, d, 0, st, ldr, accumulate: false);
-                for (int j = 0; j < keys; j++)
+                int keys = Math.Min(bk, i1 - j0), cols = RoundUp8(keys);
+                LoadQueryTile(s + i0, i1 - i0, h, qs, dos);
+                for (int i = i0; i < i1; i++)
                 {
-                    float* row = st + (long)j * ldr;
-                    ExpShiftVector(row, lseG + col0, cols);
-                    // Causal mask: query rows above key j0 + j are the leading (j0 + j - i0) * G columns.
-                    int hidden = Math.Min(cols, (j0 + j - i0) * g);
-                    if (hidden > 0) new Span<float>(row, hidden).Clear();
+                    long at = (long)(s + i) * Hq + h * g;
+                    for (int x = 0; x < g; x++)
+                    {
+                        lse[(i - i0) * g + x] = Lse[at + x] * Log2E;
+                        di[(i - i0) * g + x] = Di[at + x];
+                    }
                 }
-                Gemm(keys, cols, d, vRows, KvStride, dot + col0, NGpad, d, 0, dst, ldr, accumulate: false);
-                for (int j = 0; j < keys; j++)
-                    SoftmaxGradVector(st + (long)j * ldr, dst + (long)j * ldr, diG + col0, cols);
-                // B rows are (row, head-in-group) pairs: G heads D apart, rows QStride apart.
-                long at = (long)(s + i0) * QStride + h * g * d;
-                Gemm(keys, d, vectors, st, ldr, DO + at, d, g, QStride, dva, dp, accumulate: true);
-                Gemm(keys, d, vectors, dst, ldr, Q + at, d, g, QStride, dka, dp, accumulate: true);
+                SoftmaxBackwardTile(vectors, keys, qs, dos, kt, vt, lse, di, i0 + 1 - j0, sc, dps);
+                // Transposed accumulators: dVᵀ[x, j] += Σ_r dO[r, x] P[r, j], so the GEMM streams P and dS rows
+                // and reads the tile's dO and q as broadcasts. q carries scale · log2 e; ln 2 comes back below.
+                Gemm(d, cols, vectors, dos, 1, d, sc, KeyBlock, dvt, KeyBlock, accumulate: true);
+                Gemm(d, cols, vectors, qs, 1, d, dps, KeyBlock, dkt, KeyBlock, accumulate: true);
             }
 
             for (int j = 0; j < bk; j++)
             {
                 long at = (long)(s + j0 + j) * KvStride + h * d;
-                ScaleCopy(DK + at, dka + (long)j * dp, d, Scale);
-                ScaleCopy(DV + at, dva + (long)j * dp, d, 1f);
+                for (int x = 0; x < d; x++)
+                {
+                    DK[at + x] = Ln2 * dkt[x * KeyBlock + j];
+                    DV[at + x] = dvt[x * KeyBlock + j];
+                }
             }
         }
 
@@ -597,7 +602,7 @@ internal static unsafe class CpuAttention
             for (int x = 0; x < g; x++)
             {
                 float* dst = qs + (long)x * dp;
-                ScaleCopy(dst, Q + (long)b * QStride + (h * g + x) * d, d, Scale);
+                ScaleCopy(dst, Q + (long)b * QStride + (h * g + x) * d, d, Scale2);
                 for (int y = d; y < dp; y++) dst[y] = 0f;
             }
             // One query row per head: a transposed key pack would cost as much as the scores themselves,
@@ -609,7 +614,7 @@ internal static unsafe class CpuAttention
                 for (int j = length; j < ldp; j++) row[j] = float.NegativeInfinity;
                 l[x] = ExpShiftSum(row, ldp, RowMax(row, ldp));
             }
-            Gemm(g, d, length, sc, ldp, vRows, KvStride, length, 0, o, dp, accumulate: false);
+            Gemm(g, d, length, sc, ldp, 1, vRows, KvStride, o, dp, accumulate: false);
             for (int x = 0; x < g; x++)
                 ScaleCopy(O + (long)b * QStride + (h * g + x) * d, o + (long)x * dp, d, 1f / l[x]);
         }
@@ -642,14 +647,12 @@ internal static unsafe class CpuAttention
     // ---------------------------------------------------------------- GEMM
 
     /// <summary>
-    /// C[M, N] = (accumulate ? C : 0) + A[M, K] B[K, N]. A(m, k) = a[m * lda + k]. Row k of B starts at
-    /// b + (k / kGroup) * ldbOuter + (k % kGroup) * ldbInner, which lets pass 2 read the (row, head) pairs
-    /// of a query tile straight from the [N, Hq*D] tensors. The SIMD path works in whole vectors of 8
-    /// columns: the last partial vector of B is read under a mask (B rows may end a tensor), and C rows
-    /// must have room for RoundUp8(N) floats (the overhang receives zeros or is left as it was).
+    /// C[M, N] = (accumulate ? C : 0) + A[M, K] B[K, N], with A(m, k) = a[m * am + k * ak] (so A may be
+    /// read transposed), row k of B at b + k * ldb and row m of C at c + m * ldc. The SIMD path works in
+    /// whole vectors of 8 columns: a last partial vector of B is read under a mask (B rows may end a
+    /// tensor), and C rows need room for RoundUp8(N) floats (the overhang gets zeros or is kept).
     /// </summary>
-    internal static void Gemm(int m, int n, int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate)
+    private static void Gemm(int m, int n, int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc, bool accumulate)
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0)
@@ -660,61 +663,54 @@ internal static unsafe class CpuAttention
         }
         if (!Simd)
         {
-            GemmScalar(m, n, k, a, lda, b, ldbInner, kGroup, ldbOuter, c, ldc, accumulate);
+            for (int i = 0; i < m; i++)
+            {
+                float* ci = c + (long)i * ldc;
+                if (!accumulate) new Span<float>(ci, n).Clear();
+                for (int x = 0; x < k; x++)
+                {
+                    float ax = a[(long)i * am + (long)x * ak];
+                    float* bx = b + x * ldb;
+                    for (int j = 0; j < n; j++) ci[j] += ax * bx[j];
+                }
+            }
             return;
         }
         int full = n & ~7, n0 = 0;
         for (; n0 + 16 <= full; n0 += 16)
         {
             int i = 0;
-            // Six-row tiles, but end on four-row ones rather than leave two or three single rows.
+            // Six-row tiles, ending on four-row ones rather than on two or three single rows.
             for (; m - i >= 6 && m - i - 6 is not (2 or 3); i += 6)
-                Kernel6x16(k, a + (long)i * lda, lda, b + n0, ldbInner, kGroup, ldbOuter, c + (long)i * ldc + n0, ldc, accumulate);
+                Kernel6x16(k, a + (long)i * am, am, ak, b + n0, ldb, c + (long)i * ldc + n0, ldc, accumulate);
             for (; i + 4 <= m; i += 4)
-                Kernel4x16(k, a + (long)i * lda, lda, b + n0, ldbInner, kGroup, ldbOuter, c + (long)i * ldc + n0, ldc, accumulate);
+                Kernel4x16(k, a + (long)i * am, am, ak, b + n0, ldb, c + (long)i * ldc + n0, ldc, accumulate);
             for (; i < m; i++)
-                Kernel1x16(k, a + (long)i * lda, b + n0, ldbInner, kGroup, ldbOuter, c + (long)i * ldc + n0, accumulate);
+                Kernel1x16(k, a + (long)i * am, ak, b + n0, ldb, c + (long)i * ldc + n0, accumulate);
         }
         if (n0 < full)
         {
-            Gemm8<FullLoad>(m, k, a, lda, b + n0, ldbInner, kGroup, ldbOuter, c + n0, ldc, accumulate, default);
+            Gemm8<FullLoad>(m, k, a, am, ak, b + n0, ldb, c + n0, ldc, accumulate, default);
             n0 += 8;
         }
         if (n0 < n)
         {
             var mask = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(n - n0)).AsSingle();
-            Gemm8<MaskedLoad>(m, k, a, lda, b + n0, ldbInner, kGroup, ldbOuter, c + n0, ldc, accumulate, mask);
+            Gemm8<MaskedLoad>(m, k, a, am, ak, b + n0, ldb, c + n0, ldc, accumulate, mask);
         }
     }
 
-    private static void GemmScalar(int m, int n, int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate)
-    {
-        for (int i = 0; i < m; i++)
-        {
-            float* ci = c + (long)i * ldc;
-            if (!accumulate) new Span<float>(ci, n).Clear();
-            float* ai = a + (long)i * lda;
-            for (int x = 0; x < k; x++)
-            {
-                float ax = ai[x];
-                float* bx = b + x / kGroup * ldbOuter + (long)(x % kGroup) * ldbInner;
-                for (int j = 0; j < n; j++) ci[j] += ax * bx[j];
-            }
-        }
-    }
-
-    private static void Gemm8<TLoad>(int m, int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
+    private static void Gemm8<TLoad>(int m, int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc,
+        bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
     {
         int i = 0;
-        // One vector of columns: eight rows give the eight independent FMA chains two pipes of latency 4 need.
+        // One vector of columns: eight rows give the eight independent FMA chains that two pipes of latency 4 need.
         for (; i + 8 <= m; i += 8)
-            Kernel8x8<TLoad>(k, a + (long)i * lda, lda, b, ldbInner, kGroup, ldbOuter, c + (long)i * ldc, ldc, accumulate, mask);
+            Kernel8x8<TLoad>(k, a + (long)i * am, am, ak, b, ldb, c + (long)i * ldc, ldc, accumulate, mask);
         for (; i + 4 <= m; i += 4)
-            Kernel4x8<TLoad>(k, a + (long)i * lda, lda, b, ldbInner, kGroup, ldbOuter, c + (long)i * ldc, ldc, accumulate, mask);
+            Kernel4x8<TLoad>(k, a + (long)i * am, am, ak, b, ldb, c + (long)i * ldc, ldc, accumulate, mask);
         for (; i < m; i++)
-            Kernel1x8<TLoad>(k, a + (long)i * lda, b, ldbInner, kGroup, ldbOuter, c + (long)i * ldc, accumulate, mask);
+            Kernel1x8<TLoad>(k, a + (long)i * am, ak, b, ldb, c + (long)i * ldc, accumulate, mask);
     }
 
     /// <summary>Picks a full or a masked load at JIT time (struct type arguments are specialised).</summary>
@@ -735,11 +731,10 @@ internal static unsafe class CpuAttention
         public static Vector256<float> Load(float* p, Vector256<float> mask) => Avx.MaskLoad(p, mask);
     }
 
-    // Register tiles: 4 rows × 16 columns keeps 8 accumulators, 2 B vectors and a broadcast in the 16 ymm
-    // registers, and does 8 FMAs per 6 loads, enough to keep both FMA pipes busy.
+    // Register tiles. 6 rows × 16 columns keeps 12 accumulators, 2 B vectors and a broadcast in the 16 ymm
+    // registers and issues 12 FMAs per 8 loads; the FMA pipes, not the load ports, set the pace.
 
-    private static void Kernel6x16(int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate)
+    private static void Kernel6x16(int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc, bool accumulate)
     {
         float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
         Vector256<float> x00, x01, x10, x11, x20, x21, x30, x31, x40, x41, x50, x51;
@@ -756,29 +751,24 @@ internal static unsafe class CpuAttention
         {
             x00 = x01 = x10 = x11 = x20 = x21 = x30 = x31 = x40 = x41 = x50 = x51 = Vector256<float>.Zero;
         }
-        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
+        float* a0 = a, a1 = a + am, a2 = a1 + am, a3 = a2 + am, a4 = a3 + am, a5 = a4 + am;
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a0 += ak, a1 += ak, a2 += ak, a3 += ak, a4 += ak, a5 += ak)
         {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-            {
-                var b0 = Avx.LoadVector256(bp);
-                var b1 = Avx.LoadVector256(bp + 8);
-                var s = Vector256.Create(a0[x]);
-                x00 = Fma.MultiplyAdd(s, b0, x00); x01 = Fma.MultiplyAdd(s, b1, x01);
-                s = Vector256.Create(a1[x]);
-                x10 = Fma.MultiplyAdd(s, b0, x10); x11 = Fma.MultiplyAdd(s, b1, x11);
-                s = Vector256.Create(a2[x]);
-                x20 = Fma.MultiplyAdd(s, b0, x20); x21 = Fma.MultiplyAdd(s, b1, x21);
-                s = Vector256.Create(a3[x]);
-                x30 = Fma.MultiplyAdd(s, b0, x30); x31 = Fma.MultiplyAdd(s, b1, x31);
-                s = Vector256.Create(a4[x]);
-                x40 = Fma.MultiplyAdd(s, b0, x40); x41 = Fma.MultiplyAdd(s, b1, x41);
-                s = Vector256.Create(a5[x]);
-                x50 = Fma.MultiplyAdd(s, b0, x50); x51 = Fma.MultiplyAdd(s, b1, x51);
-            }
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var s = Vector256.Create(*a0);
+            x00 = Fma.MultiplyAdd(s, b0, x00); x01 = Fma.MultiplyAdd(s, b1, x01);
+            s = Vector256.Create(*a1);
+            x10 = Fma.MultiplyAdd(s, b0, x10); x11 = Fma.MultiplyAdd(s, b1, x11);
+            s = Vector256.Create(*a2);
+            x20 = Fma.MultiplyAdd(s, b0, x20); x21 = Fma.MultiplyAdd(s, b1, x21);
+            s = Vector256.Create(*a3);
+            x30 = Fma.MultiplyAdd(s, b0, x30); x31 = Fma.MultiplyAdd(s, b1, x31);
+            s = Vector256.Create(*a4);
+            x40 = Fma.MultiplyAdd(s, b0, x40); x41 = Fma.MultiplyAdd(s, b1, x41);
+            s = Vector256.Create(*a5);
+            x50 = Fma.MultiplyAdd(s, b0, x50); x51 = Fma.MultiplyAdd(s, b1, x51);
         }
         Avx.Store(c0, x00); Avx.Store(c0 + 8, x01);
         Avx.Store(c1, x10); Avx.Store(c1 + 8, x11);
@@ -788,8 +778,7 @@ internal static unsafe class CpuAttention
         Avx.Store(c5, x50); Avx.Store(c5 + 8, x51);
     }
 
-    private static void Kernel4x16(int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate)
+    private static void Kernel4x16(int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc, bool accumulate)
     {
         float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
         Vector256<float> x00, x01, x10, x11, x20, x21, x30, x31;
@@ -804,25 +793,20 @@ internal static unsafe class CpuAttention
         {
             x00 = x01 = x10 = x11 = x20 = x21 = x30 = x31 = Vector256<float>.Zero;
         }
-        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
+        float* a0 = a, a1 = a + am, a2 = a1 + am, a3 = a2 + am;
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a0 += ak, a1 += ak, a2 += ak, a3 += ak)
         {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-            {
-                var b0 = Avx.LoadVector256(bp);
-                var b1 = Avx.LoadVector256(bp + 8);
-                var s = Vector256.Create(a0[x]);
-                x00 = Fma.MultiplyAdd(s, b0, x00); x01 = Fma.MultiplyAdd(s, b1, x01);
-                s = Vector256.Create(a1[x]);
-                x10 = Fma.MultiplyAdd(s, b0, x10); x11 = Fma.MultiplyAdd(s, b1, x11);
-                s = Vector256.Create(a2[x]);
-                x20 = Fma.MultiplyAdd(s, b0, x20); x21 = Fma.MultiplyAdd(s, b1, x21);
-                s = Vector256.Create(a3[x]);
-                x30 = Fma.MultiplyAdd(s, b0, x30); x31 = Fma.MultiplyAdd(s, b1, x31);
-            }
+            var b0 = Avx.LoadVector256(bp);
+            var b1 = Avx.LoadVector256(bp + 8);
+            var s = Vector256.Create(*a0);
+            x00 = Fma.MultiplyAdd(s, b0, x00); x01 = Fma.MultiplyAdd(s, b1, x01);
+            s = Vector256.Create(*a1);
+            x10 = Fma.MultiplyAdd(s, b0, x10); x11 = Fma.MultiplyAdd(s, b1, x11);
+            s = Vector256.Create(*a2);
+            x20 = Fma.MultiplyAdd(s, b0, x20); x21 = Fma.MultiplyAdd(s, b1, x21);
+            s = Vector256.Create(*a3);
+            x30 = Fma.MultiplyAdd(s, b0, x30); x31 = Fma.MultiplyAdd(s, b1, x31);
         }
         Avx.Store(c0, x00); Avx.Store(c0 + 8, x01);
         Avx.Store(c1, x10); Avx.Store(c1 + 8, x11);
@@ -830,28 +814,23 @@ internal static unsafe class CpuAttention
         Avx.Store(c3, x30); Avx.Store(c3 + 8, x31);
     }
 
-    private static void Kernel1x16(int k, float* a, float* b, int ldbInner, int kGroup, long ldbOuter, float* c, bool accumulate)
+    private static void Kernel1x16(int k, float* a, int ak, float* b, long ldb, float* c, bool accumulate)
     {
         var x0 = accumulate ? Avx.LoadVector256(c) : Vector256<float>.Zero;
         var x1 = accumulate ? Avx.LoadVector256(c + 8) : Vector256<float>.Zero;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a += ak)
         {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-            {
-                var s = Vector256.Create(a[x]);
-                x0 = Fma.MultiplyAdd(s, Avx.LoadVector256(bp), x0);
-                x1 = Fma.MultiplyAdd(s, Avx.LoadVector256(bp + 8), x1);
-            }
+            var s = Vector256.Create(*a);
+            x0 = Fma.MultiplyAdd(s, Avx.LoadVector256(bp), x0);
+            x1 = Fma.MultiplyAdd(s, Avx.LoadVector256(bp + 8), x1);
         }
         Avx.Store(c, x0);
         Avx.Store(c + 8, x1);
     }
 
-    private static void Kernel8x8<TLoad>(int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
+    private static void Kernel8x8<TLoad>(int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc,
+        bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
     {
         Vector256<float> x0, x1, x2, x3, x4, x5, x6, x7;
         if (accumulate)
@@ -865,31 +844,26 @@ internal static unsafe class CpuAttention
         {
             x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = Vector256<float>.Zero;
         }
-        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda, a6 = a5 + lda, a7 = a6 + lda;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
+        float* a0 = a, a1 = a + am, a2 = a1 + am, a3 = a2 + am, a4 = a3 + am, a5 = a4 + am, a6 = a5 + am, a7 = a6 + am;
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a0 += ak, a1 += ak, a2 += ak, a3 += ak, a4 += ak, a5 += ak, a6 += ak, a7 += ak)
         {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-            {
-                var bv = TLoad.Load(bp, mask);
-                x0 = Fma.MultiplyAdd(Vector256.Create(a0[x]), bv, x0);
-                x1 = Fma.MultiplyAdd(Vector256.Create(a1[x]), bv, x1);
-                x2 = Fma.MultiplyAdd(Vector256.Create(a2[x]), bv, x2);
-                x3 = Fma.MultiplyAdd(Vector256.Create(a3[x]), bv, x3);
-                x4 = Fma.MultiplyAdd(Vector256.Create(a4[x]), bv, x4);
-                x5 = Fma.MultiplyAdd(Vector256.Create(a5[x]), bv, x5);
-                x6 = Fma.MultiplyAdd(Vector256.Create(a6[x]), bv, x6);
-                x7 = Fma.MultiplyAdd(Vector256.Create(a7[x]), bv, x7);
-            }
+            var bv = TLoad.Load(bp, mask);
+            x0 = Fma.MultiplyAdd(Vector256.Create(*a0), bv, x0);
+            x1 = Fma.MultiplyAdd(Vector256.Create(*a1), bv, x1);
+            x2 = Fma.MultiplyAdd(Vector256.Create(*a2), bv, x2);
+            x3 = Fma.MultiplyAdd(Vector256.Create(*a3), bv, x3);
+            x4 = Fma.MultiplyAdd(Vector256.Create(*a4), bv, x4);
+            x5 = Fma.MultiplyAdd(Vector256.Create(*a5), bv, x5);
+            x6 = Fma.MultiplyAdd(Vector256.Create(*a6), bv, x6);
+            x7 = Fma.MultiplyAdd(Vector256.Create(*a7), bv, x7);
         }
         Avx.Store(c, x0); Avx.Store(c + ldc, x1); Avx.Store(c + 2 * ldc, x2); Avx.Store(c + 3 * ldc, x3);
         Avx.Store(c + 4 * ldc, x4); Avx.Store(c + 5 * ldc, x5); Avx.Store(c + 6 * ldc, x6); Avx.Store(c + 7 * ldc, x7);
     }
 
-    private static void Kernel4x8<TLoad>(int k, float* a, int lda, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, int ldc, bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
+    private static void Kernel4x8<TLoad>(int k, float* a, int am, int ak, float* b, long ldb, float* c, int ldc,
+        bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
     {
         float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
         Vector256<float> x0, x1, x2, x3;
@@ -902,36 +876,26 @@ internal static unsafe class CpuAttention
         {
             x0 = x1 = x2 = x3 = Vector256<float>.Zero;
         }
-        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
+        float* a0 = a, a1 = a + am, a2 = a1 + am, a3 = a2 + am;
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a0 += ak, a1 += ak, a2 += ak, a3 += ak)
         {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-            {
-                var bv = TLoad.Load(bp, mask);
-                x0 = Fma.MultiplyAdd(Vector256.Create(a0[x]), bv, x0);
-                x1 = Fma.MultiplyAdd(Vector256.Create(a1[x]), bv, x1);
-                x2 = Fma.MultiplyAdd(Vector256.Create(a2[x]), bv, x2);
-                x3 = Fma.MultiplyAdd(Vector256.Create(a3[x]), bv, x3);
-            }
+            var bv = TLoad.Load(bp, mask);
+            x0 = Fma.MultiplyAdd(Vector256.Create(*a0), bv, x0);
+            x1 = Fma.MultiplyAdd(Vector256.Create(*a1), bv, x1);
+            x2 = Fma.MultiplyAdd(Vector256.Create(*a2), bv, x2);
+            x3 = Fma.MultiplyAdd(Vector256.Create(*a3), bv, x3);
         }
         Avx.Store(c0, x0); Avx.Store(c1, x1); Avx.Store(c2, x2); Avx.Store(c3, x3);
     }
 
-    private static void Kernel1x8<TLoad>(int k, float* a, float* b, int ldbInner, int kGroup, long ldbOuter,
-        float* c, bool accumulate, Vector256<float> mask) where TLoad : struct, ILoad
+    private static void Kernel1x8<TLoad>(int k, float* a, int ak, float* b, long ldb, float* c, bool accumulate,
+        Vector256<float> mask) where TLoad : struct, ILoad
     {
         var x0 = accumulate ? Avx.LoadVector256(c) : Vector256<float>.Zero;
-        float* outer = b;
-        for (int k0 = 0; k0 < k; k0 += kGroup, outer += ldbOuter)
-        {
-            int end = Math.Min(k, k0 + kGroup);
-            float* bp = outer;
-            for (int x = k0; x < end; x++, bp += ldbInner)
-                x0 = Fma.MultiplyAdd(Vector256.Create(a[x]), TLoad.Load(bp, mask), x0);
-        }
+        float* bp = b;
+        for (int x = 0; x < k; x++, bp += ldb, a += ak)
+            x0 = Fma.MultiplyAdd(Vector256.Create(*a), TLoad.Load(bp, mask), x0);
         Avx.Store(c, x0);
     }
 
@@ -1018,7 +982,7 @@ internal static unsafe class CpuAttention
         return r;
     }
 
-    /// <summary>x = exp(x - shift) in place; returns the sum.</summary>
+    /// <summary>x = 2^(x - shift) in place; returns the sum.</summary>
     private static float ExpShiftSum(float* x, int n, float shift)
     {
         if (Simd)
@@ -1027,64 +991,40 @@ internal static unsafe class CpuAttention
             var sum = Vector256<float>.Zero;
             for (int i = 0; i < n; i += 8)
             {
-                var e = Exp(Avx.Subtract(Avx.LoadVector256(x + i), sv));
+                var e = Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv));
                 Avx.Store(x + i, e);
                 sum = Avx.Add(sum, e);
             }
             return Vector256.Sum(sum);
         }
         float total = 0f;
-        for (int i = 0; i < n; i++) total += x[i] = MathF.Exp(x[i] - shift);
+        for (int i = 0; i < n; i++) total += x[i] = float.Exp2(x[i] - shift);
         return total;
     }
 
-    /// <summary>x = exp(x - shift) in place.</summary>
+    /// <summary>x = 2^(x - shift) in place.</summary>
     private static void ExpShift(float* x, int n, float shift)
     {
         if (Simd)
         {
             var sv = Vector256.Create(shift);
-            for (int i = 0; i < n; i += 8) Avx.Store(x + i, Exp(Avx.Subtract(Avx.LoadVector256(x + i), sv)));
+            for (int i = 0; i < n; i += 8) Avx.Store(x + i, Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv)));
             return;
         }
-        for (int i = 0; i < n; i++) x[i] = MathF.Exp(x[i] - shift);
+        for (int i = 0; i < n; i++) x[i] = float.Exp2(x[i] - shift);
     }
 
-    /// <summary>x[i] = exp(x[i] - shift[i]) in place (pass 2: one log-sum-exp per column).</summary>
-    private static void ExpShiftVector(float* x, float* shift, int n)
-    {
-        if (Simd)
-        {
-            for (int i = 0; i < n; i += 8)
-                Avx.Store(x + i, Exp(Avx.Subtract(Avx.LoadVector256(x + i), Avx.LoadVector256(shift + i))));
-            return;
-        }
-        for (int i = 0; i < n; i++) x[i] = MathF.Exp(x[i] - shift[i]);
-    }
-
-    /// <summary>p = p (dP - di): dS of a row, written over P, which pass 1 no longer needs.</summary>
-    private static void SoftmaxGradRow(float* p, float* dP, float di, int n)
+    /// <summary>dP = p (dP - di): the row of dS, written over dP because pass 2 still needs P.</summary>
+    private static void SoftmaxGrad(float* p, float* dP, float di, int n)
     {
         if (Simd)
         {
             var dv = Vector256.Create(di);
             for (int i = 0; i < n; i += 8)
-                Avx.Store(p + i, Avx.Multiply(Avx.LoadVector256(p + i), Avx.Subtract(Avx.LoadVector256(dP + i), dv)));
+                Avx.Store(dP + i, Avx.Multiply(Avx.LoadVector256(p + i), Avx.Subtract(Avx.LoadVector256(dP + i), dv)));
             return;
         }
-        for (int i = 0; i < n; i++) p[i] *= dP[i] - di;
-    }
-
-    /// <summary>dP = p (dP - di) per column: dS written over dP, since pass 2 still needs P for dV.</summary>
-    private static void SoftmaxGradVector(float* p, float* dP, float* di, int n)
-    {
-        if (Simd)
-        {
-            for (int i = 0; i < n; i += 8)
-                Avx.Store(dP + i, Avx.Multiply(Avx.LoadVector256(p + i), Avx.Subtract(Avx.LoadVector256(dP + i), Avx.LoadVector256(di + i))));
-            return;
-        }
-        for (int i = 0; i < n; i++) dP[i] = p[i] * (dP[i] - di[i]);
+        for (int i = 0; i < n; i++) dP[i] = p[i] * (dP[i] - di);
     }
 
     /// <summary>Row r of x (row length ld) *= factor[r]; rows whose factor is 1 are skipped.</summary>
@@ -1123,29 +1063,37 @@ internal static unsafe class CpuAttention
         return sum;
     }
 
+    /// <summary>result = 2^(from - to), elementwise over n (a multiple of 8 on the SIMD path).</summary>
+    private static void ExpDifference(float* from, float* to, float* result, int n)
+    {
+        if (Simd)
+        {
+            for (int i = 0; i < n; i += 8)
+                Avx.Store(result + i, Exp2(Avx.Subtract(Avx.LoadVector256(from + i), Avx.LoadVector256(to + i))));
+            return;
+        }
+        for (int i = 0; i < n; i++) result[i] = float.Exp2(from[i] - to[i]);
+    }
+
     /// <summary>
-    /// exp for arguments at most about 0 (scores minus a max or a log-sum-exp). Cephes expf: x = n ln2 + r
-    /// with |r| ≤ ln2/2, e^r from a degree-6 polynomial (about 1 ulp), 2^n added to the exponent bits.
-    /// Below -86.5 the result is flushed to 0: that keeps 2^n normal, and turns the -inf of masked
-    /// scores into exact zeros.
+    /// 2^x for arguments at most about 0 (base-2 scores minus a max or a log-sum-exp): x = n + f with
+    /// |f| ≤ 1/2, 2^f from a degree-6 minimax polynomial (relative error 2e-9 before fp32 rounding), and n
+    /// added to the exponent bits. Below -126 the result is flushed to 0: that keeps 2^n normal and turns
+    /// the -inf of masked scores (whose f is NaN) into exact zeros.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Exp(Vector256<float> x)
+    private static Vector256<float> Exp2(Vector256<float> x)
     {
-        var keep = Avx.CompareGreaterThanOrEqual(x, Vector256.Create(-86.5f));
-        var n = Avx.ConvertToVector256Int32(Avx.Multiply(x, Vector256.Create(1.44269504088896341f)));
-        var nf = Avx.ConvertToVector256Single(n);
-        // ln2 split in two so n * ln2 is exact in the first subtraction.
-        var r = Fma.MultiplyAddNegated(nf, Vector256.Create(0.693359375f), x);
-        r = Fma.MultiplyAddNegated(nf, Vector256.Create(-2.12194440e-4f), r);
-        var p = Fma.MultiplyAdd(Vector256.Create(1.9875691500e-4f), r, Vector256.Create(1.3981999507e-3f));
-        p = Fma.MultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
-        p = Fma.MultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
-        p = Fma.MultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
-        p = Fma.MultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
-        p = Fma.MultiplyAdd(p, Avx.Multiply(r, r), r);
-        p = Avx.Add(p, Vector256.Create(1f));
-        var scaled = Avx2.Add(p.AsInt32(), Avx2.ShiftLeftLogical(n, 23)).AsSingle();
-        return Avx.And(scaled, keep);
+        var keep = Avx.CompareGreaterThanOrEqual(x, Vector256.Create(-126f));
+        var n = Avx.RoundToNearestInteger(x);
+        var f = Avx.Subtract(x, n);
+        var p = Fma.MultiplyAdd(Vector256.Create(1.534581243e-4f), f, Vector256.Create(1.339993090e-3f));
+        p = Fma.MultiplyAdd(p, f, Vector256.Create(9.618489072e-3f));
+        p = Fma.MultiplyAdd(p, f, Vector256.Create(5.550328642e-2f));
+        p = Fma.MultiplyAdd(p, f, Vector256.Create(2.402264625e-1f));
+        p = Fma.MultiplyAdd(p, f, Vector256.Create(6.931471825e-1f));
+        p = Fma.MultiplyAdd(p, f, Vector256.Create(1f));
+        var bits = Avx2.Add(p.AsInt32(), Avx2.ShiftLeftLogical(Avx.ConvertToVector256Int32WithTruncation(n), 23));
+        return Avx.And(bits.AsSingle(), keep);
     }
 }

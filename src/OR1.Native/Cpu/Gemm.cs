@@ -32,17 +32,25 @@ internal static unsafe class CpuGemm
             switch (kernel)
             {
                 case Kernel.Avx512:
-                    // Zen 4 runs a zmm FMA as two 256-bit halves, so peak is the same as AVX2, but a 12 x 32
-                    // tile needs half the instructions per flop of 6 x 16 and 24 independent chains hide the
-                    // 4-cycle FMA latency with room to spare. The B sliver (KC x 32 floats) stays in L1 while
-                    // the A block streams from L2: KC = 256 makes it 32 KiB... see the block-size note below.
-                    MR = 12; NR = 32; KC = 256; MC = 240; NC = 4096;
+                    // Zen 4 splits a zmm FMA into two 256-bit halves, so peak flops equal AVX2's, but 12 x 32
+                    // needs half the instructions per flop of 6 x 16 and its 24 independent chains cover the
+                    // FMA latency many times over. Per k step the tile reads 48 B of A and 128 B of B for 24
+                    // zmm FMAs (~7 B/cycle), which L2 sustains easily, so neither sliver has to live in L1
+                    // (measured: KC = 256 with a 32 KiB B sliver in L1 was ~5% slower). KC is therefore sized
+                    // to amortise the C tile's load + store, which happens once per KC block: 1024 keeps the
+                    // A block (MC x KC = 192 KiB) plus the B sliver in flight (KC x NR = 128 KiB) well inside
+                    // the 1 MiB L2 even with two threads sharing a core. MC barely mattered between 48 and
+                    // 240; small MC leaves L2 room. NC bounds the per-thread B panel (KC x NC = 4 MiB, in L3).
+                    MR = 12; NR = 32; KC = 1024; MC = 48; NC = 1024;
                     break;
                 case Kernel.Fma256:
-                    // Classic Haswell shape: 12 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm.
-                    MR = 6; NR = 16; KC = 256; MC = 192; NC = 4096;
+                    // Haswell-class shape: 12 accumulators + 2 B vectors + 1 broadcast = 15 of 16 ymm. This
+                    // tile needs ~15 B/cycle, so KC is kept where the B sliver (KC x 16 = 24 KiB) fits L1 and
+                    // the A block (96 x 384 = 144 KiB) fits even a 256 KiB L2.
+                    MR = 6; NR = 16; KC = 384; MC = 96; NC = 2048;
                     break;
                 default:
+                    // 8 accumulators + 2 B + 1 broadcast = 11 of 16 xmm (SSE) or 32 (NEON).
                     MR = 4; NR = 8; KC = 256; MC = 128; NC = 2048;
                     break;
             }
@@ -62,7 +70,6 @@ internal static unsafe class CpuGemm
         public int NC { get; }
     }
 
-    private static readonly bool s_pf = Environment.GetEnvironmentVariable("GEMM_PF") != "0";
     private static Config s_config = new(DetectKernel());
 
     /// <summary>Below this many multiply-adds a fork costs more than the work it would split.</summary>
@@ -93,54 +100,10 @@ internal static unsafe class CpuGemm
             ScaleC(m, n, beta, c, ldc);
             return;
         }
-        var cfg = s_config;
-        var job = new Job(cfg, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        var job = new Job(s_config, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = CpuParallel.ThreadCount;
-        if (threads > 1 && (long)m * n * k >= ParallelMinMacs)
-        {
-            MultiplyParallel(job, threads);
-            return;
-        }
-        job.Run(0, m, 0, n);
-    }
-
-    // Kept out of Multiply so the closure is only allocated when the call actually forks.
-    private static void MultiplyParallel(Job job, int threads)
-    {
-        // Each thread owns a band of C and runs the whole blocked algorithm on it with its own packing
-        // buffers: no barriers (the pool has none), one fork per call, and every C element is summed by
-        // one thread in fixed k order, so results are bit-identical run to run. The cost is that both
-        // threads pack the operand they share; banding the longer side of C duplicates the smaller one.
-        var cfg = job.Cfg;
-        int mSlivers = (job.M + cfg.MR - 1) / cfg.MR;
-        int nSlivers = (job.N + cfg.NR - 1) / cfg.NR;
-        bool byRows = Balance(mSlivers, threads) > Balance(nSlivers, threads)
-            || (Balance(mSlivers, threads) == Balance(nSlivers, threads) && job.M >= job.N);
-        int slivers = byRows ? mSlivers : nSlivers;
-        int parts = Math.Min(threads, slivers);
-        if (parts <= 1)
-        {
-            job.Run(0, job.M, 0, job.N);
-            return;
-        }
-        if (byRows)
-        {
-            CpuParallel.ForParts(slivers, parts, (_, s0, s1) =>
-                job.Run(s0 * cfg.MR, Math.Min(s1 * cfg.MR, job.M), 0, job.N));
-        }
-        else
-        {
-            CpuParallel.ForParts(slivers, parts, (_, s0, s1) =>
-                job.Run(0, job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, job.N)));
-        }
-    }
-
-    /// <summary>Fraction of the busiest thread's slivers that the average thread gets (1 = even).</summary>
-    private static double Balance(int slivers, int threads)
-    {
-        int parts = Math.Min(threads, slivers);
-        int most = (slivers + parts - 1) / parts;
-        return (double)slivers / ((double)most * threads);
+        if (threads > 1 && (long)m * n * k >= ParallelMinMacs) ParallelJob.Run(job, threads);
+        else job.Run(0, m, 0, n);
     }
 
     private static void ScaleC(int m, int n, float beta, float* c, int ldc)
@@ -154,6 +117,67 @@ internal static unsafe class CpuGemm
         }
     }
 
+    /// <summary>
+    /// Splits C into one band per thread, each computed by the whole blocked algorithm with that thread's
+    /// own packing buffers. The pool has no barriers, so sharing one packed panel would cost a fork per
+    /// panel; independent bands need one fork per call, and every C element is summed by one thread in a
+    /// fixed k order, so results are bit-identical from run to run. The price is that every thread packs
+    /// the operand the bands share: banding the longer side of C duplicates the smaller operand, about
+    /// 1/(2 * KC-block flops per element) of the work at 1024^3. One instance per calling thread, with
+    /// its delegate created once, so a forked call allocates nothing.
+    /// </summary>
+    private sealed class ParallelJob
+    {
+        [ThreadStatic] private static ParallelJob? t_instance;
+
+        private readonly Action<int> _runPart;
+        private Job _job;
+        private bool _byRows;
+        private int _slivers;
+        private int _parts;
+
+        private ParallelJob() => _runPart = RunPart;
+
+        public static void Run(in Job job, int threads)
+        {
+            var cfg = job.Cfg;
+            int mSlivers = (job.M + cfg.MR - 1) / cfg.MR;
+            int nSlivers = (job.N + cfg.NR - 1) / cfg.NR;
+            double rowBalance = Balance(mSlivers, threads), colBalance = Balance(nSlivers, threads);
+            bool byRows = rowBalance > colBalance || (rowBalance == colBalance && job.M >= job.N);
+            int slivers = byRows ? mSlivers : nSlivers;
+            int parts = Math.Min(threads, slivers);
+            if (parts <= 1)
+            {
+                job.Run(0, job.M, 0, job.N);
+                return;
+            }
+            var self = t_instance ??= new ParallelJob();
+            self._job = job;
+            self._byRows = byRows;
+            self._slivers = slivers;
+            self._parts = parts;
+            CpuParallel.ForEach(parts, self._runPart);
+        }
+
+        /// <summary>Band boundaries depend only on the sliver count and the part count.</summary>
+        private void RunPart(int part)
+        {
+            int s0 = (int)((long)_slivers * part / _parts), s1 = (int)((long)_slivers * (part + 1) / _parts);
+            var cfg = _job.Cfg;
+            if (_byRows) _job.Run(s0 * cfg.MR, Math.Min(s1 * cfg.MR, _job.M), 0, _job.N);
+            else _job.Run(0, _job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, _job.N));
+        }
+
+        /// <summary>Average thread's share of the busiest thread's slivers (1 = even split).</summary>
+        private static double Balance(int slivers, int threads)
+        {
+            int parts = Math.Min(threads, slivers);
+            int most = (slivers + parts - 1) / parts;
+            return (double)slivers / ((double)most * threads);
+        }
+    }
+
     private readonly struct Job(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
@@ -162,17 +186,21 @@ internal static unsafe class CpuGemm
         public int N => n;
 
         /// <summary>Computes the C block rows [m0, m1) x columns [n0, n1) single-threaded.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int m0, int m1, int n0, int n1)
         {
             var ws = Workspace.For(cfg);
             int mr = cfg.MR, nr = cfg.NR;
             float* packA = ws.A, packB = ws.B, tile = ws.Tile;
+            // Equal k blocks (k = 1100 runs as 2 x 552, not 1024 + 76), rounded to the transpose width.
+            int kBlocks = (k + cfg.KC - 1) / cfg.KC;
+            int kcStep = Math.Min(cfg.KC, ((k + kBlocks - 1) / kBlocks + 7) & ~7);
             for (int jc = n0; jc < n1; jc += cfg.NC)
             {
                 int nc = Math.Min(cfg.NC, n1 - jc);
-                for (int pc = 0; pc < k; pc += cfg.KC)
+                for (int pc = 0; pc < k; pc += kcStep)
                 {
-                    int kc = Math.Min(cfg.KC, k - pc);
+                    int kc = Math.Min(kcStep, k - pc);
                     // Later k blocks add onto what the first one wrote.
                     float betaBlock = pc == 0 ? beta : 1f;
                     PackB(transB, b, ldb, pc, kc, jc, nc, nr, packB);
@@ -259,12 +287,13 @@ internal static unsafe class CpuGemm
     /// </summary>
     private static void PackA(bool transA, float* a, int lda, int i0, int mc, int p0, int kc, int mr, float* dst)
     {
-        for (int s = 0; s < mc; s += mr, dst += (nint)mr * kc)
+        if (transA)
         {
-            int rows = Math.Min(mr, mc - s);
-            if (transA) PackCopy(a + (nint)p0 * lda + i0 + s, lda, rows, mr, kc, dst);
-            else PackTranspose(a + (nint)(i0 + s) * lda + p0, lda, rows, mr, kc, dst);
+            PackCopy(a + (nint)p0 * lda + i0, lda, mc, mr, kc, dst);
+            return;
         }
+        for (int s = 0; s < mc; s += mr, dst += (nint)mr * kc)
+            PackTranspose(a + (nint)(i0 + s) * lda + p0, lda, Math.Min(mr, mc - s), mr, kc, dst);
     }
 
     /// <summary>
@@ -273,34 +302,50 @@ internal static unsafe class CpuGemm
     /// </summary>
     private static void PackB(bool transB, float* b, int ldb, int p0, int kc, int j0, int nc, int nr, float* dst)
     {
-        for (int t = 0; t < nc; t += nr, dst += (nint)nr * kc)
+        if (!transB)
         {
-            int cols = Math.Min(nr, nc - t);
-            if (transB) PackTranspose(b + (nint)(j0 + t) * ldb + p0, ldb, cols, nr, kc, dst);
-            else PackCopy(b + (nint)p0 * ldb + j0 + t, ldb, cols, nr, kc, dst);
+            PackCopy(b + (nint)p0 * ldb + j0, ldb, nc, nr, kc, dst);
+            return;
         }
+        for (int t = 0; t < nc; t += nr, dst += (nint)nr * kc)
+            PackTranspose(b + (nint)(j0 + t) * ldb + p0, ldb, Math.Min(nr, nc - t), nr, kc, dst);
     }
 
-    /// <summary>dst[p*width + r] = src[p*stride + r] for r &lt; count, 0 for count &lt;= r &lt; width: the
-    /// operand already runs along the sliver (A transposed, B not), so each p is one short copy.</summary>
+    /// <summary>
+    /// Sliver t gets dst[t*width*kc + p*width + r] = src[p*stride + t*width + r] (zero past count): the
+    /// operand already runs along the slivers (A transposed, B not). Walking p outermost reads each source
+    /// row once, sequentially, and writes to count/width sliver streams; walking a sliver at a time instead
+    /// would touch one 128-byte piece of every row (a new page each) and measured ~40% slower.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackCopy(float* src, nint stride, int count, int width, int kc, float* dst)
     {
-        if (count == width && (width & 3) == 0)
+        int full = count / width, rest = count - full * width;
+        nint sliver = (nint)width * kc;
+        bool vector = (width & 3) == 0;
+        for (int p = 0; p < kc; p++, src += stride)
         {
-            for (int p = 0; p < kc; p++, src += stride, dst += width)
+            float* s = src;
+            float* d = dst + (nint)p * width;
+            for (int t = 0; t < full; t++, s += width, d += sliver)
+            {
+                if (vector)
+                {
+                    int r = 0;
+                    for (; r + 8 <= width; r += 8) Vector256.Store(Vector256.Load(s + r), d + r);
+                    for (; r < width; r += 4) Vector128.Store(Vector128.Load(s + r), d + r);
+                }
+                else
+                {
+                    for (int r = 0; r < width; r++) d[r] = s[r];
+                }
+            }
+            if (rest > 0)
             {
                 int r = 0;
-                for (; r + 8 <= width; r += 8) Vector256.Store(Vector256.Load(src + r), dst + r);
-                for (; r < width; r += 4) Vector128.Store(Vector128.Load(src + r), dst + r);
+                for (; r < rest; r++) d[r] = s[r];
+                for (; r < width; r++) d[r] = 0f;
             }
-            return;
-        }
-        for (int p = 0; p < kc; p++, src += stride, dst += width)
-        {
-            int r = 0;
-            for (; r < count; r++) dst[r] = src[r];
-            for (; r < width; r++) dst[r] = 0f;
         }
     }
 
@@ -374,6 +419,7 @@ internal static unsafe class CpuGemm
     }
 
     /// <summary>C tile = alpha * acc (beta 0), alpha * acc + C (beta 1) or alpha * acc + beta * C, fused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MergeTile(float* tile, int nr, int rows, int cols, float* c, nint ldc, float alpha, float beta)
     {
         for (int r = 0; r < rows; r++)
@@ -404,13 +450,14 @@ internal static unsafe class CpuGemm
         Vector512.Store(r, c);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelAvx512(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
-        if (s_pf)
+        if (Sse.IsSupported)
         {
             // The C tile is read only after KC FMAs per accumulator; fetching it now hides its cache and TLB
             // misses (12 rows ldc apart) behind that work.
@@ -478,6 +525,7 @@ internal static unsafe class CpuGemm
         Vector256.Store(r, c);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelFma256(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -521,6 +569,7 @@ internal static unsafe class CpuGemm
         Vector128.Store(r, c);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelPortable(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
         Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default;

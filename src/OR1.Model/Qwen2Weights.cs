@@ -1,0 +1,124 @@
+using OR1.Native;
+
+namespace OR1.Model;
+
+/// <summary>The tensors of one decoder layer, named as in HF Qwen2 (model.layers.{i}.*).</summary>
+public sealed record Qwen2LayerWeights(
+    Tensor InputNorm,
+    Tensor QueryWeight, Tensor QueryBias,
+    Tensor KeyWeight, Tensor KeyBias,
+    Tensor ValueWeight, Tensor ValueBias,
+    Tensor OutputWeight,
+    Tensor PostAttentionNorm,
+    Tensor GateWeight, Tensor UpWeight, Tensor DownWeight);
+
+/// <summary>
+/// Every parameter of a Qwen2ForCausalLM on one backend, addressable by its HF checkpoint name, so that
+/// loading and saving is a mapping. The same class holds gradients and optimizer moments (same shapes).
+/// With tied embeddings <see cref="LmHead"/> is the embedding tensor itself and is listed once.
+/// </summary>
+public sealed class Qwen2Weights : IDisposable
+{
+    private readonly List<(string Name, Tensor Tensor)> _named = [];
+    private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
+
+    /// <summary>Allocates zero-filled parameters for <paramref name="config"/> on <paramref name="backend"/>.</summary>
+    public Qwen2Weights(IBackend backend, Qwen2Config config)
+    {
+        Backend = backend;
+        Config = config;
+        int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
+        int qw = config.NumAttentionHeads * config.HeadDim, kvw = config.NumKeyValueHeads * config.HeadDim;
+        Embedding = Add("model.embed_tokens.weight", v, h);
+        var layers = new Qwen2LayerWeights[config.NumHiddenLayers];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            string p = $"model.layers.{i}.";
+            layers[i] = new Qwen2LayerWeights(
+                Add(p + "input_layernorm.weight", h),
+                Add(p + "self_attn.q_proj.weight", qw, h), Add(p + "self_attn.q_proj.bias", qw),
+                Add(p + "self_attn.k_proj.weight", kvw, h), Add(p + "self_attn.k_proj.bias", kvw),
+                Add(p + "self_attn.v_proj.weight", kvw, h), Add(p + "self_attn.v_proj.bias", kvw),
+                Add(p + "self_attn.o_proj.weight", h, qw),
+                Add(p + "post_attention_layernorm.weight", h),
+                Add(p + "mlp.gate_proj.weight", inter, h), Add(p + "mlp.up_proj.weight", inter, h), Add(p + "mlp.down_proj.weight", h, inter));
+        }
+        Layers = layers;
+        FinalNorm = Add("model.norm.weight", h);
+        LmHead = config.TieWordEmbeddings ? Embedding : Add("lm_head.weight", v, h);
+    }
+
+    public IBackend Backend { get; }
+
+    public Qwen2Config Config { get; }
+
+    /// <summary>model.embed_tokens.weight [vocab, hidden].</summary>
+    public Tensor Embedding { get; }
+
+    public IReadOnlyList<Qwen2LayerWeights> Layers { get; }
+
+    /// <summary>model.norm.weight [hidden].</summary>
+    public Tensor FinalNorm { get; }
+
+    /// <summary>lm_head.weight [vocab, hidden], or the embedding when tied.</summary>
+    public Tensor LmHead { get; }
+
+    /// <summary>Each distinct tensor once, with its HF name, in checkpoint order.</summary>
+    public IReadOnlyList<(string Name, Tensor Tensor)> Named => _named;
+
+    /// <summary>The tensor of an HF parameter name.</summary>
+    public Tensor this[string name] => _byName.TryGetValue(name, out var t)
+        ? t
+        : throw new KeyNotFoundException($"Qwen2 has no parameter named '{name}' for this config");
+
+    /// <summary>Total number of scalar parameters (tied embeddings counted once).</summary>
+    public long ParameterCount => _named.Sum(p => p.Tensor.ElementCount);
+
+    /// <summary>Sets every tensor to zero (gradients between steps).</summary>
+    public void Zero()
+    {
+        foreach (var (_, t) in _named) Backend.Fill(t, 0f);
+    }
+
+    /// <summary>
+    /// HF's initialisation for Qwen2: linear and embedding weights ~ N(0, std^2), biases 0, norm weights 1,
+    /// drawn on the host from a seeded generator, so a seed gives the same model on every backend.
+    /// </summary>
+    public void InitializeRandom(int seed, float std = 0.02f)
+    {
+        var random = new Random(seed);
+        foreach (var (name, tensor) in _named)
+        {
+            var data = new float[tensor.ElementCount];
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) Array.Fill(data, 1f);
+            else if (!name.EndsWith(".bias", StringComparison.Ordinal))
+            {
+                for (int i = 0; i < data.Length; i++)
+                {
+                    double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+                    data[i] = (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+                }
+            }
+            Backend.Upload<float>(data, tensor);
+        }
+    }
+
+    /// <summary>Copies every tensor of <paramref name="source"/> (same config) into this one.</summary>
+    public void CopyFrom(Qwen2Weights source)
+    {
+        for (int i = 0; i < _named.Count; i++) Backend.Copy(source._named[i].Tensor, _named[i].Tensor);
+    }
+
+    private Tensor Add(string name, params int[] shape)
+    {
+        var t = Backend.Allocate(DType.Float32, new TensorShape(shape), name);
+        _named.Add((name, t));
+        _byName[name] = t;
+        return t;
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, t) in _named) t.Dispose();
+    }
+}
