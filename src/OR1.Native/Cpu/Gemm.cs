@@ -102,9 +102,15 @@ internal static unsafe class CpuGemm
         }
         var job = new Job(s_config, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = CpuParallel.ThreadCount;
-        if (threads > 1 && (long)m * n * k >= ParallelMinMacs) ParallelJob.Run(job, threads);
-        else job.Run(0, m, 0, n);
+        if (threads > 1 && (long)m * n * k >= ParallelMinMacs)
+        {
+            if (Banded) BandJob.Run(job, threads);
+            else ParallelJob.Run(job, threads);
+        }
+        else job.RunSerial();
     }
+
+    internal static bool Banded;
 
     private static void ScaleC(int m, int n, float beta, float* c, int ldc)
     {
@@ -117,18 +123,9 @@ internal static unsafe class CpuGemm
         }
     }
 
-    /// <summary>
-    /// Splits C into one band per thread, each computed by the whole blocked algorithm with that thread's
-    /// own packing buffers. The pool has no barriers, so sharing one packed panel would cost a fork per
-    /// panel; independent bands need one fork per call, and every C element is summed by one thread in a
-    /// fixed k order, so results are bit-identical from run to run. The price is that every thread packs
-    /// the operand the bands share: banding the longer side of C duplicates the smaller operand, about
-    /// 1/(2 * KC-block flops per element) of the work at 1024^3. One instance per calling thread, with
-    /// its delegate created once, so a forked call allocates nothing.
-    /// </summary>
-    private sealed class ParallelJob
+    private sealed class BandJob
     {
-        [ThreadStatic] private static ParallelJob? t_instance;
+        [ThreadStatic] private static BandJob? t_instance;
 
         private readonly Action<int> _runPart;
         private Job _job;
@@ -136,7 +133,7 @@ internal static unsafe class CpuGemm
         private int _slivers;
         private int _parts;
 
-        private ParallelJob() => _runPart = RunPart;
+        private BandJob() => _runPart = RunPart;
 
         public static void Run(in Job job, int threads)
         {
@@ -149,10 +146,10 @@ internal static unsafe class CpuGemm
             int parts = Math.Min(threads, slivers);
             if (parts <= 1)
             {
-                job.Run(0, job.M, 0, job.N);
+                job.RunSerial();
                 return;
             }
-            var self = t_instance ??= new ParallelJob();
+            var self = t_instance ??= new BandJob();
             self._job = job;
             self._byRows = byRows;
             self._slivers = slivers;
@@ -160,16 +157,14 @@ internal static unsafe class CpuGemm
             CpuParallel.ForEach(parts, self._runPart);
         }
 
-        /// <summary>Band boundaries depend only on the sliver count and the part count.</summary>
         private void RunPart(int part)
         {
             int s0 = (int)((long)_slivers * part / _parts), s1 = (int)((long)_slivers * (part + 1) / _parts);
             var cfg = _job.Cfg;
-            if (_byRows) _job.Run(s0 * cfg.MR, Math.Min(s1 * cfg.MR, _job.M), 0, _job.N);
-            else _job.Run(0, _job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, _job.N));
+            if (_byRows) _job.RunSerial(s0 * cfg.MR, Math.Min(s1 * cfg.MR, _job.M), 0, _job.N);
+            else _job.RunSerial(0, _job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, _job.N));
         }
 
-        /// <summary>Average thread's share of the busiest thread's slivers (1 = even split).</summary>
         private static double Balance(int slivers, int threads)
         {
             int parts = Math.Min(threads, slivers);
@@ -178,58 +173,179 @@ internal static unsafe class CpuGemm
         }
     }
 
-    private readonly struct Job(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    /// <summary>
+    /// The threaded driver. For each (NC, KC) panel, the threads first pack B once into a shared buffer
+    /// (the caller's), then claim work items, each an MC-row block of C (split across column chunks when
+    /// m is too small to give every thread several blocks), packing that block's A privately. The pool has
+    /// no barrier, so the two phases are two forks per panel (~1 us when the workers are awake); that buys
+    /// B packed once instead of once per thread, and items claimed dynamically, so a thread slowed by
+    /// another process does not hold the other back. Every C element is summed by one item per k block,
+    /// and k blocks run in order, so the result is bit-identical whichever thread runs which item. One
+    /// instance per calling thread, with its delegates created once, so a forked call allocates nothing.
+    /// </summary>
+    private sealed class ParallelJob
     {
-        public Config Cfg => cfg;
-        public int M => m;
-        public int N => n;
+        [ThreadStatic] private static ParallelJob? t_instance;
 
-        /// <summary>Computes the C block rows [m0, m1) x columns [n0, n1) single-threaded.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int m0, int m1, int n0, int n1)
+        private readonly Action<int> _packPart;
+        private readonly Action<int> _computeItem;
+        private Job _job;
+        private float* _panel;
+        private int _jc, _nc, _pc, _kc;
+        private float _beta;
+        private int _panelSlivers, _packParts, _nChunks;
+
+        private ParallelJob()
         {
+            _packPart = PackPart;
+            _computeItem = ComputeItem;
+        }
+
+        public static void Run(in Job job, int threads)
+        {
+            var self = t_instance ??= new ParallelJob();
+            var cfg = job.Cfg;
+            self._job = job;
+            self._panel = Workspace.For(cfg).B;
+            int mBlocks = (job.M + cfg.MC - 1) / cfg.MC;
+            for (int jc = 0; jc < job.N; jc += cfg.NC)
+            {
+                int nc = Math.Min(cfg.NC, job.N - jc);
+                int slivers = (nc + cfg.NR - 1) / cfg.NR;
+                // Enough items that a late or slowed thread still finds work: ~4 per thread.
+                int nChunks = Math.Clamp((4 * threads + mBlocks - 1) / mBlocks, 1, slivers);
+                for (int pc = 0; pc < job.K; pc += job.KcStep)
+                {
+                    self._jc = jc;
+                    self._nc = nc;
+                    self._pc = pc;
+                    self._kc = Math.Min(job.KcStep, job.K - pc);
+                    self._beta = pc == 0 ? job.Beta : 1f;
+                    self._panelSlivers = slivers;
+                    self._packParts = Math.Min(slivers, 2 * threads);
+                    self._nChunks = nChunks;
+                    CpuParallel.ForEach(self._packParts, self._packPart);
+                    CpuParallel.ForEach(mBlocks * nChunks, self._computeItem);
+                }
+            }
+            self._panel = null;
+        }
+
+        private void PackPart(int part)
+        {
+            int nr = _job.Cfg.NR;
+            int j0 = (int)((long)_panelSlivers * part / _packParts) * nr;
+            int j1 = Math.Min((int)((long)_panelSlivers * (part + 1) / _packParts) * nr, _nc);
+            _job.PackPanelB(_pc, _kc, _jc + j0, j1 - j0, _panel + (nint)j0 * _kc);
+        }
+
+        private void ComputeItem(int item)
+        {
+            var cfg = _job.Cfg;
+            int block = item / _nChunks, chunk = item - block * _nChunks;
+            int ic = block * cfg.MC, mc = Math.Min(cfg.MC, _job.M - ic);
+            int j0 = (int)((long)_panelSlivers * chunk / _nChunks) * cfg.NR;
+            int j1 = Math.Min((int)((long)_panelSlivers * (chunk + 1) / _nChunks) * cfg.NR, _nc);
             var ws = Workspace.For(cfg);
-            int mr = cfg.MR, nr = cfg.NR;
-            float* packA = ws.A, packB = ws.B, tile = ws.Tile;
+            _job.PackBlockA(ic, mc, _pc, _kc, ws.A);
+            _job.MacroKernel(ws.A, ic, mc, _panel, _jc, j0, j1, _kc, _beta, ws.Tile);
+        }
+    }
+
+    /// <summary>One call's operands plus its k blocking.</summary>
+    private readonly struct Job
+    {
+        private readonly bool _transA, _transB;
+        private readonly float* _a, _b, _c;
+        private readonly int _lda, _ldb, _ldc;
+        private readonly float _alpha;
+
+        public Job(Config cfg, bool transA, bool transB, int m, int n, int k, float alpha,
+            float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        {
+            Cfg = cfg;
+            _transA = transA;
+            _transB = transB;
+            M = m;
+            N = n;
+            K = k;
+            _alpha = alpha;
+            _a = a;
+            _lda = lda;
+            _b = b;
+            _ldb = ldb;
+            Beta = beta;
+            _c = c;
+            _ldc = ldc;
             // Equal k blocks (k = 1100 runs as 2 x 552, not 1024 + 76), rounded to the transpose width.
             int kBlocks = (k + cfg.KC - 1) / cfg.KC;
-            int kcStep = Math.Min(cfg.KC, ((k + kBlocks - 1) / kBlocks + 7) & ~7);
-            for (int jc = n0; jc < n1; jc += cfg.NC)
+            KcStep = Math.Min(cfg.KC, ((k + kBlocks - 1) / kBlocks + 7) & ~7);
+        }
+
+        public Config Cfg { get; }
+        public int M { get; }
+        public int N { get; }
+        public int K { get; }
+        public float Beta { get; }
+        public int KcStep { get; }
+
+        public void PackPanelB(int pc, int kc, int jc, int nc, float* dst) => PackB(_transB, _b, _ldb, pc, kc, jc, nc, Cfg.NR, dst);
+
+        public void PackBlockA(int ic, int mc, int pc, int kc, float* dst) => PackA(_transA, _a, _lda, ic, mc, pc, kc, Cfg.MR, dst);
+
+        /// <summary>Single-threaded: the C block rows [m0, m1) x columns [n0, n1).</summary>
+        public void RunSerial() => RunSerial(0, M, 0, N);
+
+        public void RunSerial(int m0, int m1, int n0, int n1)
+        {
+            var ws = Workspace.For(Cfg);
+            for (int jc = n0; jc < n1; jc += Cfg.NC)
             {
-                int nc = Math.Min(cfg.NC, n1 - jc);
-                for (int pc = 0; pc < k; pc += kcStep)
+                int nc = Math.Min(Cfg.NC, n1 - jc);
+                for (int pc = 0; pc < K; pc += KcStep)
                 {
-                    int kc = Math.Min(kcStep, k - pc);
+                    int kc = Math.Min(KcStep, K - pc);
                     // Later k blocks add onto what the first one wrote.
-                    float betaBlock = pc == 0 ? beta : 1f;
-                    PackB(transB, b, ldb, pc, kc, jc, nc, nr, packB);
-                    for (int ic = m0; ic < m1; ic += cfg.MC)
+                    float beta = pc == 0 ? Beta : 1f;
+                    PackPanelB(pc, kc, jc, nc, ws.B);
+                    for (int ic = m0; ic < m1; ic += Cfg.MC)
                     {
-                        int mc = Math.Min(cfg.MC, m1 - ic);
-                        PackA(transA, a, lda, ic, mc, pc, kc, mr, packA);
-                        for (int jr = 0; jr < nc; jr += nr)
-                        {
-                            int cols = Math.Min(nr, nc - jr);
-                            float* bs = packB + (nint)jr * kc;
-                            for (int ir = 0; ir < mc; ir += mr)
-                            {
-                                int rows = Math.Min(mr, mc - ir);
-                                float* asl = packA + (nint)ir * kc;
-                                float* ct = c + (nint)(ic + ir) * ldc + jc + jr;
-                                if (rows == mr && cols == nr)
-                                {
-                                    RunKernel(cfg.Kind, kc, asl, bs, ct, ldc, alpha, betaBlock);
-                                }
-                                else
-                                {
-                                    // Edge tile: the packed slivers are zero-padded, so compute a full tile
-                                    // into scratch and merge only the valid part.
-                                    RunKernel(cfg.Kind, kc, asl, bs, tile, nr, 1f, 0f);
-                                    MergeTile(tile, nr, rows, cols, ct, ldc, alpha, betaBlock);
-                                }
-                            }
-                        }
+                        int mc = Math.Min(Cfg.MC, m1 - ic);
+                        PackBlockA(ic, mc, pc, kc, ws.A);
+                        MacroKernel(ws.A, ic, mc, ws.B, jc, 0, nc, kc, beta, ws.Tile);
+                    }
+                }
+            }
+        }
+
+        /// <summary>
+        /// C[ic .. ic+mc, jc+j0 .. jc+j1] (+)= packed A block x packed B panel columns [j0, j1), j0 a
+        /// multiple of NR. The A block stays in L2 while the B slivers stream past it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void MacroKernel(float* packA, int ic, int mc, float* packB, int jc, int j0, int j1, int kc, float beta, float* tile)
+        {
+            int mr = Cfg.MR, nr = Cfg.NR;
+            var kind = Cfg.Kind;
+            for (int jr = j0; jr < j1; jr += nr)
+            {
+                int cols = Math.Min(nr, j1 - jr);
+                float* bs = packB + (nint)jr * kc;
+                for (int ir = 0; ir < mc; ir += mr)
+                {
+                    int rows = Math.Min(mr, mc - ir);
+                    float* asl = packA + (nint)ir * kc;
+                    float* ct = _c + (nint)(ic + ir) * _ldc + jc + jr;
+                    if (rows == mr && cols == nr)
+                    {
+                        RunKernel(kind, kc, asl, bs, ct, _ldc, _alpha, beta);
+                    }
+                    else
+                    {
+                        // Edge tile: the packed slivers are zero-padded, so compute a full tile into
+                        // scratch and merge only the valid part.
+                        RunKernel(kind, kc, asl, bs, tile, nr, 1f, 0f);
+                        MergeTile(tile, nr, rows, cols, ct, _ldc, _alpha, beta);
                     }
                 }
             }

@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Text.Json;
+using OR1.Model;
+using OR1.Model.Tokenization;
+using OR1.Native;
+using OR1.Runner.Cli;
+
+namespace OR1.Runner.Commands;
+
+/// <summary>
+/// <c>or1 logprobs</c>: per response token, log p(response[i] | prompt, response[:i]) and the
+/// full-vocabulary entropy at that position, at a temperature — the quantities the trainer's loss uses,
+/// so other tools (vLLM rollouts, HF) can be checked against ours.
+/// </summary>
+public static class LogProbsCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model directory (config.json + safetensors)", Required = true };
+        var input = new Option<string>("--input") { Description = "JSONL: {\"prompt_tokens\":[..],\"response_tokens\":[..]} or {\"prompt\":\"..\",\"response\":\"..\"} per line", Required = true };
+        var output = new Option<string>("--output") { Description = "JSONL output: {\"logprobs\":[..],\"entropies\":[..]} per input line", Required = true };
+        var temperature = new Option<float>("--temperature") { Description = "Logits are divided by this before the softmax", DefaultValueFactory = _ => 1f };
+        var tokenBudget = new Option<int>("--token-budget") { Description = "Tokens per packed forward pass (memory bound)", DefaultValueFactory = _ => 8192 };
+        var device = Devices.CreateOption();
+        var command = new Command("logprobs", "Per-token log-probs and entropies of responses under a model") { model, input, output, temperature, tokenBudget, device };
+        command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(input)!, result.GetValue(output)!,
+            result.GetValue(temperature), result.GetValue(tokenBudget), result.GetValue(device)!));
+        return command;
+    }
+
+    public static int Run(string modelDir, string inputPath, string outputPath, float temperature, int tokenBudget, string device)
+    {
+        if (!(temperature > 0) || !float.IsFinite(temperature)) throw new CliException($"--temperature is {temperature}; it must be a positive number");
+        if (tokenBudget < 1) throw new CliException($"--token-budget is {tokenBudget}; it must be positive");
+        using var backend = Devices.Create(device);
+        using var model = ModelLoading.Load(backend, modelDir);
+        var requests = ReadRequests(inputPath, modelDir, model.Config.VocabSize);
+
+        var results = new (float[] LogProbs, float[] Entropies)[requests.Count];
+        int longest = requests.Count == 0 ? 1 : requests.Max(r => r.Prompt.Length + r.Response.Length);
+        using var activations = new Qwen2Activations(backend, model.Config, Math.Max(tokenBudget, longest));
+        int done = 0;
+        foreach (var group in Batches(requests, activations.Capacity))
+        {
+            Evaluate(model, activations, requests, group, temperature, results);
+            done += group.Count;
+            Console.Error.Write($"\rlogprobs: {done}/{requests.Count} lines");
+        }
+        if (requests.Count > 0) Console.Error.WriteLine();
+
+        AtomicFile.Write(outputPath, stream =>
+        {
+            using var writer = new Utf8JsonWriter(stream);
+            foreach (var (logProbs, entropies) in results)
+            {
+                writer.WriteStartObject();
+                WriteArray(writer, "logprobs", logProbs);
+                WriteArray(writer, "entropies", entropies);
+                writer.WriteEndObject();
+                writer.Flush();
+                stream.WriteByte((byte)'\n');
+                writer.Reset();
+            }
+        });
+        Console.Error.WriteLine($"logprobs: wrote {results.Length} lines to {outputPath}");
+        return 0;
+    }
+
+    private sealed record Request(int Line, int[] Prompt, int[] Response);
+
+    private static List<Request> ReadRequests(string path, string modelDir, int vocab)
+    {
+        Qwen2Tokenizer? tokenizer = null;
+        var requests = new List<Request>();
+        foreach (var (line, obj) in JsonLines.Read(path))
+        {
+            int[]? prompt = JsonLines.IntArray(obj, "prompt_tokens", path, line);
+            int[]? response = JsonLines.IntArray(obj, "response_tokens", path, line);
+            string? promptText = JsonLines.String(obj, "prompt", path, line);
+            string? responseText = JsonLines.String(obj, "response", path, line);
+            if (prompt is null && promptText is null) throw new CliException($"{path} line {line}: needs \"prompt_tokens\" or \"prompt\"");
+            if (response is null && responseText is null) throw new CliException($"{path} line {line}: needs \"response_tokens\" or \"response\"");
+            if (prompt is null || response is null)
+            {
+                tokenizer ??= ModelLoading.LoadTokenizer(modelDir, $"{path} line {line} gives text instead of token ids");
+                prompt ??= tokenizer.Encode(promptText!, addSpecialTokens: false).ToArray();
+                response ??= tokenizer.Encode(responseText!, addSpecialTokens: false).ToArray();
+            }
+            if (prompt.Length == 0) throw new CliException($"{path} line {line}: the prompt is empty; the first response token needs at least one token of context");
+            foreach (int id in prompt.Concat(response))
+                if ((uint)id >= (uint)vocab) throw new CliException($"{path} line {line}: token id {id} is outside the model's vocabulary [0, {vocab})");
+            requests.Add(new Request(line, prompt, response));
+        }
+        return requests;
+    }
+
+    /// <summary>Consecutive requests packed up to the token budget (a longer request goes alone).</summary>
+    private static IEnumerable<List<int>> Batches(List<Request> requests, int budget)
+    {
+        var current = new List<int>();
+        int tokens = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            int length = requests[i].Prompt.Length + requests[i].Response.Length;
+            if (current.Count > 0 && tokens + length > budget)
+            {
+                yield return current;
+                current = [];
+                tokens = 0;
+            }
+            current.Add(i);
+            tokens += length;
+        }
+        if (current.Count > 0) yield return current;
+    }
+
+    private static void Evaluate(Qwen2Model model, Qwen2Activations activations, List<Request> requests, List<int> group, float temperature,
+        (float[] LogProbs, float[] Entropies)[] results)
+    {
+        var backend = model.Backend;
+        var sequences = group.Select(i => (IReadOnlyList<int>)requests[i].Prompt.Concat(requests[i].Response).ToArray()).ToArray();
+        using var batch = PackedBatch.Create(backend, sequences);
+        int total = batch.TokenCount;
+        // Position p predicts token p + 1 of the same sequence; a sequence's last position predicts nothing (target 0, ignored).
+        var targets = new int[total];
+        for (int s = 0, at = 0; s < sequences.Length; s++)
+        {
+            for (int p = 0; p < sequences[s].Count; p++, at++) targets[at] = p + 1 < sequences[s].Count ? sequences[s][p + 1] : 0;
+        }
+        using var targetTensor = backend.Allocate(DType.Int32, new TensorShape(total));
+        using var logProbs = backend.Allocate(DType.Float32, new TensorShape(total));
+        using var entropy = backend.Allocate(DType.Float32, new TensorShape(total));
+        backend.Upload<int>(targets, targetTensor);
+        model.Forward(batch, activations);
+        model.LogProbs(activations, targetTensor, temperature, logProbs, entropy);
+        var hostLogProbs = new float[total];
+        var hostEntropy = new float[total];
+        backend.Download<float>(logProbs, hostLogProbs);
+        backend.Download<float>(entropy, hostEntropy);
+        for (int s = 0; s < group.Count; s++)
+        {
+            var request = requests[group[s]];
+            int start = batch.Sequences.Start(s) + request.Prompt.Length - 1;
+            results[group[s]] = (hostLogProbs.AsSpan(start, request.Response.Length).ToArray(), hostEntropy.AsSpan(start, request.Response.Length).ToArray());
+        }
+    }
+
+    private static void WriteArray(Utf8JsonWriter writer, string name, float[] values)
+    {
+        writer.WriteStartArray(name);
+        foreach (float v in values) writer.WriteNumberValue(v);
+        writer.WriteEndArray();
+    }
+}
