@@ -60,7 +60,7 @@ public static class GenerateCommand
 
         using var generator = new Qwen2Generator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens);
         int total = prompts.Length * a.Samples;
-        var progress = new Progress<int>(done => Console.Error.Write($"\rgenerate: {done}/{total} samples"));
+        var progress = new ConsoleProgress("generate: samples", total);
         var results = generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed), progress);
         Console.Error.WriteLine();
