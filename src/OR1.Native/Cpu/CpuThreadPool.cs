@@ -93,7 +93,8 @@ internal sealed class CpuThreadPool : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _start.Release(_workers.Length);
+        // SemaphoreSlim.Release(0) throws: a one-thread pool has no workers to wake.
+        if (_workers.Length > 0) _start.Release(_workers.Length);
         foreach (var worker in _workers) worker.Join();
         _start.Dispose();
     }

@@ -102,15 +102,9 @@ internal static unsafe class CpuGemm
         }
         var job = new Job(s_config, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         int threads = CpuParallel.ThreadCount;
-        if (threads > 1 && (long)m * n * k >= ParallelMinMacs)
-        {
-            if (Banded) BandJob.Run(job, threads);
-            else ParallelJob.Run(job, threads);
-        }
+        if (threads > 1 && (long)m * n * k >= ParallelMinMacs) ParallelJob.Run(job, threads);
         else job.RunSerial();
     }
-
-    internal static bool Banded;
 
     private static void ScaleC(int m, int n, float beta, float* c, int ldc)
     {
@@ -123,9 +117,19 @@ internal static unsafe class CpuGemm
         }
     }
 
-    private sealed class BandJob
+    /// <summary>
+    /// The threaded driver: C is cut into one band per thread (whole slivers), and each band runs the
+    /// serial blocked algorithm with its thread's own packing buffers. The pool has no barrier and a
+    /// worker that has gone to sleep takes 35-80 us to wake on this VM, so one fork per call beats the
+    /// GotoBLAS scheme of packing a shared B panel and forking again to compute on it (measured 1.4x
+    /// slower at 256^3 and 255x4095x127, equal at 1024^3). Each C element is summed by one thread in a fixed
+    /// k order, so results are bit-identical run to run. The price is that every band packs the operand
+    /// the bands share; banding the longer side of C duplicates the smaller one (~3% of the time at 1024^3).
+    /// One instance per calling thread, with its delegate created once, so a forked call allocates nothing.
+    /// </summary>
+    private sealed class ParallelJob
     {
-        [ThreadStatic] private static BandJob? t_instance;
+        [ThreadStatic] private static ParallelJob? t_instance;
 
         private readonly Action<int> _runPart;
         private Job _job;
@@ -133,7 +137,7 @@ internal static unsafe class CpuGemm
         private int _slivers;
         private int _parts;
 
-        private BandJob() => _runPart = RunPart;
+        private ParallelJob() => _runPart = RunPart;
 
         public static void Run(in Job job, int threads)
         {
@@ -149,7 +153,7 @@ internal static unsafe class CpuGemm
                 job.RunSerial();
                 return;
             }
-            var self = t_instance ??= new BandJob();
+            var self = t_instance ??= new ParallelJob();
             self._job = job;
             self._byRows = byRows;
             self._slivers = slivers;
@@ -157,6 +161,7 @@ internal static unsafe class CpuGemm
             CpuParallel.ForEach(parts, self._runPart);
         }
 
+        /// <summary>Band boundaries depend only on the sliver count and the part count.</summary>
         private void RunPart(int part)
         {
             int s0 = (int)((long)_slivers * part / _parts), s1 = (int)((long)_slivers * (part + 1) / _parts);
@@ -165,90 +170,12 @@ internal static unsafe class CpuGemm
             else _job.RunSerial(0, _job.M, s0 * cfg.NR, Math.Min(s1 * cfg.NR, _job.N));
         }
 
+        /// <summary>Average thread's share of the busiest thread's slivers (1 = even split).</summary>
         private static double Balance(int slivers, int threads)
         {
             int parts = Math.Min(threads, slivers);
             int most = (slivers + parts - 1) / parts;
             return (double)slivers / ((double)most * threads);
-        }
-    }
-
-    /// <summary>
-    /// The threaded driver. For each (NC, KC) panel, the threads first pack B once into a shared buffer
-    /// (the caller's), then claim work items, each an MC-row block of C (split across column chunks when
-    /// m is too small to give every thread several blocks), packing that block's A privately. The pool has
-    /// no barrier, so the two phases are two forks per panel (~1 us when the workers are awake); that buys
-    /// B packed once instead of once per thread, and items claimed dynamically, so a thread slowed by
-    /// another process does not hold the other back. Every C element is summed by one item per k block,
-    /// and k blocks run in order, so the result is bit-identical whichever thread runs which item. One
-    /// instance per calling thread, with its delegates created once, so a forked call allocates nothing.
-    /// </summary>
-    private sealed class ParallelJob
-    {
-        [ThreadStatic] private static ParallelJob? t_instance;
-
-        private readonly Action<int> _packPart;
-        private readonly Action<int> _computeItem;
-        private Job _job;
-        private float* _panel;
-        private int _jc, _nc, _pc, _kc;
-        private float _beta;
-        private int _panelSlivers, _packParts, _nChunks;
-
-        private ParallelJob()
-        {
-            _packPart = PackPart;
-            _computeItem = ComputeItem;
-        }
-
-        public static void Run(in Job job, int threads)
-        {
-            var self = t_instance ??= new ParallelJob();
-            var cfg = job.Cfg;
-            self._job = job;
-            self._panel = Workspace.For(cfg).B;
-            int mBlocks = (job.M + cfg.MC - 1) / cfg.MC;
-            for (int jc = 0; jc < job.N; jc += cfg.NC)
-            {
-                int nc = Math.Min(cfg.NC, job.N - jc);
-                int slivers = (nc + cfg.NR - 1) / cfg.NR;
-                // Enough items that a late or slowed thread still finds work: ~4 per thread.
-                int nChunks = Math.Clamp((4 * threads + mBlocks - 1) / mBlocks, 1, slivers);
-                for (int pc = 0; pc < job.K; pc += job.KcStep)
-                {
-                    self._jc = jc;
-                    self._nc = nc;
-                    self._pc = pc;
-                    self._kc = Math.Min(job.KcStep, job.K - pc);
-                    self._beta = pc == 0 ? job.Beta : 1f;
-                    self._panelSlivers = slivers;
-                    self._packParts = Math.Min(slivers, 2 * threads);
-                    self._nChunks = nChunks;
-                    CpuParallel.ForEach(self._packParts, self._packPart);
-                    CpuParallel.ForEach(mBlocks * nChunks, self._computeItem);
-                }
-            }
-            self._panel = null;
-        }
-
-        private void PackPart(int part)
-        {
-            int nr = _job.Cfg.NR;
-            int j0 = (int)((long)_panelSlivers * part / _packParts) * nr;
-            int j1 = Math.Min((int)((long)_panelSlivers * (part + 1) / _packParts) * nr, _nc);
-            _job.PackPanelB(_pc, _kc, _jc + j0, j1 - j0, _panel + (nint)j0 * _kc);
-        }
-
-        private void ComputeItem(int item)
-        {
-            var cfg = _job.Cfg;
-            int block = item / _nChunks, chunk = item - block * _nChunks;
-            int ic = block * cfg.MC, mc = Math.Min(cfg.MC, _job.M - ic);
-            int j0 = (int)((long)_panelSlivers * chunk / _nChunks) * cfg.NR;
-            int j1 = Math.Min((int)((long)_panelSlivers * (chunk + 1) / _nChunks) * cfg.NR, _nc);
-            var ws = Workspace.For(cfg);
-            _job.PackBlockA(ic, mc, _pc, _kc, ws.A);
-            _job.MacroKernel(ws.A, ic, mc, _panel, _jc, j0, j1, _kc, _beta, ws.Tile);
         }
     }
 
