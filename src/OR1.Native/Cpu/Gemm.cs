@@ -402,6 +402,21 @@ internal static unsafe class CpuGemm
         if (Avx.IsSupported)
         {
             int kc8 = kc & ~7;
+            if ((width & 7) == 0)
+            {
+                for (; r + 8 <= count; r += 8)
+                {
+                    float* s0 = src + r * stride;
+                    float* d = dst + r;
+                    int p = 0;
+                    for (; p < kc8; p += 8, d += 8 * (nint)width) Transpose8x8(s0 + p, stride, d, width);
+                    for (; p < kc; p++, d += width)
+                    {
+                        float* sp = s0 + p;
+                        for (int i = 0; i < 8; i++) d[i] = sp[i * stride];
+                    }
+                }
+            }
             for (; r + 4 <= count; r += 4)
             {
                 float* s0 = src + r * stride, s1 = s0 + stride, s2 = s1 + stride, s3 = s2 + stride;
@@ -424,6 +439,44 @@ internal static unsafe class CpuGemm
         {
             for (int p = 0; p < kc; p++) dst[(nint)p * width + r] = 0f;
         }
+    }
+
+    /// <summary>Eight rows of 8 consecutive p (row i at s + i*stride) become 8 rows of 8 floats at d, d + width, ...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* s, nint stride, float* d, nint width)
+    {
+        var r0 = Vector256.Load(s);
+        var r1 = Vector256.Load(s + stride);
+        var r2 = Vector256.Load(s + 2 * stride);
+        var r3 = Vector256.Load(s + 3 * stride);
+        var r4 = Vector256.Load(s + 4 * stride);
+        var r5 = Vector256.Load(s + 5 * stride);
+        var r6 = Vector256.Load(s + 6 * stride);
+        var r7 = Vector256.Load(s + 7 * stride);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); // rows 0-3: p0 | p4
+        var u1 = Avx.Shuffle(t0, t2, 0xEE); // p1 | p5
+        var u2 = Avx.Shuffle(t1, t3, 0x44); // p2 | p6
+        var u3 = Avx.Shuffle(t1, t3, 0xEE); // p3 | p7
+        var v0 = Avx.Shuffle(t4, t6, 0x44); // rows 4-7
+        var v1 = Avx.Shuffle(t4, t6, 0xEE);
+        var v2 = Avx.Shuffle(t5, t7, 0x44);
+        var v3 = Avx.Shuffle(t5, t7, 0xEE);
+        Vector256.Store(Avx.Permute2x128(u0, v0, 0x20), d);
+        Vector256.Store(Avx.Permute2x128(u1, v1, 0x20), d + width);
+        Vector256.Store(Avx.Permute2x128(u2, v2, 0x20), d + 2 * width);
+        Vector256.Store(Avx.Permute2x128(u3, v3, 0x20), d + 3 * width);
+        Vector256.Store(Avx.Permute2x128(u0, v0, 0x31), d + 4 * width);
+        Vector256.Store(Avx.Permute2x128(u1, v1, 0x31), d + 5 * width);
+        Vector256.Store(Avx.Permute2x128(u2, v2, 0x31), d + 6 * width);
+        Vector256.Store(Avx.Permute2x128(u3, v3, 0x31), d + 7 * width);
     }
 
     /// <summary>Rows r0..r3 (8 consecutive p each) become 8 groups of 4 floats at d, d + width, ...</summary>
