@@ -15,6 +15,7 @@ public static class Program
             InfoCommand.Create(),
             LogProbsCommand.Create(),
             GenerateCommand.Create(),
+            StepCommand.Create(),
         };
         try
         {

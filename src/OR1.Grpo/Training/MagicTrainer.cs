@@ -114,6 +114,7 @@ public sealed class MagicTrainer : IDisposable
             float norm = _backend.GlobalNorm(_slots.Select(s => s.Gradient).ToArray());
             gradNorm += norm;
             float scale = (float)Math.Min(1.0, Options.MaxGradNorm / (norm + 1e-6));
+            LastClipScale = scale;
             if (!float.IsFinite(norm)) throw new InvalidOperationException($"the gradient norm is {norm}; the update was not applied (check the learning rate and the data)");
             _backend.AdamWStep(_slots, new AdamWOptions(Options.LearningRate, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Options.WeightDecay), ++OptimizerSteps, scale);
             optimizerSteps++;
@@ -134,6 +135,12 @@ public sealed class MagicTrainer : IDisposable
             UpdateSeconds = timer.Elapsed.TotalSeconds,
         };
     }
+
+    /// <summary>
+    /// The factor the last optimizer step multiplied the gradient by (min(1, max_norm / norm)); the
+    /// gradient buffers themselves keep the unclipped values.
+    /// </summary>
+    public float LastClipScale { get; private set; } = 1f;
 
     /// <summary>alpha_k used by the next step's loss.</summary>
     public double CurrentAlpha => Options.FixedEntropyCoefficient ?? Controller.Alpha;

@@ -263,7 +263,11 @@ internal static unsafe class CpuGemm
                     int rows = Math.Min(mr, mc - ir);
                     float* asl = packA + (nint)ir * kc;
                     float* ct = _c + (nint)(ic + ir) * _ldc + jc + jr;
-                    if (rows == mr && cols == nr)
+                    if (kind == Kernel.Avx512)
+                    {
+                        KernelAvx512(rows, cols, kc, asl, bs, ct, _ldc, _alpha, beta);
+                    }
+                    else if (rows == mr && cols == nr)
                     {
                         RunKernel(kind, kc, asl, bs, ct, _ldc, _alpha, beta);
                     }
@@ -508,7 +512,6 @@ internal static unsafe class CpuGemm
     {
         switch (kind)
         {
-            case Kernel.Avx512: KernelAvx512(kc, a, b, c, ldc, alpha, beta); break;
             case Kernel.Fma256: KernelFma256(kc, a, b, c, ldc, alpha, beta); break;
             default: KernelPortable(kc, a, b, c, ldc, alpha, beta); break;
         }
@@ -537,79 +540,150 @@ internal static unsafe class CpuGemm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store512(float* c, Vector512<float> acc, Vector512<float> alpha, Vector512<float> beta, int mode)
+    /// <summary>A compile-time count: generic kernels instantiated over value types get the branches on
+    /// it folded away by the JIT, so one source yields every edge-tile shape without runtime tests.</summary>
+    private interface ICount
     {
-        var r = mode == 0 ? acc * alpha
-            : mode == 1 ? Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c))
-            : Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c) * beta);
-        Vector512.Store(r, c);
+        static abstract int Value { get; }
     }
 
+    private readonly struct N1 : ICount { public static int Value => 1; }
+    private readonly struct N2 : ICount { public static int Value => 2; }
+    private readonly struct N3 : ICount { public static int Value => 3; }
+    private readonly struct N4 : ICount { public static int Value => 4; }
+    private readonly struct N5 : ICount { public static int Value => 5; }
+    private readonly struct N6 : ICount { public static int Value => 6; }
+    private readonly struct N7 : ICount { public static int Value => 7; }
+    private readonly struct N8 : ICount { public static int Value => 8; }
+    private readonly struct N9 : ICount { public static int Value => 9; }
+    private readonly struct N10 : ICount { public static int Value => 10; }
+    private readonly struct N11 : ICount { public static int Value => 11; }
+    private readonly struct N12 : ICount { public static int Value => 12; }
+
+    /// <summary>
+    /// AVX-512 tiles of rows x cols, 1 &lt;= rows &lt;= 12, 1 &lt;= cols &lt;= 32: edge tiles run a kernel with
+    /// only the rows and vectors they need (a 3-row edge costs 3/12 of a tile, not all of it) and write
+    /// straight to C through masked loads and stores, which also never touch memory past the row's end.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void KernelAvx512(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
+    private static void KernelAvx512(int rows, int cols, int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
     {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
-        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        if (cols > 16)
+        {
+            switch (rows)
+            {
+                case 1: KernelAvx512<N1, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 2: KernelAvx512<N2, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 3: KernelAvx512<N3, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 4: KernelAvx512<N4, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 5: KernelAvx512<N5, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 6: KernelAvx512<N6, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 7: KernelAvx512<N7, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 8: KernelAvx512<N8, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 9: KernelAvx512<N9, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 10: KernelAvx512<N10, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 11: KernelAvx512<N11, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 12: KernelAvx512<N12, N2>(kc, a, b, c, ldc, alpha, beta, cols); break;
+            }
+        }
+        else
+        {
+            switch (rows)
+            {
+                case 1: KernelAvx512<N1, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 2: KernelAvx512<N2, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 3: KernelAvx512<N3, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 4: KernelAvx512<N4, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 5: KernelAvx512<N5, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 6: KernelAvx512<N6, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 7: KernelAvx512<N7, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 8: KernelAvx512<N8, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 9: KernelAvx512<N9, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 10: KernelAvx512<N10, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 11: KernelAvx512<N11, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+                case 12: KernelAvx512<N12, N1>(kc, a, b, c, ldc, alpha, beta, cols); break;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> acc, Vector512<float> alpha, Vector512<float> beta, int mode, Vector512<float> mask, bool full)
+    {
+        if (full)
+        {
+            var r = mode == 0 ? acc * alpha
+                : mode == 1 ? Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c))
+                : Avx512F.FusedMultiplyAdd(acc, alpha, Vector512.Load(c) * beta);
+            Vector512.Store(r, c);
+        }
+        else
+        {
+            var r = mode == 0 ? acc * alpha
+                : mode == 1 ? Avx512F.FusedMultiplyAdd(acc, alpha, Avx512F.MaskLoad(c, mask, Vector512<float>.Zero))
+                : Avx512F.FusedMultiplyAdd(acc, alpha, Avx512F.MaskLoad(c, mask, Vector512<float>.Zero) * beta);
+            Avx512F.MaskStore(c, mask, r);
+        }
+    }
+
+    /// <summary>The 12 x 32 micro-kernel (and its edge variants): packed A is 12 floats per k step, packed
+    /// B 32, whatever part of the tile is live.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelAvx512<TRows, TWide>(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta, int cols)
+        where TRows : struct, ICount
+        where TWide : struct, ICount
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        Vector512<float> c80 = default, c81 = default, c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
         if (Sse.IsSupported)
         {
-            // The C tile is read only after KC FMAs per accumulator; fetching it now hides its cache and TLB
-            // misses (12 rows ldc apart) behind that work.
+            // The C tile is read only after kc FMAs per accumulator; fetching it now hides its cache and TLB
+            // misses (rows are ldc apart) behind that work.
             float* pc = c;
-            for (int r = 0; r < 12; r++, pc += ldc)
+            for (int r = 0; r < TRows.Value; r++, pc += ldc)
             {
                 Sse.Prefetch0(pc);
-                Sse.Prefetch0(pc + 31);
+                if (TWide.Value > 1) Sse.Prefetch0(pc + 31);
             }
         }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var av = Vector512.Create(a[0]);
-            c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
-            av = Vector512.Create(a[1]);
-            c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
-            av = Vector512.Create(a[2]);
-            c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
-            av = Vector512.Create(a[3]);
-            c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
-            av = Vector512.Create(a[4]);
-            c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
-            av = Vector512.Create(a[5]);
-            c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
-            av = Vector512.Create(a[6]);
-            c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
-            av = Vector512.Create(a[7]);
-            c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
-            av = Vector512.Create(a[8]);
-            c80 = Avx512F.FusedMultiplyAdd(av, b0, c80); c81 = Avx512F.FusedMultiplyAdd(av, b1, c81);
-            av = Vector512.Create(a[9]);
-            c90 = Avx512F.FusedMultiplyAdd(av, b0, c90); c91 = Avx512F.FusedMultiplyAdd(av, b1, c91);
-            av = Vector512.Create(a[10]);
-            ca0 = Avx512F.FusedMultiplyAdd(av, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(av, b1, ca1);
-            av = Vector512.Create(a[11]);
-            cb0 = Avx512F.FusedMultiplyAdd(av, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(av, b1, cb1);
+            var b1 = TWide.Value > 1 ? Vector512.Load(b + 16) : default;
+            Vector512<float> av;
+            av = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); if (TWide.Value > 1) c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            if (TRows.Value > 1) { av = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); if (TWide.Value > 1) c11 = Avx512F.FusedMultiplyAdd(av, b1, c11); }
+            if (TRows.Value > 2) { av = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); if (TWide.Value > 1) c21 = Avx512F.FusedMultiplyAdd(av, b1, c21); }
+            if (TRows.Value > 3) { av = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); if (TWide.Value > 1) c31 = Avx512F.FusedMultiplyAdd(av, b1, c31); }
+            if (TRows.Value > 4) { av = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); if (TWide.Value > 1) c41 = Avx512F.FusedMultiplyAdd(av, b1, c41); }
+            if (TRows.Value > 5) { av = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); if (TWide.Value > 1) c51 = Avx512F.FusedMultiplyAdd(av, b1, c51); }
+            if (TRows.Value > 6) { av = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); if (TWide.Value > 1) c61 = Avx512F.FusedMultiplyAdd(av, b1, c61); }
+            if (TRows.Value > 7) { av = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); if (TWide.Value > 1) c71 = Avx512F.FusedMultiplyAdd(av, b1, c71); }
+            if (TRows.Value > 8) { av = Vector512.Create(a[8]); c80 = Avx512F.FusedMultiplyAdd(av, b0, c80); if (TWide.Value > 1) c81 = Avx512F.FusedMultiplyAdd(av, b1, c81); }
+            if (TRows.Value > 9) { av = Vector512.Create(a[9]); c90 = Avx512F.FusedMultiplyAdd(av, b0, c90); if (TWide.Value > 1) c91 = Avx512F.FusedMultiplyAdd(av, b1, c91); }
+            if (TRows.Value > 10) { av = Vector512.Create(a[10]); ca0 = Avx512F.FusedMultiplyAdd(av, b0, ca0); if (TWide.Value > 1) ca1 = Avx512F.FusedMultiplyAdd(av, b1, ca1); }
+            if (TRows.Value > 11) { av = Vector512.Create(a[11]); cb0 = Avx512F.FusedMultiplyAdd(av, b0, cb0); if (TWide.Value > 1) cb1 = Avx512F.FusedMultiplyAdd(av, b1, cb1); }
             a += 12;
             b += 32;
         }
         int mode = beta == 0f ? 0 : beta == 1f ? 1 : 2;
         var va = Vector512.Create(alpha);
         var vb = Vector512.Create(beta);
-        Store512(c, c00, va, vb, mode); Store512(c + 16, c01, va, vb, mode); c += ldc;
-        Store512(c, c10, va, vb, mode); Store512(c + 16, c11, va, vb, mode); c += ldc;
-        Store512(c, c20, va, vb, mode); Store512(c + 16, c21, va, vb, mode); c += ldc;
-        Store512(c, c30, va, vb, mode); Store512(c + 16, c31, va, vb, mode); c += ldc;
-        Store512(c, c40, va, vb, mode); Store512(c + 16, c41, va, vb, mode); c += ldc;
-        Store512(c, c50, va, vb, mode); Store512(c + 16, c51, va, vb, mode); c += ldc;
-        Store512(c, c60, va, vb, mode); Store512(c + 16, c61, va, vb, mode); c += ldc;
-        Store512(c, c70, va, vb, mode); Store512(c + 16, c71, va, vb, mode); c += ldc;
-        Store512(c, c80, va, vb, mode); Store512(c + 16, c81, va, vb, mode); c += ldc;
-        Store512(c, c90, va, vb, mode); Store512(c + 16, c91, va, vb, mode); c += ldc;
-        Store512(c, ca0, va, vb, mode); Store512(c + 16, ca1, va, vb, mode); c += ldc;
-        Store512(c, cb0, va, vb, mode); Store512(c + 16, cb1, va, vb, mode);
+        bool full0 = cols >= 16, full1 = cols == 32;
+        var m0 = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(cols)).AsSingle();
+        var m1 = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(cols - 16)).AsSingle();
+        Store512(c, c00, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c01, va, vb, mode, m1, full1);
+        if (TRows.Value > 1) { c += ldc; Store512(c, c10, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c11, va, vb, mode, m1, full1); }
+        if (TRows.Value > 2) { c += ldc; Store512(c, c20, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c21, va, vb, mode, m1, full1); }
+        if (TRows.Value > 3) { c += ldc; Store512(c, c30, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c31, va, vb, mode, m1, full1); }
+        if (TRows.Value > 4) { c += ldc; Store512(c, c40, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c41, va, vb, mode, m1, full1); }
+        if (TRows.Value > 5) { c += ldc; Store512(c, c50, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c51, va, vb, mode, m1, full1); }
+        if (TRows.Value > 6) { c += ldc; Store512(c, c60, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c61, va, vb, mode, m1, full1); }
+        if (TRows.Value > 7) { c += ldc; Store512(c, c70, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c71, va, vb, mode, m1, full1); }
+        if (TRows.Value > 8) { c += ldc; Store512(c, c80, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c81, va, vb, mode, m1, full1); }
+        if (TRows.Value > 9) { c += ldc; Store512(c, c90, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c91, va, vb, mode, m1, full1); }
+        if (TRows.Value > 10) { c += ldc; Store512(c, ca0, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, ca1, va, vb, mode, m1, full1); }
+        if (TRows.Value > 11) { c += ldc; Store512(c, cb0, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, cb1, va, vb, mode, m1, full1); }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

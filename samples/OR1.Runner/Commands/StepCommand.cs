@@ -1,0 +1,116 @@
+using System.CommandLine;
+using System.Text.Json;
+using OR1.Grpo.Training;
+using OR1.Model;
+using OR1.Model.Checkpoints;
+using OR1.Runner.Cli;
+
+namespace OR1.Runner.Commands;
+
+/// <summary>
+/// <c>or1 step</c>: one MAGIC update from rollouts made anywhere (vLLM, another trainer), so our update
+/// can be compared with theirs number for number. The entropy bonus uses exactly --entropy-coef.
+/// </summary>
+public static class StepCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model directory to update", Required = true };
+        var rollouts = new Option<string>("--rollouts") { Description = "JSONL: {\"group\",\"prompt_tokens\",\"response_tokens\",\"reward\",\"truncated\"[,\"old_logprobs\"]} per line", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory for the updated checkpoint, metrics.json and grads.safetensors", Required = true };
+        var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-6 };
+        var entropyCoef = new Option<double>("--entropy-coef") { Description = "Entropy bonus coefficient (alpha)", DefaultValueFactory = _ => 0 };
+        var clipLow = new Option<float>("--clip-low") { Description = "eps_low", DefaultValueFactory = _ => 0.2f };
+        var clipHigh = new Option<float>("--clip-high") { Description = "eps_high", DefaultValueFactory = _ => 0.2f };
+        var maxGradNorm = new Option<double>("--max-grad-norm") { Description = "Global gradient-norm clip", DefaultValueFactory = _ => 1.0 };
+        var temperature = new Option<float>("--temperature") { Description = "Temperature of the log-probs in the loss", DefaultValueFactory = _ => 1f };
+        var saveGrads = new Option<bool>("--save-grads") { Description = "Also write the clipped gradients, named like the parameters" };
+        var device = Devices.CreateOption();
+        var command = new Command("step", "One MAGIC update from a rollouts file") { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, device };
+        command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(rollouts)!, r.GetValue(output)!, new MagicOptions
+        {
+            LearningRate = r.GetValue(lr),
+            FixedEntropyCoefficient = r.GetValue(entropyCoef),
+            ClipLow = r.GetValue(clipLow),
+            ClipHigh = r.GetValue(clipHigh),
+            MaxGradNorm = r.GetValue(maxGradNorm),
+            Temperature = r.GetValue(temperature),
+        }, r.GetValue(saveGrads), r.GetValue(device)!));
+        return command;
+    }
+
+    public static int Run(string modelDir, string rolloutsPath, string outputDir, MagicOptions options, bool saveGrads, string device)
+    {
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException(e.Message, e);
+        }
+        var samples = ReadRollouts(rolloutsPath);
+        using var backend = Devices.Create(device);
+        using var model = ModelLoading.Load(backend, modelDir);
+        using var trainer = new MagicTrainer(model, options);
+        StepMetrics metrics;
+        try
+        {
+            metrics = trainer.Step(samples);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException($"{rolloutsPath}: {e.Message}", e);
+        }
+
+        Directory.CreateDirectory(outputDir);
+        Qwen2ModelFiles.Save(model, outputDir);
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
+        {
+            string source = Path.Combine(modelDir, file);
+            if (File.Exists(source) && Path.GetFullPath(modelDir) != Path.GetFullPath(outputDir)) File.Copy(source, Path.Combine(outputDir, file), overwrite: true);
+        }
+        if (saveGrads)
+        {
+            float scale = trainer.LastClipScale;
+            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), trainer.Gradients.Named.Select(p =>
+            {
+                var data = new float[p.Tensor.ElementCount];
+                backend.Download<float>(p.Tensor, data);
+                for (int i = 0; i < data.Length; i++) data[i] *= scale;
+                return (p.Name, p.Tensor.Shape.ToArray(), (ReadOnlyMemory<float>)data);
+            }));
+        }
+        AtomicFile.Write(Path.Combine(outputDir, "metrics.json"), stream => JsonSerializer.Serialize(stream, metrics, MetricsJson.Options));
+        Console.Error.WriteLine(metrics.Skipped
+            ? "step: every group had equal rewards; no update was made (the checkpoint is unchanged)"
+            : $"step: {metrics.KeptGroups}/{metrics.Groups} groups kept, {metrics.KeptTokens} tokens, pg loss {metrics.PolicyLoss:G4}, grad norm {metrics.GradNorm:G4}");
+        return 0;
+    }
+
+    private static List<RolloutSample> ReadRollouts(string path)
+    {
+        var samples = new List<RolloutSample>();
+        foreach (var (line, obj) in JsonLines.Read(path))
+        {
+            string? group = obj.TryGetProperty("group", out var g)
+                ? g.ValueKind switch { JsonValueKind.String => g.GetString(), JsonValueKind.Number => g.GetRawText(), _ => null }
+                : null;
+            if (group is null) throw new CliException($"{path} line {line}: needs \"group\" (a string or number)");
+            var prompt = JsonLines.IntArray(obj, "prompt_tokens", path, line) ?? throw new CliException($"{path} line {line}: needs \"prompt_tokens\"");
+            var response = JsonLines.IntArray(obj, "response_tokens", path, line) ?? throw new CliException($"{path} line {line}: needs \"response_tokens\"");
+            if (!obj.TryGetProperty("reward", out var reward) || reward.ValueKind != JsonValueKind.Number)
+                throw new CliException($"{path} line {line}: needs a numeric \"reward\"");
+            bool truncated = obj.TryGetProperty("truncated", out var t) && t.ValueKind == JsonValueKind.True;
+            float[]? old = null;
+            if (obj.TryGetProperty("old_logprobs", out var o) && o.ValueKind == JsonValueKind.Array)
+            {
+                old = o.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number ? e.GetSingle() : throw new CliException($"{path} line {line}: \"old_logprobs\" must hold numbers")).ToArray();
+                if (old.Length != response.Length) throw new CliException($"{path} line {line}: {old.Length} old_logprobs for {response.Length} response tokens");
+            }
+            samples.Add(new RolloutSample(group, prompt, response, reward.GetDouble(), truncated, old));
+        }
+        if (samples.Count == 0) throw new CliException($"{path}: no rollouts");
+        return samples;
+    }
+}
