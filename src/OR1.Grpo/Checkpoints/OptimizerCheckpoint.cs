@@ -1,0 +1,46 @@
+using OR1.Grpo.Training;
+using OR1.Model;
+using OR1.Model.Checkpoints;
+
+namespace OR1.Grpo.Checkpoints;
+
+/// <summary>
+/// AdamW moments in one safetensors file, named exp_avg.&lt;param&gt; and exp_avg_sq.&lt;param&gt; like
+/// torch's optimizer state, in fp32 so a resumed run continues bit for bit.
+/// </summary>
+public static class OptimizerCheckpoint
+{
+    public const string FileName = "optimizer.safetensors";
+
+    public static void Save(string directory, MagicTrainer trainer)
+    {
+        var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
+        foreach (var (prefix, weights) in new[] { ("exp_avg.", trainer.FirstMoment), ("exp_avg_sq.", trainer.SecondMoment) })
+        {
+            foreach (var (name, tensor) in weights.Named)
+            {
+                var data = new float[tensor.ElementCount];
+                weights.Backend.Download<float>(tensor, data);
+                tensors.Add((prefix + name, tensor.Shape.ToArray(), data));
+            }
+        }
+        SafetensorsWriter.Write(Path.Combine(directory, FileName), tensors);
+    }
+
+    public static void Load(string directory, MagicTrainer trainer)
+    {
+        string path = Path.Combine(directory, FileName);
+        using var file = SafetensorsFile.Open(path);
+        foreach (var (prefix, weights) in new[] { ("exp_avg.", trainer.FirstMoment), ("exp_avg_sq.", trainer.SecondMoment) })
+        {
+            foreach (var (name, tensor) in weights.Named)
+            {
+                if (!file.Tensors.TryGetValue(prefix + name, out var entry))
+                    throw new ModelFormatException(path, $"tensor '{prefix + name}' is missing");
+                if (!entry.HasShape(tensor.Shape.ToArray()))
+                    throw new ModelFormatException(path, $"tensor '{prefix + name}' has shape {entry.ShapeText}, expected {tensor.Shape}");
+                weights.Backend.Upload<float>(file.ReadAsFloat32(prefix + name), tensor);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace OR1.Grpo.Training;
+
+/// <summary>One stage of the schedule (RECIPE.md "Stages").</summary>
+/// <param name="Steps">Training steps in this stage.</param>
+/// <param name="MaxResponseLength">T: responses stop at this many tokens (context growth happens here).</param>
+/// <param name="PromptsPerStep">N prompts drawn per step.</param>
+/// <param name="PromptsPerMiniBatch">Prompts per optimizer step; N / this = optimizer steps per rollout batch.</param>
+/// <param name="GroupSize">G responses per prompt.</param>
+public sealed record StageConfig(int Steps, int MaxResponseLength, int PromptsPerStep, int PromptsPerMiniBatch, int GroupSize);
+
+/// <summary>
+/// A training run as JSON (snake_case keys): model, data, stages and every hyper-parameter of the recipe,
+/// whose defaults are RECIPE.md's.
+/// </summary>
+public sealed record TrainingConfig
+{
+    /// <summary>HF-format model directory (config.json, safetensors, tokenizer.json).</summary>
+    public string Model { get; init; } = "";
+    public IReadOnlyList<string> TrainFiles { get; init; } = [];
+    public IReadOnlyList<string> ValidationFiles { get; init; } = [];
+    public string OutputDir { get; init; } = "";
+    public ulong Seed { get; init; } = 1;
+    public string Device { get; init; } = "cpu";
+    public IReadOnlyList<StageConfig> Stages { get; init; } = [];
+
+    /// <summary>Offline difficulty filter: keep rows with 1 &lt;= model_difficulty[this] &lt;= 15; null disables.</summary>
+    public string? DifficultyBaseModel { get; init; }
+    public int MaxPromptLength { get; init; } = 2048;
+
+    public double LearningRate { get; init; } = 1e-6;
+    public double WeightDecay { get; init; } = 0.01;
+    public double MaxGradNorm { get; init; } = 1.0;
+    public float ClipLow { get; init; } = 0.2f;
+    public float ClipHigh { get; init; } = 0.2f;
+    public double EntropyTarget { get; init; } = 0.2;
+    public double EntropyDelta { get; init; } = 1e-4;
+    public double EntropyCoefInit { get; init; }
+    public double EntropyCoefMin { get; init; }
+    public double EntropyCoefMax { get; init; } = 5e-3;
+    public double KlCoef { get; init; }
+    public LossAggregation LossAggregation { get; init; } = LossAggregation.TokenMean;
+    public int MicroBatchTokens { get; init; } = 8192;
+    public float Temperature { get; init; } = 1f;
+    public float TopP { get; init; } = 1f;
+    public bool ZeroRewardForTruncated { get; init; } = true;
+
+    /// <summary>Most samples decoded at once (KV-cache slots).</summary>
+    public int RolloutBatch { get; init; } = 256;
+    public int CheckpointEvery { get; init; } = 20;
+    public int KeepCheckpoints { get; init; } = 3;
+    public int ValidateEvery { get; init; } = 20;
+    public int ValidationK { get; init; } = 8;
+    public IReadOnlyList<float> ValidationTemperatures { get; init; } = [0.6f, 1.0f];
+    /// <summary>Null: the last stage's max response length.</summary>
+    public int? ValidationMaxNewTokens { get; init; }
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    /// <summary>Reads and validates a config; relative paths are resolved against the config file's folder.</summary>
+    public static TrainingConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new TrainingConfigException(path, "file not found");
+        TrainingConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json);
+        }
+        catch (JsonException e)
+        {
+            throw new TrainingConfigException(path, $"not a valid training config: {e.Message}");
+        }
+        if (config is null) throw new TrainingConfigException(path, "the file holds null");
+        string baseDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string Resolve(string p) => string.IsNullOrEmpty(p) ? p : Path.GetFullPath(p, baseDir);
+        config = config with
+        {
+            Model = Resolve(config.Model),
+            OutputDir = Resolve(config.OutputDir),
+            TrainFiles = config.TrainFiles.Select(Resolve).ToArray(),
+            ValidationFiles = config.ValidationFiles.Select(Resolve).ToArray(),
+        };
+        config.Validate(path);
+        return config;
+    }
+
+    /// <summary>Checks every field; the message names the file and the field.</summary>
+    public void Validate(string source)
+    {
+        void Require(bool ok, string field, string problem)
+        {
+            if (!ok) throw new TrainingConfigException(source, $"\"{field}\" {problem}");
+        }
+        Require(!string.IsNullOrWhiteSpace(Model), "model", "is missing");
+        Require(TrainFiles.Count > 0, "train_files", "must list at least one parquet or JSONL file");
+        Require(!string.IsNullOrWhiteSpace(OutputDir), "output_dir", "is missing");
+        Require(Stages.Count > 0, "stages", "must list at least one stage");
+        for (int i = 0; i < Stages.Count; i++)
+        {
+            var s = Stages[i];
+            string f = $"stages[{i}]";
+            Require(s.Steps >= 1, f + ".steps", $"is {s.Steps}; it must be at least 1");
+            Require(s.MaxResponseLength >= 1, f + ".max_response_length", $"is {s.MaxResponseLength}; it must be at least 1");
+            Require(s.PromptsPerStep >= 1, f + ".prompts_per_step", $"is {s.PromptsPerStep}; it must be at least 1");
+            Require(s.PromptsPerMiniBatch >= 1 && s.PromptsPerStep % s.PromptsPerMiniBatch == 0, f + ".prompts_per_mini_batch",
+                $"is {s.PromptsPerMiniBatch}; it must divide prompts_per_step ({s.PromptsPerStep})");
+            Require(s.GroupSize >= 2, f + ".group_size", $"is {s.GroupSize}; GRPO needs at least 2 responses per prompt");
+        }
+        Require(LearningRate >= 0, "learning_rate", "must be non-negative");
+        Require(MaxGradNorm > 0, "max_grad_norm", "must be positive");
+        Require(ClipLow is >= 0 and < 1, "clip_low", "must be in [0, 1)");
+        Require(ClipHigh >= 0, "clip_high", "must be non-negative");
+        Require(EntropyCoefMin <= EntropyCoefMax, "entropy_coef_min", "must not exceed entropy_coef_max");
+        Require(KlCoef >= 0, "kl_coef", "must be non-negative");
+        Require(MicroBatchTokens >= 1, "micro_batch_tokens", "must be positive");
+        Require(Temperature > 0, "temperature", "must be positive");
+        Require(TopP is > 0 and <= 1, "top_p", "must be in (0, 1]");
+        Require(RolloutBatch >= 1, "rollout_batch", "must be positive");
+        Require(MaxPromptLength >= 1, "max_prompt_length", "must be positive");
+        Require(CheckpointEvery >= 1, "checkpoint_every", "must be positive");
+        Require(ValidateEvery >= 1, "validate_every", "must be positive");
+        Require(ValidationK >= 1, "validation_k", "must be positive");
+        Require(ValidationTemperatures.All(t => t >= 0), "validation_temperatures", "must be non-negative");
+    }
+
+    /// <summary>The trainer options of stage <paramref name="stage"/>.</summary>
+    public MagicOptions MagicOptions(StageConfig stage) => new()
+    {
+        LearningRate = LearningRate,
+        WeightDecay = WeightDecay,
+        MaxGradNorm = MaxGradNorm,
+        ClipLow = ClipLow,
+        ClipHigh = ClipHigh,
+        EntropyControl = new EntropyControlOptions(EntropyTarget, EntropyDelta, EntropyCoefInit, EntropyCoefMin, EntropyCoefMax),
+        Temperature = Temperature,
+        MiniBatches = stage.PromptsPerStep / stage.PromptsPerMiniBatch,
+        Aggregation = LossAggregation,
+        KlCoefficient = KlCoef,
+        MicroBatchTokens = MicroBatchTokens,
+    };
+
+    /// <summary>Total steps over all stages.</summary>
+    public int TotalSteps => Stages.Sum(s => s.Steps);
+}
+
+/// <summary>A training config that cannot be used, naming the file and the field.</summary>
+public sealed class TrainingConfigException(string path, string problem) : Exception($"{path}: {problem}")
+{
+    public string FilePath { get; } = path;
+}

@@ -1,0 +1,244 @@
+using System.Diagnostics;
+using System.Text.Json;
+using OR1.Grpo.Checkpoints;
+using OR1.Grpo.Data;
+using OR1.Grpo.Evaluation;
+using OR1.Grpo.Rewards;
+using OR1.Grpo.Rollout;
+using OR1.Model;
+using OR1.Model.Generation;
+using OR1.Model.Tokenization;
+using OR1.Native;
+
+namespace OR1.Grpo.Training;
+
+/// <summary>
+/// A whole MAGIC training run (RECIPE.md): stages of steps, each step drawing prompts, rolling out G
+/// responses, scoring them and updating the policy; validation every N steps; atomic checkpoints with
+/// everything needed to resume exactly; metrics.jsonl and a console line per step.
+/// </summary>
+public sealed class TrainingRun : IDisposable
+{
+    private const int MaxConsecutiveSkips = 64;
+    private readonly TrainingConfig _config;
+    private readonly Qwen2Model _policy;
+    private readonly Qwen2Model? _reference;
+    private readonly Qwen2Tokenizer _tokenizer;
+    private readonly string _tokenizerDir;
+    private readonly IReadOnlyList<RlExample> _train;
+    private readonly IReadOnlyList<RlExample> _validation;
+    private readonly MagicTrainer _trainer;
+    private readonly Qwen2Generator _generator;
+    private readonly RolloutCollector _collector;
+    private readonly CheckpointStore _checkpoints;
+    private readonly TextWriter _log;
+    private TrainerState _state = new();
+    private PromptSampler? _sampler;
+
+    /// <param name="config">The run.</param>
+    /// <param name="policy">The model to train (its weights are the starting point, or were loaded from a checkpoint).</param>
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="tokenizerDir">Folder whose tokenizer files are copied into checkpoints.</param>
+    /// <param name="rewards">Verifiers.</param>
+    /// <param name="train">Training examples (already filtered and mixed).</param>
+    /// <param name="validation">Validation examples (may be empty).</param>
+    /// <param name="log">Where the per-step lines go.</param>
+    public TrainingRun(TrainingConfig config, Qwen2Model policy, Qwen2Tokenizer tokenizer, string tokenizerDir, RewardRouter rewards,
+        IReadOnlyList<RlExample> train, IReadOnlyList<RlExample> validation, TextWriter log)
+    {
+        _config = config;
+        _policy = policy;
+        _tokenizer = tokenizer;
+        _tokenizerDir = tokenizerDir;
+        _train = train;
+        _validation = validation;
+        _log = log;
+        if (train.Count == 0) throw new ArgumentException("no training examples are left after loading and filtering", nameof(train));
+        if (config.KlCoef > 0)
+        {
+            _reference = new Qwen2Model(policy.Backend, policy.Config);
+            _reference.Weights.CopyFrom(policy.Weights);
+        }
+        _trainer = new MagicTrainer(policy, config.MagicOptions(config.Stages[0]), _reference);
+        var encoder = new PromptEncoder(tokenizer);
+        int longestPrompt = train.Concat(validation).Max(e => encoder.Encode(e).Length);
+        int longestResponse = Math.Max(config.Stages.Max(s => s.MaxResponseLength), ValidationMaxNewTokens);
+        int slots = Math.Min(config.RolloutBatch, Math.Max(config.Stages.Max(s => s.PromptsPerStep * s.GroupSize), Math.Max(1, validation.Count) * config.ValidationK));
+        _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse);
+        _collector = new RolloutCollector(_generator, encoder, rewards, PromptEncoder.StopTokens(tokenizer, policy.Config.EosTokenIds));
+        _checkpoints = new CheckpointStore(config.OutputDir, config.KeepCheckpoints);
+        Directory.CreateDirectory(config.OutputDir);
+    }
+
+    private int ValidationMaxNewTokens => _config.ValidationMaxNewTokens ?? _config.Stages[^1].MaxResponseLength;
+
+    public string MetricsPath => Path.Combine(_config.OutputDir, "metrics.jsonl");
+    public string ValidationPath => Path.Combine(_config.OutputDir, "validation.jsonl");
+
+    /// <summary>The trainer (weights, moments, controller).</summary>
+    public MagicTrainer Trainer => _trainer;
+
+    /// <summary>Restores trainer state, optimizer moments and logs from a checkpoint folder (weights are loaded by the caller).</summary>
+    public void ResumeFrom(string checkpointDir)
+    {
+        _state = TrainerState.Load(checkpointDir);
+        OptimizerCheckpoint.Load(checkpointDir, _trainer);
+        _trainer.OptimizerSteps = _state.OptimizerSteps;
+        _trainer.Controller = new EntropyControlState(_state.EntropyCoefficient, _state.EntropyEnabled);
+        // Logs written after this checkpoint belong to the interrupted run's lost steps: drop them.
+        TruncateLog(MetricsPath, _state.GlobalStep, inclusive: false);
+        TruncateLog(ValidationPath, _state.GlobalStep, inclusive: false);
+        _log.WriteLine($"resumed from {checkpointDir} at step {_state.GlobalStep} (stage {_state.Stage + 1}, step {_state.StepInStage} of it)");
+    }
+
+    /// <summary>
+    /// Trains until every stage is done, or until <paramref name="stopAfterStep"/> completed steps (a
+    /// deliberate interruption, used to test resumption).
+    /// </summary>
+    public void Run(int? stopAfterStep = null, CancellationToken cancellation = default)
+    {
+        bool fresh = _state.GlobalStep == 0 && _state.Attempts == 0;
+        if (fresh && _validation.Count > 0) Validate();
+        int consecutiveSkips = 0;
+        while (_state.Stage < _config.Stages.Count)
+        {
+            var stage = _config.Stages[_state.Stage];
+            _trainer.Options = _config.MagicOptions(stage);
+            _sampler ??= CreateSampler(_state.Stage, stage);
+            while (_state.StepInStage < stage.Steps)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                if (stopAfterStep is { } stop && _state.GlobalStep >= stop) return;
+                var metrics = Step(stage);
+                if (metrics.Skipped)
+                {
+                    if (++consecutiveSkips >= MaxConsecutiveSkips)
+                        throw new InvalidOperationException($"{MaxConsecutiveSkips} consecutive steps had no group with mixed rewards; the data is too easy or too hard for this policy (check the difficulty filter and the warm-up)");
+                    continue;
+                }
+                consecutiveSkips = 0;
+                bool last = _state.Stage == _config.Stages.Count - 1 && _state.StepInStage == stage.Steps;
+                if (_state.GlobalStep % _config.ValidateEvery == 0 || last)
+                {
+                    if (_validation.Count > 0) Validate();
+                }
+                if (_state.GlobalStep % _config.CheckpointEvery == 0 || last) SaveCheckpoint();
+            }
+            EndStage();
+        }
+    }
+
+    private StepMetrics Step(StageConfig stage)
+    {
+        var timer = Stopwatch.StartNew();
+        var prompts = _sampler!.NextBatch();
+        ulong seed = StepSeed(_config.Seed, _state.Attempts);
+        var responses = _collector.Collect(prompts, stage.GroupSize, stage.MaxResponseLength, new SamplingOptions(_config.Temperature, _config.TopP), seed);
+        double rolloutSeconds = timer.Elapsed.TotalSeconds;
+        var metrics = _trainer.Step(responses.Select(r => r.Sample).ToArray());
+
+        var solved = new Dictionary<string, bool>(_state.StageSolvedAll);
+        foreach (var group in responses.GroupBy(r => r.Sample.GroupId))
+            solved[group.First().Example.Id] = group.All(r => r.Reward.Score >= 1);
+        int step = metrics.Skipped ? _state.GlobalStep : _state.GlobalStep + 1;
+        _state = _state with
+        {
+            Attempts = _state.Attempts + 1,
+            GlobalStep = step,
+            StepInStage = metrics.Skipped ? _state.StepInStage : _state.StepInStage + 1,
+            OptimizerSteps = _trainer.OptimizerSteps,
+            EntropyCoefficient = _trainer.Controller.Coefficient,
+            EntropyEnabled = _trainer.Controller.Enabled,
+            StageSolvedAll = solved,
+        };
+        metrics = metrics with { Step = step, Stage = _state.Stage + 1, RolloutSeconds = rolloutSeconds };
+        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");
+        _log.WriteLine(metrics.Skipped
+            ? $"step {step,5} stage {_state.Stage + 1}  skipped: no group with mixed rewards ({metrics.SolveNone} solve-none, {metrics.SolveAll} solve-all)"
+            : $"step {step,5} stage {_state.Stage + 1}  reward {metrics.RewardMean:F3}  kept {metrics.KeptGroups}/{metrics.Groups}  len {metrics.ResponseLengthMean:F1}  trunc {metrics.TruncationRatio:P0}  " +
+              $"entropy {metrics.Entropy:F3}  c {metrics.EntropyCoefficient:G3}{(metrics.EntropyEnabled ? "" : " (off)")}  pg {metrics.PolicyLoss:+0.0000;-0.0000}  |g| {metrics.GradNorm:F3}  " +
+              $"{metrics.RolloutTokensPerSecond:F0}+{metrics.UpdateTokensPerSecond:F0} tok/s");
+        return metrics;
+    }
+
+    /// <summary>Stage transition: drop the prompts whose latest group in this stage was solved by every sample.</summary>
+    private void EndStage()
+    {
+        var solved = _state.StageSolvedAll.Where(kv => kv.Value).Select(kv => kv.Key).ToArray();
+        var removed = _state.RemovedIds.Concat(solved).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        if (_state.Stage + 1 < _config.Stages.Count)
+            _log.WriteLine($"stage {_state.Stage + 1} done: dropping {solved.Length} prompts solved by every sample ({removed.Length} dropped so far)");
+        _state = _state with { Stage = _state.Stage + 1, StepInStage = 0, RemovedIds = removed, StageSolvedAll = new Dictionary<string, bool>(), Sampler = null };
+        _sampler = null;
+    }
+
+    private PromptSampler CreateSampler(int stageIndex, StageConfig stage)
+    {
+        var removed = new HashSet<string>(_state.RemovedIds, StringComparer.Ordinal);
+        var active = _train.Where(e => !removed.Contains(e.Id)).ToArray();
+        if (active.Length < stage.PromptsPerStep)
+            throw new InvalidOperationException($"stage {stageIndex + 1} needs {stage.PromptsPerStep} prompts per step but only {active.Length} remain after dropping solved prompts");
+        var sampler = new PromptSampler(active, stage.PromptsPerStep, StepSeed(_config.Seed, 1_000_000 + stageIndex));
+        if (_state.Sampler is { } saved) sampler.RestoreState(saved);
+        return sampler;
+    }
+
+    private void Validate()
+    {
+        foreach (float temperature in _config.ValidationTemperatures)
+        {
+            var (scores, _) = Evaluator.Run(_collector, _validation, _config.ValidationK, new SamplingOptions(temperature, 1f), ValidationMaxNewTokens,
+                StepSeed(_config.Seed, 2_000_000 + _state.GlobalStep));
+            foreach (var s in scores)
+            {
+                var line = new { step = _state.GlobalStep, temperature, data_source = s.DataSource, problems = s.Problems, k = s.K, avg_at_k = s.AvgAtK, pass_at_1 = s.PassAt1, pass_at_k = s.PassAtK };
+                File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line) + "\n");
+                _log.WriteLine($"validation step {_state.GlobalStep} T={temperature:0.##} {s.DataSource}: avg@{s.K} {s.AvgAtK:P1}  pass@1 {s.PassAt1:P1}  pass@{s.K} {s.PassAtK:P1} ({s.Problems} problems)");
+            }
+        }
+    }
+
+    /// <summary>Writes weights, tokenizer, optimizer moments and trainer state, atomically.</summary>
+    public string SaveCheckpoint()
+    {
+        var state = _state with { Sampler = _sampler?.SaveState() };
+        string path = _checkpoints.Save(state.GlobalStep, dir =>
+        {
+            Qwen2ModelFiles.Save(_policy, dir);
+            foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
+            {
+                string source = Path.Combine(_tokenizerDir, file);
+                if (File.Exists(source)) File.Copy(source, Path.Combine(dir, file));
+            }
+            OptimizerCheckpoint.Save(dir, _trainer);
+            state.Save(dir);
+        });
+        _log.WriteLine($"checkpoint: {path}");
+        return path;
+    }
+
+    /// <summary>The folder of the newest checkpoint of this run's output directory.</summary>
+    public static string? LatestCheckpoint(string outputDir) => new CheckpointStore(outputDir).Latest();
+
+    private static void TruncateLog(string path, int lastStep, bool inclusive)
+    {
+        if (!File.Exists(path)) return;
+        var kept = File.ReadAllLines(path).Where(line =>
+        {
+            using var doc = JsonDocument.Parse(line);
+            int step = doc.RootElement.GetProperty("step").GetInt32();
+            return inclusive ? step < lastStep : step <= lastStep;
+        }).ToArray();
+        File.WriteAllLines(path, kept);
+    }
+
+    /// <summary>A seed per (run seed, counter): SplitMix64 of both, so each attempt samples differently and reproducibly.</summary>
+    public static ulong StepSeed(ulong seed, int counter) => CounterRng.Hash(seed, (ulong)counter, 0x5EED);
+
+    public void Dispose()
+    {
+        _generator.Dispose();
+        _trainer.Dispose();
+        _reference?.Dispose();
+    }
+}
