@@ -16,6 +16,9 @@ public static class Program
             LogProbsCommand.Create(),
             GenerateCommand.Create(),
             StepCommand.Create(),
+            TrainCommand.Create(),
+            EvalCommand.Create(),
+            RewardCommand.Create(),
         };
         try
         {

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using OR1.Grpo.Data;
+using OR1.Grpo.Rewards;
+using OR1.Grpo.Training;
+using OR1.Model.Checkpoints;
+using OR1.Runner.Cli;
+
+namespace OR1.Runner.Commands;
+
+/// <summary><c>or1 train --config CONFIG.json [--resume DIR]</c>: a MAGIC training run.</summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string>("--config") { Description = "Training config (JSON): model, data, stages, hyper-parameters", Required = true };
+        var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint folder, or from the latest checkpoint of a run folder" };
+        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume };
+        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume)));
+        return command;
+    }
+
+    public static int Run(string configPath, string? resume)
+    {
+        TrainingConfig config;
+        try
+        {
+            config = TrainingConfig.Load(configPath);
+        }
+        catch (TrainingConfigException e)
+        {
+            throw new CliException(e.Message, e);
+        }
+        string? checkpoint = null;
+        if (resume is not null)
+        {
+            checkpoint = File.Exists(Path.Combine(resume, TrainerState.FileName)) ? resume : TrainingRun.LatestCheckpoint(resume);
+            if (checkpoint is null) throw new CliException($"--resume '{resume}': neither a checkpoint nor a run folder with checkpoints");
+        }
+        try
+        {
+            using var session = TrainingSetup.Create(config, Devices.Create, Verifiers.Default(), checkpoint, Console.Out);
+            session.Run.Run();
+        }
+        catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException)
+        {
+            throw new CliException(e.Message, e);
+        }
+        Console.WriteLine($"train: done; checkpoints and metrics in {config.OutputDir}");
+        return 0;
+    }
+}
