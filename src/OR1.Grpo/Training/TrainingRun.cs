@@ -78,6 +78,12 @@ public sealed class TrainingRun : IDisposable
     /// <summary>The trainer (weights, moments, controller).</summary>
     public MagicTrainer Trainer => _trainer;
 
+    /// <summary>Raised after every step attempt (skipped ones included), after its metrics line is written.</summary>
+    public event Action<StepMetrics>? StepCompleted;
+
+    /// <summary>Raised after each validation with the step and temperature it ran at.</summary>
+    public event Action<int, float, IReadOnlyList<EvalScore>>? ValidationCompleted;
+
     /// <summary>Restores trainer state, optimizer moments and logs from a checkpoint folder (weights are loaded by the caller).</summary>
     public void ResumeFrom(string checkpointDir)
     {
@@ -158,6 +164,7 @@ public sealed class TrainingRun : IDisposable
             : $"step {step,5} stage {_state.Stage + 1}  reward {metrics.RewardMean:F3}  kept {metrics.KeptGroups}/{metrics.Groups}  len {metrics.ResponseLengthMean:F1}  trunc {metrics.TruncationRatio:P0}  " +
               $"entropy {metrics.Entropy:F3}  c {metrics.EntropyCoefficient:G3}{(metrics.EntropyEnabled ? "" : " (off)")}  pg {metrics.PolicyLoss:+0.0000;-0.0000}  |g| {metrics.GradNorm:F3}  " +
               $"{metrics.RolloutTokensPerSecond:F0}+{metrics.UpdateTokensPerSecond:F0} tok/s");
+        StepCompleted?.Invoke(metrics);
         return metrics;
     }
 
@@ -195,6 +202,7 @@ public sealed class TrainingRun : IDisposable
                 File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line) + "\n");
                 _log.WriteLine($"validation step {_state.GlobalStep} T={temperature:0.##} {s.DataSource}: avg@{s.K} {s.AvgAtK:P1}  pass@1 {s.PassAt1:P1}  pass@{s.K} {s.PassAtK:P1} ({s.Problems} problems)");
             }
+            ValidationCompleted?.Invoke(_state.GlobalStep, temperature, scores);
         }
     }
 
