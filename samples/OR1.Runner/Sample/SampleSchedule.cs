@@ -1,0 +1,78 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using OR1.Grpo.Training;
+using OR1.Runner.Cli;
+
+namespace OR1.Runner.Sample;
+
+/// <summary>
+/// A user's own schedule for the sample task (`or1 sample --config FILE`): stages and the RL
+/// hyper-parameters, snake_case JSON; anything left out keeps the sample's default.
+/// </summary>
+public sealed record SampleSchedule
+{
+    public IReadOnlyList<StageConfig>? Stages { get; init; }
+    public double? LearningRate { get; init; }
+    public double? EntropyTarget { get; init; }
+    public double? EntropyDelta { get; init; }
+    public double? EntropyCoefMax { get; init; }
+    public int? WarmupSteps { get; init; }
+    public int? EvalSamples { get; init; }
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>Applies the file's values over <paramref name="defaults"/>, validating them; errors name the file and the field.</summary>
+    public static SampleSettings Apply(string path, SampleSettings defaults)
+    {
+        if (!File.Exists(path)) throw new CliException($"--config '{path}': file not found");
+        SampleSchedule? schedule;
+        try
+        {
+            schedule = JsonSerializer.Deserialize<SampleSchedule>(File.ReadAllText(path), Json);
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: not a valid sample schedule: {e.Message}");
+        }
+        if (schedule is null) throw new CliException($"{path}: the file holds null");
+        var settings = defaults with
+        {
+            Stages = schedule.Stages ?? defaults.Stages,
+            LearningRate = schedule.LearningRate ?? defaults.LearningRate,
+            EntropyTarget = schedule.EntropyTarget ?? defaults.EntropyTarget,
+            EntropyDelta = schedule.EntropyDelta ?? defaults.EntropyDelta,
+            EntropyCoefMax = schedule.EntropyCoefMax ?? defaults.EntropyCoefMax,
+            WarmupSteps = schedule.WarmupSteps ?? defaults.WarmupSteps,
+            EvalSamples = schedule.EvalSamples ?? defaults.EvalSamples,
+        };
+        // The same checks as a full training config, reported against this file.
+        var check = new TrainingConfig
+        {
+            Model = "sample",
+            TrainFiles = ["sample"],
+            OutputDir = "sample",
+            Stages = settings.Stages,
+            LearningRate = settings.LearningRate,
+            EntropyTarget = settings.EntropyTarget,
+            EntropyDelta = settings.EntropyDelta,
+            EntropyCoefMax = settings.EntropyCoefMax,
+        };
+        try
+        {
+            check.Validate(path);
+        }
+        catch (TrainingConfigException e)
+        {
+            throw new CliException(e.Message, e);
+        }
+        if (settings.WarmupSteps < 1) throw new CliException($"{path}: \"warmup_steps\" must be at least 1");
+        if (settings.EvalSamples < 1) throw new CliException($"{path}: \"eval_samples\" must be at least 1");
+        return settings;
+    }
+}
