@@ -26,13 +26,15 @@ public static class EvalCommand
         var maxBatch = new Option<int>("--max-batch") { DefaultValueFactory = _ => 64, Description = "Samples decoded together" };
         var output = new Option<string?>("--output") { Description = "Also write every response with its reward as JSONL" };
         var device = Devices.CreateOption();
-        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, output, device };
+        var unsafeNoSandbox = CodeSandboxOption.Create();
+        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, output, device, unsafeNoSandbox };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(k), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP)),
-            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!));
+            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox)));
         return command;
     }
 
-    public static int Run(string modelDir, string dataPath, int k, SamplingOptions sampling, int maxNewTokens, ulong seed, int maxBatch, string? output, string device)
+    public static int Run(string modelDir, string dataPath, int k, SamplingOptions sampling, int maxNewTokens, ulong seed, int maxBatch, string? output, string device,
+        bool unsafeNoSandbox = false)
     {
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
@@ -55,7 +57,7 @@ public static class EvalCommand
         var encoder = new PromptEncoder(tokenizer);
         int longest = examples.Max(e => encoder.Encode(e).Length);
         using var generator = new Qwen2Generator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens);
-        var collector = new RolloutCollector(generator, encoder, new RewardRouter(Verifiers.Default()), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
+        var collector = new RolloutCollector(generator, encoder, new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox)), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
         var (scores, responses) = Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed, new ConsoleProgress("eval: samples", examples.Count * k));
         Console.Error.WriteLine();
         foreach (var s in scores)

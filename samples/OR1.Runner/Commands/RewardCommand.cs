@@ -17,14 +17,18 @@ public static class RewardCommand
     {
         var input = new Option<string>("--input") { Description = "JSONL of {\"response\", \"ground_truth\", \"ability\"[, \"truncated\"]}", Required = true };
         var output = new Option<string>("--output") { Description = "JSONL output with \"reward\" and \"reason\"", Required = true };
-        var command = new Command("reward", "Score responses with the math/code verifiers") { input, output };
-        command.SetAction(r => Run(r.GetValue(input)!, r.GetValue(output)!));
+        var unsafeNoSandbox = CodeSandboxOption.Create();
+        var command = new Command("reward", "Score responses with the math/code verifiers") { input, output, unsafeNoSandbox };
+        command.SetAction(r => Run(r.GetValue(input)!, r.GetValue(output)!, r.GetValue(unsafeNoSandbox)));
         return command;
     }
 
-    public static int Run(string inputPath, string outputPath)
+    /// <param name="inputPath">JSONL responses.</param>
+    /// <param name="outputPath">JSONL output.</param>
+    /// <param name="unsafeNoSandbox">Run code without the sandbox (warned about).</param>
+    public static int Run(string inputPath, string outputPath, bool unsafeNoSandbox = false)
     {
-        var router = new RewardRouter(Verifiers.Default());
+        var router = new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox));
         var lines = new List<JsonObject>();
         foreach (var (line, obj) in JsonLines.Read(inputPath))
         {

@@ -14,12 +14,13 @@ public static class TrainCommand
     {
         var config = new Option<string>("--config") { Description = "Training config (JSON): model, data, stages, hyper-parameters", Required = true };
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint folder, or from the latest checkpoint of a run folder" };
-        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume };
-        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume)));
+        var unsafeNoSandbox = CodeSandboxOption.Create();
+        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox };
+        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox)));
         return command;
     }
 
-    public static int Run(string configPath, string? resume)
+    public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false)
     {
         TrainingConfig config;
         try
@@ -38,7 +39,7 @@ public static class TrainCommand
         }
         try
         {
-            using var session = TrainingSetup.Create(config, Devices.Create, Verifiers.Default(), checkpoint, Console.Out);
+            using var session = TrainingSetup.Create(config, Devices.Create, CodeSandboxOption.Verifiers(unsafeNoSandbox), checkpoint, Console.Out);
             session.Run.Run();
         }
         catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException)

@@ -14,4 +14,11 @@ public interface IRewardFunction
 
     /// <summary>Scores an answer; must respect <paramref name="cancellation"/> and its own time limits.</summary>
     RewardResult Score(string answer, GroundTruth truth, CancellationToken cancellation);
+
+    /// <summary>
+    /// The wall-clock budget the <see cref="RewardRouter"/> gives this verifier for one response: null (the
+    /// default) for <see cref="RewardOptions.EffectiveTimeLimit"/>; <see cref="Timeout.InfiniteTimeSpan"/> for a
+    /// verifier that bounds its own work (the code sandbox limits each program and may queue for a slot).
+    /// </summary>
+    TimeSpan? TimeLimit(GroundTruth truth) => null;
 }

@@ -4,7 +4,7 @@ namespace OR1.Grpo.Rewards;
 
 /// <summary>Response-level reward rules shared by every verifier (RECIPE.md "Rewards").</summary>
 /// <param name="ZeroForTruncated">A response cut off by the length limit (no EOS) scores 0 (on by default).</param>
-/// <param name="TimeLimit">Wall-clock limit for verifying one response.</param>
+/// <param name="TimeLimit">Wall-clock limit for verifying one response, for verifiers that set none of their own (see <see cref="IRewardFunction.TimeLimit"/>).</param>
 public sealed record RewardOptions(bool ZeroForTruncated = true, TimeSpan? TimeLimit = null)
 {
     /// <summary>The limit in force (1 s unless set).</summary>
@@ -38,15 +38,16 @@ public sealed class RewardRouter(IEnumerable<IRewardFunction> verifiers, RewardO
         if (truncated && Options.ZeroForTruncated) return RewardResult.Wrong("truncated: no EOS before the length limit");
         var verifier = _verifiers.FirstOrDefault(v => v.CanScore(truth));
         if (verifier is null) return RewardResult.Wrong($"no verifier registered for {truth}");
+        var budget = verifier.TimeLimit(truth) ?? Options.EffectiveTimeLimit;
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        limit.CancelAfter(Options.EffectiveTimeLimit);
+        limit.CancelAfter(budget);
         try
         {
             return verifier.Score(AnswerPart(response), truth, limit.Token);
         }
         catch (OperationCanceledException)
         {
-            return RewardResult.Wrong($"time limit of {Options.EffectiveTimeLimit.TotalSeconds:0.###} s exceeded");
+            return RewardResult.Wrong($"time limit of {budget.TotalSeconds:0.###} s exceeded");
         }
         catch (Exception e)
         {
