@@ -1,24 +1,20 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Columns;
-using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Reports;
-using BenchmarkDotNet.Running;
 using OR1.Native.Cpu;
 using Blas = OR1.Bench.Baselines.OpenBlas;
 
-namespace OR1.Bench.Kernels;
+namespace OR1.Bench;
 
 /// <summary>
 /// fp32 GEMM, ours (CpuGemm) against OpenBLAS at the same thread count, so the Ratio column reads
 /// ours / OpenBLAS time. Shapes: the square 1024 headline, an odd square that is no multiple of any
 /// tile, and a skinny ragged one; TransB covers the X * W^T layout the model's linear layers use.
 /// BenchmarkDotNet runs each case in its own process, so OpenBLAS's spinning worker threads never
-/// compete with ours.
+/// compete with ours. GFLOP/s = 2 * M * N * K / mean time.
 /// </summary>
 [Config(typeof(GemmConfig))]
-public unsafe class GemmBenchmarks
+public unsafe class GemmBenchmarks : IThroughputBenchmark
 {
     private float* _a;
     private float* _b;
@@ -74,7 +70,17 @@ public unsafe class GemmBenchmarks
     public void Or1() =>
         CpuGemm.Multiply(false, TransB, _m, _n, _k, 1f, _a, _k, _b, TransB ? _k : _n, 0f, _c, _n);
 
-    internal static (int M, int N, int K) ParseShape(string shape)
+    /// <inheritdoc />
+    public long BytesMoved(string method) => 0; // compute-bound: no GB/s column
+
+    /// <inheritdoc />
+    public double Flops(string method)
+    {
+        var (m, n, k) = ParseShape(Shape);
+        return 2.0 * m * n * k;
+    }
+
+    private static (int M, int N, int K) ParseShape(string shape)
     {
         var parts = shape.Split('x');
         return (int.Parse(parts[0], CultureInfo.InvariantCulture), int.Parse(parts[1], CultureInfo.InvariantCulture),
@@ -83,35 +89,9 @@ public unsafe class GemmBenchmarks
 
     private static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
 
-    private sealed class GemmConfig : ManualConfig
+    /// <summary>Only the GFLOP/s column of <see cref="ThroughputConfig"/>: GB/s means nothing here.</summary>
+    private sealed class GemmConfig : BenchmarkDotNet.Configs.ManualConfig
     {
         public GemmConfig() => AddColumn(new GflopsColumn());
-    }
-
-    /// <summary>2 * M * N * K / mean time.</summary>
-    private sealed class GflopsColumn : IColumn
-    {
-        public string Id => nameof(GflopsColumn);
-        public string ColumnName => "GFLOP/s";
-        public bool AlwaysShow => true;
-        public ColumnCategory Category => ColumnCategory.Custom;
-        public int PriorityInCategory => 0;
-        public bool IsNumeric => true;
-        public UnitType UnitType => UnitType.Dimensionless;
-        public string Legend => "Floating-point operations per second, 2*M*N*K / Mean, in units of 10^9";
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) =>
-            GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
-        {
-            var stats = summary[benchmarkCase]?.ResultStatistics;
-            if (stats is null || benchmarkCase.Parameters["Shape"] is not string shape) return "NA";
-            var (m, n, k) = ParseShape(shape);
-            return (2.0 * m * n * k / stats.Mean).ToString("F1", CultureInfo.InvariantCulture); // ns -> GFLOP/s
-        }
-
-        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-        public bool IsAvailable(Summary summary) => true;
     }
 }

@@ -20,7 +20,10 @@ public sealed record SampleSummary
     public int K { get; init; }
     public double AvgAtKBefore { get; init; }
     public double AvgAtKAfter { get; init; }
+    // The snake_case policy would write "pass_at1_before"; the name has an underscore before the 1.
+    [System.Text.Json.Serialization.JsonPropertyName("pass_at_1_before")]
     public double PassAt1Before { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("pass_at_1_after")]
     public double PassAt1After { get; init; }
     public IReadOnlyDictionary<string, double> AvgAtKBeforeByLevel { get; init; } = new Dictionary<string, double>();
     public IReadOnlyDictionary<string, double> AvgAtKAfterByLevel { get; init; } = new Dictionary<string, double>();

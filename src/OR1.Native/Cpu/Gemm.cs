@@ -6,10 +6,13 @@ using System.Runtime.Intrinsics.X86;
 namespace OR1.Native.Cpu;
 
 /// <summary>
-/// Single-precision GEMM in the GotoBLAS/BLIS shape: B is packed into KC x NR slivers, A into MR x KC
-/// slivers, and a register-tiled micro-kernel multiplies one A sliver by one B sliver into an MR x NR tile
-/// of C held entirely in registers. Packing turns every transpose combination into the same contiguous,
-/// unit-stride streams, so the micro-kernel never sees lda/ldb or a transpose flag.
+/// Single-precision GEMM in the GotoBLAS/BLIS shape: for each NC-column, KC-deep panel, B is packed into
+/// KC x NR slivers, then each MC-row block of A into MR x KC slivers, and a register-tiled micro-kernel
+/// multiplies one A sliver by one B sliver into an MR x NR tile of C held entirely in registers. Packing
+/// turns every transpose combination into the same contiguous, unit-stride streams, so the micro-kernel
+/// never sees lda/ldb or a transpose flag, and zero-pads ragged slivers so edge tiles need no special
+/// packing. Threads each take a band of C (see <see cref="ParallelJob"/>); packing buffers are per thread
+/// and kept, so steady-state calls allocate nothing.
 /// </summary>
 internal static unsafe class CpuGemm
 {
@@ -24,6 +27,7 @@ internal static unsafe class CpuGemm
         Portable,
     }
 
+    /// <summary>Tile shape and cache blocking for one micro-kernel.</summary>
     private sealed class Config
     {
         public Config(Kernel kernel, int mc = 0, int kc = 0, int nc = 0)
@@ -640,9 +644,10 @@ internal static unsafe class CpuGemm
         where TRows : struct, ICount
         where TWide : struct, ICount
     {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
-        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
-        Vector512<float> c80 = default, c81 = default, c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
         if (Sse.IsSupported)
         {
             // The C tile is read only after kc FMAs per accumulator; fetching it now hides its cache and TLB
@@ -659,18 +664,75 @@ internal static unsafe class CpuGemm
             var b0 = Vector512.Load(b);
             var b1 = TWide.Value > 1 ? Vector512.Load(b + 16) : default;
             Vector512<float> av;
-            av = Vector512.Create(a[0]); c00 = Avx512F.FusedMultiplyAdd(av, b0, c00); if (TWide.Value > 1) c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
-            if (TRows.Value > 1) { av = Vector512.Create(a[1]); c10 = Avx512F.FusedMultiplyAdd(av, b0, c10); if (TWide.Value > 1) c11 = Avx512F.FusedMultiplyAdd(av, b1, c11); }
-            if (TRows.Value > 2) { av = Vector512.Create(a[2]); c20 = Avx512F.FusedMultiplyAdd(av, b0, c20); if (TWide.Value > 1) c21 = Avx512F.FusedMultiplyAdd(av, b1, c21); }
-            if (TRows.Value > 3) { av = Vector512.Create(a[3]); c30 = Avx512F.FusedMultiplyAdd(av, b0, c30); if (TWide.Value > 1) c31 = Avx512F.FusedMultiplyAdd(av, b1, c31); }
-            if (TRows.Value > 4) { av = Vector512.Create(a[4]); c40 = Avx512F.FusedMultiplyAdd(av, b0, c40); if (TWide.Value > 1) c41 = Avx512F.FusedMultiplyAdd(av, b1, c41); }
-            if (TRows.Value > 5) { av = Vector512.Create(a[5]); c50 = Avx512F.FusedMultiplyAdd(av, b0, c50); if (TWide.Value > 1) c51 = Avx512F.FusedMultiplyAdd(av, b1, c51); }
-            if (TRows.Value > 6) { av = Vector512.Create(a[6]); c60 = Avx512F.FusedMultiplyAdd(av, b0, c60); if (TWide.Value > 1) c61 = Avx512F.FusedMultiplyAdd(av, b1, c61); }
-            if (TRows.Value > 7) { av = Vector512.Create(a[7]); c70 = Avx512F.FusedMultiplyAdd(av, b0, c70); if (TWide.Value > 1) c71 = Avx512F.FusedMultiplyAdd(av, b1, c71); }
-            if (TRows.Value > 8) { av = Vector512.Create(a[8]); c80 = Avx512F.FusedMultiplyAdd(av, b0, c80); if (TWide.Value > 1) c81 = Avx512F.FusedMultiplyAdd(av, b1, c81); }
-            if (TRows.Value > 9) { av = Vector512.Create(a[9]); c90 = Avx512F.FusedMultiplyAdd(av, b0, c90); if (TWide.Value > 1) c91 = Avx512F.FusedMultiplyAdd(av, b1, c91); }
-            if (TRows.Value > 10) { av = Vector512.Create(a[10]); ca0 = Avx512F.FusedMultiplyAdd(av, b0, ca0); if (TWide.Value > 1) ca1 = Avx512F.FusedMultiplyAdd(av, b1, ca1); }
-            if (TRows.Value > 11) { av = Vector512.Create(a[11]); cb0 = Avx512F.FusedMultiplyAdd(av, b0, cb0); if (TWide.Value > 1) cb1 = Avx512F.FusedMultiplyAdd(av, b1, cb1); }
+            av = Vector512.Create(a[0]);
+            c00 = Avx512F.FusedMultiplyAdd(av, b0, c00);
+            if (TWide.Value > 1) c01 = Avx512F.FusedMultiplyAdd(av, b1, c01);
+            if (TRows.Value > 1)
+            {
+                av = Vector512.Create(a[1]);
+                c10 = Avx512F.FusedMultiplyAdd(av, b0, c10);
+                if (TWide.Value > 1) c11 = Avx512F.FusedMultiplyAdd(av, b1, c11);
+            }
+            if (TRows.Value > 2)
+            {
+                av = Vector512.Create(a[2]);
+                c20 = Avx512F.FusedMultiplyAdd(av, b0, c20);
+                if (TWide.Value > 1) c21 = Avx512F.FusedMultiplyAdd(av, b1, c21);
+            }
+            if (TRows.Value > 3)
+            {
+                av = Vector512.Create(a[3]);
+                c30 = Avx512F.FusedMultiplyAdd(av, b0, c30);
+                if (TWide.Value > 1) c31 = Avx512F.FusedMultiplyAdd(av, b1, c31);
+            }
+            if (TRows.Value > 4)
+            {
+                av = Vector512.Create(a[4]);
+                c40 = Avx512F.FusedMultiplyAdd(av, b0, c40);
+                if (TWide.Value > 1) c41 = Avx512F.FusedMultiplyAdd(av, b1, c41);
+            }
+            if (TRows.Value > 5)
+            {
+                av = Vector512.Create(a[5]);
+                c50 = Avx512F.FusedMultiplyAdd(av, b0, c50);
+                if (TWide.Value > 1) c51 = Avx512F.FusedMultiplyAdd(av, b1, c51);
+            }
+            if (TRows.Value > 6)
+            {
+                av = Vector512.Create(a[6]);
+                c60 = Avx512F.FusedMultiplyAdd(av, b0, c60);
+                if (TWide.Value > 1) c61 = Avx512F.FusedMultiplyAdd(av, b1, c61);
+            }
+            if (TRows.Value > 7)
+            {
+                av = Vector512.Create(a[7]);
+                c70 = Avx512F.FusedMultiplyAdd(av, b0, c70);
+                if (TWide.Value > 1) c71 = Avx512F.FusedMultiplyAdd(av, b1, c71);
+            }
+            if (TRows.Value > 8)
+            {
+                av = Vector512.Create(a[8]);
+                c80 = Avx512F.FusedMultiplyAdd(av, b0, c80);
+                if (TWide.Value > 1) c81 = Avx512F.FusedMultiplyAdd(av, b1, c81);
+            }
+            if (TRows.Value > 9)
+            {
+                av = Vector512.Create(a[9]);
+                c90 = Avx512F.FusedMultiplyAdd(av, b0, c90);
+                if (TWide.Value > 1) c91 = Avx512F.FusedMultiplyAdd(av, b1, c91);
+            }
+            if (TRows.Value > 10)
+            {
+                av = Vector512.Create(a[10]);
+                ca0 = Avx512F.FusedMultiplyAdd(av, b0, ca0);
+                if (TWide.Value > 1) ca1 = Avx512F.FusedMultiplyAdd(av, b1, ca1);
+            }
+            if (TRows.Value > 11)
+            {
+                av = Vector512.Create(a[11]);
+                cb0 = Avx512F.FusedMultiplyAdd(av, b0, cb0);
+                if (TWide.Value > 1) cb1 = Avx512F.FusedMultiplyAdd(av, b1, cb1);
+            }
             a += 12;
             b += 32;
         }
@@ -680,18 +742,74 @@ internal static unsafe class CpuGemm
         bool full0 = cols >= 16, full1 = cols == 32;
         var m0 = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(cols)).AsSingle();
         var m1 = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(cols - 16)).AsSingle();
-        Store512(c, c00, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c01, va, vb, mode, m1, full1);
-        if (TRows.Value > 1) { c += ldc; Store512(c, c10, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c11, va, vb, mode, m1, full1); }
-        if (TRows.Value > 2) { c += ldc; Store512(c, c20, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c21, va, vb, mode, m1, full1); }
-        if (TRows.Value > 3) { c += ldc; Store512(c, c30, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c31, va, vb, mode, m1, full1); }
-        if (TRows.Value > 4) { c += ldc; Store512(c, c40, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c41, va, vb, mode, m1, full1); }
-        if (TRows.Value > 5) { c += ldc; Store512(c, c50, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c51, va, vb, mode, m1, full1); }
-        if (TRows.Value > 6) { c += ldc; Store512(c, c60, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c61, va, vb, mode, m1, full1); }
-        if (TRows.Value > 7) { c += ldc; Store512(c, c70, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c71, va, vb, mode, m1, full1); }
-        if (TRows.Value > 8) { c += ldc; Store512(c, c80, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c81, va, vb, mode, m1, full1); }
-        if (TRows.Value > 9) { c += ldc; Store512(c, c90, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, c91, va, vb, mode, m1, full1); }
-        if (TRows.Value > 10) { c += ldc; Store512(c, ca0, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, ca1, va, vb, mode, m1, full1); }
-        if (TRows.Value > 11) { c += ldc; Store512(c, cb0, va, vb, mode, m0, full0); if (TWide.Value > 1) Store512(c + 16, cb1, va, vb, mode, m1, full1); }
+        Store512(c, c00, va, vb, mode, m0, full0);
+        if (TWide.Value > 1) Store512(c + 16, c01, va, vb, mode, m1, full1);
+        if (TRows.Value > 1)
+        {
+            c += ldc;
+            Store512(c, c10, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c11, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 2)
+        {
+            c += ldc;
+            Store512(c, c20, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c21, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 3)
+        {
+            c += ldc;
+            Store512(c, c30, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c31, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 4)
+        {
+            c += ldc;
+            Store512(c, c40, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c41, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 5)
+        {
+            c += ldc;
+            Store512(c, c50, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c51, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 6)
+        {
+            c += ldc;
+            Store512(c, c60, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c61, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 7)
+        {
+            c += ldc;
+            Store512(c, c70, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c71, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 8)
+        {
+            c += ldc;
+            Store512(c, c80, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c81, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 9)
+        {
+            c += ldc;
+            Store512(c, c90, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, c91, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 10)
+        {
+            c += ldc;
+            Store512(c, ca0, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, ca1, va, vb, mode, m1, full1);
+        }
+        if (TRows.Value > 11)
+        {
+            c += ldc;
+            Store512(c, cb0, va, vb, mode, m0, full0);
+            if (TWide.Value > 1) Store512(c + 16, cb1, va, vb, mode, m1, full1);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -43,6 +43,9 @@ public abstract class OpTestBase
     protected Tensor Poisoned(params int[] shape) => Own(Backend.Poisoned(shape));
     protected Segments Lengths(params int[] lengths) => Own(Segments.FromLengths(Backend, lengths));
 
+    /// <summary>Ignores a large case on backends that run tiny shapes only (the ILGPU CPU simulator).</summary>
+    protected void SkipIfLarge(bool isLarge, string what) => Case.SkipIfLarge(isLarge, what);
+
     /// <summary>An fp32 tolerance scaled for the backend under test.</summary>
     protected double Tol(double value) => value * Case.ToleranceScale;
 }

@@ -1,0 +1,290 @@
+// cuda_emu.h — a host emulation of the CUDA execution model, so kernels/*.cu compile unchanged with a
+// host C++ compiler and run on a CPU (the Emu backend, and CI without a GPU).
+//
+// Model: a launch runs its blocks on a small pool of OS threads, one block at a time per OS thread.
+// Inside a block every CUDA thread is a fiber (its own stack, cooperative switches), so
+// __syncthreads, __syncwarp, warp shuffles and votes are real rendezvous points: a fiber runs until
+// it reaches one, then the next fiber runs. Between two rendezvous the fibers of a block run one after
+// another in a fixed order (forward or, for race hunting, reverse), which makes a kernel's races
+// deterministic, and the reverse schedule makes them visible (see or1_emu_set_schedule).
+//   __shared__        -> static thread_local: one copy per OS thread = per running block
+//   dynamic shared    -> OR1_DYNAMIC_SHARED(type, name) (kernels/common.cuh), a per-launch buffer
+//   threadIdx         -> the running fiber's index; blockIdx/blockDim/gridDim -> per OS thread
+//   atomics           -> real atomics (blocks of one launch run in parallel on several OS threads)
+// Only what kernels/*.cu use is provided; a missing piece is a compile error, never a silent no-op.
+#pragma once
+
+#include <cstdint>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <cmath>
+#include <cfloat>
+#include <climits>
+#include <atomic>
+#include <type_traits>
+#include <utility>
+
+// ------------------------------------------------------------------ qualifiers
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define __shared__ static thread_local
+#define __constant__ static const
+
+// ------------------------------------------------------------------ vector types used for indices
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct int2 { int x, y; };
+
+namespace or1emu {
+
+/// One CUDA thread: a fiber with its own stack.
+struct Fiber {
+    void* sp = nullptr;           // saved stack pointer while switched out
+    unsigned char* stack = nullptr;
+    std::size_t stackSize = 0;
+    uint3 tid{0, 0, 0};
+    int linear = 0;               // x + y * bx + z * bx * by
+    int warp = 0, lane = 0;
+    int state = 0;                // 0 ready, 1 waiting at a block barrier, 2 waiting at a warp barrier, 3 done
+    unsigned waitGen = 0;         // the barrier generation this fiber waits to see pass
+    void* ucontextStorage = nullptr; // fallback context (non-x86-64)
+};
+
+/// Per-OS-thread state of the block being run.
+struct BlockState;
+// Default TLS model: initial-exec would put the whole TLS segment (the kernels' __shared__ arrays too)
+// into the static TLS block, which a dlopen'ed library cannot get.
+#define OR1EMU_TLS
+extern thread_local Fiber* tl_fiber OR1EMU_TLS;
+extern thread_local BlockState* tl_block OR1EMU_TLS;
+extern thread_local uint3 tl_blockIdx OR1EMU_TLS;
+extern thread_local dim3 tl_blockDim OR1EMU_TLS;
+extern thread_local dim3 tl_gridDim OR1EMU_TLS;
+extern thread_local unsigned char* tl_dynamicShared OR1EMU_TLS;
+
+// Rendezvous points (emu_runtime.cpp).
+void syncthreads();
+void syncwarp(unsigned mask);
+/// Warp exchange: every lane in mask deposits 8 bytes, waits for the others, reads lane src's.
+unsigned long long warp_exchange(unsigned mask, unsigned long long value, int src);
+unsigned warp_ballot(unsigned mask, int predicate);
+unsigned active_mask();
+[[noreturn]] void trap(const char* what);
+
+// ------------------------------------------------------------------ kernel registry
+
+using Adapter = void (*)(void** args);
+
+struct KernelInfo {
+    const char* name;
+    Adapter adapter;
+    int arity;
+    const int* argSizes;
+};
+
+void register_kernel(const KernelInfo& info);
+
+template <typename T>
+using arg_t = std::remove_cv_t<std::remove_reference_t<T>>;
+
+template <typename... A, std::size_t... I>
+inline void call_unpacked(void (*f)(A...), void** args, std::index_sequence<I...>) {
+    f(*static_cast<arg_t<A>*>(args[I])...);
+}
+
+template <auto F>
+struct KernelAdapter;
+
+template <typename... A, void (*F)(A...)>
+struct KernelAdapter<F> {
+    static constexpr int arity = sizeof...(A);
+    static constexpr int sizes[sizeof...(A) + 1] = {static_cast<int>(sizeof(arg_t<A>))..., 0};
+    static void invoke(void** args) { call_unpacked(F, args, std::index_sequence_for<A...>{}); }
+};
+
+struct Registrar {
+    explicit Registrar(const KernelInfo& info) { register_kernel(info); }
+};
+
+template <typename T>
+inline unsigned long long to_bits(T v) {
+    static_assert(sizeof(T) <= 8, "warp shuffles of types wider than 8 bytes are not emulated");
+    unsigned long long b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    return b;
+}
+template <typename T>
+inline T from_bits(unsigned long long b) {
+    T v;
+    std::memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+template <typename T>
+inline T atomic_cas_loop_add(T* address, T value) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "unsupported atomic width");
+    using U = std::conditional_t<sizeof(T) == 4, unsigned int, unsigned long long>;
+    U* a = reinterpret_cast<U*>(address);
+    U old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    for (;;) {
+        T sum = from_bits<T>(old) + value;
+        U desired = 0;
+        std::memcpy(&desired, &sum, sizeof(T));
+        if (__atomic_compare_exchange_n(a, &old, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return from_bits<T>(old);
+    }
+}
+
+} // namespace or1emu
+
+/// Registers an extern "C" kernel under its own name (emu build only; nothing under nvcc/NVRTC).
+#define OR1_EMU_REGISTER(name)                                                                      \
+    static ::or1emu::Registrar or1emu_registrar_##name(::or1emu::KernelInfo{                         \
+        #name, &::or1emu::KernelAdapter<&name>::invoke, ::or1emu::KernelAdapter<&name>::arity,       \
+        ::or1emu::KernelAdapter<&name>::sizes});
+
+// ------------------------------------------------------------------ built-in variables
+
+#define threadIdx (::or1emu::tl_fiber->tid)
+#define blockIdx (::or1emu::tl_blockIdx)
+#define blockDim (::or1emu::tl_blockDim)
+#define gridDim (::or1emu::tl_gridDim)
+static constexpr int warpSize = 32;
+
+// ------------------------------------------------------------------ synchronisation
+
+inline void __syncthreads() { ::or1emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::or1emu::syncwarp(mask); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+[[noreturn]] inline void __trap() { ::or1emu::trap("__trap() called"); }
+inline unsigned __activemask() { return ::or1emu::active_mask(); }
+
+// ------------------------------------------------------------------ warp shuffles and votes
+
+template <typename T>
+inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = 32) {
+    int lane = ::or1emu::tl_fiber->lane;
+    int base = lane & ~(width - 1);
+    int src = base + (srcLane & (width - 1));
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
+    int lane = ::or1emu::tl_fiber->lane;
+    int base = lane & ~(width - 1);
+    int src = lane - static_cast<int>(delta);
+    if (src < base) src = lane;
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) {
+    int lane = ::or1emu::tl_fiber->lane;
+    int base = lane & ~(width - 1);
+    int src = lane + static_cast<int>(delta);
+    if (src >= base + width) src = lane;
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = 32) {
+    int lane = ::or1emu::tl_fiber->lane;
+    int src = lane ^ laneMask;
+    if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+}
+inline unsigned __ballot_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate); }
+inline int __any_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate) != 0; }
+inline int __all_sync(unsigned mask, int predicate) {
+    return (::or1emu::warp_ballot(mask, predicate) & mask) == (::or1emu::warp_ballot(mask, 1) & mask);
+}
+
+// ------------------------------------------------------------------ atomics (device-wide: real atomics)
+
+inline int atomicAdd(int* a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicAdd(unsigned* a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }
+inline float atomicAdd(float* a, float v) { return ::or1emu::atomic_cas_loop_add(a, v); }
+inline double atomicAdd(double* a, double v) { return ::or1emu::atomic_cas_loop_add(a, v); }
+inline int atomicSub(int* a, int v) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); }
+inline int atomicExch(int* a, int v) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); }
+inline unsigned atomicExch(unsigned* a, unsigned v) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); }
+inline float atomicExch(float* a, float v) {
+    unsigned old = __atomic_exchange_n(reinterpret_cast<unsigned*>(a), ::or1emu::to_bits(v) & 0xffffffffu, __ATOMIC_SEQ_CST);
+    return ::or1emu::from_bits<float>(old);
+}
+inline int atomicCAS(int* a, int compare, int v) {
+    __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return compare;
+}
+inline unsigned atomicCAS(unsigned* a, unsigned compare, unsigned v) {
+    __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return compare;
+}
+inline unsigned long long atomicCAS(unsigned long long* a, unsigned long long compare, unsigned long long v) {
+    __atomic_compare_exchange_n(a, &compare, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return compare;
+}
+template <typename T>
+inline T or1emu_atomic_min(T* a, T v) {
+    T old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (v < old && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {}
+    return old;
+}
+template <typename T>
+inline T or1emu_atomic_max(T* a, T v) {
+    T old = __atomic_load_n(a, __ATOMIC_RELAXED);
+    while (v > old && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {}
+    return old;
+}
+inline int atomicMin(int* a, int v) { return or1emu_atomic_min(a, v); }
+inline unsigned atomicMin(unsigned* a, unsigned v) { return or1emu_atomic_min(a, v); }
+inline int atomicMax(int* a, int v) { return or1emu_atomic_max(a, v); }
+inline unsigned atomicMax(unsigned* a, unsigned v) { return or1emu_atomic_max(a, v); }
+
+// ------------------------------------------------------------------ math and bit intrinsics
+
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fsqrt_rn(float x) { return sqrtf(x); }
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+inline float __int_as_float(int x) { return ::or1emu::from_bits<float>(static_cast<unsigned>(x)); }
+inline int __float_as_int(float x) { return static_cast<int>(::or1emu::to_bits(x)); }
+inline float __uint_as_float(unsigned x) { return ::or1emu::from_bits<float>(x); }
+inline unsigned __float_as_uint(float x) { return static_cast<unsigned>(::or1emu::to_bits(x)); }
+inline long long __double_as_longlong(double x) { return static_cast<long long>(::or1emu::to_bits(x)); }
+inline double __longlong_as_double(long long x) { return ::or1emu::from_bits<double>(static_cast<unsigned long long>(x)); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline unsigned __brev(unsigned x) {
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0f0f0f0fu) | ((x & 0x0f0f0f0fu) << 4);
+    x = ((x >> 8) & 0x00ff00ffu) | ((x & 0x00ff00ffu) << 8);
+    return (x >> 16) | (x << 16);
+}
+template <typename T>
+inline T __ldg(const T* p) { return *p; }

@@ -1,0 +1,85 @@
+// selftest.cu — kernels that check the emulator itself (they are plain CUDA and behave the same on a GPU,
+// except emu_selftest_race, whose outcome a GPU leaves undefined). Run by emu_selftest.cpp (CTest) and by
+// the .NET suite (EmuSelfTests) through or1_emu_launch.
+#include "../common.cuh"
+
+/// Barrier-ordered exchange through static shared memory: out[i] = 2 * ((i + 1) % n) + 1 + 1000 * block.
+OR1_KERNEL void emu_selftest_exchange(int* out) {
+    __shared__ int slots[1024];
+    int n = blockDim.x, i = threadIdx.x;
+    slots[i] = 2 * i + 1 + 1000 * static_cast<int>(blockIdx.x);
+    __syncthreads();
+    out[blockIdx.x * n + i] = slots[(i + 1) % n];
+}
+OR1_REGISTER(emu_selftest_exchange)
+
+/// Shuffles: out[4 * t + 0..3] = xor 5, up 3, down 3, idx (lane 7 of the 8-wide group) of v = 100 + lane.
+OR1_KERNEL void emu_selftest_shuffle(int* out) {
+    int t = threadIdx.x, lane = t & 31;
+    int v = 100 + lane;
+    out[4 * t + 0] = __shfl_xor_sync(OR1_FULL_MASK, v, 5);
+    out[4 * t + 1] = __shfl_up_sync(OR1_FULL_MASK, v, 3);
+    out[4 * t + 2] = __shfl_down_sync(OR1_FULL_MASK, v, 3);
+    out[4 * t + 3] = __shfl_sync(OR1_FULL_MASK, v, 7, 8);
+}
+OR1_REGISTER(emu_selftest_shuffle)
+
+/// Block reduction: out[block] = sum of x[block * blockDim + i]; also the warp ballot of odd values.
+OR1_KERNEL void emu_selftest_reduce(const float* x, float* out, unsigned* ballots) {
+    __shared__ float scratch[32];
+    float v = x[blockIdx.x * blockDim.x + threadIdx.x];
+    float s = block_sum(v, scratch);
+    unsigned b = __ballot_sync(OR1_FULL_MASK, static_cast<int>(v) & 1);
+    if (threadIdx.x == 0) out[blockIdx.x] = s;
+    if ((threadIdx.x & 31) == 0) ballots[blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32] = b;
+}
+OR1_REGISTER(emu_selftest_reduce)
+
+/// A race: every thread writes one shared word with no ordering, then thread 0 reads it after the
+/// barrier. A GPU leaves the winner undefined; the emulator's schedule decides it (the last thread in
+/// schedule order wins), so the outcome is reproducible and flips with the reverse schedule.
+OR1_KERNEL void emu_selftest_race(int* out) {
+    __shared__ int winner;
+    winner = threadIdx.x;
+    __syncthreads();
+    if (threadIdx.x == 0) out[blockIdx.x] = winner;
+}
+OR1_REGISTER(emu_selftest_race)
+
+/// Atomics across blocks: counter += 1 per thread, fsum += 0.5, max of thread ids, one CAS winner.
+OR1_KERNEL void emu_selftest_atomics(int* counter, float* fsum, int* maximum, int* casWinner) {
+    int id = blockIdx.x * blockDim.x + threadIdx.x;
+    atomicAdd(counter, 1);
+    atomicAdd(fsum, 0.5f);
+    atomicMax(maximum, id);
+    atomicCAS(casWinner, -1, id);
+}
+OR1_REGISTER(emu_selftest_atomics)
+
+/// Dynamic shared memory: the block reverses x through it.
+OR1_KERNEL void emu_selftest_dynamic_shared(const float* x, float* out, int n) {
+    OR1_DYNAMIC_SHARED(float, buffer);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) buffer[i] = x[i];
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = buffer[n - 1 - i];
+}
+OR1_REGISTER(emu_selftest_dynamic_shared)
+
+/// A deadlock a GPU would hang on (half a warp at __syncwarp, the other half at __syncthreads): the
+/// emulator must report it as a launch error instead.
+OR1_KERNEL void emu_selftest_deadlock(int* out) {
+    if ((threadIdx.x & 31) < 16) __syncwarp();
+    else __syncthreads();
+    out[threadIdx.x] = 1;
+}
+OR1_REGISTER(emu_selftest_deadlock)
+
+/// Threads that exit early do not hold back a barrier of the others.
+OR1_KERNEL void emu_selftest_early_exit(int* out) {
+    __shared__ int value;
+    if (threadIdx.x >= 40) return;
+    if (threadIdx.x == 39) value = 7;
+    __syncthreads();
+    out[threadIdx.x] = value;
+}
+OR1_REGISTER(emu_selftest_early_exit)

@@ -1,0 +1,49 @@
+using OR1.Native.Kernels;
+
+namespace OR1.Native.Cuda;
+
+/// <summary>
+/// The kernels of kernels/*.cu on an NVIDIA GPU (sm_80 and newer), launched through our own bindings to
+/// the CUDA driver API, with GEMMs on cuBLAS. Tensors live in device memory: read them with Download.
+/// Ops are asynchronous on one stream; <see cref="IBackend.Synchronize"/> waits for them. fp32 storage
+/// (the kernels also build with bf16 storage: OR1_STORAGE_BF16).
+/// </summary>
+public sealed class CudaBackend : KernelBackend
+{
+    /// <summary>
+    /// Opens GPU <paramref name="device"/> (default: OR1_CUDA_DEVICE or 0). No driver, no device, or no way
+    /// to load the kernels is a <see cref="BackendUnavailableException"/> that says which.
+    /// </summary>
+    public CudaBackend(int? device = null)
+        : base(CudaRuntime.Create(device ?? DefaultDevice()), hostVisibleMemory: false)
+    {
+    }
+
+    private static int DefaultDevice() =>
+        int.TryParse(Environment.GetEnvironmentVariable("OR1_CUDA_DEVICE"), out int d) ? d : 0;
+
+    /// <inheritdoc />
+    public override BackendKind Kind => BackendKind.Cuda;
+
+    /// <inheritdoc />
+    public override string Description => ((CudaRuntime)Runtime).Description;
+
+    /// <summary>Device milliseconds that <paramref name="work"/> (ops issued on this backend) takes, from CUDA events.</summary>
+    public float TimeMilliseconds(Action work) => ((CudaRuntime)Runtime).Time(work);
+
+    /// <summary>True when a CUDA device can be opened here; otherwise <paramref name="reason"/> says why not.</summary>
+    public static bool TryProbe(out string reason)
+    {
+        try
+        {
+            using var backend = new CudaBackend();
+            reason = backend.Description;
+            return true;
+        }
+        catch (BackendUnavailableException e)
+        {
+            reason = e.Message;
+            return false;
+        }
+    }
+}

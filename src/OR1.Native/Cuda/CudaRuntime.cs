@@ -1,0 +1,292 @@
+using System.Text;
+using OR1.Native.Kernels;
+
+namespace OR1.Native.Cuda;
+
+/// <summary>
+/// <see cref="IKernelRuntime"/> on an NVIDIA GPU through our driver-API bindings: the device's primary
+/// context (made current on whichever thread calls), one non-blocking stream that orders every launch,
+/// copy and GEMM, the kernel modules, and a cuBLAS handle on the same stream (without cuBLAS, GEMMs fall
+/// back to the gemm_f32 kernel).
+/// </summary>
+internal sealed unsafe class CudaRuntime : IKernelRuntime
+{
+    [ThreadStatic] private static nint t_current;
+
+    private readonly int _device;
+    private readonly nint _context;
+    private readonly nint _stream;
+    private readonly nint _cublas;
+    private readonly CudaModules _modules;
+    private readonly HashSet<(string, int)> _sharedSet = [];
+    private bool _disposed;
+
+    private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn)
+    {
+        _device = device;
+        _context = context;
+        _stream = stream;
+        _cublas = cublas;
+        _modules = modules;
+        Description = description;
+        GridStrideBlocks = Math.Max(1, multiprocessors) * 8;
+        MaxDynamicSharedMemory = sharedOptIn;
+    }
+
+    public BackendKind Kind => BackendKind.Cuda;
+
+    public string Description { get; }
+
+    public int GridStrideBlocks { get; }
+
+    public int RowThreads => 256;
+
+    public long LogitTileFloats => 32L << 20;
+
+    public int VocabChunk => 8192;
+
+    public int MaxDynamicSharedMemory { get; }
+
+    /// <summary>The stream every operation is issued on.</summary>
+    public nint Stream => _stream;
+
+    /// <summary>
+    /// Opens device <paramref name="ordinal"/>. A missing driver library, a driver without devices, or an
+    /// ordinal beyond the device count is a <see cref="BackendUnavailableException"/> naming the cause.
+    /// </summary>
+    public static CudaRuntime Create(int ordinal)
+    {
+        int rc;
+        try
+        {
+            rc = CudaDriver.cuInit(0);
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new BackendUnavailableException(BackendKind.Cuda,
+                $"no CUDA driver: none of {CudaLibraries.Describe(CudaLibraries.Driver)} could be loaded (install the NVIDIA driver)", e);
+        }
+        catch (EntryPointNotFoundException e)
+        {
+            throw new BackendUnavailableException(BackendKind.Cuda, $"the CUDA driver library is too old: {e.Message}", e);
+        }
+        if (rc != 0)
+            throw new BackendUnavailableException(BackendKind.Cuda,
+                rc == 100 ? "no CUDA device: the driver is installed but reports no GPU (CUDA_ERROR_NO_DEVICE)"
+                          : $"the CUDA driver did not initialise: cuInit returned {CudaDriver.ErrorName(rc)} ({rc})");
+        CudaErrors.Driver(CudaDriver.cuDeviceGetCount(out int count), "cuDeviceGetCount");
+        if (count == 0) throw new BackendUnavailableException(BackendKind.Cuda, "no CUDA device: cuDeviceGetCount returned 0");
+        if (ordinal < 0 || ordinal >= count)
+            throw new BackendUnavailableException(BackendKind.Cuda, $"device {ordinal} was requested, but there are {count} CUDA device(s)");
+        CudaErrors.Driver(CudaDriver.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
+        byte* nameBuffer = stackalloc byte[256];
+        CudaErrors.Driver(CudaDriver.cuDeviceGetName(nameBuffer, 256, device), "cuDeviceGetName");
+        string name = new string((sbyte*)nameBuffer);
+        CudaErrors.Driver(CudaDriver.cuDeviceGetAttribute(out int major, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device), "cuDeviceGetAttribute");
+        CudaErrors.Driver(CudaDriver.cuDeviceGetAttribute(out int minor, CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device), "cuDeviceGetAttribute");
+        CudaErrors.Driver(CudaDriver.cuDeviceGetAttribute(out int sms, CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device), "cuDeviceGetAttribute");
+        CudaErrors.Driver(CudaDriver.cuDeviceGetAttribute(out int sharedOptIn, CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device), "cuDeviceGetAttribute");
+        CudaErrors.Driver(CudaDriver.cuDeviceTotalMem(out nuint totalMemory, device), "cuDeviceTotalMem");
+        CudaErrors.Driver(CudaDriver.cuDriverGetVersion(out int driverVersion), "cuDriverGetVersion");
+        int capability = major * 10 + minor;
+        if (capability < 80)
+            throw new BackendUnavailableException(BackendKind.Cuda, $"{name} has compute capability {major}.{minor}; the kernels target sm_80 and newer");
+
+        CudaErrors.Driver(CudaDriver.cuDevicePrimaryCtxRetain(out nint context, device), "cuDevicePrimaryCtxRetain");
+        nint stream = 0, cublas = 0;
+        CudaModules? modules = null;
+        try
+        {
+            CudaErrors.Driver(CudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+            t_current = context;
+            CudaErrors.Driver(CudaDriver.cuStreamCreate(out stream, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+            string gemm;
+            try
+            {
+                CudaErrors.Cublas(Cublas.cublasCreate(out cublas), "cublasCreate");
+                CudaErrors.Cublas(Cublas.cublasSetStream(cublas, stream), "cublasSetStream");
+                Cublas.cublasGetVersion(cublas, out int cublasVersion);
+                gemm = $"cuBLAS {cublasVersion}";
+            }
+            catch (DllNotFoundException)
+            {
+                cublas = 0;
+                gemm = "gemm_f32 kernel (cuBLAS not found)";
+            }
+            try
+            {
+                modules = CudaModules.Load(capability);
+            }
+            catch (DllNotFoundException e)
+            {
+                throw new BackendUnavailableException(BackendKind.Cuda,
+                    $"no prebuilt PTX for sm_{capability} next to OR1.Native.dll and no NVRTC ({CudaLibraries.Describe(CudaLibraries.Nvrtc)}) to compile kernels/src", e);
+            }
+            string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driverVersion / 1000}.{driverVersion % 1000 / 10}; kernels: {modules.Source}; GEMM: {gemm})";
+            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn);
+        }
+        catch
+        {
+            modules?.Dispose();
+            if (cublas != 0) Cublas.cublasDestroy(cublas);
+            if (stream != 0) CudaDriver.cuStreamDestroy(stream);
+            CudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw;
+        }
+    }
+
+    private void MakeCurrent()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (t_current == _context) return;
+        CudaErrors.Driver(CudaDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
+        t_current = _context;
+    }
+
+    public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)
+    {
+        MakeCurrent();
+        nint function;
+        try
+        {
+            function = _modules.Function(kernel);
+        }
+        catch (CudaException e)
+        {
+            throw new KernelException(BackendKind.Cuda, kernel, e.Message, e);
+        }
+        void** pointers = stackalloc void*[Math.Max(1, args.Count)];
+        fixed (KernelArgs* a = &args)
+        {
+            a->GetPointers(pointers);
+            int rc = CudaDriver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, (uint)sharedBytes, _stream, pointers, null);
+            if (rc != 0)
+                throw new KernelException(BackendKind.Cuda, kernel,
+                    $"cuLaunchKernel(grid {grid}, block {block}, {sharedBytes} B shared) returned {CudaDriver.ErrorName(rc)} ({rc})");
+        }
+    }
+
+    public void EnsureDynamicSharedMemory(string kernel, int bytes)
+    {
+        MakeCurrent();
+        lock (_sharedSet)
+        {
+            if (_sharedSet.Contains((kernel, bytes))) return;
+            if (bytes > MaxDynamicSharedMemory)
+                throw new KernelException(BackendKind.Cuda, kernel, $"needs {bytes} bytes of shared memory; the device allows {MaxDynamicSharedMemory}");
+            int rc = CudaDriver.cuFuncSetAttribute(_modules.Function(kernel), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+            if (rc != 0) throw new KernelException(BackendKind.Cuda, kernel, $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes}) returned {CudaDriver.ErrorName(rc)}");
+            _sharedSet.Add((kernel, bytes));
+        }
+    }
+
+    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+        nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)
+    {
+        MakeCurrent();
+        if (_cublas == 0 || k == 0)
+        {
+            // The tiled kernel handles k = 0 (C = beta C, with beta = 0 ignoring NaN) without relying on cuBLAS's corner cases.
+            var args = new KernelArgs();
+            Launch("gemm_f32", new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch), new Dim3(16, 16), 0,
+                ref args.Int(transA ? 1 : 0).Int(transB ? 1 : 0).Int(m).Int(n).Int(k).Float(alpha)
+                    .Ptr(a).Int(lda).Long(strideA).Ptr(b).Int(ldb).Long(strideB).Float(beta).Ptr(c).Int(ldc).Long(strideC));
+            return;
+        }
+        var call = CublasGemm.FromRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
+        int rc = batch == 1
+            ? Cublas.cublasSgemm(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                (ulong)b, call.LdFirst, (ulong)a, call.LdSecond, &beta, (ulong)c, call.Ldc)
+            : Cublas.cublasSgemmStridedBatched(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                (ulong)b, call.LdFirst, strideB, (ulong)a, call.LdSecond, strideA, &beta, (ulong)c, call.Ldc, strideC, batch);
+        if (rc != 0) throw new KernelException(BackendKind.Cuda, batch == 1 ? "cublasSgemm" : "cublasSgemmStridedBatched", $"{CudaErrors.CublasName(rc)} ({rc}) for m={m} n={n} k={k}");
+    }
+
+    public nint Allocate(long bytes)
+    {
+        MakeCurrent();
+        nuint size = (nuint)Math.Max(256, bytes);
+        int rc = CudaDriver.cuMemAlloc(out ulong pointer, size);
+        if (rc == 2) throw new OutOfMemoryException($"CUDA: could not allocate {bytes} bytes of device memory (CUDA_ERROR_OUT_OF_MEMORY)");
+        CudaErrors.Driver(rc, "cuMemAlloc");
+        CudaErrors.Driver(CudaDriver.cuMemsetD8Async(pointer, 0, size, _stream), "cuMemsetD8Async");
+        return (nint)pointer;
+    }
+
+    public void Free(nint pointer)
+    {
+        if (_disposed || pointer == 0) return; // the context's memory went with it
+        MakeCurrent();
+        CudaDriver.cuMemFree((ulong)pointer);
+    }
+
+    public void CopyHostToDevice(void* source, nint destination, long bytes)
+    {
+        MakeCurrent();
+        // Pageable source: the driver stages it before returning, so the caller may reuse it at once.
+        CudaErrors.Driver(CudaDriver.cuMemcpyHtoDAsync((ulong)destination, source, (nuint)bytes, _stream), "cuMemcpyHtoDAsync");
+    }
+
+    public void CopyDeviceToHost(nint source, void* destination, long bytes)
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuMemcpyDtoHAsync(destination, (ulong)source, (nuint)bytes, _stream), "cuMemcpyDtoHAsync");
+        Synchronize();
+    }
+
+    public void CopyDeviceToDevice(nint source, nint destination, long bytes)
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuMemcpyDtoDAsync((ulong)destination, (ulong)source, (nuint)bytes, _stream), "cuMemcpyDtoDAsync");
+    }
+
+    public void Synchronize()
+    {
+        MakeCurrent();
+        int rc = CudaDriver.cuStreamSynchronize(_stream);
+        if (rc != 0)
+            throw new KernelException(BackendKind.Cuda, "cuStreamSynchronize",
+                $"an earlier kernel or copy on the stream failed: {CudaDriver.ErrorName(rc)} ({rc})");
+    }
+
+    /// <summary>Milliseconds of device time that <paramref name="work"/> takes on the stream (CUDA events).</summary>
+    public float Time(Action work)
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuEventCreate(out nint start, CudaDriver.CU_EVENT_DEFAULT), "cuEventCreate");
+        CudaErrors.Driver(CudaDriver.cuEventCreate(out nint end, CudaDriver.CU_EVENT_DEFAULT), "cuEventCreate");
+        try
+        {
+            CudaErrors.Driver(CudaDriver.cuEventRecord(start, _stream), "cuEventRecord");
+            work();
+            CudaErrors.Driver(CudaDriver.cuEventRecord(end, _stream), "cuEventRecord");
+            CudaErrors.Driver(CudaDriver.cuEventSynchronize(end), "cuEventSynchronize");
+            CudaErrors.Driver(CudaDriver.cuEventElapsedTime(out float ms, start, end), "cuEventElapsedTime");
+            return ms;
+        }
+        finally
+        {
+            CudaDriver.cuEventDestroy(start);
+            CudaDriver.cuEventDestroy(end);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        try
+        {
+            MakeCurrent();
+            CudaDriver.cuStreamSynchronize(_stream);
+        }
+        catch (CudaException)
+        {
+        }
+        _modules.Dispose();
+        if (_cublas != 0) Cublas.cublasDestroy(_cublas);
+        CudaDriver.cuStreamDestroy(_stream);
+        _disposed = true;
+        CudaDriver.cuDevicePrimaryCtxRelease(_device);
+        t_current = 0;
+    }
+}

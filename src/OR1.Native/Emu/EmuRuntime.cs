@@ -1,0 +1,116 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using OR1.Native.Kernels;
+
+namespace OR1.Native.Emu;
+
+/// <summary>
+/// <see cref="IKernelRuntime"/> over libor1_emu: host memory stands in for device memory, launches run
+/// synchronously on the emulator's block pool, and GEMMs run the gemm_f32 kernel.
+/// </summary>
+internal sealed unsafe class EmuRuntime : IKernelRuntime
+{
+    private readonly EmuLibrary.Api _api;
+    private readonly Dictionary<string, nint> _kernels = new(StringComparer.Ordinal);
+    private readonly object _lock = new();
+
+    public EmuRuntime(EmuLaunchShapes shapes = EmuLaunchShapes.Host)
+    {
+        _api = EmuLibrary.Get();
+        Shapes = shapes;
+        if (shapes == EmuLaunchShapes.Gpu)
+        {
+            // Exactly the Cuda runtime's choices on an H200 (132 SMs), so its launch shapes run here too.
+            GridStrideBlocks = 132 * 8;
+            RowThreads = 256;
+            LogitTileFloats = 32L << 20;
+            VocabChunk = 8192;
+        }
+        else
+        {
+            // Two blocks per emulator thread and one warp per row: the fewest fibers to switch. Small
+            // log-prob tiles, so that even the tests' vocabularies span several chunks and row blocks.
+            GridStrideBlocks = Math.Max(1, _api.Threads()) * 2;
+            RowThreads = 32;
+            LogitTileFloats = 1 << 16;
+            VocabChunk = 512;
+        }
+    }
+
+    public EmuLaunchShapes Shapes { get; }
+
+    public BackendKind Kind => BackendKind.Emu;
+
+    /// <summary>Where the library was loaded from.</summary>
+    public string LibraryPath => _api.Path;
+
+    public int GridStrideBlocks { get; }
+
+    public int RowThreads { get; }
+
+    public long LogitTileFloats { get; }
+
+    public int VocabChunk { get; }
+
+    private nint Find(string kernel)
+    {
+        lock (_lock)
+        {
+            if (_kernels.TryGetValue(kernel, out nint handle)) return handle;
+            byte[] name = Encoding.UTF8.GetBytes(kernel + "\0");
+            fixed (byte* p = name) handle = _api.FindKernel(p);
+            if (handle == 0) throw new KernelException(BackendKind.Emu, kernel, $"no such kernel in {_api.Path}; is the library older than kernels/?");
+            _kernels[kernel] = handle;
+            return handle;
+        }
+    }
+
+    public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)
+    {
+        nint handle = Find(kernel);
+        int count = args.Count;
+        void** pointers = stackalloc void*[Math.Max(1, count)];
+        fixed (KernelArgs* a = &args)
+        {
+            a->GetPointers(pointers);
+            int rc = _api.LaunchKernel(handle, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, (uint)sharedBytes, pointers, count, a->Sizes);
+            if (rc != 0) throw new KernelException(BackendKind.Emu, kernel, EmuLibrary.LastError(_api));
+        }
+    }
+
+    public void EnsureDynamicSharedMemory(string kernel, int bytes) { }
+
+    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+        nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)
+    {
+        var args = new KernelArgs();
+        var grid = new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch);
+        Launch("gemm_f32", grid, new Dim3(16, 16), 0,
+            ref args.Int(transA ? 1 : 0).Int(transB ? 1 : 0).Int(m).Int(n).Int(k).Float(alpha)
+                .Ptr(a).Int(lda).Long(strideA).Ptr(b).Int(ldb).Long(strideB).Float(beta).Ptr(c).Int(ldc).Long(strideC));
+    }
+
+    public nint Allocate(long bytes)
+    {
+        nuint size = (nuint)Math.Max(64, bytes);
+        void* memory = NativeMemory.AlignedAlloc(size, 64);
+        if (memory is null) throw new OutOfMemoryException($"could not allocate {bytes} bytes of emulated device memory");
+        NativeMemory.Clear(memory, size);
+        return (nint)memory;
+    }
+
+    public void Free(nint pointer) => NativeMemory.AlignedFree((void*)pointer);
+
+    public void CopyHostToDevice(void* source, nint destination, long bytes) => Buffer.MemoryCopy(source, (void*)destination, bytes, bytes);
+
+    public void CopyDeviceToHost(nint source, void* destination, long bytes) => Buffer.MemoryCopy((void*)source, destination, bytes, bytes);
+
+    public void CopyDeviceToDevice(nint source, nint destination, long bytes) => Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes);
+
+    public void Synchronize() { }
+
+    /// <summary>Selects the emulator's thread order inside blocks (false: ascending, true: descending).</summary>
+    public void SetReverseSchedule(bool reverse) => _api.SetSchedule(reverse ? 1 : 0);
+
+    public void Dispose() { }
+}

@@ -1,0 +1,54 @@
+namespace OR1.Native.Kernels;
+
+/// <summary>
+/// What <see cref="KernelLaunchers"/> needs from a device: launch a kernel of kernels/*.cu by name,
+/// run a GEMM, and move device memory. Two implementations: the CUDA driver (cuLaunchKernel, cuBLAS)
+/// and the host emulator (or1_emu_launch, the gemm_f32 kernel), so every launcher is written once.
+/// Operations are ordered (one stream); copies to the host wait for what was issued before them.
+/// </summary>
+internal interface IKernelRuntime : IDisposable
+{
+    /// <summary>The backend this runtime serves (for messages).</summary>
+    BackendKind Kind { get; }
+
+    /// <summary>Blocks that a grid-stride kernel should be launched with to fill the device.</summary>
+    int GridStrideBlocks { get; }
+
+    /// <summary>Threads for kernels that give a block to each row (a multiple of 32).</summary>
+    int RowThreads { get; }
+
+    /// <summary>Logit-tile budget of the chunked log-prob, in floats, and its vocabulary chunk.</summary>
+    long LogitTileFloats { get; }
+
+    /// <summary>Vocabulary columns per log-prob chunk.</summary>
+    int VocabChunk { get; }
+
+    /// <summary>Launches a kernel; throws <see cref="KernelException"/> when the launch fails.</summary>
+    void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args);
+
+    /// <summary>Allows <paramref name="kernel"/> to use <paramref name="bytes"/> of dynamic shared memory (beyond the 48 KiB default).</summary>
+    void EnsureDynamicSharedMemory(string kernel, int bytes);
+
+    /// <summary>
+    /// Row-major strided-batched GEMM: C_i = alpha op(A_i) op(B_i) + beta C_i, op(A) [m, k], op(B) [k, n],
+    /// C [m, n]; beta = 0 ignores C's contents.
+    /// </summary>
+    void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+        nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch);
+
+    /// <summary>Allocates zero-filled device memory.</summary>
+    nint Allocate(long bytes);
+
+    /// <summary>Frees memory from <see cref="Allocate"/>.</summary>
+    void Free(nint pointer);
+
+    unsafe void CopyHostToDevice(void* source, nint destination, long bytes);
+
+    /// <summary>Waits for the work issued before, then copies.</summary>
+    unsafe void CopyDeviceToHost(nint source, void* destination, long bytes);
+
+    void CopyDeviceToDevice(nint source, nint destination, long bytes);
+
+    /// <summary>Waits until every issued operation has finished.</summary>
+    void Synchronize();
+}

@@ -1,0 +1,508 @@
+namespace OR1.Native.Kernels;
+
+/// <summary>
+/// The launch layer of the kernels in kernels/*.cu, written once for every device runtime: for each op
+/// it checks what only the data can tell (index ranges, with the contract's messages), picks grid,
+/// block and shared memory, builds the argument list and launches through <see cref="IKernelRuntime"/>.
+/// The comment above each kernel in its .cu file states the launch shape these methods follow.
+/// Arguments have passed <see cref="BackendBase"/>'s checks already.
+/// </summary>
+internal sealed unsafe class KernelLaunchers : IDisposable
+{
+    /// <summary>Attention kernels keep up to 8 head-dim columns per lane.</summary>
+    public const int MaxHeadDim = 256;
+
+    private const int AttentionQueryTile = 16;   // ATT_BQ
+    private const int AttentionKeyTile = 32;     // ATT_BK
+    private const int AttentionKvTile = 16;      // ATT_BKV
+    private const int AttentionThreads = 128;
+    private const int AdamWChunk = 4096;         // ADAMW_CHUNK
+    private const int SortLimit = 8192;          // sampling rows up to this vocabulary sort in shared memory
+    private const int DefaultSharedLimit = 48 * 1024;
+
+    private readonly IKernelRuntime _rt;
+    private readonly ScratchBuffers _scratch;
+
+    public KernelLaunchers(IKernelRuntime runtime)
+    {
+        _rt = runtime;
+        _scratch = new ScratchBuffers(runtime);
+    }
+
+    public IKernelRuntime Runtime => _rt;
+
+    private static nint P(Tensor t) => t.DevicePointer;
+    private static nint P(Tensor? t, bool _) => t is null ? 0 : t.DevicePointer;
+
+    /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> items of <paramref name="threads"/> threads each.</summary>
+    private uint StrideGrid(long n, int threads = 256) => (uint)Math.Clamp((n + threads - 1) / threads, 1, _rt.GridStrideBlocks);
+
+    private static uint Ceil(long n, int d) => (uint)((n + d - 1) / d);
+
+    private void Shared(string kernel, int bytes)
+    {
+        if (bytes > DefaultSharedLimit) _rt.EnsureDynamicSharedMemory(kernel, bytes);
+    }
+
+    // ---------------------------------------------------------------- index checks
+
+    /// <summary>
+    /// Runs check_indices over idx[0..count) against [lo, hi) and returns the first bad position and its
+    /// value, or -1: one small device-to-host read, so a bad id becomes the contract's ArgumentException
+    /// before any kernel indexes memory with it.
+    /// </summary>
+    private (int Position, int Value) FirstBadIndex(nint idx, int count, int lo, int hi)
+    {
+        if (count == 0) return (-1, 0);
+        nint flag = _scratch.Get(ScratchBuffers.Slot.Flag, 8);
+        int init = count;
+        _rt.CopyHostToDevice(&init, flag, 4);
+        var a = new KernelArgs();
+        _rt.Launch("check_indices", StrideGrid(count), 256, 0, ref a.Ptr(idx).Int(count).Int(lo).Int(hi).Ptr(flag));
+        int first;
+        _rt.CopyDeviceToHost(flag, &first, 4);
+        if (first >= count) return (-1, 0);
+        int value;
+        _rt.CopyDeviceToHost(idx + first * sizeof(int), &value, 4);
+        return (first, value);
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    public void Fill(Tensor x, float value)
+    {
+        long n = x.ElementCount;
+        if (n == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("fill_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(value));
+    }
+
+    public void Copy(Tensor source, Tensor destination)
+    {
+        if (source.SizeInBytes == 0) return;
+        _rt.CopyDeviceToDevice(P(source), P(destination), source.SizeInBytes);
+    }
+
+    public void Add(Tensor x, Tensor y, Tensor output)
+    {
+        long n = x.ElementCount;
+        if (n == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("add_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Ptr(P(y)).Ptr(P(output)).Long(n));
+    }
+
+    public void Scale(Tensor x, float factor)
+    {
+        long n = x.ElementCount;
+        if (n == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("scale_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(factor));
+    }
+
+    public void AddBias(Tensor x, Tensor bias)
+    {
+        int rows = x.Shape[0], width = x.Shape[1];
+        if ((long)rows * width == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("add_bias_f32", StrideGrid((long)rows * width), 256, 0, ref a.Ptr(P(x)).Ptr(P(bias)).Int(rows).Int(width));
+    }
+
+    public void BiasBackward(Tensor dOutput, Tensor dBias)
+    {
+        int rows = dOutput.Shape[0], width = dOutput.Shape[1];
+        if (width == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("bias_backward_f32", Ceil(width, 128), 128, 0, ref a.Ptr(P(dOutput)).Ptr(P(dBias)).Int(rows).Int(width));
+    }
+
+    public void GatherRows(Tensor source, Tensor rowIndices, Tensor destination) =>
+        MoveRows("gather_rows", nameof(IBackend.GatherRows), source, rowIndices, destination, source.Shape[0]);
+
+    public void ScatterRows(Tensor source, Tensor rowIndices, Tensor destination) =>
+        MoveRows("scatter_rows", nameof(IBackend.ScatterRows), source, rowIndices, destination, destination.Shape[0]);
+
+    private void MoveRows(string kernel, string op, Tensor source, Tensor rowIndices, Tensor destination, int indexedRows)
+    {
+        int count = rowIndices.Shape[0];
+        var (bad, value) = FirstBadIndex(P(rowIndices), count, 0, indexedRows);
+        if (bad >= 0)
+            throw new ArgumentException($"{op}: argument 'rowIndices' has {value} at position {bad}, outside [0, {indexedRows})", "rowIndices");
+        long rowBytes = source.RowLength * source.DType.SizeOf();
+        if (count == 0 || rowBytes == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch(kernel, (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
+            ref a.Ptr(P(source)).Ptr(P(rowIndices)).Ptr(P(destination)).Int(count).Long(rowBytes));
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    public void MatMul(Tensor x, bool transposeA, Tensor y, bool transposeB, Tensor c, float alpha, float beta, int batch, int m, int n, int k)
+    {
+        if (batch == 0 || m == 0 || n == 0) return;
+        int lda = x.Shape[-1], ldb = y.Shape[-1], ldc = c.Shape[-1];
+        long strideA = (long)x.Shape[-2] * lda, strideB = (long)y.Shape[-2] * ldb, strideC = (long)m * ldc;
+        _rt.Gemm(transposeA, transposeB, m, n, k, alpha, P(x), lda, strideA, P(y), ldb, strideB, beta, P(c), ldc, strideC, batch);
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    public void EmbeddingForward(Tensor tokenIds, Tensor table, Tensor output)
+    {
+        int count = tokenIds.Shape[0], vocab = table.Shape[0], width = table.Shape[1];
+        CheckTokenIds(nameof(IBackend.EmbeddingForward), tokenIds, count, vocab);
+        if (count == 0 || width == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("embedding_forward", (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
+            ref a.Ptr(P(tokenIds)).Ptr(P(table)).Ptr(P(output)).Int(count).Int(width));
+    }
+
+    public void EmbeddingBackward(Tensor tokenIds, Tensor dOutput, Tensor dTable)
+    {
+        int count = tokenIds.Shape[0], vocab = dTable.Shape[0], width = dTable.Shape[1];
+        CheckTokenIds(nameof(IBackend.EmbeddingBackward), tokenIds, count, vocab);
+        if (count == 0 || width == 0) return;
+        uint columnBlocks = Ceil(width, 128);
+        int buckets = (int)Math.Clamp(_rt.GridStrideBlocks / columnBlocks, 1, vocab);
+        var a = new KernelArgs();
+        _rt.Launch("embedding_backward", new Dim3((uint)buckets, columnBlocks), 128, 0,
+            ref a.Ptr(P(tokenIds)).Ptr(P(dOutput)).Ptr(P(dTable)).Int(count).Int(width).Int(buckets));
+    }
+
+    private void CheckTokenIds(string op, Tensor tokenIds, int count, int vocab)
+    {
+        var (bad, value) = FirstBadIndex(P(tokenIds), count, 0, vocab);
+        if (bad >= 0)
+            throw new ArgumentException($"{op}: argument 'tokenIds' has id {value} at position {bad}, outside the table's vocabulary [0, {vocab})", "tokenIds");
+    }
+
+    // ---------------------------------------------------------------- RMSNorm, RoPE, SwiGLU
+
+    public void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor output, Tensor invRms)
+    {
+        int rows = x.Shape[0], width = x.Shape[1];
+        if (rows == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("rmsnorm_forward", rows, _rt.RowThreads, 0,
+            ref a.Ptr(P(x)).Ptr(P(weight)).Float(eps).Ptr(P(output)).Ptr(P(invRms)).Int(rows).Int(width));
+    }
+
+    public void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor invRms, Tensor dx, Tensor dWeight)
+    {
+        int rows = x.Shape[0], width = x.Shape[1];
+        if (rows == 0 || width == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("rmsnorm_backward_dx", rows, _rt.RowThreads, 0,
+            ref a.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(weight)).Ptr(P(invRms)).Ptr(P(dx)).Int(rows).Int(width));
+        var b = new KernelArgs();
+        _rt.Launch("rmsnorm_backward_dw", Ceil(width, 128), 128, 0,
+            ref b.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(invRms)).Ptr(P(dWeight)).Int(rows).Int(width));
+    }
+
+    public void Rope(Tensor input, Tensor positions, int numHeads, int headDim, float theta, Tensor output, bool inverse)
+    {
+        int rows = input.Shape[0];
+        var (bad, value) = FirstBadIndex(P(positions), rows, 0, int.MaxValue);
+        if (bad >= 0)
+            throw new ArgumentException($"{(inverse ? "RopeBackward" : "RopeForward")}: argument 'positions' has {value} at row {bad}; positions must be non-negative", "positions");
+        long pairs = (long)rows * numHeads * (headDim / 2);
+        if (pairs == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("rope_apply", StrideGrid(pairs), 256, 0,
+            ref a.Ptr(P(input)).Ptr(P(positions)).Ptr(P(output)).Int(rows).Int(numHeads).Int(headDim).Float(theta).Float(inverse ? -1f : 1f));
+    }
+
+    public void SwiGluForward(Tensor gate, Tensor up, Tensor output)
+    {
+        long n = gate.ElementCount;
+        if (n == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("swiglu_forward", StrideGrid(n), 256, 0, ref a.Ptr(P(gate)).Ptr(P(up)).Ptr(P(output)).Long(n));
+    }
+
+    public void SwiGluBackward(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp)
+    {
+        long n = gate.ElementCount;
+        if (n == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("swiglu_backward", StrideGrid(n), 256, 0, ref a.Ptr(P(dOutput)).Ptr(P(gate)).Ptr(P(up)).Ptr(P(dGate)).Ptr(P(dUp)).Long(n));
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    private static void CheckHeadDim(string op, AttentionHeads heads)
+    {
+        if (heads.HeadDim > MaxHeadDim)
+            throw new ArgumentException($"{op}: argument 'heads' has HeadDim {heads.HeadDim}; the CUDA attention kernels support head dims up to {MaxHeadDim}", "heads");
+    }
+
+    public void AttentionForward(Tensor q, Tensor k, Tensor v, Segments sequences, AttentionHeads heads, float scale, Tensor output, Tensor logSumExp)
+    {
+        CheckHeadDim(nameof(IBackend.AttentionForward), heads);
+        if (sequences.Total == 0 || sequences.MaxLength == 0) return;
+        int d = heads.HeadDim;
+        int shared = (2 * AttentionKeyTile * (d + 1) + AttentionQueryTile * d + 4 * 32) * sizeof(float);
+        Shared("attention_forward", shared);
+        var grid = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
+        var a = new KernelArgs();
+        _rt.Launch("attention_forward", grid, AttentionThreads, shared,
+            ref a.Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(sequences.DeviceOffsets)).Ptr(P(output)).Ptr(P(logSumExp))
+                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+    }
+
+    public void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+        Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv)
+    {
+        CheckHeadDim(nameof(IBackend.AttentionBackward), heads);
+        int n = sequences.Total;
+        if (n == 0 || sequences.MaxLength == 0) return;
+        int d = heads.HeadDim;
+        nint di = _scratch.Get(ScratchBuffers.Slot.AttentionDi, (long)n * heads.NumHeads * sizeof(float));
+        var a = new KernelArgs();
+        _rt.Launch("attention_backward_dot", Math.Min(Ceil((long)n * heads.NumHeads, 4), (uint)_rt.GridStrideBlocks), 128, 0,
+            ref a.Ptr(P(dOutput)).Ptr(P(output)).Ptr(di).Int(n).Int(heads.NumHeads).Int(d));
+
+        int sharedQ = (2 * AttentionKeyTile * (d + 1) + 2 * AttentionQueryTile * d + 4 * 32) * sizeof(float);
+        Shared("attention_backward_dq", sharedQ);
+        var gridQ = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
+        var b = new KernelArgs();
+        _rt.Launch("attention_backward_dq", gridQ, AttentionThreads, sharedQ,
+            ref b.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dq))
+                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+
+        int sharedKv = (2 * AttentionKvTile * (d + 1) + 2 * 32 * (d + 1) + 2 * 32 + 2 * 4 * 32) * sizeof(float);
+        Shared("attention_backward_dkv", sharedKv);
+        var gridKv = new Dim3(Ceil(sequences.MaxLength, AttentionKvTile), (uint)sequences.Count, (uint)heads.NumKvHeads);
+        var c = new KernelArgs();
+        _rt.Launch("attention_backward_dkv", gridKv, AttentionThreads, sharedKv,
+            ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dk)).Ptr(P(dv))
+                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+    }
+
+    public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+        AttentionHeads heads, float scale, Tensor output)
+    {
+        CheckHeadDim(nameof(IBackend.AttentionDecode), heads);
+        int batch = q.Shape[0], slots = keyCache.Shape[0], maxLength = keyCache.Shape[1];
+        var (badSlot, slot) = FirstBadIndex(P(cacheSlots), batch, 0, slots);
+        if (badSlot >= 0)
+            throw new ArgumentException($"AttentionDecode: cacheSlots[{badSlot}] = {slot} is outside [0, {slots})", "cacheSlots");
+        var (badLength, length) = FirstBadIndex(P(lengths), batch, 1, maxLength + 1);
+        if (badLength >= 0)
+            throw new ArgumentException($"AttentionDecode: lengths[{badLength}] = {length} is outside [1, {maxLength}]", "lengths");
+        if (batch == 0) return;
+        int shared = (heads.HeadDim + 32) * sizeof(float);
+        var a = new KernelArgs();
+        _rt.Launch("attention_decode", new Dim3((uint)heads.NumHeads, (uint)batch), 32, shared,
+            ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output))
+                .Int(maxLength).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale));
+    }
+
+    // ---------------------------------------------------------------- log-prob
+
+    private (int RowBlock, int Chunk) LogProbTiling(int rows, int vocab)
+    {
+        int chunk = Math.Min(vocab, _rt.VocabChunk);
+        int rowBlock = (int)Math.Clamp(_rt.LogitTileFloats / Math.Max(1, chunk), 1, Math.Max(1, rows));
+        return (rowBlock, chunk);
+    }
+
+    private void CheckTargets(string op, Tensor targets, int rows, int vocab)
+    {
+        var (bad, value) = FirstBadIndex(P(targets), rows, 0, vocab);
+        if (bad >= 0)
+            throw new ArgumentException($"{op}: argument 'targets' has token {value} at row {bad}, outside the vocabulary [0, {vocab})", "targets");
+    }
+
+    public void LogProbForward(Tensor hidden, Tensor weight, Tensor targets, float temperature, Tensor logProbs, Tensor entropy, Tensor logSumExp)
+    {
+        int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
+        CheckTargets(nameof(IBackend.LogProbForward), targets, rows, vocab);
+        if (rows == 0) return;
+        var (rowBlock, chunk) = LogProbTiling(rows, vocab);
+        nint stats = _scratch.Get(ScratchBuffers.Slot.Stats, 4L * rows * sizeof(float));
+        nint m = stats, s = stats + rows * sizeof(float), u = s + rows * sizeof(float), target = u + rows * sizeof(float);
+        nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
+        float invT = 1f / temperature;
+        var init = new KernelArgs();
+        _rt.Launch("logprob_init", StrideGrid(rows), 256, 0, ref init.Ptr(m).Ptr(s).Ptr(u).Int(rows));
+        for (int r0 = 0; r0 < rows; r0 += rowBlock)
+        {
+            int tileRows = Math.Min(rowBlock, rows - r0);
+            for (int c0 = 0; c0 < vocab; c0 += chunk)
+            {
+                int cols = Math.Min(chunk, vocab - c0);
+                // tile = invT * hidden[r0 .. r0 + tileRows] . W[c0 .. c0 + cols]^T
+                _rt.Gemm(false, true, tileRows, cols, width, invT, P(hidden) + (nint)r0 * width * sizeof(float), width, 0,
+                    P(weight) + (nint)c0 * width * sizeof(float), width, 0, 0f, tile, cols, 0, 1);
+                var fold = new KernelArgs();
+                _rt.Launch("logprob_fold", tileRows, _rt.RowThreads, 0,
+                    ref fold.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(m).Ptr(s).Ptr(u).Ptr(target));
+            }
+        }
+        var fin = new KernelArgs();
+        _rt.Launch("logprob_finalize", StrideGrid(rows), 256, 0,
+            ref fin.Ptr(m).Ptr(s).Ptr(u).Ptr(target).Ptr(P(logProbs)).Ptr(P(entropy)).Ptr(P(logSumExp)).Int(rows));
+    }
+
+    public void LogProbBackward(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
+        float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight)
+    {
+        int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
+        CheckTargets(nameof(IBackend.LogProbBackward), targets, rows, vocab);
+        if (rows == 0) return;
+        Fill(dHidden, 0f);
+        if (width == 0) return;
+        var (rowBlock, chunk) = LogProbTiling(rows, vocab);
+        nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
+        float invT = 1f / temperature;
+        for (int r0 = 0; r0 < rows; r0 += rowBlock)
+        {
+            int tileRows = Math.Min(rowBlock, rows - r0);
+            nint hiddenRows = P(hidden) + (nint)r0 * width * sizeof(float);
+            nint dHiddenRows = P(dHidden) + (nint)r0 * width * sizeof(float);
+            for (int c0 = 0; c0 < vocab; c0 += chunk)
+            {
+                int cols = Math.Min(chunk, vocab - c0);
+                nint weightRows = P(weight) + (nint)c0 * width * sizeof(float);
+                _rt.Gemm(false, true, tileRows, cols, width, invT, hiddenRows, width, 0, weightRows, width, 0, 0f, tile, cols, 0, 1);
+                var grad = new KernelArgs();
+                _rt.Launch("logprob_grad", tileRows, _rt.RowThreads, 0,
+                    ref grad.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
+                        .Ptr(P(dEntropy, true)).Ptr(P(entropy)).Ptr(P(logSumExp)));
+                // dHidden[rows] += dz . W[chunk] / T ; dW[chunk] += dz^T . hidden[rows] / T
+                _rt.Gemm(false, false, tileRows, width, cols, invT, tile, cols, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
+                _rt.Gemm(true, false, cols, width, tileRows, invT, tile, cols, 0, hiddenRows, width, 0, 1f,
+                    P(dWeight) + (nint)c0 * width * sizeof(float), width, 0, 1);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- GRPO
+
+    public void GrpoAdvantages(Tensor rewards, Segments groups, float epsilon, Tensor advantages)
+    {
+        if (groups.Count == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("grpo_advantages", StrideGrid(groups.Count, 64), 64, 0,
+            ref a.Ptr(P(rewards)).Ptr(P(groups.DeviceOffsets)).Int(groups.Count).Float(epsilon).Ptr(P(advantages)));
+    }
+
+    public void BroadcastSegments(Tensor values, Segments segments, Tensor output)
+    {
+        if (segments.Count == 0 || segments.Total == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("broadcast_segments", (uint)Math.Min(segments.Count, _rt.GridStrideBlocks), 128, 0,
+            ref a.Ptr(P(values)).Ptr(P(segments.DeviceOffsets)).Int(segments.Count).Ptr(P(output)));
+    }
+
+    public void PolicyLossForward(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor entropy,
+        Tensor tokenWeights, Tensor? referenceLogProbs, PolicyLossOptions options, Tensor lossTerms)
+    {
+        int count = logProbs.Shape[0];
+        var a = new KernelArgs();
+        _rt.Launch("policy_loss_forward", 1, _rt.RowThreads, 0,
+            ref a.Ptr(P(logProbs)).Ptr(P(oldLogProbs)).Ptr(P(advantages)).Ptr(P(entropy)).Ptr(P(tokenWeights))
+                .Ptr(P(options.KlCoefficient != 0f ? referenceLogProbs : null, true))
+                .Float(options.ClipLow).Float(options.ClipHigh).Float(options.EntropyCoefficient).Float(options.KlCoefficient)
+                .Int(count).Ptr(P(lossTerms)));
+    }
+
+    public void PolicyLossBackward(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor tokenWeights,
+        Tensor? referenceLogProbs, PolicyLossOptions options, Tensor dLogProbs, Tensor dEntropy)
+    {
+        int count = logProbs.Shape[0];
+        if (count == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("policy_loss_backward", StrideGrid(count), 256, 0,
+            ref a.Ptr(P(logProbs)).Ptr(P(oldLogProbs)).Ptr(P(advantages)).Ptr(P(tokenWeights))
+                .Ptr(P(options.KlCoefficient != 0f ? referenceLogProbs : null, true))
+                .Float(options.ClipLow).Float(options.ClipHigh).Float(options.EntropyCoefficient).Float(options.KlCoefficient)
+                .Int(count).Ptr(P(dLogProbs)).Ptr(P(dEntropy)));
+    }
+
+    // ---------------------------------------------------------------- optimizer
+
+    public void AdamWStep(IReadOnlyList<AdamWSlot> slots, AdamWOptions options, int step, float gradientScale)
+    {
+        // The device table: 8 longs per tensor (see struct AdamWTensor in kernels/adamw.cu).
+        var table = new long[Math.Max(1, slots.Count) * 8];
+        int tensors = 0;
+        long chunks = 0;
+        foreach (var slot in slots)
+        {
+            long n = slot.Parameter.ElementCount;
+            if (n == 0) continue;
+            int o = tensors * 8;
+            table[o + 0] = P(slot.Parameter);
+            table[o + 1] = P(slot.Gradient);
+            table[o + 2] = P(slot.FirstMoment);
+            table[o + 3] = P(slot.SecondMoment);
+            table[o + 4] = n;
+            table[o + 5] = chunks;
+            table[o + 6] = slot.ApplyWeightDecay ? 1 : 0;
+            chunks += (n + AdamWChunk - 1) / AdamWChunk;
+            tensors++;
+        }
+        if (tensors == 0) return;
+        nint device = _scratch.Get(ScratchBuffers.Slot.Table, (long)tensors * 8 * sizeof(long));
+        fixed (long* host = table) _rt.CopyHostToDevice(host, device, (long)tensors * 8 * sizeof(long));
+        // Scalars formed in double and rounded once, as torch does (see Cpu/AdamW.cs).
+        float beta1 = (float)options.Beta1, beta2 = (float)options.Beta2, eps = (float)options.Epsilon;
+        float decayFactor = (float)(1 - options.LearningRate * options.WeightDecay);
+        float stepSize = (float)(options.LearningRate / (1 - Math.Pow(options.Beta1, step)));
+        float bc2Sqrt = (float)Math.Sqrt(1 - Math.Pow(options.Beta2, step));
+        var a = new KernelArgs();
+        _rt.Launch("adamw_step", new Dim3((uint)chunks), 256, 0,
+            ref a.Ptr(device).Int(tensors).Float(beta1).Float(beta2).Float((float)(1 - options.Beta1)).Float((float)(1 - options.Beta2))
+                .Float(eps).Float(stepSize).Float(bc2Sqrt).Float(decayFactor).Float(gradientScale));
+    }
+
+    public float GlobalNorm(IReadOnlyList<Tensor> tensors)
+    {
+        int total = 0;
+        Span<int> blocks = tensors.Count <= 256 ? stackalloc int[tensors.Count] : new int[tensors.Count];
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            blocks[i] = (int)Math.Min(StrideGrid(tensors[i].ElementCount, 256 * 8), 256);
+            if (tensors[i].ElementCount == 0) blocks[i] = 0;
+            total += blocks[i];
+        }
+        if (total == 0) return 0f;
+        nint partials = _scratch.Get(ScratchBuffers.Slot.Partials, (total + 1L) * sizeof(double));
+        int at = 0;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            if (blocks[i] == 0) continue;
+            var a = new KernelArgs();
+            _rt.Launch("sumsq_partial", blocks[i], 256, 0,
+                ref a.Ptr(P(tensors[i])).Long(tensors[i].ElementCount).Ptr(partials + at * sizeof(double)));
+            at += blocks[i];
+        }
+        nint result = partials + total * sizeof(double);
+        var f = new KernelArgs();
+        _rt.Launch("sumsq_final", 1, 256, 0, ref f.Ptr(partials).Int(total).Ptr(result));
+        double sum;
+        _rt.CopyDeviceToHost(result, &sum, sizeof(double));
+        return (float)Math.Sqrt(sum);
+    }
+
+    // ---------------------------------------------------------------- sampling
+
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs)
+    {
+        int rows = logits.Shape[0], vocab = logits.Shape[1];
+        if (rows == 0) return;
+        bool filter = (options.TopK > 0 && options.TopK < vocab) || options.TopP < 1f;
+        int sortCapacity = filter && options.Temperature != 0f && vocab <= SortLimit ? (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)vocab) : 0;
+        int shared = sortCapacity * sizeof(ulong);
+        Shared("sample_rows", shared);
+        nint exps = _scratch.Get(ScratchBuffers.Slot.Exps, (long)rows * vocab * sizeof(float));
+        int threads = vocab <= 1024 ? 32 : _rt.RowThreads;
+        var a = new KernelArgs();
+        _rt.Launch("sample_rows", rows, threads, shared,
+            ref a.Ptr(P(logits)).Int(rows).Int(vocab).Float(options.Temperature).Float(options.TopP).Int(options.TopK)
+                .ULong(seed).ULong(counter).Ptr(P(tokens)).Ptr(P(logProbs)).Ptr(exps).Int(sortCapacity));
+    }
+
+    public void Dispose() => _scratch.Dispose();
+}

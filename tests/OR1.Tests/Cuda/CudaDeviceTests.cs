@@ -1,0 +1,109 @@
+using OR1.Native;
+using OR1.Native.Cuda;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Cuda;
+
+/// <summary>
+/// The Cuda backend's own machinery on a real device (category Gpu; ignored with the reason elsewhere):
+/// kernels loaded from prebuilt PTX and compiled by NVRTC agree, device timing works, memory is not
+/// host-visible, a kernel fault is a typed error rather than a crash.
+/// </summary>
+[TestFixture]
+[Category("Gpu")]
+[NonParallelizable]
+public sealed class CudaDeviceTests
+{
+    private static CudaBackend Open()
+    {
+        try
+        {
+            return new CudaBackend();
+        }
+        catch (BackendUnavailableException e)
+        {
+            if (Environment.GetEnvironmentVariable("OR1_REQUIRE_CUDA") == "1") Assert.Fail(e.Message);
+            Assert.Ignore($"Cuda backend is not available on this machine: {e.Message}");
+            throw;
+        }
+    }
+
+    [Test]
+    public void DeviceOpensWithItsDescriptionAndDeviceMemory()
+    {
+        using var gpu = Open();
+        Assert.That(gpu.Description, Does.StartWith("Cuda (").And.Contain("sm_").And.Contain("kernels:"));
+        using var t = gpu.Floats([1f, 2f, 3f], 3);
+        Assert.That(t.IsHostVisible, Is.False);
+        Assert.That(() => t.AsSpan<float>(), Throws.InvalidOperationException);
+        Assert.That(t.ToFloats(), Is.EqualTo(new[] { 1f, 2f, 3f }));
+    }
+
+    [Test]
+    public void EventTimingMeasuresIssuedWork()
+    {
+        using var gpu = Open();
+        using var x = gpu.Zeros(1 << 24);
+        float ms = gpu.TimeMilliseconds(() =>
+        {
+            for (int i = 0; i < 10; i++) gpu.Scale(x, 1.5f);
+        });
+        Assert.That(ms, Is.GreaterThan(0f).And.LessThan(10_000f));
+    }
+
+    [Test]
+    public void NvrtcCompiledKernelsAgreeWithThePrebuiltOnes()
+    {
+        using var prebuilt = Open();
+        string? saved = Environment.GetEnvironmentVariable("OR1_CUDA_KERNELS");
+        Environment.SetEnvironmentVariable("OR1_CUDA_KERNELS", "nvrtc");
+        CudaBackend compiled;
+        try
+        {
+            compiled = new CudaBackend();
+        }
+        catch (BackendUnavailableException e)
+        {
+            Assert.Ignore($"NVRTC is not available on this GPU machine: {e.Message}");
+            return;
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("OR1_CUDA_KERNELS", saved);
+        }
+        using (compiled)
+        {
+            Assert.That(compiled.Description, Does.Contain("NVRTC"));
+            var heads = new AttentionHeads(8, 2, 64);
+            int[] lengths = [50, 7];
+            int n = lengths.Sum();
+            var q = TestData.Normal(n * heads.QueryWidth, 1);
+            var k = TestData.Normal(n * heads.KvWidth, 2);
+            var v = TestData.Normal(n * heads.KvWidth, 3);
+            float[] Run(IBackend b)
+            {
+                using var seqs = Segments.FromLengths(b, lengths);
+                using var qt = b.Floats(q, n, heads.QueryWidth);
+                using var kt = b.Floats(k, n, heads.KvWidth);
+                using var vt = b.Floats(v, n, heads.KvWidth);
+                using var y = b.Zeros(n, heads.QueryWidth);
+                using var lse = b.Zeros(n, heads.NumHeads);
+                b.AttentionForward(qt, kt, vt, seqs, heads, heads.DefaultScale, y, lse);
+                return y.ToFloats();
+            }
+            TensorAssert.Close(Run(compiled), TestData.ToDouble(Run(prebuilt)), 1e-6, 1e-6, "NVRTC vs prebuilt attention");
+        }
+    }
+
+    [Test]
+    public void AnIndexErrorIsAnArgumentExceptionBeforeAnyKernelRuns()
+    {
+        using var gpu = Open();
+        using var table = gpu.Zeros(10, 4);
+        using var ids = gpu.Ints([0, 3, 10], 3);
+        using var output = gpu.Zeros(3, 4);
+        var e = Assert.Throws<ArgumentException>(() => gpu.EmbeddingForward(ids, table, output))!;
+        Assert.That(e.Message, Does.Contain("id 10 at position 2"));
+        gpu.Synchronize(); // the device is still healthy
+    }
+}

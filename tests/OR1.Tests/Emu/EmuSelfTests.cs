@@ -1,0 +1,245 @@
+using System.Text;
+using OR1.Native;
+using OR1.Native.Emu;
+using OR1.Native.Kernels;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Emu;
+
+/// <summary>
+/// The CUDA execution-model emulator itself (kernels/emu): the self-test kernels of
+/// kernels/emu/selftest.cu launched through the same C entry point the Emu backend uses (the CTest
+/// executable or1_emu_selftest runs them too), and the schedule check that every op kernel is free of
+/// intra-block races: its result must not change when the threads of each block run in reverse order.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed unsafe class EmuSelfTests
+{
+    private EmuLibrary.Api _api = null!;
+
+    [OneTimeSetUp]
+    public void Load()
+    {
+        try
+        {
+            _api = EmuLibrary.Get();
+        }
+        catch (BackendUnavailableException e)
+        {
+            if (Environment.GetEnvironmentVariable("OR1_REQUIRE_EMU") == "1") Assert.Fail(e.Message);
+            Assert.Ignore(e.Message);
+        }
+    }
+
+    /// <summary>Launches by name through or1_emu_launch (cuLaunchKernel's shape); returns the error code.</summary>
+    private int Launch(string kernel, uint grid, uint block, uint shared, params nint[] pointerArgs)
+    {
+        // args[i] points at the i-th argument value; pointer values are kept in a pinned array.
+        var values = pointerArgs;
+        fixed (nint* v = values)
+        {
+            void** args = stackalloc void*[Math.Max(1, values.Length)];
+            for (int i = 0; i < values.Length; i++) args[i] = v + i;
+            byte[] name = Encoding.UTF8.GetBytes(kernel + "\0");
+            fixed (byte* n = name) return _api.Launch(n, grid, 1, 1, block, 1, 1, shared, args);
+        }
+    }
+
+    private void LaunchOk(string kernel, uint grid, uint block, uint shared, params nint[] pointerArgs)
+    {
+        int rc = Launch(kernel, grid, block, shared, pointerArgs);
+        Assert.That(rc, Is.Zero, () => $"{kernel}: {EmuLibrary.LastError(_api)}");
+    }
+
+    [Test]
+    public void RegistryHoldsEveryKernelFamily()
+    {
+        var names = EmuBackend.KernelNames();
+        foreach (var kernel in new[] { "attention_forward", "attention_backward_dkv", "attention_decode", "rmsnorm_forward", "rope_apply",
+                     "logprob_fold", "sample_rows", "adamw_step", "sumsq_partial", "embedding_backward", "policy_loss_forward", "gemm_f32" })
+            Assert.That(names, Does.Contain(kernel));
+    }
+
+    [Test]
+    public void BarrierOrderedSharedMemoryExchange()
+    {
+        const int blocks = 3, n = 97;
+        var output = new int[blocks * n];
+        fixed (int* o = output) LaunchOk("emu_selftest_exchange", blocks, n, 0, (nint)o);
+        for (int b = 0; b < blocks; b++)
+            for (int i = 0; i < n; i++)
+                Assert.That(output[b * n + i], Is.EqualTo(2 * ((i + 1) % n) + 1 + 1000 * b), $"block {b} thread {i}");
+    }
+
+    [Test]
+    public void ShufflesXorUpDownAndIndexed()
+    {
+        const int n = 64;
+        var output = new int[4 * n];
+        fixed (int* o = output) LaunchOk("emu_selftest_shuffle", 1, n, 0, (nint)o);
+        for (int t = 0; t < n; t++)
+        {
+            int lane = t & 31;
+            Assert.That(output[4 * t + 0], Is.EqualTo(100 + (lane ^ 5)), $"xor, thread {t}");
+            Assert.That(output[4 * t + 1], Is.EqualTo(100 + (lane >= 3 ? lane - 3 : lane)), $"up, thread {t}");
+            Assert.That(output[4 * t + 2], Is.EqualTo(100 + (lane + 3 < 32 ? lane + 3 : lane)), $"down, thread {t}");
+            Assert.That(output[4 * t + 3], Is.EqualTo(100 + (lane & ~7) + 7), $"idx with width 8, thread {t}");
+        }
+    }
+
+    [Test]
+    public void BlockReductionAndBallot()
+    {
+        const int blocks = 5, n = 256;
+        var x = Enumerable.Range(0, blocks * n).Select(i => (float)(i % 7)).ToArray();
+        var sums = new float[blocks];
+        var ballots = new uint[blocks * n / 32];
+        fixed (float* px = x)
+        fixed (float* ps = sums)
+        fixed (uint* pb = ballots)
+            LaunchOk("emu_selftest_reduce", blocks, n, 0, (nint)px, (nint)ps, (nint)pb);
+        for (int b = 0; b < blocks; b++)
+            Assert.That(sums[b], Is.EqualTo(x.Skip(b * n).Take(n).Sum()));
+        for (int w = 0; w < ballots.Length; w++)
+        {
+            uint expected = 0;
+            for (int l = 0; l < 32; l++) expected |= ((int)x[w * 32 + l] & 1) == 1 ? 1u << l : 0;
+            Assert.That(ballots[w], Is.EqualTo(expected), $"ballot of warp {w}");
+        }
+    }
+
+    [Test]
+    public void ARaceIsDeterministicAndTheReverseScheduleMakesItVisible()
+    {
+        const int n = 128;
+        int Run(bool reverse)
+        {
+            int winner = -1;
+            _api.SetSchedule(reverse ? 1 : 0);
+            try { LaunchOk("emu_selftest_race", 1, n, 0, (nint)(&winner)); }
+            finally { _api.SetSchedule(0); }
+            return winner;
+        }
+        int first = Run(false);
+        Assert.That(Run(false), Is.EqualTo(first), "the same schedule gives the same winner");
+        Assert.That(first, Is.EqualTo(n - 1), "ascending order: the last thread writes last");
+        Assert.That(Run(true), Is.Not.EqualTo(first), "the reverse schedule exposes the race");
+    }
+
+    [Test]
+    public void AtomicsAcrossBlocksOnSeveralHostThreads()
+    {
+        int counter = 0, maximum = -1, winner = -1;
+        float sum = 0;
+        const int blocks = 16, n = 128;
+        LaunchOk("emu_selftest_atomics", blocks, n, 0, (nint)(&counter), (nint)(&sum), (nint)(&maximum), (nint)(&winner));
+        Assert.That(counter, Is.EqualTo(blocks * n));
+        Assert.That(sum, Is.EqualTo(0.5f * blocks * n));
+        Assert.That(maximum, Is.EqualTo(blocks * n - 1));
+        Assert.That(winner, Is.InRange(0, blocks * n - 1));
+    }
+
+    [Test]
+    public void DivergentBarrierIsReportedAsADeadlockNotAHang()
+    {
+        var output = new int[64];
+        int rc;
+        fixed (int* o = output) rc = Launch("emu_selftest_deadlock", 1, 64, 0, (nint)o);
+        Assert.That(rc, Is.Not.Zero);
+        Assert.That(EmuLibrary.LastError(_api), Does.Contain("deadlock").And.Contain("emu_selftest_deadlock"));
+    }
+
+    [Test]
+    public void ExitedThreadsDoNotHoldBackABarrier()
+    {
+        var output = new int[64];
+        fixed (int* o = output) LaunchOk("emu_selftest_early_exit", 1, 64, 0, (nint)o);
+        Assert.That(output.Take(40), Is.All.EqualTo(7));
+    }
+
+    [Test]
+    public void LaunchConfigurationErrorsAreTypedKernelExceptions()
+    {
+        using var runtime = new EmuRuntime();
+        var args = new KernelArgs();
+        var e = Assert.Throws<KernelException>(() => runtime.Launch("emu_selftest_race", 1, 2048, 0, ref args.Ptr(0)))!;
+        Assert.That(e.Message, Does.Contain("Emu kernel 'emu_selftest_race' failed").And.Contain("invalid block"));
+        var missing = Assert.Throws<KernelException>(() => runtime.Launch("no_such_kernel", 1, 32, 0, ref args))!;
+        Assert.That(missing.Kernel, Is.EqualTo("no_such_kernel"));
+        var wrongArity = new KernelArgs();
+        var arity = Assert.Throws<KernelException>(() => runtime.Launch("emu_selftest_race", 1, 32, 0, ref wrongArity.Ptr(0).Int(1)))!;
+        Assert.That(arity.Message, Does.Contain("2 arguments, the kernel takes 1"));
+        var wrongSize = new KernelArgs();
+        var size = Assert.Throws<KernelException>(() => runtime.Launch("emu_selftest_race", 1, 32, 0, ref wrongSize.Int(0)))!;
+        Assert.That(size.Message, Does.Contain("argument 0 is 4 bytes, the kernel's parameter is 8"));
+        Assert.That(Launch("no_such_kernel", 1, 32, 0), Is.EqualTo(1));
+        Assert.That(Launch("emu_selftest_race", 1, 2048, 0, 0), Is.EqualTo(2), "a 2048-thread block is rejected as on a GPU");
+        Assert.That(EmuLibrary.LastError(_api), Does.Contain("invalid block"));
+    }
+
+    /// <summary>
+    /// Every op whose kernels use shared memory, barriers or warp shuffles, run under the ascending and
+    /// the descending schedule: bit-identical results show the kernels have no intra-block race.
+    /// </summary>
+    [Test]
+    public void OpKernelsGiveIdenticalResultsUnderTheReverseSchedule()
+    {
+        using var backend = new EmuBackend();
+        float[][] Run(bool reverse)
+        {
+            backend.SetReverseSchedule(reverse);
+            try
+            {
+                var results = new List<float[]>();
+                var heads = new AttentionHeads(4, 2, 40);
+                int[] lengths = [37, 5, 20];
+                int n = lengths.Sum();
+                using var seqs = Segments.FromLengths(backend, lengths);
+                using var q = backend.Floats(TestData.Normal(n * heads.QueryWidth, 1), n, heads.QueryWidth);
+                using var k = backend.Floats(TestData.Normal(n * heads.KvWidth, 2), n, heads.KvWidth);
+                using var v = backend.Floats(TestData.Normal(n * heads.KvWidth, 3), n, heads.KvWidth);
+                using var dy = backend.Floats(TestData.Normal(n * heads.QueryWidth, 4), n, heads.QueryWidth);
+                using var y = backend.Zeros(n, heads.QueryWidth);
+                using var lse = backend.Zeros(n, heads.NumHeads);
+                using var dq = backend.Zeros(n, heads.QueryWidth);
+                using var dk = backend.Zeros(n, heads.KvWidth);
+                using var dv = backend.Zeros(n, heads.KvWidth);
+                backend.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, y, lse);
+                backend.AttentionBackward(dy, q, k, v, y, lse, seqs, heads, heads.DefaultScale, dq, dk, dv);
+                results.AddRange([y.ToFloats(), lse.ToFloats(), dq.ToFloats(), dk.ToFloats(), dv.ToFloats()]);
+
+                using var w = backend.Floats(TestData.Uniform(heads.QueryWidth, 5), heads.QueryWidth);
+                using var normed = backend.Zeros(n, heads.QueryWidth);
+                using var inv = backend.Zeros(n);
+                backend.RmsNormForward(q, w, 1e-6f, normed, inv);
+                results.AddRange([normed.ToFloats(), inv.ToFloats()]);
+
+                const int vocab = 3000;
+                using var weight = backend.Floats(TestData.Normal(vocab * heads.QueryWidth, 6, std: 0.3f), vocab, heads.QueryWidth);
+                using var targets = backend.Ints(TestData.Ints(n, vocab, 7), n);
+                using var lp = backend.Zeros(n);
+                using var ent = backend.Zeros(n);
+                using var lse2 = backend.Zeros(n);
+                backend.LogProbForward(q, weight, targets, 0.9f, lp, ent, lse2);
+                results.AddRange([lp.ToFloats(), ent.ToFloats(), lse2.ToFloats()]);
+
+                using var logits = backend.Floats(TestData.Normal(16 * vocab, 8, std: 2f), 16, vocab);
+                using var tokens = backend.Allocate(DType.Int32, new TensorShape(16));
+                using var tokenLogProbs = backend.Zeros(16);
+                backend.Sample(logits, new SamplingOptions(1f, 0.9f, 50), 3, 4, tokens, tokenLogProbs);
+                results.Add(tokens.ToInts().Select(t => (float)t).ToArray());
+                results.Add(tokenLogProbs.ToFloats());
+                return [.. results];
+            }
+            finally
+            {
+                backend.SetReverseSchedule(false);
+            }
+        }
+        var ascending = Run(false);
+        var descending = Run(true);
+        for (int i = 0; i < ascending.Length; i++)
+            Assert.That(descending[i], Is.EqualTo(ascending[i]), $"result {i} depends on the order of threads within a block");
+    }
+}

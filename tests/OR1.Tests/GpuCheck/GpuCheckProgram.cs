@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using System.Xml;
+using NUnit.Framework.Api;
+using NUnit.Framework.Interfaces;
+using NUnit.Framework.Internal;
+using OR1.Native.Cuda;
+
+namespace OR1.Tests.GpuCheck;
+
+/// <summary>
+/// The entry point of OR1.Tests.dll when it is run directly rather than by `dotnet test`: on a GPU
+/// machine that has only a .NET runtime (no SDK, no network), `dotnet OR1.Tests.dll --gpu-check` runs the
+/// tests of category "Gpu" in-process with NUnit's own runner, then the short kernel benchmark
+/// (<see cref="KernelBenchmark"/>). bench/gpu-check.sh drives it. Exit code 0 = the device opened,
+/// every Gpu test passed, and the benchmark ran.
+/// </summary>
+public static class GpuCheckProgram
+{
+    public static int Main(string[] args)
+    {
+        if (!args.Contains("--gpu-check"))
+        {
+            Console.Error.WriteLine("OR1.Tests runs under `dotnet test`. Run directly:\n" +
+                                    "  dotnet OR1.Tests.dll --gpu-check [--tests-only | --bench-only] [--out DIR] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
+                                    "runs the Gpu test category and the kernel benchmark on a CUDA device (see bench/README.md).");
+            return 2;
+        }
+        string outDir = Option(args, "--out") ?? Path.Combine(Directory.GetCurrentDirectory(), "gpu-check-results");
+        Directory.CreateDirectory(outDir);
+        // --skip-probe: run the selected tests even without a device (to try the runner itself).
+        if (!CudaBackend.TryProbe(out string device) && !args.Contains("--skip-probe"))
+        {
+            Console.Error.WriteLine($"gpu-check: {device}");
+            return 3;
+        }
+        Console.WriteLine($"gpu-check: {device}");
+        int rc = 0;
+        if (!args.Contains("--bench-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
+        if (!args.Contains("--tests-only"))
+        {
+            try
+            {
+                KernelBenchmark.Run(outDir, quick: args.Contains("--quick"));
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"gpu-check: the benchmark failed: {e}");
+                rc |= 4;
+            }
+        }
+        return rc;
+    }
+
+    private static string? Option(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+
+    private static int RunTests(string where, string outDir)
+    {
+        var watch = Stopwatch.StartNew();
+        var runner = new NUnitTestAssemblyRunner(new DefaultTestAssemblyBuilder());
+        runner.Load(typeof(GpuCheckProgram).Assembly, new Dictionary<string, object>());
+        var filter = TestFilter.FromXml(WhereToXml(where));
+        var listener = new Listener();
+        ITestResult result = runner.Run(listener, filter);
+        var xml = new XmlDocument();
+        xml.LoadXml(result.ToXml(true).OuterXml);
+        xml.Save(Path.Combine(outDir, "gpu-tests.xml"));
+        int passed = result.PassCount, failed = result.FailCount, skipped = result.SkipCount + result.InconclusiveCount;
+        Console.WriteLine($"gpu-check tests ({where}): {watch.Elapsed.TotalSeconds:F0} s, results in {Path.Combine(outDir, "gpu-tests.xml")}");
+        Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
+        if (passed == 0) Console.Error.WriteLine("gpu-check: no Gpu test passed (were they all ignored? see the messages above)");
+        return failed > 0 || passed == 0 ? 1 : 0;
+    }
+
+    /// <summary>"cat == Gpu" (and "cat == A || cat == B") to NUnit's filter XML.</summary>
+    private static string WhereToXml(string where)
+    {
+        var cats = where.Split("||", StringSplitOptions.TrimEntries)
+            .Select(part => part.Split("==", StringSplitOptions.TrimEntries))
+            .Where(p => p.Length == 2 && p[0] == "cat")
+            .Select(p => $"<cat>{System.Security.SecurityElement.Escape(p[1])}</cat>")
+            .ToList();
+        if (cats.Count == 0) throw new ArgumentException($"unsupported filter '{where}': use cat == NAME [|| cat == NAME]");
+        return cats.Count == 1 ? $"<filter>{cats[0]}</filter>" : $"<filter><or>{string.Concat(cats)}</or></filter>";
+    }
+
+    private sealed class Listener : ITestListener
+    {
+        public void TestStarted(ITest test) { }
+
+        public void TestFinished(ITestResult result)
+        {
+            if (result.Test.IsSuite) return;
+            var state = result.ResultState.Status;
+            string mark = state switch
+            {
+                TestStatus.Passed => "  ok  ",
+                TestStatus.Failed => "FAILED",
+                _ => " skip ",
+            };
+            Console.WriteLine($"{mark} {result.FullName} ({result.Duration:F2} s)");
+            if (state == TestStatus.Failed) Console.WriteLine("       " + result.Message?.Replace("\n", "\n       "));
+            if (state is TestStatus.Skipped or TestStatus.Inconclusive && !string.IsNullOrEmpty(result.Message))
+                Console.WriteLine("       " + result.Message.Split('\n')[0]);
+        }
+
+        public void TestOutput(TestOutput output) { }
+
+        public void SendMessage(TestMessage message) { }
+    }
+}
