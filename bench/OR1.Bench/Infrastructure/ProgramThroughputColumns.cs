@@ -15,21 +15,9 @@ public interface IProgramThroughputBenchmark
 }
 
 /// <summary>programs/s = programs per operation / mean time.</summary>
-public sealed class ProgramsPerSecondColumn : IColumn
+public sealed class ProgramsPerSecondColumn() : CustomColumn("programs/s", "Programs run per second (all workers together)", 0)
 {
-    public string Id => nameof(ProgramsPerSecondColumn);
-    public string ColumnName => "programs/s";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 0;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Programs run per second (all workers together)";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         double? rate = Rate(summary, benchmarkCase);
         return rate is null ? "-" : rate.Value.ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
@@ -52,21 +40,9 @@ public sealed class ProgramsPerSecondColumn : IColumn
 /// Worker time per program over the baseline of the same category (bare python3, measured in the same run):
 /// (mean - baseline mean) * workers / programs, in milliseconds.
 /// </summary>
-public sealed class OverheadPerProgramColumn : IColumn
+public sealed class OverheadPerProgramColumn() : CustomColumn("overhead/program", "Worker milliseconds per program over the baseline (bare python3 start) of the same category", 1)
 {
-    public string Id => nameof(OverheadPerProgramColumn);
-    public string ColumnName => "overhead/program";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 1;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Worker milliseconds per program over the baseline (bare python3 start) of the same category";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         var baseline = summary.BenchmarksCases.FirstOrDefault(c =>
             c.Descriptor.Baseline && c.Descriptor.Type == benchmarkCase.Descriptor.Type &&

@@ -46,21 +46,9 @@ internal static class ThroughputCase
 }
 
 /// <summary>GB/s = (bytes read + bytes written) / mean time.</summary>
-public sealed class BandwidthColumn : IColumn
+public sealed class BandwidthColumn() : CustomColumn("GB/s", "Memory traffic (bytes read + written) per second, 1e9 bytes", 0)
 {
-    public string Id => nameof(BandwidthColumn);
-    public string ColumnName => "GB/s";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 0;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Memory traffic (bytes read + written) per second, 1e9 bytes";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         double? gbps = Bandwidth(summary, benchmarkCase);
         return gbps is null ? "-" : gbps.Value.ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
@@ -77,21 +65,9 @@ public sealed class BandwidthColumn : IColumn
 }
 
 /// <summary>Bandwidth as a fraction of the baseline case (the span copy) with the same parameters.</summary>
-public sealed class FractionOfBaselineBandwidthColumn : IColumn
+public sealed class FractionOfBaselineBandwidthColumn() : CustomColumn("BW/copy", "Bandwidth divided by the baseline (parallel span copy) bandwidth measured in the same run", 1)
 {
-    public string Id => nameof(FractionOfBaselineBandwidthColumn);
-    public string ColumnName => "BW/copy";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 1;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Bandwidth divided by the baseline (parallel span copy) bandwidth measured in the same run";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         var baseline = summary.BenchmarksCases.FirstOrDefault(c =>
             c.Descriptor.Baseline && c.Descriptor.Type == benchmarkCase.Descriptor.Type &&
@@ -103,21 +79,9 @@ public sealed class FractionOfBaselineBandwidthColumn : IColumn
 }
 
 /// <summary>GFLOP/s = floating-point operations / mean time.</summary>
-public sealed class GflopsColumn : IColumn
+public sealed class GflopsColumn() : CustomColumn("GFLOP/s", "Floating-point operations per second, 1e9", 2)
 {
-    public string Id => nameof(GflopsColumn);
-    public string ColumnName => "GFLOP/s";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 2;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Floating-point operations per second, 1e9";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         var instance = ThroughputCase.Instance(benchmarkCase);
         var seconds = ThroughputCase.MeanSeconds(summary, benchmarkCase);

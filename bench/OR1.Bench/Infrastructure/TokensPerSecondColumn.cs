@@ -12,21 +12,9 @@ public interface ITokenThroughputBenchmark
 }
 
 /// <summary>tokens/s = tokens per invocation / mean time.</summary>
-public sealed class TokensPerSecondColumn : IColumn
+public sealed class TokensPerSecondColumn() : CustomColumn("tokens/s", "Tokens processed per second", 0)
 {
-    public string Id => nameof(TokensPerSecondColumn);
-    public string ColumnName => "tokens/s";
-    public bool AlwaysShow => true;
-    public ColumnCategory Category => ColumnCategory.Custom;
-    public int PriorityInCategory => 0;
-    public bool IsNumeric => true;
-    public UnitType UnitType => UnitType.Dimensionless;
-    public string Legend => "Tokens processed per second";
-    public bool IsAvailable(Summary summary) => true;
-    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
-
-    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
     {
         var type = benchmarkCase.Descriptor.Type;
         if (!typeof(ITokenThroughputBenchmark).IsAssignableFrom(type)) return "-";
