@@ -3,6 +3,7 @@ using BenchmarkDotNet.Exporters;
 using BenchmarkDotNet.Exporters.Csv;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 namespace OR1.Bench;
 
@@ -19,6 +20,9 @@ public static class Program
         var job = quick
             ? Job.Default.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithId("Quick")
             : Job.Default.WithWarmupCount(3).WithIterationCount(10).WithLaunchCount(1).WithId("Default");
+        // In-process: no generated project to build (which would inherit this repository's build settings),
+        // and the kernels' native libraries are found next to the benchmark assembly as in production.
+        job = job.WithToolchain(InProcessEmitToolchain.Instance);
         var config = DefaultConfig.Instance
             .AddJob(job.AsDefault())
             .AddExporter(MarkdownExporter.GitHub)

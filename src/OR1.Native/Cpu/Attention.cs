@@ -993,7 +993,7 @@ internal static unsafe class CpuAttention
             var sum = Vector256<float>.Zero;
             for (int i = 0; i < n; i += 8)
             {
-                var e = Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv));
+                var e = FastMath.Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv));
                 Avx.Store(x + i, e);
                 sum = Avx.Add(sum, e);
             }
@@ -1010,7 +1010,7 @@ internal static unsafe class CpuAttention
         if (Simd)
         {
             var sv = Vector256.Create(shift);
-            for (int i = 0; i < n; i += 8) Avx.Store(x + i, Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv)));
+            for (int i = 0; i < n; i += 8) Avx.Store(x + i, FastMath.Exp2(Avx.Subtract(Avx.LoadVector256(x + i), sv)));
             return;
         }
         for (int i = 0; i < n; i++) x[i] = float.Exp2(x[i] - shift);
@@ -1071,31 +1071,9 @@ internal static unsafe class CpuAttention
         if (Simd)
         {
             for (int i = 0; i < n; i += 8)
-                Avx.Store(result + i, Exp2(Avx.Subtract(Avx.LoadVector256(from + i), Avx.LoadVector256(to + i))));
+                Avx.Store(result + i, FastMath.Exp2(Avx.Subtract(Avx.LoadVector256(from + i), Avx.LoadVector256(to + i))));
             return;
         }
         for (int i = 0; i < n; i++) result[i] = float.Exp2(from[i] - to[i]);
-    }
-
-    /// <summary>
-    /// 2^x for arguments at most about 0 (base-2 scores minus a max or a log-sum-exp): x = n + f with
-    /// |f| ≤ 1/2, 2^f from a degree-6 minimax polynomial (relative error 2e-9 before fp32 rounding), and n
-    /// added to the exponent bits. Below -126 the result is flushed to 0: that keeps 2^n normal and turns
-    /// the -inf of masked scores (whose f is NaN) into exact zeros.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Exp2(Vector256<float> x)
-    {
-        var keep = Avx.CompareGreaterThanOrEqual(x, Vector256.Create(-126f));
-        var n = Avx.RoundToNearestInteger(x);
-        var f = Avx.Subtract(x, n);
-        var p = Fma.MultiplyAdd(Vector256.Create(1.534581243e-4f), f, Vector256.Create(1.339993090e-3f));
-        p = Fma.MultiplyAdd(p, f, Vector256.Create(9.618489072e-3f));
-        p = Fma.MultiplyAdd(p, f, Vector256.Create(5.550328642e-2f));
-        p = Fma.MultiplyAdd(p, f, Vector256.Create(2.402264625e-1f));
-        p = Fma.MultiplyAdd(p, f, Vector256.Create(6.931471825e-1f));
-        p = Fma.MultiplyAdd(p, f, Vector256.Create(1f));
-        var bits = Avx2.Add(p.AsInt32(), Avx2.ShiftLeftLogical(Avx.ConvertToVector256Int32WithTruncation(n), 23));
-        return Avx.And(bits.AsSingle(), keep);
     }
 }

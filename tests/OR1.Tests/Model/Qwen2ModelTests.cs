@@ -99,16 +99,19 @@ public sealed class Qwen2ModelTests(BackendCase backendCase)
         using var dEntropy = _backend.Floats(c, t);
         model.Backward(batch, act, targetTensor, temperature, dLogProbs, dEntropy, entropy, gradients);
 
+        int index = 0;
         foreach (var (name, tensor) in model.Weights.Named)
         {
             var x = weights[name];
+            // A fixed seed per tensor: string.GetHashCode is randomised per process, which made the directions (and so the test) differ run to run.
+            int seed = 1000 + 17 * index++;
             FloatGradientCheck.Directional(values =>
             {
                 _backend.Upload<float>(values, tensor);
                 double f = Objective();
                 _backend.Upload<float>(x, tensor);
                 return f;
-            }, x, gradients[name].ToFloats(), $"d objective / d {name} (tied={tied})", h: 1e-2, relTol: 1e-2, directions: 1, seed: name.GetHashCode(StringComparison.Ordinal) & 0xFFFF);
+            }, x, gradients[name].ToFloats(), $"d objective / d {name} (tied={tied})", h: 1e-2, relTol: 1e-2, directions: 1, seed: seed);
         }
     }
 
