@@ -348,30 +348,7 @@ internal static unsafe class CpuAttention
             var r5 = Avx.LoadVector256(from[5] + x);
             var r6 = Avx.LoadVector256(from[6] + x);
             var r7 = Avx.LoadVector256(from[7] + x);
-            var t0 = Avx.UnpackLow(r0, r1);
-            var t1 = Avx.UnpackHigh(r0, r1);
-            var t2 = Avx.UnpackLow(r2, r3);
-            var t3 = Avx.UnpackHigh(r2, r3);
-            var t4 = Avx.UnpackLow(r4, r5);
-            var t5 = Avx.UnpackHigh(r4, r5);
-            var t6 = Avx.UnpackLow(r6, r7);
-            var t7 = Avx.UnpackHigh(r6, r7);
-            var s0 = Avx.Shuffle(t0, t2, 0x44);
-            var s1 = Avx.Shuffle(t0, t2, 0xEE);
-            var s2 = Avx.Shuffle(t1, t3, 0x44);
-            var s3 = Avx.Shuffle(t1, t3, 0xEE);
-            var s4 = Avx.Shuffle(t4, t6, 0x44);
-            var s5 = Avx.Shuffle(t4, t6, 0xEE);
-            var s6 = Avx.Shuffle(t5, t7, 0x44);
-            var s7 = Avx.Shuffle(t5, t7, 0xEE);
-            Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
-            Avx.Store(dst + ld, Avx.Permute2x128(s1, s5, 0x20));
-            Avx.Store(dst + 2 * ld, Avx.Permute2x128(s2, s6, 0x20));
-            Avx.Store(dst + 3 * ld, Avx.Permute2x128(s3, s7, 0x20));
-            Avx.Store(dst + 4 * ld, Avx.Permute2x128(s0, s4, 0x31));
-            Avx.Store(dst + 5 * ld, Avx.Permute2x128(s1, s5, 0x31));
-            Avx.Store(dst + 6 * ld, Avx.Permute2x128(s2, s6, 0x31));
-            Avx.Store(dst + 7 * ld, Avx.Permute2x128(s3, s7, 0x31));
+            FastMath.StoreTransposed8x8(r0, r1, r2, r3, r4, r5, r6, r7, dst, (nint)ld);
         }
 
         // ------------------------------------------------------------ forward

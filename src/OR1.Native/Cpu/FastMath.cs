@@ -42,4 +42,39 @@ internal static class FastMath
         var e = Exp2(Avx.Min(Avx.Multiply(x, Vector256.Create(-1.44269504f)), Vector256.Create(126f)));
         return Avx.Divide(Vector256.Create(1f), Avx.Add(Vector256.Create(1f), e));
     }
+
+    /// <summary>
+    /// Writes the transpose of the 8x8 block held in rows r0..r7 as 8 rows of 8 floats at d, d + width, ...
+    /// (the packing step of GEMM and of attention's K^T/V^T). Unpack pairs rows, shuffle gathers quads,
+    /// and the 128-bit permute joins the two halves.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void StoreTransposed8x8(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        Vector256<float> r4, Vector256<float> r5, Vector256<float> r6, Vector256<float> r7, float* d, nint width)
+    {
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); // rows 0-3: columns 0 | 4
+        var u1 = Avx.Shuffle(t0, t2, 0xEE); // 1 | 5
+        var u2 = Avx.Shuffle(t1, t3, 0x44); // 2 | 6
+        var u3 = Avx.Shuffle(t1, t3, 0xEE); // 3 | 7
+        var v0 = Avx.Shuffle(t4, t6, 0x44); // rows 4-7
+        var v1 = Avx.Shuffle(t4, t6, 0xEE);
+        var v2 = Avx.Shuffle(t5, t7, 0x44);
+        var v3 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, v0, 0x20));
+        Avx.Store(d + width, Avx.Permute2x128(u1, v1, 0x20));
+        Avx.Store(d + 2 * width, Avx.Permute2x128(u2, v2, 0x20));
+        Avx.Store(d + 3 * width, Avx.Permute2x128(u3, v3, 0x20));
+        Avx.Store(d + 4 * width, Avx.Permute2x128(u0, v0, 0x31));
+        Avx.Store(d + 5 * width, Avx.Permute2x128(u1, v1, 0x31));
+        Avx.Store(d + 6 * width, Avx.Permute2x128(u2, v2, 0x31));
+        Avx.Store(d + 7 * width, Avx.Permute2x128(u3, v3, 0x31));
+    }
 }

@@ -470,30 +470,7 @@ internal static unsafe class CpuGemm
         var r5 = Vector256.Load(s + 5 * stride);
         var r6 = Vector256.Load(s + 6 * stride);
         var r7 = Vector256.Load(s + 7 * stride);
-        var t0 = Avx.UnpackLow(r0, r1);
-        var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3);
-        var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5);
-        var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7);
-        var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44); // rows 0-3: p0 | p4
-        var u1 = Avx.Shuffle(t0, t2, 0xEE); // p1 | p5
-        var u2 = Avx.Shuffle(t1, t3, 0x44); // p2 | p6
-        var u3 = Avx.Shuffle(t1, t3, 0xEE); // p3 | p7
-        var v0 = Avx.Shuffle(t4, t6, 0x44); // rows 4-7
-        var v1 = Avx.Shuffle(t4, t6, 0xEE);
-        var v2 = Avx.Shuffle(t5, t7, 0x44);
-        var v3 = Avx.Shuffle(t5, t7, 0xEE);
-        Vector256.Store(Avx.Permute2x128(u0, v0, 0x20), d);
-        Vector256.Store(Avx.Permute2x128(u1, v1, 0x20), d + width);
-        Vector256.Store(Avx.Permute2x128(u2, v2, 0x20), d + 2 * width);
-        Vector256.Store(Avx.Permute2x128(u3, v3, 0x20), d + 3 * width);
-        Vector256.Store(Avx.Permute2x128(u0, v0, 0x31), d + 4 * width);
-        Vector256.Store(Avx.Permute2x128(u1, v1, 0x31), d + 5 * width);
-        Vector256.Store(Avx.Permute2x128(u2, v2, 0x31), d + 6 * width);
-        Vector256.Store(Avx.Permute2x128(u3, v3, 0x31), d + 7 * width);
+        FastMath.StoreTransposed8x8(r0, r1, r2, r3, r4, r5, r6, r7, d, width);
     }
 
     /// <summary>Rows r0..r3 (8 consecutive p each) become 8 groups of 4 floats at d, d + width, ...</summary>
