@@ -1,6 +1,4 @@
 using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Exporters;
-using BenchmarkDotNet.Exporters.Csv;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
@@ -9,14 +7,16 @@ namespace OR1.Bench;
 
 /// <summary>
 /// Entry point: BenchmarkDotNet's switcher (use --filter '*Rms*' to pick), plus --quick for a short
-/// smoke job. Results go to BenchmarkDotNet.Artifacts as markdown and CSV.
+/// smoke job and --backends cpu,cuda / --shapes 7b,odd to narrow the kernel families' cases
+/// (<see cref="BenchSelection"/>). Results go to BenchmarkDotNet.Artifacts as markdown (GitHub), CSV and
+/// HTML: the default configuration's exporters.
 /// </summary>
 public static class Program
 {
     public static void Main(string[] args)
     {
         bool quick = args.Contains("--quick");
-        var rest = args.Where(a => a != "--quick").ToArray();
+        var rest = BenchSelection.Parse(args.Where(a => a != "--quick").ToArray());
         var job = quick
             ? Job.Default.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithId("Quick")
             : Job.Default.WithWarmupCount(3).WithIterationCount(10).WithLaunchCount(1).WithId("Default");
@@ -25,8 +25,6 @@ public static class Program
         job = job.WithToolchain(InProcessEmitToolchain.Instance);
         var config = DefaultConfig.Instance
             .AddJob(job.AsDefault())
-            .AddExporter(MarkdownExporter.GitHub)
-            .AddExporter(CsvExporter.Default)
             .WithOptions(ConfigOptions.JoinSummary | ConfigOptions.DisableLogFile);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
     }

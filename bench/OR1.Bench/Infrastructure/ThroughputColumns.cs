@@ -5,8 +5,8 @@ using BenchmarkDotNet.Running;
 namespace OR1.Bench;
 
 /// <summary>
-/// Benchmarks that know how much memory traffic or arithmetic one invocation does, so that the summary
-/// can print GB/s, GFLOP/s and a ratio to a baseline measured in the same run.
+/// Benchmarks that know how much memory traffic or arithmetic one operation does, so that the summary
+/// can print GB/s, GFLOP/s and a fraction of the hardware's peak.
 /// </summary>
 public interface IThroughputBenchmark
 {
@@ -64,20 +64,6 @@ public sealed class BandwidthColumn() : CustomColumn("GB/s", "Memory traffic (by
     }
 }
 
-/// <summary>Bandwidth as a fraction of the baseline case (the span copy) with the same parameters.</summary>
-public sealed class FractionOfBaselineBandwidthColumn() : CustomColumn("BW/copy", "Bandwidth divided by the baseline (parallel span copy) bandwidth measured in the same run", 1)
-{
-    protected override string Value(Summary summary, BenchmarkCase benchmarkCase)
-    {
-        var baseline = summary.BenchmarksCases.FirstOrDefault(c =>
-            c.Descriptor.Baseline && c.Descriptor.Type == benchmarkCase.Descriptor.Type &&
-            c.Parameters.DisplayInfo == benchmarkCase.Parameters.DisplayInfo);
-        if (baseline is null) return "-";
-        double? mine = BandwidthColumn.Bandwidth(summary, benchmarkCase), reference = BandwidthColumn.Bandwidth(summary, baseline);
-        return mine is null || reference is null ? "-" : (mine.Value / reference.Value).ToString("P0", System.Globalization.CultureInfo.InvariantCulture);
-    }
-}
-
 /// <summary>GFLOP/s = floating-point operations / mean time.</summary>
 public sealed class GflopsColumn() : CustomColumn("GFLOP/s", "Floating-point operations per second, 1e9", 2)
 {
@@ -88,14 +74,5 @@ public sealed class GflopsColumn() : CustomColumn("GFLOP/s", "Floating-point ope
         if (instance is null || seconds is null) return "-";
         double flops = instance.Flops(benchmarkCase.Descriptor.WorkloadMethod.Name);
         return flops <= 0 ? "-" : (flops / seconds.Value / 1e9).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
-    }
-}
-
-/// <summary>Adds the throughput columns to a benchmark class: [Config(typeof(ThroughputConfig))].</summary>
-public sealed class ThroughputConfig : BenchmarkDotNet.Configs.ManualConfig
-{
-    public ThroughputConfig()
-    {
-        AddColumn(new BandwidthColumn(), new FractionOfBaselineBandwidthColumn(), new GflopsColumn());
     }
 }

@@ -1,97 +1,52 @@
-using System.Globalization;
-using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using OR1.Native.Cpu;
-using Blas = OR1.Bench.Baselines.OpenBlas;
+using OR1.Native;
 
-namespace OR1.Bench;
+namespace OR1.Bench.Kernels;
 
 /// <summary>
-/// fp32 GEMM, ours (CpuGemm) against OpenBLAS at the same thread count, so the Ratio column reads
-/// ours / OpenBLAS time. Shapes: the square 1024 headline, an odd square that is no multiple of any
-/// tile, and a skinny ragged one; TransB covers the X * W^T layout the model's linear layers use.
-/// BenchmarkDotNet runs each case in its own process, so OpenBLAS's spinning worker threads never
-/// compete with ours. GFLOP/s = 2 * M * N * K / mean time.
+/// GEMM (kernels/gemm.cu and cuBLAS, Cpu/Gemm.cs, Ilgpu/Gemm.cs) as the model uses it, on the MLP's up
+/// projection: forward Y = X Wᵀ with X [tokens, hidden] and W [intermediate, hidden]; the backward's
+/// dX = dY W and dW += dYᵀ X. GFLOP/s = 2 M N K / time.
+/// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*GemmBenchmarks*'</code>
 /// </summary>
-[Config(typeof(GemmConfig))]
-public unsafe class GemmBenchmarks : IThroughputBenchmark
+public class GemmBenchmarks : KernelBenchmark
 {
-    private float* _a;
-    private float* _b;
-    private float* _c;
-    private int _m;
-    private int _n;
-    private int _k;
+    private Tensor _x = null!, _w = null!, _y = null!, _dy = null!, _dx = null!, _dw = null!;
 
-    /// <summary>M x N x K.</summary>
-    [Params("1024x1024x1024", "1000x1000x1000", "255x4095x127")]
-    public string Shape { get; set; } = "1024x1024x1024";
+    private int Tokens => Case.IsOdd ? Scale.GemmRows - 1 : Scale.GemmRows;
 
-    /// <summary>B stored transposed (N x K), as in X * W^T.</summary>
-    [Params(false, true)]
-    public bool TransB { get; set; }
-
-    [GlobalSetup]
-    public void Setup()
+    protected override void Allocate(Random random)
     {
-        (_m, _n, _k) = ParseShape(Shape);
-        _a = Alloc((long)_m * _k);
-        _b = Alloc((long)_k * _n);
-        _c = Alloc((long)_m * _n);
-        var rng = new Random(1234);
-        for (long i = 0; i < (long)_m * _k; i++) _a[i] = rng.NextSingle() - 0.5f;
-        for (long i = 0; i < (long)_k * _n; i++) _b[i] = rng.NextSingle() - 0.5f;
-        new Span<float>(_c, _m * _n).Clear();
+        _x = Floats(random, Tokens, Model.Hidden);
+        _w = Floats(random, Model.Intermediate, Model.Hidden, 0.05f);
+        _y = Zeros(new TensorShape(Tokens, Model.Intermediate));
+        _dy = Floats(random, Tokens, Model.Intermediate);
+        _dx = Zeros(new TensorShape(Tokens, Model.Hidden));
+        _dw = Zeros(new TensorShape(Model.Intermediate, Model.Hidden));
     }
-
-    // Only the OpenBLAS process loads the library, so its threads never exist in ours.
-    [GlobalSetup(Target = nameof(OpenBlas))]
-    public void SetupOpenBlas()
-    {
-        Setup();
-        Blas.EnsureAvailable();
-        Blas.SetNumThreads(CpuParallel.ThreadCount);
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        NativeMemory.AlignedFree(_a);
-        NativeMemory.AlignedFree(_b);
-        NativeMemory.AlignedFree(_c);
-        _a = _b = _c = null;
-    }
-
-    [Benchmark(Baseline = true)]
-    public void OpenBlas() =>
-        Blas.Sgemm(false, TransB, _m, _n, _k, 1f, _a, _k, _b, TransB ? _k : _n, 0f, _c, _n);
 
     [Benchmark]
-    public void Or1() =>
-        CpuGemm.Multiply(false, TransB, _m, _n, _k, 1f, _a, _k, _b, TransB ? _k : _n, 0f, _c, _n);
-
-    /// <inheritdoc />
-    public long BytesMoved(string method) => 0; // compute-bound: no GB/s column
-
-    /// <inheritdoc />
-    public double Flops(string method)
+    public void Forward()
     {
-        var (m, n, k) = ParseShape(Shape);
-        return 2.0 * m * n * k;
+        Backend.MatMul(_x, false, _w, true, _y);
+        Backend.Synchronize();
     }
 
-    private static (int M, int N, int K) ParseShape(string shape)
+    [Benchmark]
+    public void BackwardInput()
     {
-        var parts = shape.Split('x');
-        return (int.Parse(parts[0], CultureInfo.InvariantCulture), int.Parse(parts[1], CultureInfo.InvariantCulture),
-            int.Parse(parts[2], CultureInfo.InvariantCulture));
+        Backend.MatMul(_dy, false, _w, false, _dx);
+        Backend.Synchronize();
     }
 
-    private static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
-
-    /// <summary>Only the GFLOP/s column of <see cref="ThroughputConfig"/>: GB/s means nothing here.</summary>
-    private sealed class GemmConfig : BenchmarkDotNet.Configs.ManualConfig
+    [Benchmark]
+    public void BackwardWeight()
     {
-        public GemmConfig() => AddColumn(new GflopsColumn());
+        Backend.MatMul(_dy, true, _x, false, _dw, beta: 1f);
+        Backend.Synchronize();
     }
+
+    public override long BytesMoved(string method) => 0; // compute-bound: judged by GFLOP/s
+
+    public override double Flops(string method) => KernelCost.MatMulFlops(Tokens, Model.Intermediate, Model.Hidden);
 }

@@ -4,7 +4,7 @@ using OR1.Model.Generation;
 using OR1.Native;
 using OR1.Native.Cpu;
 
-namespace OR1.Bench;
+namespace OR1.Bench.Model;
 
 /// <summary>
 /// Model-level throughput on the Cpu backend for the small config of the model issue: 4 layers, hidden

@@ -6,7 +6,7 @@ using BenchmarkDotNet.Jobs;
 using OR1.Grpo.Data;
 using OR1.Grpo.Rewards.Code;
 
-namespace OR1.Bench;
+namespace OR1.Bench.Rewards;
 
 /// <summary>
 /// The code sandbox against a bare <c>python3</c> start, in the same run, on 2 cores (the process is pinned

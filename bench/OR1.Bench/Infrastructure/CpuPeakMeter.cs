@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using OR1.Native;
+using OR1.Native.Cpu;
+
+namespace OR1.Bench;
+
+/// <summary>
+/// The CPU's attainable peaks, measured once per process on the Cpu backend's own thread pool:
+/// bandwidth is the backend's parallel copy of 256 MB (far past the caches; bytes read + written),
+/// the FMA rate is a register-only loop of independent fused multiply-adds at the widest vector the
+/// CPU has, on every kernel thread. Best of several runs, so a noisy neighbour lowers it less.
+/// </summary>
+public static class CpuPeakMeter
+{
+    private static readonly Lazy<HardwarePeak> s_measured = new(Measure);
+
+    /// <summary>The measured peak (measured on first use).</summary>
+    public static HardwarePeak Measured => s_measured.Value;
+
+    private static HardwarePeak Measure()
+    {
+        double bandwidth = CopyBandwidth();
+        double flops = FmaRate();
+        return new HardwarePeak(bandwidth, flops,
+            $"measured copy {HardwarePeak.Format(bandwidth, "B/s")}", $"measured FMA {HardwarePeak.Format(flops, "FLOP/s")}");
+    }
+
+    /// <summary>Bytes read + written per second by the Cpu backend's copy of 64 M floats.</summary>
+    public static double CopyBandwidth()
+    {
+        using var backend = new CpuBackend();
+        const int count = 64 << 20;
+        using var source = backend.Allocate(DType.Float32, new TensorShape(count));
+        using var destination = backend.Allocate(DType.Float32, new TensorShape(count));
+        backend.Fill(source, 1f);
+        backend.Copy(source, destination); // first touch of the destination pages
+        double best = double.MaxValue;
+        for (int run = 0; run < 5; run++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            backend.Copy(source, destination);
+            best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        return 2.0 * count * sizeof(float) / best;
+    }
+
+    /// <summary>Floating-point operations per second of independent FMAs on all kernel threads.</summary>
+    public static double FmaRate()
+    {
+        const int iterations = 1 << 22;
+        int threads = CpuParallel.ThreadCount;
+        var sink = new float[threads];
+        double best = double.MaxValue;
+        long flopsPerThread = 0;
+        for (int run = 0; run < 3; run++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            CpuParallel.ForEach(threads, t => sink[t] = FmaLoop(iterations, out _));
+            best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        }
+        FmaLoop(1, out int lanes);
+        flopsPerThread = (long)iterations * Accumulators * lanes * 2;
+        if (sink.Any(float.IsNaN)) throw new InvalidOperationException("FMA loop produced NaN");
+        return threads * (double)flopsPerThread / best;
+    }
+
+    // Enough independent chains to cover FMA latency (4-5 cycles) times two FMA ports.
+    private const int Accumulators = 12;
+
+    private static float FmaLoop(int iterations, out int lanes)
+    {
+        if (Avx512F.IsSupported)
+        {
+            lanes = Vector512<float>.Count;
+            return Loop512(iterations);
+        }
+        if (Fma.IsSupported)
+        {
+            lanes = Vector256<float>.Count;
+            return Loop256(iterations);
+        }
+        lanes = 1;
+        return LoopScalar(iterations);
+    }
+
+    private static float Loop512(int iterations)
+    {
+        var m = Vector512.Create(0.999999f);
+        var a = Vector512.Create(1e-7f);
+        Vector512<float> x0 = m, x1 = m, x2 = m, x3 = m, x4 = m, x5 = m, x6 = m, x7 = m, x8 = m, x9 = m, x10 = m, x11 = m;
+        for (int i = 0; i < iterations; i++)
+        {
+            x0 = Avx512F.FusedMultiplyAdd(x0, m, a); x1 = Avx512F.FusedMultiplyAdd(x1, m, a);
+            x2 = Avx512F.FusedMultiplyAdd(x2, m, a); x3 = Avx512F.FusedMultiplyAdd(x3, m, a);
+            x4 = Avx512F.FusedMultiplyAdd(x4, m, a); x5 = Avx512F.FusedMultiplyAdd(x5, m, a);
+            x6 = Avx512F.FusedMultiplyAdd(x6, m, a); x7 = Avx512F.FusedMultiplyAdd(x7, m, a);
+            x8 = Avx512F.FusedMultiplyAdd(x8, m, a); x9 = Avx512F.FusedMultiplyAdd(x9, m, a);
+            x10 = Avx512F.FusedMultiplyAdd(x10, m, a); x11 = Avx512F.FusedMultiplyAdd(x11, m, a);
+        }
+        return Vector512.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+
+    private static float Loop256(int iterations)
+    {
+        var m = Vector256.Create(0.999999f);
+        var a = Vector256.Create(1e-7f);
+        Vector256<float> x0 = m, x1 = m, x2 = m, x3 = m, x4 = m, x5 = m, x6 = m, x7 = m, x8 = m, x9 = m, x10 = m, x11 = m;
+        for (int i = 0; i < iterations; i++)
+        {
+            x0 = Fma.MultiplyAdd(x0, m, a); x1 = Fma.MultiplyAdd(x1, m, a);
+            x2 = Fma.MultiplyAdd(x2, m, a); x3 = Fma.MultiplyAdd(x3, m, a);
+            x4 = Fma.MultiplyAdd(x4, m, a); x5 = Fma.MultiplyAdd(x5, m, a);
+            x6 = Fma.MultiplyAdd(x6, m, a); x7 = Fma.MultiplyAdd(x7, m, a);
+            x8 = Fma.MultiplyAdd(x8, m, a); x9 = Fma.MultiplyAdd(x9, m, a);
+            x10 = Fma.MultiplyAdd(x10, m, a); x11 = Fma.MultiplyAdd(x11, m, a);
+        }
+        return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+
+    private static float LoopScalar(int iterations)
+    {
+        float m = 0.999999f, a = 1e-7f;
+        float x0 = m, x1 = m, x2 = m, x3 = m, x4 = m, x5 = m, x6 = m, x7 = m, x8 = m, x9 = m, x10 = m, x11 = m;
+        for (int i = 0; i < iterations; i++)
+        {
+            x0 = MathF.FusedMultiplyAdd(x0, m, a); x1 = MathF.FusedMultiplyAdd(x1, m, a);
+            x2 = MathF.FusedMultiplyAdd(x2, m, a); x3 = MathF.FusedMultiplyAdd(x3, m, a);
+            x4 = MathF.FusedMultiplyAdd(x4, m, a); x5 = MathF.FusedMultiplyAdd(x5, m, a);
+            x6 = MathF.FusedMultiplyAdd(x6, m, a); x7 = MathF.FusedMultiplyAdd(x7, m, a);
+            x8 = MathF.FusedMultiplyAdd(x8, m, a); x9 = MathF.FusedMultiplyAdd(x9, m, a);
+            x10 = MathF.FusedMultiplyAdd(x10, m, a); x11 = MathF.FusedMultiplyAdd(x11, m, a);
+        }
+        return x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11;
+    }
+}

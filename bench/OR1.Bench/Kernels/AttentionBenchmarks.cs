@@ -1,0 +1,89 @@
+using BenchmarkDotNet.Attributes;
+using OR1.Native;
+
+namespace OR1.Bench.Kernels;
+
+/// <summary>
+/// Fused causal grouped-query attention (kernels/attention.cu, Cpu/Attention.cs, Ilgpu/Attention.cs)
+/// over packed sequences, forward and backward, counted as FlashAttention does (<see cref="KernelCost"/>:
+/// 4 S² H D per sequence, halved for causal; backward 2.5x). Decode is one query row per sequence
+/// against its KV cache: bound by reading the cache, so it reports GB/s and runs
+/// <see cref="KernelBenchmark.Launches"/> launches per operation.
+/// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Attention*'</code>
+/// </summary>
+public class AttentionBenchmarks : KernelBenchmark
+{
+    private Tensor _q = null!, _k = null!, _v = null!, _o = null!, _lse = null!, _dO = null!, _dq = null!, _dk = null!, _dv = null!;
+    private Segments _sequences = null!;
+    private Tensor _decodeQ = null!, _keyCache = null!, _valueCache = null!, _slots = null!, _lengths = null!, _decodeOut = null!;
+
+    private AttentionHeads Heads => Model.Heads;
+
+    /// <summary>Packed sequence lengths: equal, or for the odd shape S-1, S-3, ... (no tile divides them).</summary>
+    private int[] SequenceLengths => Enumerable.Range(0, Scale.Sequences)
+        .Select(i => Case.IsOdd ? Math.Max(1, Scale.SequenceLength - 1 - 2 * i) : Scale.SequenceLength).ToArray();
+
+    private int[] CacheLengths => Enumerable.Range(0, Scale.DecodeRows)
+        .Select(i => Case.IsOdd ? Math.Max(1, Scale.DecodeLength - 1 - 2 * i) : Scale.DecodeLength).ToArray();
+
+    protected override void Allocate(Random random)
+    {
+        var lengths = SequenceLengths;
+        int n = lengths.Sum();
+        _sequences = SegmentsOf(lengths);
+        _q = Floats(random, n, Heads.QueryWidth);
+        _k = Floats(random, n, Heads.KvWidth);
+        _v = Floats(random, n, Heads.KvWidth);
+        _o = Zeros(new TensorShape(n, Heads.QueryWidth));
+        _lse = Zeros(new TensorShape(n, Heads.NumHeads));
+        _dO = Floats(random, n, Heads.QueryWidth);
+        _dq = Zeros(new TensorShape(n, Heads.QueryWidth));
+        _dk = Zeros(new TensorShape(n, Heads.KvWidth));
+        _dv = Zeros(new TensorShape(n, Heads.KvWidth));
+        Backend.AttentionForward(_q, _k, _v, _sequences, Heads, Heads.DefaultScale, _o, _lse);
+
+        int rows = Scale.DecodeRows;
+        _decodeQ = Floats(random, rows, Heads.QueryWidth);
+        _keyCache = Floats(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
+        _valueCache = Floats(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
+        _slots = Ints(Enumerable.Range(0, rows).ToArray());
+        _lengths = Ints(CacheLengths);
+        _decodeOut = Zeros(new TensorShape(rows, Heads.QueryWidth));
+    }
+
+    [Benchmark]
+    public void Forward()
+    {
+        Backend.AttentionForward(_q, _k, _v, _sequences, Heads, Heads.DefaultScale, _o, _lse);
+        Backend.Synchronize();
+    }
+
+    [Benchmark]
+    public void Backward()
+    {
+        Backend.AttentionBackward(_dO, _q, _k, _v, _o, _lse, _sequences, Heads, Heads.DefaultScale, _dq, _dk, _dv);
+        Backend.Synchronize();
+    }
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void Decode()
+    {
+        for (int i = 0; i < Launches; i++)
+            Backend.AttentionDecode(_decodeQ, _keyCache, _valueCache, _slots, _lengths, Heads, Heads.DefaultScale, _decodeOut);
+        Backend.Synchronize();
+    }
+
+    public override long BytesMoved(string method) => method switch
+    {
+        // Each row reads its cache prefix (keys and values), its query and writes its output.
+        nameof(Decode) => CacheLengths.Sum(l => 2L * l * Heads.KvWidth * sizeof(float)) + 2L * Scale.DecodeRows * Heads.QueryWidth * sizeof(float),
+        _ => 0, // compute-bound: judged by GFLOP/s
+    };
+
+    public override double Flops(string method) => method switch
+    {
+        nameof(Forward) => KernelCost.AttentionForwardFlops(SequenceLengths, Heads),
+        nameof(Backward) => KernelCost.AttentionBackwardFlops(SequenceLengths, Heads),
+        _ => 0, // decode is memory-bound: % peak is against bandwidth
+    };
+}

@@ -1,0 +1,43 @@
+using BenchmarkDotNet.Attributes;
+using OR1.Native;
+
+namespace OR1.Bench.Kernels;
+
+/// <summary>
+/// Drawing the next token of a generation batch from logits over the model's vocabulary
+/// (kernels/sampling.cu, Cpu/Sampling.cs, Ilgpu/Sampling.cs): the rollout setting (temperature 1, no
+/// filtering), nucleus top-p 0.95 and greedy. GB/s counts one read of the logits, the least any
+/// sampler must do; the filtered modes read them more than once.
+/// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Sampling*'</code>
+/// </summary>
+public class SamplingBenchmarks : KernelBenchmark
+{
+    private Tensor _logits = null!, _tokens = null!, _logProbs = null!;
+    private ulong _counter;
+
+    protected override void Allocate(Random random)
+    {
+        _logits = Floats(random, Scale.SampleRows, Model.Vocab, 8f);
+        _tokens = Ints(new int[Scale.SampleRows]);
+        _logProbs = Zeros(new TensorShape(Scale.SampleRows));
+    }
+
+    private void Draw(SamplingOptions options)
+    {
+        for (int i = 0; i < Launches; i++) Backend.Sample(_logits, options, 1234, ++_counter, _tokens, _logProbs);
+        Backend.Synchronize();
+    }
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void Rollout() => Draw(new SamplingOptions(1f));
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void TopP() => Draw(new SamplingOptions(1f, 0.95f));
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void Greedy() => Draw(new SamplingOptions(0f));
+
+    public override long BytesMoved(string method) => (long)Scale.SampleRows * Model.Vocab * sizeof(float);
+
+    public override double Flops(string method) => 0;
+}

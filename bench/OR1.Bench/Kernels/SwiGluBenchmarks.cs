@@ -1,0 +1,48 @@
+using BenchmarkDotNet.Attributes;
+using OR1.Native;
+
+namespace OR1.Bench.Kernels;
+
+/// <summary>
+/// SwiGLU, silu(gate) * up over [tokens, intermediate] (kernels/swiglu.cu, Cpu/SwiGlu.cs,
+/// Ilgpu/SwiGlu.cs). Memory-bound: forward reads two planes and writes one; backward reads three
+/// (dOut, gate, up) and writes two.
+/// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*SwiGlu*'</code>
+/// </summary>
+public class SwiGluBenchmarks : KernelBenchmark
+{
+    private Tensor _gate = null!, _up = null!, _out = null!, _dOut = null!, _dGate = null!, _dUp = null!;
+
+    private long PlaneRowBytes => (long)Model.Intermediate * sizeof(float);
+
+    private int Rows => Scale.RowsFor(3 * PlaneRowBytes);
+
+    protected override void Allocate(Random random)
+    {
+        var shape = new TensorShape(Rows, Model.Intermediate);
+        _gate = Floats(random, shape, 4f);
+        _up = Floats(random, shape);
+        _out = Zeros(shape);
+        _dOut = Floats(random, shape);
+        _dGate = Zeros(shape);
+        _dUp = Zeros(shape);
+    }
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void Forward()
+    {
+        for (int i = 0; i < Launches; i++) Backend.SwiGluForward(_gate, _up, _out);
+        Backend.Synchronize();
+    }
+
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void Backward()
+    {
+        for (int i = 0; i < Launches; i++) Backend.SwiGluBackward(_dOut, _gate, _up, _dGate, _dUp);
+        Backend.Synchronize();
+    }
+
+    public override long BytesMoved(string method) => Rows * PlaneRowBytes * (method == nameof(Forward) ? 3 : 5);
+
+    public override double Flops(string method) => 0;
+}

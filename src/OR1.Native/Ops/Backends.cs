@@ -1,0 +1,51 @@
+using OR1.Native.Cpu;
+using OR1.Native.Cuda;
+using OR1.Native.Emu;
+using OR1.Native.Ilgpu;
+
+namespace OR1.Native;
+
+/// <summary>
+/// Every backend this build has, by the name the command line and the benchmarks use:
+/// cpu, cuda, emu, ilgpu-cuda, ilgpu-cpu (case-insensitive).
+/// </summary>
+public static class Backends
+{
+    /// <summary>The names <see cref="Create"/> accepts, fastest first.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["cpu", "cuda", "ilgpu-cuda", "emu", "ilgpu-cpu"];
+
+    /// <summary>One line per name for help texts.</summary>
+    public const string Help =
+        "cpu (default), cuda (our CUDA kernels), ilgpu-cuda (the ILGPU kernels on a CUDA GPU), " +
+        "emu (the CUDA kernels on the host emulator: slow, for testing), ilgpu-cpu (ILGPU's simulator: very slow)";
+
+    /// <summary>
+    /// Starts the backend called <paramref name="name"/>. An unknown name is an <see cref="ArgumentException"/>
+    /// listing the known ones; a backend that cannot start here (no GPU, no driver, no native library) is a
+    /// <see cref="BackendUnavailableException"/> saying what is missing.
+    /// </summary>
+    public static IBackend Create(string name) => name.ToLowerInvariant() switch
+    {
+        "cpu" => new CpuBackend(),
+        "cuda" => new CudaBackend(),
+        "emu" => new EmuBackend(),
+        // Bounds checks cost a GPU kernel a lot of time and the ops' arguments are validated on the host.
+        "ilgpu-cuda" => IlgpuBackend.CreateCuda(checkIndices: false),
+        "ilgpu-cpu" => IlgpuBackend.CreateCpuSimulator(),
+        _ => throw new ArgumentException($"'{name}' is not a backend this build has; known: {string.Join(", ", Names)}", nameof(name)),
+    };
+
+    /// <summary>Whether <paramref name="name"/> can start on this machine (starts it and disposes it).</summary>
+    public static bool CanStart(string name)
+    {
+        try
+        {
+            Create(name).Dispose();
+            return true;
+        }
+        catch (BackendUnavailableException)
+        {
+            return false;
+        }
+    }
+}
