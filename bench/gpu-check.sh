@@ -14,6 +14,10 @@
 #                                      `dotnet` on PATH), runs the check, writes results to $OUT (the
 #                                      device tool's output folder) or bench/gpu-check-results.
 #                                      Options after the mode are passed on: --quick, --tests-only, --bench-only.
+#   bench/gpu-check.sh --bdn [FILTER]  the BenchmarkDotNet kernel families (bench/OR1.Bench, carried in the
+#                                      same bundle) on the GPU backends, quick job, default filter
+#                                      '*.Kernels.*'; results (markdown, CSV) under $OUT/bdn. About 1-2 s
+#                                      a case: narrow FILTER (e.g. '*Attention*') when device time is short.
 # Exit code 0: a device opened, every Gpu test passed, the benchmark ran. Finishes in under 8 minutes
 # on an H200 (the test run is bounded by `timeout`).
 set -euo pipefail
@@ -79,6 +83,17 @@ fi
 out=${OUT:-$root/bench/gpu-check-results}
 mkdir -p "$out"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$out/nvidia-smi.txt" || true
+if [ "${1:-}" = "--bdn" ]; then
+    filter=${2:-*.Kernels.*}
+    echo "gpu-check: BenchmarkDotNet '$filter' on cuda, ilgpu-cuda (CUDA libraries: ${libdirs:-loader default})"
+    set +e
+    timeout 560 "$dotnet_cmd" "$(dirname "$tests")/OR1.Bench.dll" --quick --backends cuda,ilgpu-cuda \
+        --filter "$filter" --artifacts "$out/bdn" 2>&1 | tee "$out/bdn.log" | grep -E '^\||^// \*|Exception'
+    rc=${PIPESTATUS[0]}
+    set -e
+    echo "gpu-check: BenchmarkDotNet exit $rc; results in $out/bdn"
+    exit "$rc"
+fi
 echo "gpu-check: $dotnet_cmd $tests --gpu-check (CUDA libraries: ${libdirs:-loader default})"
 set +e
 timeout 450 "$dotnet_cmd" "$tests" --gpu-check --out "$out" "$@" 2>&1 | tee "$out/gpu-check.log"

@@ -18,7 +18,9 @@ public static class Program
         bool quick = args.Contains("--quick");
         var rest = BenchSelection.Parse(args.Where(a => a != "--quick").ToArray());
         var job = quick
-            ? Job.Default.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithId("Quick")
+            // Short iterations and no overhead run: every op here takes microseconds at least.
+            ? Job.Default.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1)
+                .WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(100)).WithEvaluateOverhead(false).WithId("Quick")
             : Job.Default.WithWarmupCount(3).WithIterationCount(10).WithLaunchCount(1).WithId("Default");
         // In-process: no generated project to build (which would inherit this repository's build settings),
         // and the kernels' native libraries are found next to the benchmark assembly as in production.

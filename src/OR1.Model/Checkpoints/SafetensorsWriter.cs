@@ -145,7 +145,9 @@ public static class SafetensorsWriter
             var data = memory.Span;
             if (dtype == SafetensorsDType.F32)
             {
-                stream.Write(MemoryMarshal.AsBytes(data));
+                // In chunks: a byte span stops at 2 GiB, and a 7B model's fp32 LM head is 2.2 GB.
+                for (int start = 0; start < data.Length; start += ChunkElements)
+                    stream.Write(MemoryMarshal.AsBytes(data.Slice(start, Math.Min(ChunkElements, data.Length - start))));
                 continue;
             }
             var halves = MemoryMarshal.Cast<byte, ushort>(scratch.AsSpan());

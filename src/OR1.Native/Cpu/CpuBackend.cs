@@ -38,12 +38,12 @@ public sealed unsafe class CpuBackend : BackendBase
     protected override DeviceBuffer AllocateBuffer(long sizeInBytes) => new CpuBuffer(this, sizeInBytes);
 
     /// <inheritdoc />
-    protected override void UploadCore(ReadOnlySpan<byte> source, Tensor destination) =>
-        source.CopyTo(new Span<byte>(B(destination), checked((int)destination.SizeInBytes)));
+    protected override void UploadCore(ReadOnlySpan<byte> source, Tensor destination, long byteOffset) =>
+        source.CopyTo(new Span<byte>(B(destination) + byteOffset, source.Length));
 
     /// <inheritdoc />
-    protected override void DownloadCore(Tensor source, Span<byte> destination) =>
-        new ReadOnlySpan<byte>(B(source), checked((int)source.SizeInBytes)).CopyTo(destination);
+    protected override void DownloadCore(Tensor source, Span<byte> destination, long byteOffset) =>
+        new ReadOnlySpan<byte>(B(source) + byteOffset, destination.Length).CopyTo(destination);
 
     /// <inheritdoc />
     public override void Synchronize() { }

@@ -190,19 +190,19 @@ public sealed class IlgpuBackend : BackendBase
     protected override DeviceBuffer AllocateBuffer(long sizeInBytes) => new IlgpuBuffer(this, _device.Accelerator, sizeInBytes);
 
     /// <inheritdoc />
-    protected override unsafe void UploadCore(ReadOnlySpan<byte> source, Tensor destination)
+    protected override unsafe void UploadCore(ReadOnlySpan<byte> source, Tensor destination, long byteOffset)
     {
         if (source.Length == 0) return;
         // ILGPU takes a raw address of the host data: pin it so that the GC cannot move a managed array mid-copy.
-        fixed (byte* host = source) Bytes(destination).CopyFromCPU(ref *host, source.Length);
+        fixed (byte* host = source) Bytes(destination).SubView(byteOffset, source.Length).CopyFromCPU(ref *host, source.Length);
     }
 
     /// <inheritdoc />
-    protected override unsafe void DownloadCore(Tensor source, Span<byte> destination)
+    protected override unsafe void DownloadCore(Tensor source, Span<byte> destination, long byteOffset)
     {
         _device.Accelerator.Synchronize();
         if (destination.Length == 0) return;
-        fixed (byte* host = destination) Bytes(source).CopyToCPU(ref *host, destination.Length);
+        fixed (byte* host = destination) Bytes(source).SubView(byteOffset, destination.Length).CopyToCPU(ref *host, destination.Length);
     }
 
     /// <inheritdoc />
@@ -215,7 +215,7 @@ public sealed class IlgpuBackend : BackendBase
     {
         int count = checked((int)t.ElementCount);
         var values = ArrayPool<int>.Shared.Rent(Math.Max(1, count));
-        DownloadCore(t, MemoryMarshal.AsBytes(values.AsSpan(0, count)));
+        DownloadCore(t, MemoryMarshal.AsBytes(values.AsSpan(0, count)), 0);
         return values;
     }
 

@@ -27,17 +27,17 @@ public abstract class KernelBackend : BackendBase
     protected override DeviceBuffer AllocateBuffer(long sizeInBytes) => new KernelBuffer(this, _runtime, sizeInBytes, _hostVisible);
 
     /// <inheritdoc />
-    protected override unsafe void UploadCore(ReadOnlySpan<byte> source, Tensor destination)
+    protected override unsafe void UploadCore(ReadOnlySpan<byte> source, Tensor destination, long byteOffset)
     {
         if (source.Length == 0) return;
-        fixed (byte* s = source) _runtime.CopyHostToDevice(s, destination.DevicePointer, source.Length);
+        fixed (byte* s = source) _runtime.CopyHostToDevice(s, destination.DevicePointer + (nint)byteOffset, source.Length);
     }
 
     /// <inheritdoc />
-    protected override unsafe void DownloadCore(Tensor source, Span<byte> destination)
+    protected override unsafe void DownloadCore(Tensor source, Span<byte> destination, long byteOffset)
     {
         if (destination.Length == 0) return;
-        fixed (byte* d = destination) _runtime.CopyDeviceToHost(source.DevicePointer, d, destination.Length);
+        fixed (byte* d = destination) _runtime.CopyDeviceToHost(source.DevicePointer + (nint)byteOffset, d, destination.Length);
     }
 
     /// <inheritdoc />

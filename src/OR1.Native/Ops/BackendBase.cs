@@ -36,11 +36,20 @@ public abstract class BackendBase : IBackend
         check.Usable(destination, nameof(destination), DTypeInfo.Of<T>());
         check.Require(source.Length == destination.ElementCount, nameof(source),
             $"has {source.Length} elements, but the destination {destination.Describe()} has {destination.ElementCount}");
-        UploadCore(System.Runtime.InteropServices.MemoryMarshal.AsBytes(source), destination);
+        // A byte span cannot exceed 2 GiB, and one tensor can (a 7B model's fp32 LM head is 2.2 GB): copy in chunks.
+        int chunk = CopyChunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        for (int start = 0; start < source.Length; start += chunk)
+        {
+            var part = source.Slice(start, Math.Min(chunk, source.Length - start));
+            UploadCore(System.Runtime.InteropServices.MemoryMarshal.AsBytes(part), destination, (long)start * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        }
     }
 
-    /// <summary>Copies raw bytes (length = destination.SizeInBytes) into the tensor.</summary>
-    protected abstract void UploadCore(ReadOnlySpan<byte> source, Tensor destination);
+    /// <summary>Largest host-device copy issued at once (bytes).</summary>
+    private const int CopyChunkBytes = 1 << 30;
+
+    /// <summary>Copies raw bytes into the tensor, starting <paramref name="byteOffset"/> bytes into it.</summary>
+    protected abstract void UploadCore(ReadOnlySpan<byte> source, Tensor destination, long byteOffset);
 
     /// <inheritdoc />
     public void Download<T>(Tensor source, Span<T> destination) where T : unmanaged
@@ -49,11 +58,16 @@ public abstract class BackendBase : IBackend
         check.Usable(source, nameof(source), DTypeInfo.Of<T>());
         check.Require(destination.Length == source.ElementCount, nameof(destination),
             $"has room for {destination.Length} elements, but the source {source.Describe()} has {source.ElementCount}");
-        DownloadCore(source, System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination));
+        int chunk = CopyChunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        for (int start = 0; start < destination.Length; start += chunk)
+        {
+            var part = destination.Slice(start, Math.Min(chunk, destination.Length - start));
+            DownloadCore(source, System.Runtime.InteropServices.MemoryMarshal.AsBytes(part), (long)start * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        }
     }
 
-    /// <summary>Copies the tensor's raw bytes to the host (after synchronising).</summary>
-    protected abstract void DownloadCore(Tensor source, Span<byte> destination);
+    /// <summary>Copies the tensor's raw bytes from <paramref name="byteOffset"/> on to the host (after synchronising).</summary>
+    protected abstract void DownloadCore(Tensor source, Span<byte> destination, long byteOffset);
 
     /// <inheritdoc />
     public abstract void Synchronize();

@@ -85,10 +85,12 @@ public static class KernelBenchmark
             gpu.Fill(k, 0.02f);
             gpu.Fill(v, 0.03f);
             gpu.Fill(dO, 0.01f);
-            double forwardFlops = 4.0 * seqLen * (double)seqLen * hd * hq * sequences / 2; // causal
+            var lengths = Enumerable.Repeat(seqLen, sequences).ToArray();
             string shape = $"{sequences} x {seqLen}, {hq}/{hkv} heads, d {hd}, causal, fp32";
-            rows.Add(new("AttentionForward", shape, Time(() => gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse)), 0, forwardFlops));
-            rows.Add(new("AttentionBackward", shape, Time(() => gpu.AttentionBackward(dO, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)), 0, 2.5 * forwardFlops));
+            rows.Add(new("AttentionForward", shape, Time(() => gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse)), 0,
+                KernelCost.AttentionForwardFlops(lengths, heads)));
+            rows.Add(new("AttentionBackward", shape, Time(() => gpu.AttentionBackward(dO, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)), 0,
+                KernelCost.AttentionBackwardFlops(lengths, heads)));
         }
 
         // ---- GEMM (cuBLAS fp32) and the chunked log-prob (Qwen2-7B's hidden and vocabulary sizes)
@@ -99,7 +101,7 @@ public static class KernelBenchmark
         {
             gpu.Fill(x, 0.001f);
             gpu.Fill(y, 0.001f);
-            rows.Add(new("MatMul (cuBLAS sgemm)", $"{m}^3", Time(() => gpu.MatMul(x, false, y, true, z)), 0, 2.0 * m * m * (double)m));
+            rows.Add(new("MatMul (cuBLAS sgemm)", $"{m}^3", Time(() => gpu.MatMul(x, false, y, true, z)), 0, KernelCost.MatMulFlops(m, m, m)));
         }
         int lpRows = quick ? 512 : 2048, hidden = 3584, vocab = 152064;
         using (var h = gpu.Allocate(DType.Float32, new TensorShape(lpRows, hidden)))
@@ -112,7 +114,7 @@ public static class KernelBenchmark
             gpu.Fill(h, 0.01f);
             gpu.Fill(lm, 0.01f);
             rows.Add(new("LogProbForward", $"{lpRows} x {hidden} -> {vocab}", Time(() => gpu.LogProbForward(h, lm, targets, 1f, lp, ent, lse)), 0,
-                2.0 * lpRows * hidden * (double)vocab));
+                KernelCost.LogProbForwardFlops(lpRows, hidden, vocab)));
         }
         using (var logits = gpu.Allocate(DType.Float32, new TensorShape(64, 152064)))
         using (var tok = gpu.Allocate(DType.Int32, new TensorShape(64)))
