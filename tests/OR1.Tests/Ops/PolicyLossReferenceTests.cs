@@ -10,8 +10,10 @@ public sealed class PolicyLossReferenceTests(BackendCase backendCase) : OpTestBa
     [TestCase(1, 0f, 0f)]
     [TestCase(37, 0.003f, 0f)]
     [TestCase(1000, 0.005f, 0.05f)]
+    [TestCase(100_003, 0.005f, 0.05f)] // several ranges on the Cpu backend's threads (a 16K-context batch has millions)
     public void RandomTokensMatchReference(int t, float entropyCoef, float klCoef)
     {
+        SkipIfLarge(t > 10_000, $"{t} tokens");
         var logp = TestData.Uniform(t, 1, -3, 0);
         var old = logp.Zip(TestData.Uniform(t, 2, -0.4f, 0.4f), (a, b) => a + b).ToArray();
         var adv = TestData.Uniform(t, 3, -2, 2);
