@@ -48,6 +48,18 @@ public abstract class KernelBenchmark : IThroughputBenchmark, IPeakReferenced, I
         Backend.Synchronize();
     }
 
+    /// <summary>
+    /// <see cref="Launches"/> launches of one short kernel, then one synchronisation: the body of every
+    /// memory-bound benchmark (marked OperationsPerInvoke = Launches). Pass a static lambda: it is cached,
+    /// so nothing is allocated per measured operation.
+    /// </summary>
+    protected void Repeat<TSelf>(Action<TSelf> launch) where TSelf : KernelBenchmark
+    {
+        var self = (TSelf)this;
+        for (int i = 0; i < Launches; i++) launch(self);
+        Backend.Synchronize();
+    }
+
     /// <summary>Allocates and fills the current case's tensors.</summary>
     protected abstract void Allocate(Random random);
 

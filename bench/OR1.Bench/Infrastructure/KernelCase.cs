@@ -18,19 +18,19 @@ public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Mo
 
     /// <summary>Every selected backend with every model shape it can run (the simulators only the tiny odd one).</summary>
     public static IEnumerable<KernelCase> ForModels() =>
-        from backend in BenchSelection.AvailableBackends()
-        let scale = BenchScale.For(backend)
-        from shape in scale == BenchScale.Simulator ? [ModelShape.OddTiny] : ModelShape.Real
-        where BenchSelection.KeepsShape(shape.Name)
-        select new KernelCase(backend, scale, Model: shape);
+        Enumerate(ModelShape.Real, ModelShape.OddTiny, s => s.Name, (backend, scale, shape) => new KernelCase(backend, scale, Model: shape));
 
     /// <summary>Every selected backend with every rollout batch it can run.</summary>
     public static IEnumerable<KernelCase> ForRollouts() =>
+        Enumerate(RolloutShape.Real, RolloutShape.OddTiny, s => s.Name, (backend, scale, shape) => new KernelCase(backend, scale, Rollout: shape));
+
+    private static IEnumerable<KernelCase> Enumerate<TShape>(IReadOnlyList<TShape> real, TShape tiny, Func<TShape, string> name,
+        Func<string, BenchScale, TShape, KernelCase> create) =>
         from backend in BenchSelection.AvailableBackends()
         let scale = BenchScale.For(backend)
-        from shape in scale == BenchScale.Simulator ? [RolloutShape.OddTiny] : RolloutShape.Real
-        where BenchSelection.KeepsShape(shape.Name)
-        select new KernelCase(backend, scale, Rollout: shape);
+        from shape in scale == BenchScale.Simulator ? [tiny] : real
+        where BenchSelection.KeepsShape(name(shape))
+        select create(backend, scale, shape);
 
     public override string ToString() => $"{Backend}/{(Model?.Name ?? Rollout?.Name)}";
 }

@@ -24,11 +24,7 @@ public class AdamWBenchmarks : KernelBenchmark
             Zeros(new TensorShape(s.Rows, s.Columns)), Zeros(new TensorShape(s.Rows, s.Columns)))).ToArray();
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Step()
-    {
-        for (int i = 0; i < Launches; i++) Backend.AdamWStep(_slots, new AdamWOptions(1e-6), ++_step, 1f);
-        Backend.Synchronize();
-    }
+    public void Step() => Repeat<AdamWBenchmarks>(static b => b.Backend.AdamWStep(b._slots, new AdamWOptions(1e-6), ++b._step, 1f));
 
     public override long BytesMoved(string method) => Shapes.Sum(s => (long)s.Rows * s.Columns) * BytesPerParameter;
 

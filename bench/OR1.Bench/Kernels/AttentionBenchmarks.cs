@@ -66,12 +66,8 @@ public class AttentionBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Decode()
-    {
-        for (int i = 0; i < Launches; i++)
-            Backend.AttentionDecode(_decodeQ, _keyCache, _valueCache, _slots, _lengths, Heads, Heads.DefaultScale, _decodeOut);
-        Backend.Synchronize();
-    }
+    public void Decode() => Repeat<AttentionBenchmarks>(static b =>
+        b.Backend.AttentionDecode(b._decodeQ, b._keyCache, b._valueCache, b._slots, b._lengths, b.Heads, b.Heads.DefaultScale, b._decodeOut));
 
     public override long BytesMoved(string method) => method switch
     {

@@ -13,6 +13,7 @@ namespace OR1.Bench.Kernels;
 public class ElementwiseBenchmarks : KernelBenchmark
 {
     private Tensor _a = null!, _b = null!, _c = null!, _bias = null!, _dBias = null!, _rows = null!;
+    private bool _flip;
 
     private long RowBytes => (long)Model.Hidden * sizeof(float);
 
@@ -32,61 +33,29 @@ public class ElementwiseBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Fill()
-    {
-        for (int i = 0; i < Launches; i++) Backend.Fill(_c, 0.5f);
-        Backend.Synchronize();
-    }
+    public void Fill() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.Fill(b._c, 0.5f));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Copy()
-    {
-        for (int i = 0; i < Launches; i++) Backend.Copy(_a, _c);
-        Backend.Synchronize();
-    }
+    public void Copy() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.Copy(b._a, b._c));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Add()
-    {
-        for (int i = 0; i < Launches; i++) Backend.Add(_a, _b, _c);
-        Backend.Synchronize();
-    }
+    public void Add() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.Add(b._a, b._b, b._c));
+
+    // Alternating factors keep the values bounded over any number of launches.
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void ScaleInPlace() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.Scale(b._c, (b._flip = !b._flip) ? 2f : 0.5f));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void ScaleInPlace()
-    {
-        // Alternating factors keep the values bounded over any number of launches.
-        for (int i = 0; i < Launches; i++) Backend.Scale(_c, (i & 1) == 0 ? 2f : 0.5f);
-        Backend.Synchronize();
-    }
+    public void AddBias() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.AddBias(b._c, b._bias));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void AddBias()
-    {
-        for (int i = 0; i < Launches; i++) Backend.AddBias(_c, _bias);
-        Backend.Synchronize();
-    }
+    public void BiasBackward() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.BiasBackward(b._a, b._dBias));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void BiasBackward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.BiasBackward(_a, _dBias);
-        Backend.Synchronize();
-    }
+    public void GatherRows() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.GatherRows(b._a, b._rows, b._c));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void GatherRows()
-    {
-        for (int i = 0; i < Launches; i++) Backend.GatherRows(_a, _rows, _c);
-        Backend.Synchronize();
-    }
-
-    [Benchmark(OperationsPerInvoke = Launches)]
-    public void ScatterRows()
-    {
-        for (int i = 0; i < Launches; i++) Backend.ScatterRows(_a, _rows, _c);
-        Backend.Synchronize();
-    }
+    public void ScatterRows() => Repeat<ElementwiseBenchmarks>(static b => b.Backend.ScatterRows(b._a, b._rows, b._c));
 
     public override long BytesMoved(string method)
     {

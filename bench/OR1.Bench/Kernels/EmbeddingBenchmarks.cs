@@ -27,18 +27,10 @@ public class EmbeddingBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Forward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.EmbeddingForward(_tokens, _table, _out);
-        Backend.Synchronize();
-    }
+    public void Forward() => Repeat<EmbeddingBenchmarks>(static b => b.Backend.EmbeddingForward(b._tokens, b._table, b._out));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Backward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.EmbeddingBackward(_tokens, _dOut, _dTable);
-        Backend.Synchronize();
-    }
+    public void Backward() => Repeat<EmbeddingBenchmarks>(static b => b.Backend.EmbeddingBackward(b._tokens, b._dOut, b._dTable));
 
     public override long BytesMoved(string method) =>
         Tokens * ((method == nameof(Forward) ? 2 : 3) * RowBytes + sizeof(int));

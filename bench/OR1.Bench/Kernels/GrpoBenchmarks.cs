@@ -61,34 +61,18 @@ public class GrpoBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Advantages()
-    {
-        for (int i = 0; i < Launches; i++) Backend.GrpoAdvantages(_rewards, _groups, 1e-6f, _advantages);
-        Backend.Synchronize();
-    }
+    public void Advantages() => Repeat<GrpoBenchmarks>(static b => b.Backend.GrpoAdvantages(b._rewards, b._groups, 1e-6f, b._advantages));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Broadcast()
-    {
-        for (int i = 0; i < Launches; i++) Backend.BroadcastSegments(_advantages, _responses, _tokenAdvantages);
-        Backend.Synchronize();
-    }
+    public void Broadcast() => Repeat<GrpoBenchmarks>(static b => b.Backend.BroadcastSegments(b._advantages, b._responses, b._tokenAdvantages));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void LossForward()
-    {
-        for (int i = 0; i < Launches; i++)
-            Backend.PolicyLossForward(_logProbs, _oldLogProbs, _tokenAdvantages, _entropy, _weights, null, s_options, _terms);
-        Backend.Synchronize();
-    }
+    public void LossForward() => Repeat<GrpoBenchmarks>(static b =>
+        b.Backend.PolicyLossForward(b._logProbs, b._oldLogProbs, b._tokenAdvantages, b._entropy, b._weights, null, s_options, b._terms));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void LossBackward()
-    {
-        for (int i = 0; i < Launches; i++)
-            Backend.PolicyLossBackward(_logProbs, _oldLogProbs, _tokenAdvantages, _weights, null, s_options, _dLogProbs, _dEntropy);
-        Backend.Synchronize();
-    }
+    public void LossBackward() => Repeat<GrpoBenchmarks>(static b =>
+        b.Backend.PolicyLossBackward(b._logProbs, b._oldLogProbs, b._tokenAdvantages, b._weights, null, s_options, b._dLogProbs, b._dEntropy));
 
     public override long BytesMoved(string method)
     {

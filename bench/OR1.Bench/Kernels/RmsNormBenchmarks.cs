@@ -30,18 +30,10 @@ public class RmsNormBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Forward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.RmsNormForward(_x, _w, 1e-6f, _y, _invRms);
-        Backend.Synchronize();
-    }
+    public void Forward() => Repeat<RmsNormBenchmarks>(static b => b.Backend.RmsNormForward(b._x, b._w, 1e-6f, b._y, b._invRms));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Backward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.RmsNormBackward(_dy, _x, _w, _invRms, _dx, _dw);
-        Backend.Synchronize();
-    }
+    public void Backward() => Repeat<RmsNormBenchmarks>(static b => b.Backend.RmsNormBackward(b._dy, b._x, b._w, b._invRms, b._dx, b._dw));
 
     public override long BytesMoved(string method) => method switch
     {

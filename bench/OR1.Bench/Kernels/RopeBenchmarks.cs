@@ -26,18 +26,10 @@ public class RopeBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Forward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.RopeForward(_x, _positions, Model.Heads.NumHeads, Model.Heads.HeadDim, Theta, _y);
-        Backend.Synchronize();
-    }
+    public void Forward() => Repeat<RopeBenchmarks>(static b => b.Backend.RopeForward(b._x, b._positions, b.Model.Heads.NumHeads, b.Model.Heads.HeadDim, Theta, b._y));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Backward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.RopeBackward(_x, _positions, Model.Heads.NumHeads, Model.Heads.HeadDim, Theta, _y);
-        Backend.Synchronize();
-    }
+    public void Backward() => Repeat<RopeBenchmarks>(static b => b.Backend.RopeBackward(b._x, b._positions, b.Model.Heads.NumHeads, b.Model.Heads.HeadDim, Theta, b._y));
 
     public override long BytesMoved(string method) => Rows * (2 * RowBytes + sizeof(int));
 

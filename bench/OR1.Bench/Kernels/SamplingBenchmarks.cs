@@ -14,6 +14,7 @@ public class SamplingBenchmarks : KernelBenchmark
 {
     private Tensor _logits = null!, _tokens = null!, _logProbs = null!;
     private ulong _counter;
+    private SamplingOptions _options;
 
     protected override void Allocate(Random random)
     {
@@ -24,8 +25,8 @@ public class SamplingBenchmarks : KernelBenchmark
 
     private void Draw(SamplingOptions options)
     {
-        for (int i = 0; i < Launches; i++) Backend.Sample(_logits, options, 1234, ++_counter, _tokens, _logProbs);
-        Backend.Synchronize();
+        _options = options;
+        Repeat<SamplingBenchmarks>(static b => b.Backend.Sample(b._logits, b._options, 1234, ++b._counter, b._tokens, b._logProbs));
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]

@@ -29,18 +29,10 @@ public class SwiGluBenchmarks : KernelBenchmark
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Forward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.SwiGluForward(_gate, _up, _out);
-        Backend.Synchronize();
-    }
+    public void Forward() => Repeat<SwiGluBenchmarks>(static b => b.Backend.SwiGluForward(b._gate, b._up, b._out));
 
     [Benchmark(OperationsPerInvoke = Launches)]
-    public void Backward()
-    {
-        for (int i = 0; i < Launches; i++) Backend.SwiGluBackward(_dOut, _gate, _up, _dGate, _dUp);
-        Backend.Synchronize();
-    }
+    public void Backward() => Repeat<SwiGluBenchmarks>(static b => b.Backend.SwiGluBackward(b._dOut, b._gate, b._up, b._dGate, b._dUp));
 
     public override long BytesMoved(string method) => Rows * PlaneRowBytes * (method == nameof(Forward) ? 3 : 5);
 
