@@ -91,6 +91,10 @@ if [ "${1:-}" = "--bdn" ]; then
         --filter "$filter" --artifacts "$out/bdn" 2>&1 | tee "$out/bdn.log" | grep -E '^\||^// \*|Exception'
     rc=${PIPESTATUS[0]}
     set -e
+    if grep -q "backend cuda cannot start" "$out/bdn.log" && grep -q "backend ilgpu-cuda cannot start" "$out/bdn.log"; then
+        echo "gpu-check: neither cuda nor ilgpu-cuda could start: no GPU cases ran" >&2
+        rc=3
+    fi
     echo "gpu-check: BenchmarkDotNet exit $rc; results in $out/bdn"
     exit "$rc"
 fi
