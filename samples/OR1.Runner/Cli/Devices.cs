@@ -18,7 +18,8 @@ public static class Devices
         {
             return Backends.Create(device);
         }
-        catch (ArgumentException e)
+        // Only the factory's own rejection of the name: a backend's constructor may throw other ArgumentExceptions.
+        catch (ArgumentException e) when (e.ParamName == "name")
         {
             throw new CliException($"--device '{device}' is not a backend this build has; available: {string.Join(", ", Backends.Names)}", e);
         }

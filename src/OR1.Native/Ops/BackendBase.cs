@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace OR1.Native;
 
 /// <summary>
@@ -36,16 +39,13 @@ public abstract class BackendBase : IBackend
         check.Usable(destination, nameof(destination), DTypeInfo.Of<T>());
         check.Require(source.Length == destination.ElementCount, nameof(source),
             $"has {source.Length} elements, but the destination {destination.Describe()} has {destination.ElementCount}");
-        // A byte span cannot exceed 2 GiB, and one tensor can (a 7B model's fp32 LM head is 2.2 GB): copy in chunks.
-        int chunk = CopyChunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        // A byte span cannot exceed 2 GiB, and one tensor can (a 7B model's fp32 LM head is 2.2 GB): copy in pieces.
+        int chunk = CopyChunkBytes / Unsafe.SizeOf<T>();
         for (int start = 0; start < source.Length; start += chunk)
-        {
-            var part = source.Slice(start, Math.Min(chunk, source.Length - start));
-            UploadCore(System.Runtime.InteropServices.MemoryMarshal.AsBytes(part), destination, (long)start * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
-        }
+            UploadCore(MemoryMarshal.AsBytes(source.Slice(start, Math.Min(chunk, source.Length - start))), destination, (long)start * Unsafe.SizeOf<T>());
     }
 
-    /// <summary>Largest host-device copy issued at once (bytes).</summary>
+    /// <summary>Largest host-device copy issued at once (bytes): Upload and Download copy in pieces of this.</summary>
     private const int CopyChunkBytes = 1 << 30;
 
     /// <summary>Copies raw bytes into the tensor, starting <paramref name="byteOffset"/> bytes into it.</summary>
@@ -58,12 +58,9 @@ public abstract class BackendBase : IBackend
         check.Usable(source, nameof(source), DTypeInfo.Of<T>());
         check.Require(destination.Length == source.ElementCount, nameof(destination),
             $"has room for {destination.Length} elements, but the source {source.Describe()} has {source.ElementCount}");
-        int chunk = CopyChunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        int chunk = CopyChunkBytes / Unsafe.SizeOf<T>();
         for (int start = 0; start < destination.Length; start += chunk)
-        {
-            var part = destination.Slice(start, Math.Min(chunk, destination.Length - start));
-            DownloadCore(source, System.Runtime.InteropServices.MemoryMarshal.AsBytes(part), (long)start * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
-        }
+            DownloadCore(source, MemoryMarshal.AsBytes(destination.Slice(start, Math.Min(chunk, destination.Length - start))), (long)start * Unsafe.SizeOf<T>());
     }
 
     /// <summary>Copies the tensor's raw bytes from <paramref name="byteOffset"/> on to the host (after synchronising).</summary>
