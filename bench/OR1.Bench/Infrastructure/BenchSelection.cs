@@ -10,6 +10,7 @@ namespace OR1.Bench;
 public static class BenchSelection
 {
     private static IReadOnlyList<string>? s_available;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string?> s_descriptions = new();
 
     private static IReadOnlyList<string>? s_backendFilter;
 
@@ -36,11 +37,29 @@ public static class BenchSelection
                 if (!Backends.Names.Contains(name))
                     throw new ArgumentException($"--backends: '{name}' is not a backend; known: {string.Join(", ", Backends.Names)}");
         var chosen = Backends.Names.Where(n => BackendFilter is null || BackendFilter.Contains(n)).ToList();
-        var available = chosen.Where(Backends.CanStart).ToList();
+        var available = chosen.Where(n => Description(n) is not null).ToList();
         foreach (var missing in chosen.Except(available))
             Console.WriteLine($"// backend {missing} cannot start on this machine; its cases are left out");
         return s_available = available;
     }
+
+    /// <summary>
+    /// The <see cref="IBackend.Description"/> of <paramref name="backend"/> (device name, threads), or null
+    /// when it cannot start here. Each backend is started once per process: starting a GPU backend costs a
+    /// device context, and both the case list and the peak columns need to know.
+    /// </summary>
+    public static string? Description(string backend) => s_descriptions.GetOrAdd(backend, static name =>
+    {
+        try
+        {
+            using var started = Backends.Create(name);
+            return started.Description;
+        }
+        catch (BackendUnavailableException)
+        {
+            return null;
+        }
+    });
 
     /// <summary>Whether a shape called <paramref name="name"/> passes the --shapes filter.</summary>
     public static bool KeepsShape(string name) =>

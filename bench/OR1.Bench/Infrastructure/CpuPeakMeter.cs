@@ -56,11 +56,10 @@ public static class CpuPeakMeter
         for (int run = 0; run < 3; run++)
         {
             long start = Stopwatch.GetTimestamp();
-            CpuParallel.ForEach(threads, t => sink[t] = FmaLoop(iterations, out _));
+            CpuParallel.ForEach(threads, t => sink[t] = FmaLoop(iterations));
             best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
-        FmaLoop(1, out int lanes);
-        long flopsPerThread = (long)iterations * Accumulators * lanes * 2;
+        long flopsPerThread = (long)iterations * Accumulators * Lanes * 2;
         if (sink.Any(float.IsNaN)) throw new InvalidOperationException("FMA loop produced NaN");
         return threads * (double)flopsPerThread / best;
     }
@@ -68,17 +67,11 @@ public static class CpuPeakMeter
     // Enough independent chains to cover FMA latency (4-5 cycles) times two FMA ports.
     private const int Accumulators = 12;
 
-    private static float FmaLoop(int iterations, out int lanes)
-    {
-        if (Avx512F.IsSupported)
-        {
-            lanes = Vector512<float>.Count;
-            return Loop512(iterations);
-        }
-        // Without FMA hardware Vector256.FusedMultiplyAdd is emulated: the "peak" is then that of the emulation.
-        lanes = Vector256<float>.Count;
-        return Loop256(iterations);
-    }
+    /// <summary>Floats per FMA of <see cref="FmaLoop"/>: the widest vector the CPU has.</summary>
+    private static int Lanes => Avx512F.IsSupported ? Vector512<float>.Count : Vector256<float>.Count;
+
+    // Without FMA hardware Vector256.FusedMultiplyAdd is emulated: the "peak" is then that of the emulation.
+    private static float FmaLoop(int iterations) => Avx512F.IsSupported ? Loop512(iterations) : Loop256(iterations);
 
     // One loop per vector width, written out: .NET has no public generic vector interface (ISimdVector is
     // internal), and a delegate or interface call per FMA would measure the call, not the FMA units.

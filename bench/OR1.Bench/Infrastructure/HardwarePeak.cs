@@ -42,15 +42,7 @@ public sealed record HardwarePeak(double BytesPerSecond, double FlopsPerSecond, 
         if (backend is "cpu" or "emu" or "ilgpu-cpu") return CpuPeakMeter.Measured;
         if (Stated(Environment.GetEnvironmentVariable("OR1_PEAK_GBPS"), Environment.GetEnvironmentVariable("OR1_PEAK_TFLOPS")) is { } overridden)
             return overridden;
-        try
-        {
-            using var device = Backends.Create(backend);
-            return StatedFor(device.Description);
-        }
-        catch (BackendUnavailableException)
-        {
-            return null;
-        }
+        return BenchSelection.Description(backend) is { } description ? StatedFor(description) : null;
     }
 
     /// <summary>The stated peaks of the known GPU named in <paramref name="deviceDescription"/>, or null.</summary>

@@ -13,24 +13,37 @@ public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Mo
     /// <summary>The rollout batch, for the GRPO family.</summary>
     public RolloutShape RolloutShape => Rollout ?? throw new InvalidOperationException($"case {this} has no rollout shape");
 
+    /// <summary>The shape, whichever kind it is.</summary>
+    public IBenchShape Shape => (IBenchShape?)Model ?? RolloutShape;
+
     /// <summary>Whether the shape is one of the odd ones.</summary>
-    public bool IsOdd => Model?.IsOdd ?? Rollout!.Name.StartsWith("odd", StringComparison.Ordinal);
+    public bool IsOdd => Shape.IsOdd;
+
+    /// <summary><paramref name="count"/> tokens, one fewer for an odd shape (so no tile size divides it).</summary>
+    public int Tokens(int count) => IsOdd ? count - 1 : count;
+
+    /// <summary>
+    /// <paramref name="count"/> sequence lengths of <paramref name="length"/>; for an odd shape
+    /// length-1, length-3, ... (at least 1), so no tile divides them and they differ.
+    /// </summary>
+    public int[] Lengths(int count, int length) =>
+        Enumerable.Range(0, count).Select(i => IsOdd ? Math.Max(1, length - 1 - 2 * i) : length).ToArray();
 
     /// <summary>Every selected backend with every model shape it can run (the simulators only the tiny odd one).</summary>
     public static IEnumerable<KernelCase> ForModels() =>
-        Enumerate(ModelShape.Real, ModelShape.OddTiny, s => s.Name, (backend, scale, shape) => new KernelCase(backend, scale, Model: shape));
+        Enumerate(ModelShape.Real, ModelShape.OddTiny, (backend, scale, shape) => new KernelCase(backend, scale, Model: shape));
 
     /// <summary>Every selected backend with every rollout batch it can run.</summary>
     public static IEnumerable<KernelCase> ForRollouts() =>
-        Enumerate(RolloutShape.Real, RolloutShape.OddTiny, s => s.Name, (backend, scale, shape) => new KernelCase(backend, scale, Rollout: shape));
+        Enumerate(RolloutShape.Real, RolloutShape.OddTiny, (backend, scale, shape) => new KernelCase(backend, scale, Rollout: shape));
 
-    private static IEnumerable<KernelCase> Enumerate<TShape>(IReadOnlyList<TShape> real, TShape tiny, Func<TShape, string> name,
-        Func<string, BenchScale, TShape, KernelCase> create) =>
+    private static IEnumerable<KernelCase> Enumerate<TShape>(IReadOnlyList<TShape> real, TShape tiny,
+        Func<string, BenchScale, TShape, KernelCase> create) where TShape : IBenchShape =>
         from backend in BenchSelection.AvailableBackends()
         let scale = BenchScale.For(backend)
         from shape in scale == BenchScale.Simulator ? [tiny] : real
-        where BenchSelection.KeepsShape(name(shape))
+        where BenchSelection.KeepsShape(shape.Name)
         select create(backend, scale, shape);
 
-    public override string ToString() => $"{Backend}/{(Model?.Name ?? Rollout?.Name)}";
+    public override string ToString() => $"{Backend}/{Shape.Name}";
 }

@@ -9,7 +9,7 @@ namespace OR1.Bench;
 /// every remainder path (head dims stay even: rotary embedding pairs i with i + D/2); "odd-tiny" is an
 /// odd shape small enough for the simulators.
 /// </summary>
-public sealed record ModelShape(string Name, int Hidden, AttentionHeads Heads, int Intermediate, int Vocab)
+public sealed record ModelShape(string Name, int Hidden, AttentionHeads Heads, int Intermediate, int Vocab) : IBenchShape
 {
     public static readonly ModelShape Qwen25_0_5B = new("Qwen2.5-0.5B", 896, new AttentionHeads(14, 2, 64), 4864, 151936);
     public static readonly ModelShape Qwen25_1_5B = new("Qwen2.5-1.5B", 1536, new AttentionHeads(12, 2, 128), 8960, 151936);
@@ -19,9 +19,6 @@ public sealed record ModelShape(string Name, int Hidden, AttentionHeads Heads, i
 
     /// <summary>The shapes a CPU or GPU backend runs.</summary>
     public static IReadOnlyList<ModelShape> Real { get; } = [Qwen25_0_5B, Qwen25_1_5B, Qwen25_7B, Odd];
-
-    /// <summary>Whether this is one of the odd shapes (its token counts are made odd too).</summary>
-    public bool IsOdd => Name.StartsWith("odd", StringComparison.Ordinal);
 
     /// <summary>
     /// The [rows, columns] of the seven projection weights of one decoder layer (q, k, v, o, gate, up,

@@ -5,7 +5,7 @@ namespace OR1.Bench;
 /// tokens. The OR1-7B rows are its published stages (256 x 16 at a 16K context, then 160 x 32 at 32K),
 /// with responses taken to average half the context; "odd" has a group of 7 and lengths near 999.
 /// </summary>
-public sealed record RolloutShape(string Name, int Prompts, int GroupSize, int MeanResponseTokens)
+public sealed record RolloutShape(string Name, int Prompts, int GroupSize, int MeanResponseTokens) : IBenchShape
 {
     public static readonly RolloutShape Or1_7B_Stage1 = new("OR1-7B stage 1", 256, 16, 8192);
     public static readonly RolloutShape Or1_7B_Stage2 = new("OR1-7B stage 2", 160, 32, 16384);

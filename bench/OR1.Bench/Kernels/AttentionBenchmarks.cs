@@ -20,11 +20,9 @@ public class AttentionBenchmarks : KernelBenchmark
     private AttentionHeads Heads => Model.Heads;
 
     /// <summary>Packed sequence lengths: equal, or for the odd shape S-1, S-3, ... (no tile divides them).</summary>
-    private int[] SequenceLengths => Enumerable.Range(0, Scale.Sequences)
-        .Select(i => Case.IsOdd ? Math.Max(1, Scale.SequenceLength - 1 - 2 * i) : Scale.SequenceLength).ToArray();
+    private int[] SequenceLengths => Case.Lengths(Scale.Sequences, Scale.SequenceLength);
 
-    private int[] CacheLengths => Enumerable.Range(0, Scale.DecodeRows)
-        .Select(i => Case.IsOdd ? Math.Max(1, Scale.DecodeLength - 1 - 2 * i) : Scale.DecodeLength).ToArray();
+    private int[] CacheLengths => Case.Lengths(Scale.DecodeRows, Scale.DecodeLength);
 
     protected override void Allocate(Random random)
     {

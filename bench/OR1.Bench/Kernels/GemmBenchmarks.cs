@@ -13,7 +13,7 @@ public class GemmBenchmarks : KernelBenchmark
 {
     private Tensor _x = null!, _w = null!, _y = null!, _dy = null!, _dx = null!, _dw = null!;
 
-    private int Tokens => Case.IsOdd ? Scale.GemmRows - 1 : Scale.GemmRows;
+    private int Tokens => Case.Tokens(Scale.GemmRows);
 
     protected override void Allocate(Random random)
     {

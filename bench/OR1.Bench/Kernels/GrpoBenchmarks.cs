@@ -41,9 +41,10 @@ public class GrpoBenchmarks : KernelBenchmark
 
     protected override void Allocate(Random random)
     {
-        int responses = Rollout.Responses, tokens = Tokens;
+        var lengths = ResponseLengths;
+        int responses = Rollout.Responses, tokens = lengths.Sum();
         _groups = SegmentsOf(Enumerable.Repeat(Rollout.GroupSize, Rollout.Prompts).ToArray());
-        _responses = SegmentsOf(ResponseLengths);
+        _responses = SegmentsOf(lengths);
         var rewards = new float[responses];
         for (int i = 0; i < responses; i++) rewards[i] = random.Next(2);
         _rewards = Zeros(new TensorShape(responses));

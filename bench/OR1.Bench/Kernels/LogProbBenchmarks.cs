@@ -15,7 +15,7 @@ public class LogProbBenchmarks : KernelBenchmark
     private Tensor _hidden = null!, _weight = null!, _targets = null!, _logProbs = null!, _entropy = null!, _lse = null!;
     private Tensor _dLogProbs = null!, _dEntropy = null!, _dHidden = null!, _dWeight = null!;
 
-    private int Rows => Case.IsOdd ? Scale.LogProbRows - 1 : Scale.LogProbRows;
+    private int Rows => Case.Tokens(Scale.LogProbRows);
 
     protected override void Allocate(Random random)
     {
