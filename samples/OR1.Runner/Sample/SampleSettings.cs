@@ -10,7 +10,7 @@ namespace OR1.Runner.Sample;
 /// </summary>
 public sealed record SampleSettings
 {
-    /// <summary>The policy: about 90k parameters, the size SAMPLE-NOTES.md found to learn in time on 2 cores.</summary>
+    /// <summary>The policy: about 90k parameters, the size docs/SAMPLE-NOTES.md found to learn in time on 2 cores.</summary>
     public static Qwen2Config ModelConfig => new()
     {
         HiddenSize = 64,
@@ -38,7 +38,7 @@ public sealed record SampleSettings
     public double WarmupFinalLr { get; init; } = 1e-3;
     /// <summary>
     /// Mix of levels in the warm-up batches. Equal weights: a warm-up biased to the easiest level left the hard
-    /// levels near 0% and rejection sampling then dropped nearly all their groups (SAMPLE-NOTES.md saw the same).
+    /// levels near 0% and rejection sampling then dropped nearly all their groups (docs/SAMPLE-NOTES.md saw the same).
     /// </summary>
     public IReadOnlyList<double> WarmupLevelWeights { get; init; } = [0.25, 0.25, 0.25, 0.25];
 
@@ -52,7 +52,7 @@ public sealed record SampleSettings
 
     /// <summary>
     /// The recipe's entropy target (0.2) is far above this task's natural per-token entropy (0.02-0.05:
-    /// most tokens are format or copied digits; SAMPLE-NOTES.md), where the controller would saturate
+    /// most tokens are format or copied digits; docs/SAMPLE-NOTES.md), where the controller would saturate
     /// and act as a constant bonus. 0.05 sits just above it: the bonus switches on when the policy starts
     /// to collapse and off while it still explores.
     /// </summary>

@@ -5,7 +5,7 @@ using OR1.Native;
 namespace OR1.Grpo.Evaluation;
 
 /// <summary>
-/// Avg@K evaluation (RECIPE.md "Evaluation"): K samples per problem at a temperature and top-p, scored by the
+/// Avg@K evaluation (docs/RECIPE.md "Evaluation"): K samples per problem at a temperature and top-p, scored by the
 /// same verifiers as training, reported per data_source.
 /// </summary>
 public static class Evaluator

@@ -2,7 +2,7 @@ using OR1.Grpo.Data;
 
 namespace OR1.Grpo.Rewards;
 
-/// <summary>Response-level reward rules shared by every verifier (RECIPE.md "Rewards").</summary>
+/// <summary>Response-level reward rules shared by every verifier (docs/RECIPE.md "Rewards").</summary>
 /// <param name="ZeroForTruncated">A response cut off by the length limit (no EOS) scores 0 (on by default).</param>
 /// <param name="TimeLimit">Wall-clock limit for verifying one response, for verifiers that set none of their own (see <see cref="IRewardFunction.TimeLimit"/>).</param>
 public sealed record RewardOptions(bool ZeroForTruncated = true, TimeSpan? TimeLimit = null)

@@ -6,7 +6,7 @@ namespace OR1.Grpo.Rollout;
 
 /// <summary>
 /// Turns an example's chat turns into prompt tokens with the model's chat template and the generation
-/// prompt (RECIPE.md: <c>&lt;｜begin▁of▁sentence｜&gt;&lt;｜User｜&gt;{problem}&lt;｜Assistant｜&gt;&lt;think&gt;\n</c>),
+/// prompt (docs/RECIPE.md: <c>&lt;｜begin▁of▁sentence｜&gt;&lt;｜User｜&gt;{problem}&lt;｜Assistant｜&gt;&lt;think&gt;\n</c>),
 /// caching per example id since the same prompts return every epoch.
 /// </summary>
 public sealed class PromptEncoder(Qwen2Tokenizer tokenizer)

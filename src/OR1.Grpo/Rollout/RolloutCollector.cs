@@ -14,7 +14,7 @@ namespace OR1.Grpo.Rollout;
 public sealed record ScoredResponse(RlExample Example, RolloutSample Sample, string Text, RewardResult Reward);
 
 /// <summary>
-/// Rollout (RECIPE.md step 2-3): G samples per prompt through the KV-cache generator, decoded and scored.
+/// Rollout (docs/RECIPE.md step 2-3): G samples per prompt through the KV-cache generator, decoded and scored.
 /// Scoring runs after generation on all cores (the kernels are idle then), so it never competes with them.
 /// </summary>
 public sealed class RolloutCollector(Qwen2Generator generator, PromptEncoder encoder, RewardRouter rewards, IReadOnlySet<int> stopTokens)

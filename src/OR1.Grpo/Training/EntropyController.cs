@@ -1,6 +1,6 @@
 namespace OR1.Grpo.Training;
 
-/// <summary>Settings of MAGIC's adaptive entropy control (RECIPE.md step 8).</summary>
+/// <summary>Settings of MAGIC's adaptive entropy control (docs/RECIPE.md step 8).</summary>
 /// <param name="Target">Target per-token entropy; below it the bonus grows and is switched on.</param>
 /// <param name="Delta">Step of the coefficient per update.</param>
 /// <param name="Initial">c_0.</param>

@@ -1,7 +1,7 @@
 namespace OR1.Grpo.Training;
 
 /// <summary>
-/// Rejection sampling of zero-signal groups (RECIPE.md step 4): a group whose rewards are all equal
+/// Rejection sampling of zero-signal groups (docs/RECIPE.md step 4): a group whose rewards are all equal
 /// (all 0 or all 1) has zero advantage everywhere and only dilutes the token mean, so it is dropped.
 /// No refill: if nothing is left the step is skipped.
 /// </summary>

@@ -1,7 +1,7 @@
 namespace OR1.Grpo.Training;
 
 /// <summary>
-/// Everything a MAGIC update needs, with the recipe's values as defaults (RECIPE.md steps 4 to 8).
+/// Everything a MAGIC update needs, with the recipe's values as defaults (docs/RECIPE.md steps 4 to 8).
 /// </summary>
 public sealed record MagicOptions
 {

@@ -5,7 +5,7 @@ using OR1.Native;
 namespace OR1.Grpo.Training;
 
 /// <summary>
-/// The MAGIC update (RECIPE.md "One training step", steps 4-8) on a Qwen2 policy: rejection of
+/// The MAGIC update (docs/RECIPE.md "One training step", steps 4-8) on a Qwen2 policy: rejection of
 /// zero-signal groups, group-relative advantages, the clipped token-level loss with the adaptive entropy
 /// bonus (and an optional k3 KL to the initial policy), backward through the model in micro-batches of
 /// bounded tokens, global-norm clipping, AdamW, then the entropy-controller update.

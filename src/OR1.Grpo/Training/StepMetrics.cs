@@ -1,6 +1,6 @@
 namespace OR1.Grpo.Training;
 
-/// <summary>What one MAGIC step did (RECIPE.md step 9); one JSON line of metrics.jsonl.</summary>
+/// <summary>What one MAGIC step did (docs/RECIPE.md step 9); one JSON line of metrics.jsonl.</summary>
 public sealed record StepMetrics
 {
     public int Step { get; init; }

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 
 namespace OR1.Grpo.Training;
 
-/// <summary>One stage of the schedule (RECIPE.md "Stages").</summary>
+/// <summary>One stage of the schedule (docs/RECIPE.md "Stages").</summary>
 /// <param name="Steps">Training steps in this stage.</param>
 /// <param name="MaxResponseLength">T: responses stop at this many tokens (context growth happens here).</param>
 /// <param name="PromptsPerStep">N prompts drawn per step.</param>
@@ -13,7 +13,7 @@ public sealed record StageConfig(int Steps, int MaxResponseLength, int PromptsPe
 
 /// <summary>
 /// A training run as JSON (snake_case keys): model, data, stages and every hyper-parameter of the recipe,
-/// whose defaults are RECIPE.md's.
+/// whose defaults are docs/RECIPE.md's.
 /// </summary>
 public sealed record TrainingConfig
 {

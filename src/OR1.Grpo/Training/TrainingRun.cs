@@ -13,7 +13,7 @@ using OR1.Native;
 namespace OR1.Grpo.Training;
 
 /// <summary>
-/// A whole MAGIC training run (RECIPE.md): stages of steps, each step drawing prompts, rolling out G
+/// A whole MAGIC training run (docs/RECIPE.md): stages of steps, each step drawing prompts, rolling out G
 /// responses, scoring them and updating the policy; validation every N steps; atomic checkpoints with
 /// everything needed to resume exactly; metrics.jsonl and a console line per step.
 /// </summary>

@@ -14,8 +14,8 @@ namespace OR1.Model.Tokenization;
 /// <c>&lt;｜User｜&gt;{content}</c> or <c>&lt;｜Assistant｜&gt;{content}&lt;｜end▁of▁sentence｜&gt;</c>, where an
 /// assistant content containing <c>&lt;/think&gt;</c> keeps only the text after the last <c>&lt;/think&gt;</c>
 /// (the template drops earlier reasoning); the generation prompt is <c>&lt;｜Assistant｜&gt;&lt;think&gt;\n</c>
-/// (the template's current revision and RECIPE.md; its first revision ended at <c>&lt;｜Assistant｜&gt;</c>).
-/// A single user turn gives RECIPE.md's prompt <c>&lt;｜begin▁of▁sentence｜&gt;&lt;｜User｜&gt;{problem}&lt;｜Assistant｜&gt;&lt;think&gt;\n</c>.
+/// (the template's current revision and docs/RECIPE.md; its first revision ended at <c>&lt;｜Assistant｜&gt;</c>).
+/// A single user turn gives docs/RECIPE.md's prompt <c>&lt;｜begin▁of▁sentence｜&gt;&lt;｜User｜&gt;{problem}&lt;｜Assistant｜&gt;&lt;think&gt;\n</c>.
 /// Tool calls and tool outputs are not supported.</para>
 /// <para><b>ChatML</b> (Qwen2 instruct): <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c> per message and
 /// <c>&lt;|im_start|&gt;assistant\n</c> as the generation prompt. Qwen's templates write a default system
@@ -135,7 +135,7 @@ public sealed partial class ChatTemplate
         return sb.ToString();
     }
 
-    /// <summary>The prompt for one user message with the generation prompt (the training prompt of RECIPE.md).</summary>
+    /// <summary>The prompt for one user message with the generation prompt (the training prompt of docs/RECIPE.md).</summary>
     public string FormatPrompt(string userContent)
     {
         ArgumentNullException.ThrowIfNull(userContent);

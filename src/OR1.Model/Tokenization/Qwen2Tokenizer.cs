@@ -200,10 +200,14 @@ public sealed class Qwen2Tokenizer
     /// become their single ids; the text between them is normalized, pre-tokenized and BPE-encoded.
     /// With <paramref name="addSpecialTokens"/>, BOS/EOS are added as tokenizer_config.json's add_bos_token/add_eos_token say
     /// (DeepSeek-R1-Distill: BOS; Qwen2: nothing). A rendered chat template already starts with BOS: encode it without.
+    /// Never throws on text that is not valid Unicode: lone surrogates encode as U+FFFD, noncharacters as themselves.
     /// </summary>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
+        // A lone surrogate (a cut string, a bad dataset row) becomes U+FFFD, as UTF-8 conversion does in front of HF's
+        // tokenizers; one such character must never end a training run with an exception.
+        text = Utf16Text.ReplaceLoneSurrogates(text);
         var ids = new List<int>(text.Length / 3 + 2);
         if (addSpecialTokens && AddBosToken && BosId is int bos)
         {

@@ -4,7 +4,7 @@ namespace OR1.Native.Cpu;
 /// A small fork-join pool for the Cpu backend's kernels. Ops on the sample model take microseconds, so
 /// the fork cost matters: workers spin briefly before sleeping, and the calling thread does a share of
 /// the work. There is one level of parallelism only: a kernel called from inside a pool job runs inline
-/// (two pools fighting over two cores tripled step times in the prototype, see SAMPLE-NOTES.md).
+/// (two pools fighting over two cores tripled step times in the prototype, see docs/SAMPLE-NOTES.md).
 /// Parts are claimed dynamically, but each part writes only its own outputs, so results do not depend
 /// on which thread ran which part.
 /// </summary>

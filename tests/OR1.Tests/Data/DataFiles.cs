@@ -2,34 +2,25 @@ using System.Text.Json.Nodes;
 using Parquet;
 using Parquet.Schema;
 using Parquet.Serialization;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Data;
 
 /// <summary>
-/// Files for the data tests: the real AIME parquet files of shared/data (found by walking up from the test
-/// binaries, so it works in a checkout beside shared/ and in one that contains it), and small parquet / JSONL
-/// files written on the fly in the real nested schema.
+/// Files for the data tests: the real AIME parquet files the repository carries (data/eval/skywork-or1), and
+/// small parquet / JSONL files written on the fly in the real nested schema.
 /// </summary>
 internal static class DataFiles
 {
     public const string Aime24 = "aime24.parquet";
     public const string Aime25 = "aime25.parquet";
 
-    /// <summary>The path of a file of shared/data/skywork-or1-eval; fails the test (never ignores it) when it cannot be found.</summary>
+    /// <summary>The path of a file of data/eval/skywork-or1; fails the test (never ignores it) when it is missing.</summary>
     public static string EvalFile(string name)
     {
-        var searched = new List<string>();
-        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "shared", "data", "skywork-or1-eval", name);
-                if (File.Exists(candidate)) return candidate;
-                searched.Add(dir.FullName);
-            }
-        }
-        Assert.Fail($"{name} not found under shared/data/skywork-or1-eval in any parent of: {string.Join(", ", searched.Distinct())}");
-        throw new InvalidOperationException("unreachable");
+        string path = Path.Combine(RepositoryPaths.SkyworkEvalData, name);
+        if (!File.Exists(path)) Assert.Fail($"{path} not found: the repository carries the AIME evaluation files in data/eval/skywork-or1");
+        return path;
     }
 
     /// <summary>The real file's schema, plus extra_info.model_difficulty as in the training set.</summary>

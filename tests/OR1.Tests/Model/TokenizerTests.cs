@@ -270,6 +270,43 @@ public sealed class TokenizerTests
         Assert.That(NfcNormalizer.ToNfc(expected), Is.EqualTo(expected), "NFC is idempotent");
     }
 
+    // Invalid Unicode, from code (attribute strings are UTF-8 in metadata and cannot hold a lone surrogate).
+    private static IEnumerable<TestCaseData> InvalidUnicodeNfcCases()
+    {
+        yield return new TestCaseData("a\ud800b", "a\uFFFDb").SetArgDisplayNames("lone high surrogate");
+        yield return new TestCaseData("\udc00x", "\uFFFDx").SetArgDisplayNames("lone low surrogate");
+        yield return new TestCaseData("\udc00\ud800", "\uFFFD\uFFFD").SetArgDisplayNames("reversed pair");
+        yield return new TestCaseData("end\ud83d", "end\uFFFD").SetArgDisplayNames("cut pair at the end");
+        yield return new TestCaseData("\ud83d\ude00", "\ud83d\ude00").SetArgDisplayNames("valid pair kept");
+        yield return new TestCaseData("x\ufffey\uffff\ufdd0\ufdef", "x\ufffey\uffff\ufdd0\ufdef").SetArgDisplayNames("noncharacters kept");
+        yield return new TestCaseData("e\u0301\ufffee\u0301", "\u00E9\ufffe\u00E9").SetArgDisplayNames("NFC on both sides of a noncharacter");
+        yield return new TestCaseData("\ufffe\u0301", "\ufffe\u0301").SetArgDisplayNames("a mark after a noncharacter stays");
+        yield return new TestCaseData("\ud800\u0301e\u0301", "\uFFFD\u0301\u00E9").SetArgDisplayNames("surrogate then marks");
+    }
+
+    [TestCaseSource(nameof(InvalidUnicodeNfcCases))]
+    public void Nfc_InvalidUnicode_NeverThrows(string input, string expected)
+    {
+        Assert.That(NfcNormalizer.ToNfc(input), Is.EqualTo(expected));
+    }
+
+    [TestCaseSource(nameof(InvalidUnicodeNfcCases))]
+    public void Encode_InvalidUnicode_NeverThrows_AndDecodesToTheRepairedText(string input, string expected)
+    {
+        using TinyTokenizerFiles files = TinyTokenizerFiles.Create(normalizer: new JsonObject { ["type"] = "NFC" });
+        Qwen2Tokenizer nfc = Qwen2Tokenizer.Load(files.Directory);
+        Assert.That(nfc.Decode(nfc.Encode(input)), Is.EqualTo(expected));
+        Assert.That(_tokenizer.Decode(_tokenizer.Encode(input)), Is.EqualTo(Utf16Text.ReplaceLoneSurrogates(input)), "without a normalizer");
+    }
+
+    [Test]
+    public void ReplaceLoneSurrogates_ReturnsSameInstanceWhenValid()
+    {
+        const string text = "plain 😀 text";
+        Assert.That(Utf16Text.ReplaceLoneSurrogates(text), Is.SameAs(text));
+        Assert.That(Utf16Text.IndexOfLoneSurrogate("ab\ud83d\ude00c\ud800", 0), Is.EqualTo(5));
+    }
+
     [Test]
     public void Nfc_ReturnsSameInstanceWhenUnchanged()
     {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Package;
 
@@ -10,13 +11,6 @@ namespace OR1.Tests.Package;
 [Category("Package")]
 public sealed class PackageConsumptionTests
 {
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "OR1.Native.sln"))) return dir.FullName;
-        throw new InvalidOperationException("OR1.Native.sln not found above the test binaries");
-    }
-
     private static (int ExitCode, string Output) Dotnet(string workingDirectory, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -39,7 +33,7 @@ public sealed class PackageConsumptionTests
     [Test]
     public void PackageIsConsumableFromALocalFeed()
     {
-        string root = RepositoryRoot();
+        string root = RepositoryPaths.Root;
         string work = Path.Combine(Path.GetTempPath(), "or1-pack-" + Guid.NewGuid().ToString("N"));
         string feed = Path.Combine(work, "feed");
         // A unique version, so no cached copy of an older package can stand in for this one.

@@ -30,9 +30,11 @@ public static class MathRewardCases
         yield return C("fraction", @"\boxed{\frac{5}{-7}}", @"-\dfrac{5}{7}", 1);
         yield return C("fraction wrong", @"\boxed{\frac{5}{7}}", @"-\frac{5}{7}", 0);
         yield return C("fraction wrong", @"\boxed{1/3}", "0.33", 0);
-        yield return C("fraction wrong", @"\boxed{\frac{1}{3}}", "0.3333333333", 0);
+        // A decimal side rounds both to 6 places, as math_verify does: 1/3 = 0.333333(3...), but not 0.33.
+        yield return C("fraction", @"\boxed{\frac{1}{3}}", "0.3333333333", 1);
         yield return C("fraction wrong", @"\boxed{\frac{3}{2}}", "2/3", 0);
-        yield return C("fraction", @"\boxed{\frac{1}{3}}", "0.33333333333333333333", 0);
+        yield return C("fraction", @"\boxed{\frac{1}{3}}", "0.33333333333333333333", 1);
+        yield return C("fraction wrong", @"\boxed{\frac{1}{3}}", "0.33334", 0);
         yield return C("fraction", @"\boxed{6/8}", @"\frac{3}{4}", 1);
 
         // Mixed numbers.
@@ -52,8 +54,37 @@ public static class MathRewardCases
         yield return C("decimal", @"\boxed{2.5\times10^{3}}", "2500", 1);
         yield return C("decimal", @"\boxed{1.2 \cdot 10^{-2}}", "0.012", 1);
         yield return C("decimal wrong", @"\boxed{3.14}", @"\pi", 0);
-        yield return C("decimal wrong", @"\boxed{0.1}", "0.10000001", 0);
+        yield return C("decimal", @"\boxed{0.1}", "0.10000001", 1);
+        yield return C("decimal wrong", @"\boxed{0.1}", "0.1000006", 0);
         yield return C("decimal wrong", @"\boxed{0.25}", "0.205", 0);
+
+        // A decimal against a constant: both sides rounded to 6 decimal places (math_verify's float_rounding).
+        yield return C("decimal rounded", @"\boxed{6.283185}", @"2\pi", 1);
+        yield return C("decimal rounded", @"\boxed{1.414214}", @"\sqrt{2}", 1);
+        yield return C("decimal rounded", @"\boxed{2\pi}", "6.283185", 1);
+        yield return C("decimal rounded", @"\boxed{-0.707107}", @"-\frac{\sqrt{2}}{2}", 1);
+        yield return C("decimal rounded", @"\boxed{x = 1.732051}", @"\sqrt{3}", 1);
+        yield return C("decimal rounded wrong", @"\boxed{6.283186}", @"2\pi", 0);
+        yield return C("decimal rounded wrong", @"\boxed{1.4142}", @"\sqrt{2}", 0);
+        yield return C("decimal rounded wrong", @"\boxed{1.414213}", @"\sqrt{2}", 0);
+        yield return C("decimal rounded wrong", @"\boxed{6.28}", @"2\pi", 0);
+
+        // Binomial coefficients: \binom, \dbinom, \tbinom and {n \choose k} are evaluated.
+        yield return C("binomial", @"\boxed{\binom{5}{2}}", "10", 1);
+        yield return C("binomial", @"\boxed{\dbinom{5}{2}}", "10", 1);
+        yield return C("binomial", @"\boxed{\tbinom{6}{3}}", "20", 1);
+        yield return C("binomial", @"\boxed{{5 \choose 2}}", "10", 1);
+        yield return C("binomial", @"\boxed{5 \choose 2}", "10", 1);
+        yield return C("binomial", @"\boxed{\binom52}", "10", 1);
+        yield return C("binomial", @"\boxed{\binom{10}{3}}", @"\binom{10}{7}", 1);
+        yield return C("binomial", @"\boxed{2\binom{4}{2}}", "12", 1);
+        yield return C("binomial", @"\boxed{\frac{\binom{4}{2}}{\binom{6}{3}}}", "0.3", 1);
+        yield return C("binomial", @"\boxed{\binom{3}{5}}", "0", 1);
+        yield return C("binomial", @"\boxed{\binom{60}{30}}", "118264581564861424", 1);
+        yield return C("binomial wrong", @"\boxed{\binom{5}{2}}", "11", 0);
+        yield return C("binomial wrong", @"\boxed{{5 \choose 3}}", "11", 0);
+        yield return C("binomial wrong", @"\boxed{\dbinom{5}{2}}", @"\binom{5}{1}", 0);
+        yield return C("binomial wrong", @"\boxed{\binom{60}{30}}", "118264581564861425", 0);
 
         // Integers, signs, leading zeros (AIME ground truths such as "025").
         yield return C("integer", @"The answer is \boxed{204}.", "204", 1);
@@ -294,7 +325,15 @@ public static class MathRewardCases
         yield return C("adversarial huge exponent", @"\boxed{(-1)^{10^{100}}}", "1", 1);
         yield return C("adversarial huge factorial", @"\boxed{100000!}", "1", 0);
         yield return C("adversarial exact big power", @"\boxed{10^{999}}", "1" + new string('0', 999), 1);
-        yield return C("adversarial long decimal", @"\boxed{0." + new string('3', 999) + "}", "1/3", 0);
+        // Not exactly 1/3, but a decimal side is rounded to 6 places (math_verify): it must still be fast.
+        yield return C("adversarial long decimal", @"\boxed{0." + new string('3', 999) + "}", "1/3", 1);
+        yield return C("adversarial long decimal", @"\boxed{0." + new string('3', 999) + "}", "1/4", 0);
+        yield return C("adversarial huge binomial", @"\boxed{\binom{1000000000}{500000000}}", "1", 0);
+        yield return C("adversarial huge binomial", @"\boxed{\binom{100000}{50000}}", "1", 0);
+        yield return C("adversarial huge binomial", @"\boxed{\binom{" + new string('9', 900) + "}{" + new string('4', 899) + "}}", "1", 0);
+        yield return C("adversarial odd binomial", @"\boxed{\binom{-1}{2}}", "1", 0);
+        yield return C("adversarial odd binomial", @"\boxed{\binom{5/2}{1}}", "2.5", 0);
+        yield return C("adversarial nested choose", @"\boxed{" + string.Concat(Enumerable.Repeat(@"{1 \choose ", 300)) + "1" + new string('}', 300) + "}", "2", 0);
         yield return C("adversarial long sum", @"\boxed{" + string.Concat(Enumerable.Repeat("1+", 3_000)) + "1}", "3001", 1);
         yield return C("adversarial long harmonic sum", @"\boxed{" + string.Join("+", Enumerable.Range(1, 600).Select(i => $"\\frac{{1}}{{{i}}}")) + "}", "7", 0);
         yield return C("adversarial long list", @"\boxed{" + string.Concat(Enumerable.Repeat("1,", 3_000)) + "1}", "1", 0);

@@ -1,7 +1,7 @@
 namespace OR1.Grpo.Rewards.Code;
 
 /// <summary>
-/// Finds the program in a response (RECIPE.md "Rewards"): the last fenced block whose info string is
+/// Finds the program in a response (docs/RECIPE.md "Rewards"): the last fenced block whose info string is
 /// <c>python</c> (also <c>python3</c> or <c>py</c>, any case), in the text after &lt;/think&gt; that the
 /// <see cref="RewardRouter"/> passes on. Fences pair up in order, so a block in another language is skipped
 /// whole; a block that is opened but never closed does not count. One linear scan, no regular expression.

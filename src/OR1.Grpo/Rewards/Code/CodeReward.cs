@@ -4,7 +4,7 @@ using OR1.Grpo.Data;
 namespace OR1.Grpo.Rewards.Code;
 
 /// <summary>
-/// The code verifier (RECIPE.md "Rewards"): takes the last ```python block of the answer, runs the tests of
+/// The code verifier (docs/RECIPE.md "Rewards"): takes the last ```python block of the answer, runs the tests of
 /// the <see cref="CodeGroundTruth"/> in order, each program in a fresh sandbox (<see cref="SandboxRunner"/>),
 /// and scores 1 only when every test passes, stopping at the first failure. Programs from all callers share
 /// one <see cref="ProgramPool"/>. Never throws for model output; every verdict has a reason.

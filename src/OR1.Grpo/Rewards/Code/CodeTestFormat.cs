@@ -1,6 +1,6 @@
 namespace OR1.Grpo.Rewards.Code;
 
-/// <summary>The four test formats of a <see cref="OR1.Grpo.Data.CodeGroundTruth"/> (RECIPE.md "Rewards").</summary>
+/// <summary>The four test formats of a <see cref="OR1.Grpo.Data.CodeGroundTruth"/> (docs/RECIPE.md "Rewards").</summary>
 public enum CodeTestFormat
 {
     /// <summary>{inputs, outputs}: the program reads each input on stdin; its stdout must match the output.</summary>

@@ -3,7 +3,7 @@ using System.Numerics;
 namespace OR1.Grpo.Rewards.Code;
 
 /// <summary>
-/// The stdin/stdout check (RECIPE.md "Rewards"): both texts are stripped, split into lines (\n, \r\n or \r)
+/// The stdin/stdout check (docs/RECIPE.md "Rewards"): both texts are stripped, split into lines (\n, \r\n or \r)
 /// and every line is stripped; the outputs match when they have the same lines, where two lines are equal
 /// when they are the same text or have the same whitespace-separated tokens with numeric tokens compared as
 /// exact decimals ("1.50" equals "1.5" and "15e-1"; "0.333" does not equal "0.3333").

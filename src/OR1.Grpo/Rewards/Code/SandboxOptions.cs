@@ -2,7 +2,7 @@ namespace OR1.Grpo.Rewards.Code;
 
 /// <summary>
 /// How one untrusted program runs (see <see cref="SandboxRunner"/>): the tools, the limits set inside the
-/// sandbox, and the limits enforced from outside. The defaults follow RECIPE.md "Rewards": 6 s of wall
+/// sandbox, and the limits enforced from outside. The defaults follow docs/RECIPE.md "Rewards": 6 s of wall
 /// clock per test, 1 GB of address space.
 /// </summary>
 public sealed record SandboxOptions

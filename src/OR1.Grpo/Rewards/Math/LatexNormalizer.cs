@@ -11,7 +11,7 @@ namespace OR1.Grpo.Rewards.Math;
 /// <item>Delimiters and spacing: <c>$</c>, <c>\( \) \[ \]</c>, <c>\left \right \big…</c>, <c>\displaystyle</c>,
 /// <c>\! \, \; \: \quad ~</c> are dropped; all whitespace is removed except between a command name and a
 /// following letter (<c>\pi r</c>).</item>
-/// <item>Commands: <c>\dfrac \tfrac \cfrac</c> → <c>\frac</c>; <c>\leq \geq \neq</c> → <c>\le \ge \ne</c>;
+/// <item>Commands: <c>\dfrac \tfrac \cfrac</c> → <c>\frac</c>; <c>\dbinom \tbinom</c> and <c>{n \choose k}</c> → <c>\binom{n}{k}</c>; <c>\leq \geq \neq</c> → <c>\le \ge \ne</c>;
 /// <c>\cdot \times</c> → <c>*</c>; <c>\div</c> → <c>/</c>; <c>\varnothing</c>, <c>\{\}</c> → <c>\emptyset</c>;
 /// <c>bmatrix</c>/<c>array</c> → <c>pmatrix</c>.</item>
 /// <item>Text: a trailing <c>\text{...}</c>/<c>\mbox</c>/<c>\mathrm</c> after something else is a unit and is
@@ -41,7 +41,7 @@ public static class LatexNormalizer
 
     private static readonly Dictionary<string, string> RenamedCommands = new()
     {
-        ["dfrac"] = @"\frac", ["tfrac"] = @"\frac", ["cfrac"] = @"\frac",
+        ["dfrac"] = @"\frac", ["tfrac"] = @"\frac", ["cfrac"] = @"\frac", ["dbinom"] = @"\binom", ["tbinom"] = @"\binom",
         ["leq"] = @"\le", ["leqslant"] = @"\le", ["geq"] = @"\ge", ["geqslant"] = @"\ge", ["neq"] = @"\ne",
         ["varnothing"] = @"\emptyset", ["cdot"] = "*", ["times"] = "*", ["ast"] = "*", ["div"] = "/",
         ["degree"] = @"^\circ", ["degrees"] = @"^\circ", ["lbrace"] = @"\{", ["rbrace"] = @"\}",
@@ -90,6 +90,7 @@ public static class LatexNormalizer
         string s = MapUnicode(answer, deadline).Trim();
         s = UnwrapWholeBoxed(s, deadline);
         s = RewriteCommands(s, deadline);
+        s = ChooseToBinom(s, deadline);
         s = RemoveTrailingTextUnits(s, deadline);
         s = UnwrapTextGroups(s, deadline);
         s = RemoveDegrees(s);
@@ -199,6 +200,40 @@ public static class LatexNormalizer
             }
         }
         return sb.ToString().Trim();
+    }
+
+    /// <summary>
+    /// <c>{n \choose k}</c> → <c>\binom{n}{k}</c>: the group that holds <c>\choose</c> (innermost first) becomes a
+    /// binomial of what stands before and after it; a whole answer <c>n \choose k</c> too.
+    /// </summary>
+    private static string ChooseToBinom(string s, Deadline deadline)
+    {
+        for (int guard = 0; guard < 16; guard++)
+        {
+            int at = IndexOfCommand(s, "choose");
+            if (at < 0) return s;
+            int[] match = Braces.Match(s, deadline);
+            int open = at - 1;
+            while (open >= 0 && !(s[open] == '{' && match[open] > at)) open--;
+            int end = open >= 0 ? match[open] : s.Length;
+            string top = s[(open + 1)..at].Trim(), bottom = s[(at + @"\choose".Length)..end].Trim();
+            if (top.Length == 0 || bottom.Length == 0) return s;
+            string binomial = $@"\binom{{{top}}}{{{bottom}}}";
+            s = open >= 0 ? s[..open] + binomial + s[(end + 1)..] : binomial;
+        }
+        return s;
+    }
+
+    /// <summary>The index of <c>\name</c> as a whole command (not the start of a longer name), or -1.</summary>
+    private static int IndexOfCommand(string s, string name)
+    {
+        string command = "\\" + name;
+        for (int at = s.IndexOf(command, StringComparison.Ordinal); at >= 0; at = s.IndexOf(command, at + 1, StringComparison.Ordinal))
+        {
+            int after = at + command.Length;
+            if (after >= s.Length || !char.IsAsciiLetter(s[after])) return at;
+        }
+        return -1;
     }
 
     /// <summary>Removes <c>5\text{ cm}</c>-style trailing units (also <c>\text{cm}^2</c>), while something else precedes them.</summary>
@@ -412,10 +447,11 @@ public static class LatexNormalizer
         return s;
     }
 
-    /// <summary><c>\frac12</c> → <c>\frac{1}{2}</c>, <c>\frac1{x}</c>, <c>\sqrt2</c> → <c>\sqrt{2}</c>, <c>\sqrt x</c>.</summary>
+    /// <summary><c>\frac12</c> → <c>\frac{1}{2}</c>, <c>\frac1{x}</c>, <c>\binom52</c>, <c>\sqrt2</c> → <c>\sqrt{2}</c>, <c>\sqrt x</c>.</summary>
     private static string FixShorthandArguments(string s, Deadline deadline)
     {
-        if (!s.Contains(@"\frac", StringComparison.Ordinal) && !s.Contains(@"\sqrt", StringComparison.Ordinal)) return s;
+        if (!s.Contains(@"\frac", StringComparison.Ordinal) && !s.Contains(@"\sqrt", StringComparison.Ordinal)
+            && !s.Contains(@"\binom", StringComparison.Ordinal)) return s;
         var sb = new StringBuilder(s.Length + 8);
         for (int i = 0; i < s.Length; i++)
         {
@@ -423,6 +459,8 @@ public static class LatexNormalizer
             int arguments = 0, skip = 0;
             if (string.CompareOrdinal(s, i, @"\frac", 0, 5) == 0 && (i + 5 >= s.Length || !char.IsAsciiLetter(s[i + 5])))
                 (arguments, skip) = (2, 5);
+            else if (string.CompareOrdinal(s, i, @"\binom", 0, 6) == 0 && (i + 6 >= s.Length || !char.IsAsciiLetter(s[i + 6])))
+                (arguments, skip) = (2, 6);
             else if (string.CompareOrdinal(s, i, @"\sqrt", 0, 5) == 0 && (i + 5 >= s.Length || !char.IsAsciiLetter(s[i + 5])))
                 (arguments, skip) = (1, 5);
             if (arguments == 0)

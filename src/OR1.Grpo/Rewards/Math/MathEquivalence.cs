@@ -10,7 +10,9 @@ namespace OR1.Grpo.Rewards.Math;
 /// matches a parenthesised tuple in the same order; matrices compare cell by cell;</item>
 /// <item>numbers: exact rationals when both sides are (<c>0.5</c> = <c>\frac{1}{2}</c> = <c>.5</c>,
 /// <c>025</c> = <c>25</c>, <c>1/3</c> ≠ <c>0.33</c>), otherwise doubles within a relative
-/// <see cref="RelativeTolerance"/> (<c>2\sqrt{3}</c> = <c>\sqrt{12}</c>, <c>\frac{\pi}{2}</c> = <c>0.5\pi</c>);</item>
+/// <see cref="RelativeTolerance"/> (<c>2\sqrt{3}</c> = <c>\sqrt{12}</c>, <c>\frac{\pi}{2}</c> = <c>0.5\pi</c>); when one
+/// side is a plain decimal, both rounded to <see cref="DecimalPlaces"/> places as math_verify does (<c>6.283185</c> =
+/// <c>2\pi</c>, <c>3.14</c> ≠ <c>\pi</c>);</item>
 /// <item>equations: <c>x = 5</c> against <c>5</c> compares the right-hand side; two equations compare side by side
 /// (either orientation) or as proportional <c>lhs - rhs</c> (<c>2x = 10</c> = <c>x = 5</c>);</item>
 /// <item>inequalities in one variable read as intervals (<c>x &gt; 2</c> = <c>(2,\infty)</c>, <c>1 \le x &lt; 3</c> =
@@ -23,6 +25,12 @@ public static class MathEquivalence
 {
     /// <summary>Relative tolerance for comparisons that are not exact (radicals, pi, decimals against them).</summary>
     public const double RelativeTolerance = 1e-9;
+
+    /// <summary>
+    /// Decimal places both sides are rounded to when one of them is a plain decimal number (math_verify's
+    /// float_rounding): <c>1.414214</c> = <c>\sqrt{2}</c>, <c>0.333333</c> = <c>\frac{1}{3}</c>, <c>1.4142</c> ≠ <c>\sqrt{2}</c>.
+    /// </summary>
+    public const int DecimalPlaces = 6;
 
     private const double SymbolicTolerance = 1e-8;
     private const int MaxElements = 200;
@@ -171,7 +179,10 @@ public static class MathEquivalence
                     rule = "numeric";
                     var x = ea.Evaluate(deadline);
                     var y = eb.Evaluate(deadline);
-                    return NumericValue.AreEqual(x, y, RelativeTolerance);
+                    if (NumericValue.AreEqual(x, y, RelativeTolerance)) return true;
+                    if (!IsPlainDecimal(a) && !IsPlainDecimal(b)) return false;
+                    rule = "numeric, rounded";
+                    return NumericValue.AreEqualRounded(x, y, DecimalPlaces);
                 }
                 if (va.SetEquals(vb) && MayBeAlgebra(a, b))
                 {
@@ -269,6 +280,27 @@ public static class MathEquivalence
                 valid++;
             }
             return valid >= 3;
+        }
+
+        /// <summary>A decimal number literal and nothing else: <c>1.414214</c>, <c>-.5</c>, <c>2.5e3</c> (what math_verify parses as a Float).</summary>
+        private static bool IsPlainDecimal(string s)
+        {
+            int i = s.Length > 0 && s[0] is '-' or '+' ? 1 : 0;
+            int digits = 0;
+            while (i < s.Length && char.IsAsciiDigit(s[i])) { i++; digits++; }
+            if (i >= s.Length || s[i] != '.') return false;
+            i++;
+            while (i < s.Length && char.IsAsciiDigit(s[i])) { i++; digits++; }
+            if (digits == 0) return false;
+            if (i < s.Length && s[i] is 'e' or 'E')
+            {
+                i++;
+                if (i < s.Length && s[i] is '-' or '+') i++;
+                int exponentStart = i;
+                while (i < s.Length && char.IsAsciiDigit(s[i])) i++;
+                if (i == exponentStart) return false;
+            }
+            return i == s.Length;
         }
 
         /// <summary>Only letters (a word or name): compared as text, never as a product of variables.</summary>

@@ -129,6 +129,18 @@ internal sealed class FactorialExpression(MathExpression operand) : MathExpressi
 }
 
 /// <summary><c>\ln x</c>, <c>\log x</c> (base 10), <c>\log_b x</c>, <c>\exp x</c>, trigonometric functions in radians: always approximate.</summary>
+internal sealed class BinomialExpression(MathExpression n, MathExpression k) : MathExpression
+{
+    public override NumericValue Evaluate(Deadline deadline, IReadOnlyDictionary<string, double>? variables = null) =>
+        NumericValue.Binomial(n.Evaluate(deadline, variables), k.Evaluate(deadline, variables), deadline);
+
+    public override void CollectVariables(ISet<string> names)
+    {
+        n.CollectVariables(names);
+        k.CollectVariables(names);
+    }
+}
+
 internal sealed class FunctionExpression(string name, MathExpression argument, MathExpression? logBase) : MathExpression
 {
     public override NumericValue Evaluate(Deadline deadline, IReadOnlyDictionary<string, double>? variables = null)

@@ -7,7 +7,7 @@ namespace OR1.Grpo.Rewards.Math;
 /// A small recursive-descent parser for normalised answers (output of <see cref="LatexNormalizer"/>):
 /// decimals (<c>025</c>, <c>.5</c>, <c>1.5e-3</c>), <c>+ - * /</c>, <c>^</c> (right-associative, braced or bare
 /// exponent), implicit multiplication (<c>2\sqrt{3}</c>, <c>3(x+1)</c>), parentheses and braces, <c>\frac</c>,
-/// <c>\sqrt</c>, <c>\sqrt[n]</c>, <c>\pi</c>, <c>e</c>, <c>n!</c>, repeating decimals (<c>0.\overline{3}</c>),
+/// <c>\sqrt</c>, <c>\sqrt[n]</c>, <c>\binom</c>, <c>\pi</c>, <c>e</c>, <c>n!</c>, repeating decimals (<c>0.\overline{3}</c>),
 /// <c>\ln \log \log_b \exp</c> and the trigonometric functions (radians), and variables (letters with optional subscript,
 /// Greek letters). Anything else (functions, <c>\infty</c>, relations, commas) is not an expression.
 /// It is safe on hostile input: number literals longer than the digit limit and nesting deeper than
@@ -150,7 +150,7 @@ internal sealed class MathExpressionParser
         if (char.IsAsciiDigit(c) || char.IsAsciiLetter(c) || c is '(' or '{' or '.') return true;
         if (c != '\\' || _pos + 1 >= _s.Length || !char.IsAsciiLetter(_s[_pos + 1])) return false;
         string name = CommandNameAt(_pos);
-        return name is "frac" or "sqrt" or "pi" or "log" or "ln" or "exp" or "sin" or "cos" or "tan" or "cot" or "sec" or "csc"
+        return name is "frac" or "binom" or "sqrt" or "pi" or "log" or "ln" or "exp" or "sin" or "cos" or "tan" or "cot" or "sec" or "csc"
             or "arcsin" or "arccos" or "arctan" || GreekLetters.Contains(name);
     }
 
@@ -200,6 +200,9 @@ internal sealed class MathExpressionParser
                 var numerator = ParseArgument();
                 var denominator = ParseArgument();
                 return new ProductExpression([(false, numerator), (true, denominator)]);
+            case "binom":
+                var n = ParseArgument();
+                return new BinomialExpression(n, ParseArgument());
             case "sqrt":
                 MathExpression? index = null;
                 SkipSpaces();

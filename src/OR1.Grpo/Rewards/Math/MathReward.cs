@@ -3,7 +3,7 @@ using OR1.Grpo.Data;
 namespace OR1.Grpo.Rewards.Math;
 
 /// <summary>
-/// The rule-based math verifier (RECIPE.md "Rewards"): extracts the final answer (<see cref="AnswerExtractor"/>),
+/// The rule-based math verifier (docs/RECIPE.md "Rewards"): extracts the final answer (<see cref="AnswerExtractor"/>),
 /// normalises it (<see cref="LatexNormalizer"/>) and compares it with each accepted answer of a
 /// <see cref="MathGroundTruth"/> (<see cref="MathEquivalence"/>). 1 if any matches, else 0.
 /// Work per answer is bounded by <see cref="MathRewardOptions.TimeLimit"/> (polled in every loop) and by the

@@ -117,6 +117,55 @@ internal readonly struct NumericValue
     }
 
     /// <summary>
+    /// The binomial coefficient n choose k for integers 0 &lt;= k (0 when k &gt; n &gt;= 0), exact while it stays under
+    /// <see cref="MaxBits"/> bits and infinite past that; not a number for a negative or non-integer n or k.
+    /// </summary>
+    public static NumericValue Binomial(NumericValue n, NumericValue k, Deadline deadline)
+    {
+        if (n.Exact is not { IsInteger: true } ne || k.Exact is not { IsInteger: true } ke || ne.Sign < 0 || ke.Sign < 0)
+            return Of(double.NaN);
+        BigInteger top = ne.Numerator, choose = ke.Numerator;
+        if (choose > top) return Of(Rational.Zero);
+        if (choose * 2 > top) choose = top - choose;
+        var result = BigInteger.One;
+        // C(n, i) = C(n, i - 1) * (n - i + 1) / i stays an integer at every step.
+        for (var i = BigInteger.One; i <= choose; i++)
+        {
+            deadline.Check();
+            result = result * (top - i + 1) / i;
+            if (result.GetBitLength() > MaxBits) return Of(double.PositiveInfinity);
+        }
+        return Of(new Rational(result));
+    }
+
+    /// <summary>
+    /// Whether <paramref name="a"/> and <paramref name="b"/> agree after rounding each to <paramref name="decimals"/>
+    /// decimal places (half to even), as math_verify compares a decimal answer with anything numeric
+    /// (its float_rounding, 6 by default): <c>6.283185</c> equals <c>2\pi</c>, <c>3.14</c> does not equal <c>\pi</c>.
+    /// Exact values round exactly; others through their double.
+    /// </summary>
+    public static bool AreEqualRounded(NumericValue a, NumericValue b, int decimals)
+    {
+        if (!a.IsFinite || !b.IsFinite) return false;
+        if (a.Exact is { } x && b.Exact is { } y) return RoundExact(x, decimals) == RoundExact(y, decimals);
+        double p = a.Approx, q = b.Approx;
+        double scale = System.Math.Pow(10, decimals);
+        // Beyond 2^53 / 10^decimals a double has no digits left after the point to round.
+        if (System.Math.Max(System.Math.Abs(p), System.Math.Abs(q)) * scale > 9.0e15) return p == q;
+        return System.Math.Round(p * scale, MidpointRounding.ToEven) == System.Math.Round(q * scale, MidpointRounding.ToEven);
+    }
+
+    /// <summary>x * 10^decimals rounded half to even, exactly.</summary>
+    private static BigInteger RoundExact(Rational x, int decimals)
+    {
+        BigInteger scaled = x.Numerator * BigInteger.Pow(10, decimals);
+        BigInteger quotient = BigInteger.DivRem(scaled, x.Denominator, out BigInteger remainder);
+        int half = (BigInteger.Abs(remainder) * 2).CompareTo(x.Denominator);
+        if (half > 0 || half == 0 && !quotient.IsEven) quotient += remainder.Sign;
+        return quotient;
+    }
+
+    /// <summary>
     /// Equality: exactly when both are exact; otherwise |a - b| &lt;= tolerance * max(|a|, |b|) (with an absolute
     /// floor of tolerance * 1e-3 near zero). Infinite or NaN values are never equal.
     /// </summary>

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using OR1.Grpo.Data;
 using OR1.Grpo.Rewards.Code;
+using OR1.Tests.Support;
 using static OR1.Tests.Rewards.Code.SandboxRequirement;
 
 namespace OR1.Tests.Rewards.Code;
@@ -46,7 +47,7 @@ public sealed class SandboxHostileTests
     {
         RequireTools();
         _testFolder = TestContext.CurrentContext.TestDirectory;
-        _projectRoot = ProjectRoot(_testFolder);
+        _projectRoot = RepositoryPaths.Root;
 
         _home = Path.Combine(Path.GetTempPath(), "or1-test-home-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path.Combine(_home, "decoy", "nested"));
@@ -368,15 +369,6 @@ public sealed class SandboxHostileTests
                 if (!skip.Contains(Path.GetFileName(sub))) pending.Push(sub);
             }
         }
-    }
-
-    private static string ProjectRoot(string start)
-    {
-        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "OR1.Native.sln"))) return dir.FullName;
-        }
-        return start;
     }
 
     private static bool WaitUntil(Func<bool> condition)
