@@ -4,7 +4,10 @@ using OR1.Runner.Cli;
 
 namespace OR1.Runner.Commands;
 
-/// <summary><c>or1 info</c>: the backend this machine runs and a visible kernel check.</summary>
+/// <summary>
+/// <c>or1 info</c>: the chosen backend with a visible kernel check, then every backend this build has (available, or
+/// why not) and the kernel files beside OR1.Native.dll, so an installed tool or package shows what it carries.
+/// </summary>
 public static class InfoCommand
 {
     public static Command Create()
@@ -14,6 +17,8 @@ public static class InfoCommand
         command.SetAction(r => Run(r.GetValue(device)!));
         return command;
     }
+
+    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
 
     public static int Run(string device)
     {
@@ -27,6 +32,18 @@ public static class InfoCommand
         var result = new float[4];
         backend.Download<float>(advantages, result);
         Console.WriteLine($"GRPO advantages of rewards [1, 0, 1, 1]: [{string.Join(", ", result.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)))}]");
+
+        Console.WriteLine("Backends on this machine:");
+        foreach ((string name, bool available, string detail) in Backends.Survey())
+            Console.WriteLine($"  {name,-11} {(available ? "available  " : "unavailable")} {FirstLine(detail)}");
+
+        Console.WriteLine($"Kernel files ({KernelFiles.Directory}):");
+        var ptx = KernelFiles.PrebuiltPtx();
+        Console.WriteLine(ptx.Count == 0
+            ? "  prebuilt PTX: none (the Cuda backend compiles the sources with NVRTC)"
+            : $"  prebuilt PTX: {string.Join(", ", ptx.Select(a => $"{a.Architecture} ({a.PtxFiles} files)"))}");
+        Console.WriteLine($"  CUDA sources for NVRTC: {KernelFiles.SourceFiles} files");
+        Console.WriteLine($"  emulator library: {KernelFiles.EmulatorLibrary ?? "not found (the Emu backend is unavailable)"}");
         return 0;
     }
 }

@@ -35,6 +35,28 @@ public static class Backends
         _ => throw new ArgumentException($"'{name}' is not a backend this build has; known: {string.Join(", ", Names)}", nameof(name)),
     };
 
+    /// <summary>
+    /// Every backend of <see cref="Names"/> started once and disposed: its description when it starts, or why it
+    /// cannot (the message of its <see cref="BackendUnavailableException"/>, or of whatever else it threw).
+    /// </summary>
+    public static IReadOnlyList<(string Name, bool Available, string Detail)> Survey()
+    {
+        var result = new List<(string, bool, string)>();
+        foreach (string name in Names)
+        {
+            try
+            {
+                using IBackend backend = Create(name);
+                result.Add((name, true, backend.Description));
+            }
+            catch (Exception e)
+            {
+                result.Add((name, false, e.Message));
+            }
+        }
+        return result;
+    }
+
     /// <summary>Whether <paramref name="name"/> can start on this machine (starts it and disposes it).</summary>
     public static bool CanStart(string name)
     {

@@ -1,34 +1,18 @@
-using System.Diagnostics;
 using OR1.Tests.Support;
 
 namespace OR1.Tests.Package;
 
 /// <summary>
 /// The NuGet package as a user gets it: `dotnet pack` of src/OR1.Native into a folder feed made by the
-/// test, then tests/PackageConsumer restored from that feed, built and run (it calls RMSNorm and attention
-/// on the Cpu backend and checks the results). Also checks what the package contains.
+/// test, then tests/PackageConsumer restored from that feed, built and run on the Cpu and Emu backends (its
+/// Program.cs is README.md's kernel-package snippet, verbatim: a test holds them equal). Also checks what the
+/// package contains.
 /// </summary>
 [Category("Package")]
 public sealed class PackageConsumptionTests
 {
-    private static (int ExitCode, string Output) Dotnet(string workingDirectory, params string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        // The consumer must not inherit this test run's MSBuild state.
-        info.Environment.Remove("MSBuildExtensionsPath");
-        info.Environment.Remove("MSBUILD_EXE_PATH");
-        info.Environment.Remove("MSBuildSDKsPath");
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"dotnet {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
+    private static (int ExitCode, string Output) Dotnet(string workingDirectory, params string[] args) =>
+        ChildProcess.Run("dotnet", workingDirectory, args);
 
     [Test]
     public void PackageIsConsumableFromALocalFeed()
@@ -66,15 +50,34 @@ public sealed class PackageConsumptionTests
             var run = Dotnet(consumer, "run", "-c", "Release", $"-p:Or1PackageVersion={version}");
             Assert.That(run.ExitCode, Is.Zero, run.Output);
             Assert.That(run.Output, Does.Contain("OK (Cpu"));
+            // The emulation library inside the package is found at run time in a consumer's build output.
+            var emu = Dotnet(consumer, "run", "-c", "Release", "--no-build", $"-p:Or1PackageVersion={version}", "--", "emu");
+            Assert.That(emu.ExitCode, Is.Zero, emu.Output);
+            Assert.That(emu.Output, Does.Contain("OK (Emu"));
         }
         finally
         {
             if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
             // The unique test version must not accumulate in the user's package cache.
-            string cached = Path.Combine(Environment.GetEnvironmentVariable("NUGET_PACKAGES")
-                ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages"), "or1.native", version);
+            string cached = Path.Combine(ChildProcess.NuGetPackagesFolder, "or1.native", version);
             if (Directory.Exists(cached)) Directory.Delete(cached, recursive: true);
         }
+    }
+
+    [Test]
+    public void ReadmeSnippet_IsTheConsumerProgram()
+    {
+        string readme = File.ReadAllText(Path.Combine(RepositoryPaths.Root, "README.md"));
+        const string begin = "<!-- package-snippet:begin -->", end = "<!-- package-snippet:end -->";
+        int start = readme.IndexOf(begin, StringComparison.Ordinal), stop = readme.IndexOf(end, StringComparison.Ordinal);
+        Assert.That(start, Is.GreaterThanOrEqualTo(0), $"README.md has no {begin} marker");
+        Assert.That(stop, Is.GreaterThan(start), $"README.md has no {end} after {begin}");
+        string block = readme[(start + begin.Length)..stop].Trim().ReplaceLineEndings("\n");
+        Assert.That(block, Does.StartWith("```csharp\n").And.EndWith("\n```"), "the snippet is one csharp code block");
+        string snippet = block["```csharp\n".Length..^"\n```".Length];
+        string program = File.ReadAllText(Path.Combine(RepositoryPaths.Root, "tests", "PackageConsumer", "Program.cs")).ReplaceLineEndings("\n").TrimEnd();
+        Assert.That(snippet, Is.EqualTo(program),
+            "README.md's kernel-package snippet must be tests/PackageConsumer/Program.cs verbatim (the package test runs that file): update both");
     }
 
     private static void CopyDirectory(string source, string destination)
