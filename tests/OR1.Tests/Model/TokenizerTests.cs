@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using OR1.Model.Checkpoints;
 using OR1.Model.Tokenization;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Model;
 
@@ -135,7 +136,6 @@ public sealed class TokenizerTests
     [Test]
     public void RoundTrip_RandomUtf8Strings()
     {
-        var random = new Random(1234);
         (int Lo, int Hi)[] ranges =
         [
             (0x00, 0x7F), (0x20, 0x7E), (0x20, 0x7E), (0x80, 0x7FF), (0x4E00, 0x9FFF), (0x3000, 0x303F),
@@ -143,30 +143,10 @@ public sealed class TokenizerTests
             (0xE000, 0xFFFD), (0x2000, 0x206F),
         ];
         char[] specials = [' ', ' ', '\n', '\t', '\r', '\'', 's', '<', '>', '|', '｜'];
-        for (int n = 0; n < 400; n++)
+        int n = 0;
+        foreach (string text in RandomUnicode.Strings(400, seed: 1234, minLength: 0, maxLength: 40, ranges, specials, specialOneIn: 4))
         {
-            var sb = new StringBuilder();
-            int length = random.Next(0, 40);
-            for (int i = 0; i < length; i++)
-            {
-                if (random.Next(4) == 0)
-                {
-                    sb.Append(specials[random.Next(specials.Length)]);
-                    continue;
-                }
-
-                (int lo, int hi) = ranges[random.Next(ranges.Length)];
-                int cp;
-                do
-                {
-                    cp = random.Next(lo, hi + 1);
-                }
-                while (cp is >= 0xD800 and <= 0xDFFF);
-                sb.Append(char.ConvertFromUtf32(cp));
-            }
-
-            string text = sb.ToString();
-            Assert.That(_tokenizer.Decode(_tokenizer.Encode(text)), Is.EqualTo(text), $"string #{n}: {Escape(text)}");
+            Assert.That(_tokenizer.Decode(_tokenizer.Encode(text)), Is.EqualTo(text), $"string #{n++}: {Escape(text)}");
         }
     }
 

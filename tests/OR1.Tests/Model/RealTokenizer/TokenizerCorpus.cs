@@ -2,6 +2,7 @@ using OR1.Bench.Tokenization;
 using OR1.Grpo.Data;
 using OR1.Model.Tokenization;
 using OR1.Tests.Data;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Model.RealTokenizer;
 
@@ -134,7 +135,6 @@ internal static class TokenizerCorpus
     /// <summary>Seeded strings over many Unicode blocks, with spaces, newlines, apostrophes and marker characters mixed in.</summary>
     private static IEnumerable<string> RandomStrings(int count, int seed)
     {
-        var random = new Random(seed);
         (int Lo, int Hi)[] ranges =
         [
             (0x00, 0x7F), (0x20, 0x7E), (0x20, 0x7E), (0x20, 0x7E), (0x80, 0x7FF), (0x4E00, 0x9FFF), (0x3000, 0x303F),
@@ -142,24 +142,6 @@ internal static class TokenizerCorpus
             (0xE000, 0xFFFD), (0x2000, 0x206F), (0x0600, 0x06FF), (0x0900, 0x097F), (0xAC00, 0xD7A3), (0x1100, 0x11FF),
         ];
         char[] specials = [' ', ' ', ' ', '\n', '\t', '\r', '\'', 's', 't', '<', '>', '|', '0', '9'];
-        for (int n = 0; n < count; n++)
-        {
-            var text = new System.Text.StringBuilder();
-            int length = random.Next(1, 60);
-            for (int i = 0; i < length; i++)
-            {
-                if (random.Next(3) == 0)
-                {
-                    text.Append(specials[random.Next(specials.Length)]);
-                    continue;
-                }
-                (int lo, int hi) = ranges[random.Next(ranges.Length)];
-                int codePoint;
-                do codePoint = random.Next(lo, hi + 1);
-                while (codePoint is >= 0xD800 and <= 0xDFFF);
-                text.Append(char.ConvertFromUtf32(codePoint));
-            }
-            yield return text.ToString();
-        }
+        return RandomUnicode.Strings(count, seed, minLength: 1, maxLength: 60, ranges, specials, specialOneIn: 3);
     }
 }
