@@ -40,6 +40,9 @@ public sealed record MagicOptions
     /// <summary>Tokens per micro-batch forward/backward: the memory bound of a step.</summary>
     public int MicroBatchTokens { get; init; } = 8192;
 
+    /// <summary>Where log p_old comes from: the trainer's forward (default, the recipe's) or the rollout engine.</summary>
+    public OldLogProbSource OldLogProbs { get; init; } = OldLogProbSource.Recompute;
+
     /// <summary>epsilon of (r - mean) / (std + epsilon).</summary>
     public double AdvantageEpsilon { get; init; } = 1e-6;
 

@@ -42,6 +42,8 @@ public sealed record TrainingConfig
     public double EntropyCoefMax { get; init; } = 5e-3;
     public double KlCoef { get; init; }
     public LossAggregation LossAggregation { get; init; } = LossAggregation.TokenMean;
+    /// <summary>Source of log p_old: <c>recompute</c> (the trainer's forward, the recipe's) or <c>sampler</c> (the rollout engine's).</summary>
+    public OldLogProbSource OldLogprobs { get; init; } = OldLogProbSource.Recompute;
     public int MicroBatchTokens { get; init; } = 8192;
     public float Temperature { get; init; } = 1f;
     public float TopP { get; init; } = 1f;
@@ -145,6 +147,7 @@ public sealed record TrainingConfig
         Temperature = Temperature,
         MiniBatches = stage.PromptsPerStep / stage.PromptsPerMiniBatch,
         Aggregation = LossAggregation,
+        OldLogProbs = OldLogprobs,
         KlCoefficient = KlCoef,
         MicroBatchTokens = MicroBatchTokens,
     };
