@@ -54,38 +54,68 @@ static __device__ __forceinline__ TokenTerms token_terms(float logProb, float ol
     return t;
 }
 
-/// lossTerms = [total, policy gradient, entropy, kl, clip fraction], sums in double over a fixed
-/// partition (deterministic). referenceLogProbs may be null when klCoefficient is 0.
-/// Launch: exactly one block, blockDim a multiple of 32.
+// verl's low_var_kl clamps the gap ref - logp to [-20, 20] and k3 to [-10, 10], so that one token far from
+// the reference cannot make the loss Inf (exp(89) overflows fp32, exp(710) fp64).
+#define GRPO_KL_GAP_LIMIT 20.0f
+#define GRPO_K3_LIMIT 10.0f
+
+/// k3 = clamp(exp(d) - d - 1, -10, 10), d = clamp(ref - logp, -20, 20), in double as the sum it joins.
+static __device__ __forceinline__ double clamped_k3(float referenceLogProb, float logProb) {
+    const double gapLimit = GRPO_KL_GAP_LIMIT, k3Limit = GRPO_K3_LIMIT;
+    double d = fmin(fmax(static_cast<double>(referenceLogProb - logProb), -gapLimit), gapLimit);
+    return fmin(fmax(exp(d) - d - 1.0, -k3Limit), k3Limit);
+}
+
+/// dk3/dlogp = 1 - exp(ref - logp) where both clamps pass the gradient (torch: min <= x <= max), else 0.
+/// k3 >= 0, so only its upper clamp can stop it. A NaN or Inf gap fails the tests and gives 0.
+static __device__ __forceinline__ float clamped_k3_gradient(float referenceLogProb, float logProb) {
+    float d = referenceLogProb - logProb;
+    float e = expf(d);
+    bool passes = d >= -GRPO_KL_GAP_LIMIT && d <= GRPO_KL_GAP_LIMIT && e - d - 1.0f <= GRPO_K3_LIMIT;
+    return passes ? 1.0f - e : 0.0f;
+}
+
+/// lossTerms = [total, policy gradient, entropy, kl, clip fraction, clip fraction low, clip fraction high,
+/// ppo_kl] (PolicyLossTerms), sums in double over a fixed partition (deterministic). referenceLogProbs may
+/// be null when klCoefficient is 0. Launch: exactly one block, blockDim a multiple of 32.
 OR1_KERNEL void policy_loss_forward(const float* __restrict__ logProbs, const float* __restrict__ oldLogProbs,
                                     const float* __restrict__ advantages, const float* __restrict__ entropy,
                                     const float* __restrict__ weights, const float* __restrict__ referenceLogProbs,
                                     float clipLow, float clipHigh, float entropyCoefficient, float klCoefficient,
                                     int count, float* __restrict__ lossTerms) {
     __shared__ double scratch[32];
-    double pg = 0.0, ent = 0.0, kl = 0.0, clippedWeight = 0.0;
+    double pg = 0.0, ent = 0.0, kl = 0.0, clippedLow = 0.0, clippedHigh = 0.0, ppoKl = 0.0;
     bool useKl = klCoefficient != 0.f;
     for (int t = threadIdx.x; t < count; t += blockDim.x) {
         float w = weights[t];
         if (w == 0.f) continue;
-        TokenTerms terms = token_terms(logProbs[t], oldLogProbs[t], advantages[t], clipLow, clipHigh);
+        float logProb = logProbs[t], oldLogProb = oldLogProbs[t];
+        TokenTerms terms = token_terms(logProb, oldLogProb, advantages[t], clipLow, clipHigh);
         pg -= static_cast<double>(w) * terms.surrogate;
         ent += static_cast<double>(w) * entropy[t];
-        if (terms.clipped) clippedWeight += w;
-        if (useKl) {
-            double diff = referenceLogProbs[t] - logProbs[t];
-            kl += w * (exp(diff) - diff - 1.0);
+        // A clipped token's ratio lies outside [1 - clipLow, 1 + clipHigh] (clamp changed it): not below is above.
+        if (terms.clipped) {
+            if (terms.ratio < 1.0f - clipLow) clippedLow += w;
+            else clippedHigh += w;
         }
+        // In double, where the difference of two floats is exact, as in the reference.
+        ppoKl += w * (static_cast<double>(oldLogProb) - logProb);
+        if (useKl) kl += w * clamped_k3(referenceLogProbs[t], logProb);
     }
     pg = block_sum_d(pg, scratch);
     ent = block_sum_d(ent, scratch);
     kl = block_sum_d(kl, scratch);
-    clippedWeight = block_sum_d(clippedWeight, scratch);
+    clippedLow = block_sum_d(clippedLow, scratch);
+    clippedHigh = block_sum_d(clippedHigh, scratch);
+    ppoKl = block_sum_d(ppoKl, scratch);
     if (threadIdx.x == 0) {
         lossTerms[1] = static_cast<float>(pg);
         lossTerms[2] = static_cast<float>(ent);
         lossTerms[3] = static_cast<float>(kl);
-        lossTerms[4] = static_cast<float>(clippedWeight);
+        lossTerms[4] = static_cast<float>(clippedLow + clippedHigh);
+        lossTerms[5] = static_cast<float>(clippedLow);
+        lossTerms[6] = static_cast<float>(clippedHigh);
+        lossTerms[7] = static_cast<float>(ppoKl);
         lossTerms[0] = static_cast<float>(pg - entropyCoefficient * ent + klCoefficient * kl);
     }
 }
@@ -103,7 +133,7 @@ OR1_KERNEL void policy_loss_backward(const float* __restrict__ logProbs, const f
         TokenTerms terms = token_terms(logProbs[t], oldLogProbs[t], advantages[t], clipLow, clipHigh);
         // d(rho A)/dlogp = rho A on the unclipped branch; the clipped branch is constant in logp.
         float d = terms.clipped ? 0.f : -w * terms.ratio * advantages[t];
-        if (useKl) d += w * klCoefficient * (1.0f - expf(referenceLogProbs[t] - logProbs[t]));
+        if (useKl) d += w * klCoefficient * clamped_k3_gradient(referenceLogProbs[t], logProbs[t]);
         dLogProbs[t] = d;
         dEntropy[t] = -w * entropyCoefficient;
     }

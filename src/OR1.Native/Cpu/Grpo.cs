@@ -57,22 +57,55 @@ internal static unsafe class CpuGrpo
             Clipped = clipped < unclipped;
             Surrogate = Clipped ? clipped : unclipped;
         }
+
+        /// <summary>
+        /// Which bound a clipped token hit: clipped &lt; unclipped implies clamp(rho) != rho, so rho lies outside
+        /// [1 - ClipLow, 1 + ClipHigh] (the same fp32 bounds as the clamp) and "not below" means "above".
+        /// </summary>
+        public bool ClippedLow(PolicyLossOptions options) => Ratio < 1f - options.ClipLow;
+    }
+
+    /// <summary>|ref - logp| beyond which verl's low_var_kl clamps the gap.</summary>
+    private const float KlGapLimit = 20f;
+    /// <summary>|k3| beyond which verl's low_var_kl clamps the estimate.</summary>
+    private const double K3Limit = 10;
+
+    /// <summary>k3 = clamp(exp(d) - d - 1, -10, 10), d = clamp(ref - logp, -20, 20); in double, so exp(20) is no overflow.</summary>
+    private static double ClampedK3(float referenceLogProb, float logProb)
+    {
+        double d = Math.Clamp(referenceLogProb - logProb, -KlGapLimit, KlGapLimit);
+        return Math.Clamp(Math.Exp(d) - d - 1, -K3Limit, K3Limit);
+    }
+
+    /// <summary>
+    /// dk3/dlogp = 1 - exp(ref - logp) where both clamps pass the gradient (torch: min &lt;= x &lt;= max), else 0.
+    /// k3 &gt;= 0, so of the k3 clamp only the upper bound can stop it; a gap beyond 20 makes k3 &gt; 10 anyway, but
+    /// both tests are kept as verl's graph has them. A NaN or Inf gap fails them and gives 0, not NaN.
+    /// </summary>
+    private static float ClampedK3Gradient(float referenceLogProb, float logProb)
+    {
+        float d = referenceLogProb - logProb;
+        float e = MathF.Exp(d);
+        bool passes = d >= -KlGapLimit && d <= KlGapLimit && e - d - 1f <= (float)K3Limit;
+        return passes ? 1f - e : 0f;
     }
 
     // Tokens per range: the per-token work is an exp and a few flops, so ranges must be long to pay for a fork.
     private const int LossGrain = 1 << 15;
 
+    // Sums per range, in this order: policy gradient, entropy, KL, weight clipped low, weight clipped high, ppo_kl.
+    private const int LossSums = 6;
+
     public static void PolicyLossForward(float* logProbs, float* oldLogProbs, float* advantages, float* entropy,
         float* weights, float* referenceLogProbs, PolicyLossOptions options, int count, float* lossTerms)
     {
         int parts = Math.Max(1, CpuParallel.PartCount(count, LossGrain));
-        // Four sums per range: policy gradient, entropy, KL, clipped weight.
-        var sums = System.Buffers.ArrayPool<double>.Shared.Rent(parts * 4);
+        var sums = System.Buffers.ArrayPool<double>.Shared.Rent(parts * LossSums);
         try
         {
             CpuParallel.ForParts(count, parts, (part, start, end) =>
             {
-                double pg = 0, ent = 0, kl = 0, clipped = 0;
+                double pg = 0, ent = 0, kl = 0, clippedLow = 0, clippedHigh = 0, ppoKl = 0;
                 bool useKl = options.KlCoefficient != 0f;
                 for (int t = start; t < end; t++)
                 {
@@ -81,30 +114,38 @@ internal static unsafe class CpuGrpo
                     var terms = new TokenTerms(logProbs[t], oldLogProbs[t], advantages[t], options);
                     pg -= (double)w * terms.Surrogate;
                     ent += (double)w * entropy[t];
-                    if (terms.Clipped) clipped += w;
-                    if (useKl)
+                    if (terms.Clipped)
                     {
-                        double diff = referenceLogProbs[t] - logProbs[t];
-                        kl += w * (Math.Exp(diff) - diff - 1);
+                        if (terms.ClippedLow(options)) clippedLow += w;
+                        else clippedHigh += w;
                     }
+                    // In double: the difference of two floats is exact there, as in the reference.
+                    ppoKl += w * ((double)oldLogProbs[t] - logProbs[t]);
+                    if (useKl) kl += w * ClampedK3(referenceLogProbs[t], logProbs[t]);
                 }
-                sums[part * 4] = pg;
-                sums[part * 4 + 1] = ent;
-                sums[part * 4 + 2] = kl;
-                sums[part * 4 + 3] = clipped;
+                int at = part * LossSums;
+                sums[at] = pg;
+                sums[at + 1] = ent;
+                sums[at + 2] = kl;
+                sums[at + 3] = clippedLow;
+                sums[at + 4] = clippedHigh;
+                sums[at + 5] = ppoKl;
             });
-            double totalPg = 0, totalEnt = 0, totalKl = 0, totalClipped = 0;
+            Span<double> total = stackalloc double[LossSums];
+            total.Clear();
             for (int p = 0; p < parts; p++)
             {
-                totalPg += sums[p * 4];
-                totalEnt += sums[p * 4 + 1];
-                totalKl += sums[p * 4 + 2];
-                totalClipped += sums[p * 4 + 3];
+                for (int i = 0; i < LossSums; i++) total[i] += sums[p * LossSums + i];
             }
+            double totalPg = total[0], totalEnt = total[1], totalKl = total[2];
             lossTerms[PolicyLossTerms.PolicyGradient] = (float)totalPg;
             lossTerms[PolicyLossTerms.Entropy] = (float)totalEnt;
             lossTerms[PolicyLossTerms.Kl] = (float)totalKl;
-            lossTerms[PolicyLossTerms.ClipFraction] = (float)totalClipped;
+            // The total clipped weight is the sum of its two sides, so ClipFraction = Low + High up to fp32 rounding.
+            lossTerms[PolicyLossTerms.ClipFraction] = (float)(total[3] + total[4]);
+            lossTerms[PolicyLossTerms.ClipFractionLow] = (float)total[3];
+            lossTerms[PolicyLossTerms.ClipFractionHigh] = (float)total[4];
+            lossTerms[PolicyLossTerms.PpoKl] = (float)total[5];
             lossTerms[PolicyLossTerms.Total] = (float)(totalPg - options.EntropyCoefficient * totalEnt + options.KlCoefficient * totalKl);
         }
         finally
@@ -125,7 +166,7 @@ internal static unsafe class CpuGrpo
                 var terms = new TokenTerms(logProbs[t], oldLogProbs[t], advantages[t], options);
                 // d(rho * A)/dlogp = rho * A on the unclipped branch; the clipped branch is constant in logp.
                 float d = terms.Clipped ? 0f : -w * terms.Ratio * advantages[t];
-                if (useKl) d += w * options.KlCoefficient * (1f - MathF.Exp(referenceLogProbs[t] - logProbs[t]));
+                if (useKl) d += w * options.KlCoefficient * ClampedK3Gradient(referenceLogProbs[t], logProbs[t]);
                 dLogProbs[t] = d;
                 dEntropy[t] = -w * options.EntropyCoefficient;
             }

@@ -11,8 +11,16 @@ namespace OR1.Native.Ilgpu;
 /// </summary>
 internal static class IlgpuGrpo
 {
-    /// <summary>Partial sums per group of the loss: policy gradient, entropy, KL, clipped weight.</summary>
-    public const int PartialTerms = 4;
+    /// <summary>
+    /// Partial sums per group of the loss: policy gradient, entropy, KL, weight clipped low, weight clipped
+    /// high, ppo_kl (the clip fraction is the sum of the two clipped weights).
+    /// </summary>
+    public const int PartialTerms = 6;
+
+    /// <summary>|ref - logp| beyond which verl's low_var_kl clamps the gap (so one far token cannot make the loss Inf).</summary>
+    private const float KlGapLimit = 20f;
+    /// <summary>|k3| beyond which verl's low_var_kl clamps the estimate.</summary>
+    private const float K3Limit = 10f;
 
     [IlgpuKernel]
     public static void AdvantagesKernel(ArrayView<float> rewards, ArrayView<int> offsets, ArrayView<float> advantages, int groups, float epsilon)
@@ -72,39 +80,66 @@ internal static class IlgpuGrpo
         return clipped ? clippedValue : unclipped;
     }
 
-    /// <summary>Per-group partial sums in double: partials[group * 4 + term].</summary>
+    /// <summary>k3 = clamp(exp(d) - d - 1, -10, 10), d = clamp(ref - logp, -20, 20), in double as in the Cpu backend.</summary>
+    private static double ClampedK3(float referenceLogProb, float logProb)
+    {
+        double d = Math.Min(Math.Max(referenceLogProb - logProb, -KlGapLimit), KlGapLimit);
+        return Math.Min(Math.Max(Math.Exp(d) - d - 1, -K3Limit), K3Limit);
+    }
+
+    /// <summary>
+    /// dk3/dlogp = 1 - exp(ref - logp) where both clamps pass the gradient (torch: min &lt;= x &lt;= max), else 0;
+    /// k3 &gt;= 0, so only its upper clamp can stop it. A NaN or Inf gap fails the tests and gives 0.
+    /// </summary>
+    private static float ClampedK3Gradient(float referenceLogProb, float logProb)
+    {
+        float d = referenceLogProb - logProb;
+        float e = MathF.Exp(d);
+        bool passes = d >= -KlGapLimit && d <= KlGapLimit && e - d - 1f <= K3Limit;
+        return passes ? 1f - e : 0f;
+    }
+
+    /// <summary>Per-group partial sums in double: partials[group * PartialTerms + term].</summary>
     [IlgpuKernel]
     public static void LossPartialsKernel(ArrayView<float> logProbs, ArrayView<float> oldLogProbs, ArrayView<float> advantages,
         ArrayView<float> entropy, ArrayView<float> weights, ArrayView<float> reference, ArrayView<double> partials, LossArgs a)
     {
         var scratch = SharedMemory.Allocate<double>(32);
-        double pg = 0, ent = 0, kl = 0, clippedWeight = 0;
+        double pg = 0, ent = 0, kl = 0, clippedLow = 0, clippedHigh = 0, ppoKl = 0;
         long stride = (long)Grid.DimX * Group.DimX;
         for (long t = Grid.GlobalIndex.X; t < a.Count; t += stride)
         {
             float w = weights[t];
             if (w == 0f) continue;
-            float s = Surrogate(logProbs[t], oldLogProbs[t], advantages[t], a, out _, out bool clipped);
+            float logProb = logProbs[t], oldLogProb = oldLogProbs[t];
+            float s = Surrogate(logProb, oldLogProb, advantages[t], a, out float ratio, out bool clipped);
             pg -= (double)w * s;
             ent += (double)w * entropy[t];
-            if (clipped) clippedWeight += w;
-            if (a.UseKl != 0)
+            // A clipped token's ratio lies outside [1 - ClipLow, 1 + ClipHigh] (the clamp changed it): not below is above.
+            if (clipped)
             {
-                double diff = reference[t] - logProbs[t];
-                kl += w * (Math.Exp(diff) - diff - 1);
+                if (ratio < 1f - a.ClipLow) clippedLow += w;
+                else clippedHigh += w;
             }
+            // In double, where the difference of two floats is exact, as in the reference.
+            ppoKl += w * ((double)oldLogProb - logProb);
+            if (a.UseKl != 0) kl += w * ClampedK3(reference[t], logProb);
         }
         pg = Collectives.GroupSum(pg, scratch);
         ent = Collectives.GroupSum(ent, scratch);
         kl = Collectives.GroupSum(kl, scratch);
-        clippedWeight = Collectives.GroupSum(clippedWeight, scratch);
+        clippedLow = Collectives.GroupSum(clippedLow, scratch);
+        clippedHigh = Collectives.GroupSum(clippedHigh, scratch);
+        ppoKl = Collectives.GroupSum(ppoKl, scratch);
         if (Group.IdxX == 0)
         {
             int at = Grid.IdxX * PartialTerms;
             partials[at] = pg;
             partials[at + 1] = ent;
             partials[at + 2] = kl;
-            partials[at + 3] = clippedWeight;
+            partials[at + 3] = clippedLow;
+            partials[at + 4] = clippedHigh;
+            partials[at + 5] = ppoKl;
         }
     }
 
@@ -113,18 +148,24 @@ internal static class IlgpuGrpo
     public static void LossFinishKernel(ArrayView<double> partials, ArrayView<float> lossTerms, int groups, LossArgs a)
     {
         if (Grid.GlobalIndex.X != 0) return;
-        double pg = 0, ent = 0, kl = 0, clipped = 0;
+        double pg = 0, ent = 0, kl = 0, clippedLow = 0, clippedHigh = 0, ppoKl = 0;
         for (int g = 0; g < groups; g++)
         {
-            pg += partials[g * PartialTerms];
-            ent += partials[g * PartialTerms + 1];
-            kl += partials[g * PartialTerms + 2];
-            clipped += partials[g * PartialTerms + 3];
+            int at = g * PartialTerms;
+            pg += partials[at];
+            ent += partials[at + 1];
+            kl += partials[at + 2];
+            clippedLow += partials[at + 3];
+            clippedHigh += partials[at + 4];
+            ppoKl += partials[at + 5];
         }
         lossTerms[PolicyLossTerms.PolicyGradient] = (float)pg;
         lossTerms[PolicyLossTerms.Entropy] = (float)ent;
         lossTerms[PolicyLossTerms.Kl] = (float)kl;
-        lossTerms[PolicyLossTerms.ClipFraction] = (float)clipped;
+        lossTerms[PolicyLossTerms.ClipFraction] = (float)(clippedLow + clippedHigh);
+        lossTerms[PolicyLossTerms.ClipFractionLow] = (float)clippedLow;
+        lossTerms[PolicyLossTerms.ClipFractionHigh] = (float)clippedHigh;
+        lossTerms[PolicyLossTerms.PpoKl] = (float)ppoKl;
         lossTerms[PolicyLossTerms.Total] = (float)(pg - a.EntropyCoefficient * ent + a.KlCoefficient * kl);
     }
 
@@ -138,7 +179,7 @@ internal static class IlgpuGrpo
             float w = weights[t];
             Surrogate(logProbs[t], oldLogProbs[t], advantages[t], a, out float ratio, out bool clipped);
             float d = clipped ? 0f : -w * ratio * advantages[t];
-            if (a.UseKl != 0) d += w * a.KlCoefficient * (1f - MathF.Exp(reference[t] - logProbs[t]));
+            if (a.UseKl != 0) d += w * a.KlCoefficient * ClampedK3Gradient(reference[t], logProbs[t]);
             dLogProbs[t] = d;
             dEntropy[t] = -w * a.EntropyCoefficient;
         }
@@ -172,7 +213,7 @@ internal static class IlgpuGrpo
             new KernelConfig(p.Groups(segments), p.BlockThreads), values, offsets, output, segments);
     }
 
-    /// <summary>Groups of the loss's partial-sum kernel; its partials buffer holds that many x 4 doubles.</summary>
+    /// <summary>Groups of the loss's partial-sum kernel; its partials buffer holds that many x <see cref="PartialTerms"/> doubles.</summary>
     public static int LossGroups(IlgpuDevice device, int count) => device.Profile.Groups(count, device.Profile.BlockThreads);
 
     public static void LossForward(IlgpuDevice device, ArrayView<float> logProbs, ArrayView<float> oldLogProbs, ArrayView<float> advantages,

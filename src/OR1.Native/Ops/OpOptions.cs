@@ -23,7 +23,10 @@ public readonly record struct AttentionHeads(int NumHeads, int NumKvHeads, int H
 /// Options of the MAGIC policy loss (Skywork-OR1 eq. 3.1) over tokens t with weights w_t:
 /// L = -sum_t w_t [ min(rho_t A_t, clip(rho_t, 1 - ClipLow, 1 + ClipHigh) A_t) + EntropyCoefficient H_t ]
 ///     + KlCoefficient sum_t w_t k3_t,   rho_t = exp(logp_t - oldLogp_t),
-/// k3_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1 (only when KlCoefficient is non-zero).
+/// k3_t = clamp(exp(d_t) - d_t - 1, -10, 10) with d_t = clamp(ref_t - logp_t, -20, 20) (only when KlCoefficient
+/// is non-zero): verl's "low_var_kl", whose clamps keep one token far from the reference from making the
+/// loss Inf. Its gradient follows torch's clamp (passed where min &lt;= x &lt;= max, boundaries included, 0
+/// outside): dk3/dlogp = 1 - exp(ref_t - logp_t) where |ref_t - logp_t| &lt;= 20 and the unclamped k3 &lt;= 10, else 0.
 /// </summary>
 /// <param name="ClipLow">eps_low of the clipped ratio.</param>
 /// <param name="ClipHigh">eps_high of the clipped ratio.</param>
@@ -39,7 +42,10 @@ public readonly record struct PolicyLossOptions(
     public PolicyLossOptions() : this(0.2f) { }
 }
 
-/// <summary>Indices into the loss-terms tensor written by <see cref="IBackend.PolicyLossForward"/>.</summary>
+/// <summary>
+/// Indices into the loss-terms tensor written by <see cref="IBackend.PolicyLossForward"/>. Every term is a
+/// weighted sum over tokens (in double, then rounded to fp32), so with the token-mean weights 1/T it is a mean.
+/// </summary>
 public static class PolicyLossTerms
 {
     /// <summary>The loss L that the backward differentiates: PolicyGradient - alpha * Entropy + beta * Kl.</summary>
@@ -48,12 +54,21 @@ public static class PolicyLossTerms
     public const int PolicyGradient = 1;
     /// <summary>sum_t w_t H_t.</summary>
     public const int Entropy = 2;
-    /// <summary>sum_t w_t k3_t (0 when the KL term is off).</summary>
+    /// <summary>sum_t w_t k3_t, k3 clamped as in <see cref="PolicyLossOptions"/> (0 when the KL term is off).</summary>
     public const int Kl = 3;
-    /// <summary>sum_t w_t [the clipped branch is active, so the token's policy gradient is zero].</summary>
+    /// <summary>
+    /// sum_t w_t [the clipped branch is active, so the token's policy gradient is zero]
+    /// = <see cref="ClipFractionLow"/> + <see cref="ClipFractionHigh"/>.
+    /// </summary>
     public const int ClipFraction = 4;
+    /// <summary>sum_t w_t [clipped and rho_t &lt; 1 - ClipLow]: the ratio hit its lower bound (only with A_t &lt; 0).</summary>
+    public const int ClipFractionLow = 5;
+    /// <summary>sum_t w_t [clipped and rho_t &gt; 1 + ClipHigh]: the ratio hit its upper bound (only with A_t &gt; 0).</summary>
+    public const int ClipFractionHigh = 6;
+    /// <summary>sum_t w_t (oldLogp_t - logp_t): verl's ppo_kl, the approximate KL of the new policy from the old one.</summary>
+    public const int PpoKl = 7;
     /// <summary>Length of the loss-terms tensor.</summary>
-    public const int Count = 5;
+    public const int Count = 8;
 }
 
 /// <summary>

@@ -3,7 +3,8 @@ namespace OR1.Tests.Reference;
 /// <summary>
 /// GRPO advantages, segment broadcast and the MAGIC policy loss (Skywork-OR1 eq. 3.1):
 /// L = -sum_t w_t [min(rho A, clip(rho, 1 - epsLow, 1 + epsHigh) A) + alpha H_t] + beta sum_t w_t k3_t,
-/// rho = exp(logp - oldLogp), k3 = exp(ref - logp) - (ref - logp) - 1.
+/// rho = exp(logp - oldLogp), k3 = clamp(exp(d) - d - 1, -10, 10) with d = clamp(ref - logp, -20, 20)
+/// (verl's kl_penalty "low_var_kl"; torch's clamp passes the gradient on [min, max], boundaries included).
 /// </summary>
 public static class GrpoReference
 {
@@ -16,12 +17,18 @@ public static class GrpoReference
         public const int PolicyGradient = 1;
         /// <summary>sum_t w_t H_t.</summary>
         public const int Entropy = 2;
-        /// <summary>sum_t w_t k3_t, 0 when the KL coefficient is 0.</summary>
+        /// <summary>sum_t w_t k3_t (clamped), 0 when the KL coefficient is 0.</summary>
         public const int Kl = 3;
-        /// <summary>sum_t w_t [clip(rho) A &lt; rho A].</summary>
+        /// <summary>sum_t w_t [clip(rho) A &lt; rho A] = ClipFractionLow + ClipFractionHigh.</summary>
         public const int ClipFraction = 4;
+        /// <summary>sum_t w_t [clip(rho) A &lt; rho A and rho &lt; 1 - epsLow].</summary>
+        public const int ClipFractionLow = 5;
+        /// <summary>sum_t w_t [clip(rho) A &lt; rho A and rho &gt; 1 + epsHigh].</summary>
+        public const int ClipFractionHigh = 6;
+        /// <summary>sum_t w_t (oldLogp_t - logp_t): verl's ppo_kl.</summary>
+        public const int PpoKl = 7;
         /// <summary>Number of terms.</summary>
-        public const int Count = 5;
+        public const int Count = 8;
     }
 
     /// <summary>
@@ -86,13 +93,17 @@ public static class GrpoReference
             (double surrogate, bool clipped) = Surrogate(logProbs[t], oldLogProbs[t], advantages[t], clipLow, clipHigh);
             terms[Terms.PolicyGradient] -= w * surrogate;
             terms[Terms.Entropy] += w * entropy[t];
-            if (klCoefficient != 0)
+            if (klCoefficient != 0) terms[Terms.Kl] += w * K3(referenceLogProbs![t] - logProbs[t]);
+            if (clipped)
             {
-                double delta = referenceLogProbs![t] - logProbs[t];
-                terms[Terms.Kl] += w * (Math.Exp(delta) - delta - 1);
+                double rho = Math.Exp(logProbs[t] - oldLogProbs[t]);
+                if (rho < 1 - clipLow) terms[Terms.ClipFractionLow] += w;
+                else if (rho > 1 + clipHigh) terms[Terms.ClipFractionHigh] += w;
+                else throw new InvalidOperationException($"token {t} is clipped with rho = {rho} inside the clip range");
             }
-            if (clipped) terms[Terms.ClipFraction] += w;
+            terms[Terms.PpoKl] += w * (oldLogProbs[t] - logProbs[t]);
         }
+        terms[Terms.ClipFraction] = terms[Terms.ClipFractionLow] + terms[Terms.ClipFractionHigh];
         terms[Terms.Total] = terms[Terms.PolicyGradient] - entropyCoefficient * terms[Terms.Entropy] + klCoefficient * terms[Terms.Kl];
         return terms;
     }
@@ -100,7 +111,7 @@ public static class GrpoReference
     /// <summary>
     /// dTotal/dlogProbs and dTotal/dentropy per token. The surrogate's derivative is rho A where the unclipped
     /// branch is selected (ties included) and 0 where the clipped branch is strictly smaller; the KL term adds
-    /// w beta (1 - exp(ref - logp)); dentropy = -w alpha.
+    /// w beta <see cref="K3Gradient"/>(ref - logp); dentropy = -w alpha.
     /// </summary>
     public static (double[] DLogProbs, double[] DEntropy) PolicyLossBackward(double[] logProbs, double[] oldLogProbs, double[] advantages,
         double[] tokenWeights, double[]? referenceLogProbs, double clipLow, double clipHigh, double entropyCoefficient, double klCoefficient)
@@ -114,11 +125,34 @@ public static class GrpoReference
             double rho = Math.Exp(logProbs[t] - oldLogProbs[t]);
             (_, bool clipped) = Surrogate(logProbs[t], oldLogProbs[t], advantages[t], clipLow, clipHigh);
             double d = clipped ? 0 : -w * rho * advantages[t];
-            if (klCoefficient != 0) d += w * klCoefficient * (1 - Math.Exp(referenceLogProbs![t] - logProbs[t]));
+            if (klCoefficient != 0) d += w * klCoefficient * K3Gradient(referenceLogProbs![t] - logProbs[t]);
             dLogProbs[t] = d;
             dEntropy[t] = -w * entropyCoefficient;
         }
         return (dLogProbs, dEntropy);
+    }
+
+    /// <summary>|ref - logp| beyond which low_var_kl clamps the gap.</summary>
+    public const double KlGapLimit = 20;
+    /// <summary>|k3| beyond which low_var_kl clamps the estimate.</summary>
+    public const double K3Limit = 10;
+
+    /// <summary>k3 of a gap d = ref - logp: clamp(exp(d') - d' - 1, -10, 10) with d' = clamp(d, -20, 20).</summary>
+    public static double K3(double gap)
+    {
+        double d = Math.Clamp(gap, -KlGapLimit, KlGapLimit);
+        return Math.Clamp(Math.Exp(d) - d - 1, -K3Limit, K3Limit);
+    }
+
+    /// <summary>
+    /// dk3/dlogp at a gap d = ref - logp, torch's clamp semantics (the gradient passes where min &lt;= x &lt;= max):
+    /// 1 - exp(d) where -20 &lt;= d &lt;= 20 and -10 &lt;= exp(d) - d - 1 &lt;= 10, else 0.
+    /// </summary>
+    public static double K3Gradient(double gap)
+    {
+        if (!(gap >= -KlGapLimit && gap <= KlGapLimit)) return 0;
+        double k3 = Math.Exp(gap) - gap - 1;
+        return k3 >= -K3Limit && k3 <= K3Limit ? 1 - Math.Exp(gap) : 0;
     }
 
     /// <summary>min(rho A, clip(rho) A), and whether the clipped branch is strictly the smaller one.</summary>

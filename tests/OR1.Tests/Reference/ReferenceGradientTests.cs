@@ -363,6 +363,11 @@ public sealed class ReferenceGradientTests
             clipLow, clipHigh, entropyCoefficient, klCoefficient);
         double clipFraction = PolicyWeights.Where((_, t) => ExpectClipped[t]).Sum();
         Assert.That(terms[GrpoReference.Terms.ClipFraction], Is.EqualTo(clipFraction).Within(1e-15), "clip fraction");
+        // Clipped low: token 2 (rho = 0.61, A < 0); clipped high: tokens 0, 6 and the masked 7 (rho > 1.28, A > 0).
+        Assert.That(terms[GrpoReference.Terms.ClipFractionLow], Is.EqualTo(PolicyWeights[2]).Within(1e-15), "clip fraction low");
+        Assert.That(terms[GrpoReference.Terms.ClipFractionHigh], Is.EqualTo(PolicyWeights[0] + PolicyWeights[6]).Within(1e-15), "clip fraction high");
+        double ppoKl = -PolicyWeights.Select((w, t) => w * LogRatios[t]).Sum();
+        Assert.That(terms[GrpoReference.Terms.PpoKl], Is.EqualTo(ppoKl).Within(1e-15), "ppo_kl = sum w (old - logp)");
         for (int t = 0; t < count; t++)
         {
             Assert.That(GrpoReference.Surrogate(logProbs[t], oldLogProbs[t], PolicyAdvantages[t], clipLow, clipHigh).Clipped,
@@ -379,13 +384,39 @@ public sealed class ReferenceGradientTests
     {
         // On-policy token: rho = 1, A = 2, w = 0.5, H = 3, alpha = 0.1: PG = -1, Entropy = 1.5, Total = -1.15.
         double[] terms = GrpoReference.PolicyLossForward([-1.0], [-1.0], [2.0], [3.0], [0.5], [-1.0], 0.2, 0.2, 0.1, 0.7);
-        TensorAssert.Close(terms, [-1.15, -1, 1.5, 0, 0], 1e-15, 1e-15, "terms: total, pg, entropy, kl, clip fraction");
+        TensorAssert.Close(terms, [-1.15, -1, 1.5, 0, 0, 0, 0, 0], 1e-15, 1e-15,
+            "terms: total, pg, entropy, kl, clip fraction, its low and high sides, ppo_kl");
 
-        // rho = e^0.5 > 1.2 with A = 1: the surrogate is 1.2, its gradient 0.
+        // rho = e^0.5 > 1.2 with A = 1: the surrogate is 1.2, its gradient 0; clipped at the upper bound; ppo_kl = 0 - 0.5.
         double[] clipped = GrpoReference.PolicyLossForward([0.5], [0.0], [1.0], [0.0], [1.0], null, 0.2, 0.2, 0, 0);
-        TensorAssert.Close(clipped, [-1.2, -1.2, 0, 0, 1], 1e-15, 1e-15, "a clipped token");
+        TensorAssert.Close(clipped, [-1.2, -1.2, 0, 0, 1, 0, 1, -0.5], 1e-15, 1e-15, "a clipped token");
         var (dClipped, _) = GrpoReference.PolicyLossBackward([0.5], [0.0], [1.0], [1.0], null, 0.2, 0.2, 0, 0);
         Assert.That(dClipped[0], Is.Zero);
+    }
+
+    [Test]
+    public void K3ClampsFollowVerlLowVarKl()
+    {
+        // Gaps d = ref - logp: inside both clamps the value is exp(d) - d - 1 and the gradient 1 - exp(d).
+        Assert.That(GrpoReference.K3(0.5), Is.EqualTo(Math.Exp(0.5) - 1.5).Within(1e-15));
+        Assert.That(GrpoReference.K3Gradient(0.5), Is.EqualTo(1 - Math.Exp(0.5)).Within(1e-15));
+        // k3(2.5) = 8.68 passes; k3(2.7) = 12.18 is clamped to 10 and stops the gradient; so does k3(-11.1) = 10.1.
+        Assert.That(GrpoReference.K3(2.5), Is.EqualTo(Math.Exp(2.5) - 3.5).Within(1e-14));
+        Assert.That(GrpoReference.K3Gradient(2.5), Is.EqualTo(1 - Math.Exp(2.5)).Within(1e-14));
+        Assert.That(GrpoReference.K3(-10.9), Is.EqualTo(Math.Exp(-10.9) + 9.9).Within(1e-14));
+        Assert.That(GrpoReference.K3Gradient(-10.9), Is.EqualTo(1 - Math.Exp(-10.9)).Within(1e-15));
+        foreach (double gap in new[] { 2.7, -11.1, 19.9, 20, 20.1, -20, -20.1, 25, -25, 1000, -1000, double.PositiveInfinity, double.NegativeInfinity })
+        {
+            Assert.That(GrpoReference.K3(gap), Is.EqualTo(10), $"k3({gap})");
+            Assert.That(GrpoReference.K3Gradient(gap), Is.Zero, $"dk3({gap})");
+        }
+        // The gradient is the derivative of the value away from the kinks (d = 2.609..., -10.99998...).
+        foreach (double gap in new[] { -10.5, -3, -0.2, 0.7, 2.55 })
+        {
+            // k3 depends on logp through d = ref - logp, so dk3/dlogp = -dk3/dd.
+            double fd = -(GrpoReference.K3(gap + 1e-6) - GrpoReference.K3(gap - 1e-6)) / 2e-6;
+            Assert.That(GrpoReference.K3Gradient(gap), Is.EqualTo(fd).Within(1e-6 * (1 + Math.Abs(fd))), $"dk3 at {gap}");
+        }
     }
 
     [Test]
