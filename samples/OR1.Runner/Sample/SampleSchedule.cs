@@ -27,20 +27,24 @@ public sealed record SampleSchedule
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
-    /// <summary>Applies the file's values over <paramref name="defaults"/>, validating them; errors name the file and the field.</summary>
+    /// <summary>
+    /// Applies the file's values over <paramref name="defaults"/>, validating them; errors name the file, the
+    /// field and its line, as a training config's do (<see cref="ConfigDocument"/>).
+    /// </summary>
     public static SampleSettings Apply(string path, SampleSettings defaults)
     {
         if (!File.Exists(path)) throw new CliException($"--config '{path}': file not found");
-        SampleSchedule? schedule;
+        ConfigDocument document;
+        SampleSchedule schedule;
         try
         {
-            schedule = JsonSerializer.Deserialize<SampleSchedule>(File.ReadAllText(path), Json);
+            document = ConfigDocument.Load(path, Json);
+            schedule = document.Deserialize<SampleSchedule>();
         }
-        catch (JsonException e)
+        catch (TrainingConfigException e)
         {
-            throw new CliException($"{path}: not a valid sample schedule: {e.Message}");
+            throw new CliException(e.Message, e);
         }
-        if (schedule is null) throw new CliException($"{path}: the file holds null");
         var settings = defaults with
         {
             Stages = schedule.Stages ?? defaults.Stages,
@@ -65,14 +69,14 @@ public sealed record SampleSchedule
         };
         try
         {
-            check.Validate(path);
+            check.Validate(path, document.PositionOf);
         }
         catch (TrainingConfigException e)
         {
             throw new CliException(e.Message, e);
         }
-        if (settings.WarmupSteps < 1) throw new CliException($"{path}: \"warmup_steps\" must be at least 1");
-        if (settings.EvalSamples < 1) throw new CliException($"{path}: \"eval_samples\" must be at least 1");
+        if (settings.WarmupSteps < 1) throw new CliException(document.Error("warmup_steps", "\"warmup_steps\" must be at least 1").Message);
+        if (settings.EvalSamples < 1) throw new CliException(document.Error("eval_samples", "\"eval_samples\" must be at least 1").Message);
         return settings;
     }
 }

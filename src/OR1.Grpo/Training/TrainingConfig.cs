@@ -18,9 +18,13 @@ public sealed record StageConfig(int Steps, int MaxResponseLength, int PromptsPe
 public sealed record TrainingConfig
 {
     /// <summary>HF-format model directory (config.json, safetensors, tokenizer.json).</summary>
+    [ConfigDescription("a folder path")]
     public string Model { get; init; } = "";
+    [ConfigDescription("a list of file paths")]
     public IReadOnlyList<string> TrainFiles { get; init; } = [];
+    [ConfigDescription("a list of file paths")]
     public IReadOnlyList<string> ValidationFiles { get; init; } = [];
+    [ConfigDescription("a folder path")]
     public string OutputDir { get; init; } = "";
     public ulong Seed { get; init; } = 1;
     public string Device { get; init; } = "cpu";
@@ -69,20 +73,14 @@ public sealed record TrainingConfig
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
-    /// <summary>Reads and validates a config; relative paths are resolved against the config file's folder.</summary>
+    /// <summary>
+    /// Reads and validates a config; relative paths are resolved against the config file's folder. Every error
+    /// names the file, the key (<c>stages[1].group_size</c>), its line and what was expected (see <see cref="ConfigDocument"/>).
+    /// </summary>
     public static TrainingConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new TrainingConfigException(path, "file not found");
-        TrainingConfig? config;
-        try
-        {
-            config = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json);
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingConfigException(path, $"not a valid training config: {e.Message}");
-        }
-        if (config is null) throw new TrainingConfigException(path, "the file holds null");
+        var document = ConfigDocument.Load(path, Json);
+        var config = document.Deserialize<TrainingConfig>();
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         string Resolve(string p) => string.IsNullOrEmpty(p) ? p : Path.GetFullPath(p, baseDir);
         config = config with
@@ -92,16 +90,22 @@ public sealed record TrainingConfig
             TrainFiles = config.TrainFiles.Select(Resolve).ToArray(),
             ValidationFiles = config.ValidationFiles.Select(Resolve).ToArray(),
         };
-        config.Validate(path);
+        config.Validate(path, document.PositionOf);
         return config;
     }
 
     /// <summary>Checks every field; the message names the file and the field.</summary>
-    public void Validate(string source)
+    public void Validate(string source) => Validate(source, positionOf: null);
+
+    /// <summary>
+    /// Checks every field; the message names the file, the field and, where <paramref name="positionOf"/> knows
+    /// it (<see cref="ConfigDocument.PositionOf"/>), the field's line in the file.
+    /// </summary>
+    public void Validate(string source, Func<string, ConfigPosition?>? positionOf)
     {
         void Require(bool ok, string field, string problem)
         {
-            if (!ok) throw new TrainingConfigException(source, $"\"{field}\" {problem}");
+            if (!ok) throw new TrainingConfigException(source, positionOf?.Invoke(field), $"\"{field}\" {problem}");
         }
         Require(!string.IsNullOrWhiteSpace(Model), "model", "is missing");
         Require(TrainFiles.Count > 0, "train_files", "must list at least one parquet or JSONL file");
@@ -150,14 +154,31 @@ public sealed record TrainingConfig
         OldLogProbs = OldLogprobs,
         KlCoefficient = KlCoef,
         MicroBatchTokens = MicroBatchTokens,
+        MaxResponseLength = stage.MaxResponseLength,
     };
 
     /// <summary>Total steps over all stages.</summary>
     public int TotalSteps => Stages.Sum(s => s.Steps);
 }
 
-/// <summary>A training config that cannot be used, naming the file and the field.</summary>
-public sealed class TrainingConfigException(string path, string problem) : Exception($"{path}: {problem}")
+/// <summary>A training config that cannot be used, naming the file, the field and, where known, its line and column.</summary>
+public sealed class TrainingConfigException : Exception
 {
-    public string FilePath { get; } = path;
+    public TrainingConfigException(string path, string problem) : this(path, null, problem) { }
+
+    public TrainingConfigException(string path, ConfigPosition? position, string problem, Exception? inner = null)
+        : base(position is { } p ? $"{path} line {p.Line}, column {p.Column}: {problem}" : $"{path}: {problem}", inner)
+    {
+        FilePath = path;
+        Position = position;
+        Problem = problem;
+    }
+
+    public string FilePath { get; }
+
+    /// <summary>Where in the file the problem is, when it is at a place in the file.</summary>
+    public ConfigPosition? Position { get; }
+
+    /// <summary>The message without the file and the position.</summary>
+    public string Problem { get; }
 }
