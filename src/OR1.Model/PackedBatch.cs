@@ -3,17 +3,19 @@ using OR1.Native;
 namespace OR1.Model;
 
 /// <summary>
-/// A micro-batch of token sequences packed end to end (no padding), uploaded once: token ids, the
+/// A micro-batch of token sequences packed end to end (no padding) on the device: token ids, the
 /// position of each token within its sequence (RoPE), and the sequence offsets (attention).
 /// </summary>
 public sealed class PackedBatch : IDisposable
 {
-    private PackedBatch(Tensor tokens, Tensor positions, Segments sequences, int[] hostTokens)
+    private readonly bool _ownsTensors;
+
+    private PackedBatch(Tensor tokens, Tensor positions, Segments sequences, bool ownsTensors)
     {
         Tokens = tokens;
         Positions = positions;
         Sequences = sequences;
-        HostTokens = hostTokens;
+        _ownsTensors = ownsTensors;
     }
 
     /// <summary>Token ids, Int32 [T].</summary>
@@ -24,9 +26,6 @@ public sealed class PackedBatch : IDisposable
 
     /// <summary>Sequence offsets (host and device).</summary>
     public Segments Sequences { get; }
-
-    /// <summary>The token ids on the host (for building targets and masks).</summary>
-    public IReadOnlyList<int> HostTokens { get; }
 
     /// <summary>Total tokens T.</summary>
     public int TokenCount => Sequences.Total;
@@ -59,13 +58,27 @@ public sealed class PackedBatch : IDisposable
         var positionTensor = backend.Allocate(DType.Int32, new TensorShape(total), "positions");
         backend.Upload<int>(tokens, tokenTensor);
         backend.Upload<int>(positions, positionTensor);
-        return new PackedBatch(tokenTensor, positionTensor, Segments.FromLengths(backend, lengths), tokens);
+        return new PackedBatch(tokenTensor, positionTensor, Segments.FromLengths(backend, lengths), ownsTensors: true);
+    }
+
+    /// <summary>
+    /// A batch over tensors someone else owns (views of reused buffers): disposing it frees only
+    /// <paramref name="sequences"/>, which it takes over.
+    /// </summary>
+    public static PackedBatch View(Tensor tokens, Tensor positions, Segments sequences)
+    {
+        if (tokens.ElementCount != sequences.Total || positions.ElementCount != sequences.Total)
+            throw new ArgumentException($"tokens ({tokens.ElementCount}) and positions ({positions.ElementCount}) must hold the {sequences.Total} tokens of the sequences");
+        return new PackedBatch(tokens, positions, sequences, ownsTensors: false);
     }
 
     public void Dispose()
     {
-        Tokens.Dispose();
-        Positions.Dispose();
+        if (_ownsTensors)
+        {
+            Tokens.Dispose();
+            Positions.Dispose();
+        }
         Sequences.Dispose();
     }
 }

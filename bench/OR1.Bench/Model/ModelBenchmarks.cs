@@ -58,7 +58,7 @@ public class ModelBenchmarks : ITokenThroughputBenchmark, IDisposable
         _batch = PackedBatch.Create(_backend, sequences);
         int t = _batch.TokenCount;
         _activations = new Qwen2Activations(_backend, config, t);
-        var targets = _batch.HostTokens.Skip(1).Append(0).ToArray();
+        var targets = sequences.SelectMany(s => s).Skip(1).Append(0).ToArray();
         _targets = _backend.Allocate(DType.Int32, new TensorShape(t));
         _backend.Upload<int>(targets, _targets);
         _logProbs = _backend.Allocate(DType.Float32, new TensorShape(t));

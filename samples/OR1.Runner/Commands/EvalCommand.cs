@@ -67,8 +67,16 @@ public static class EvalCommand
             AtomicFile.Write(output, stream =>
             {
                 using var writer = new StreamWriter(stream);
-                foreach (var r in responses)
-                    writer.WriteLine(JsonSerializer.Serialize(new { id = r.Example.Id, data_source = r.Example.DataSource, response = r.Text, reward = r.Reward.Score, reason = r.Reward.Reason, truncated = r.Sample.Truncated }));
+                int[] group = responses.GroupOfSequence();
+                for (int s = 0; s < group.Length; s++)
+                {
+                    var example = responses.Examples[group[s]];
+                    writer.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        id = example.Id, data_source = example.DataSource, response = responses.Texts[s], reward = responses.Rewards[s].Score,
+                        reason = responses.Rewards[s].Reason, truncated = responses.Batch.Truncated[s],
+                    }));
+                }
             });
         }
         return 0;

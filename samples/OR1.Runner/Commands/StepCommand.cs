@@ -16,7 +16,7 @@ public static class StepCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Model directory to update", Required = true };
-        var rollouts = new Option<string>("--rollouts") { Description = "JSONL: {\"group\",\"prompt_tokens\",\"response_tokens\",\"reward\",\"truncated\"[,\"old_logprobs\"]} per line", Required = true };
+        var rollouts = new Option<string>("--rollouts") { Description = "JSONL: {\"group\",\"prompt_tokens\",\"response_tokens\",\"reward\",\"truncated\"[,\"old_logprobs\"]} per line (the responses of one group share its prompt)", Required = true };
         var output = new Option<string>("--out") { Description = "Directory for the updated checkpoint, metrics.json and grads.safetensors", Required = true };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate", DefaultValueFactory = _ => 1e-6 };
         var entropyCoef = new Option<double>("--entropy-coef") { Description = "Entropy bonus coefficient (alpha)", DefaultValueFactory = _ => 0 };
@@ -25,8 +25,9 @@ public static class StepCommand
         var maxGradNorm = new Option<double>("--max-grad-norm") { Description = "Global gradient-norm clip", DefaultValueFactory = _ => 1.0 };
         var temperature = new Option<float>("--temperature") { Description = "Temperature of the log-probs in the loss", DefaultValueFactory = _ => 1f };
         var saveGrads = new Option<bool>("--save-grads") { Description = "Also write the clipped gradients, named like the parameters" };
+        var oldLogProbs = OldLogProbsOption.Create();
         var device = Devices.CreateOption();
-        var command = new Command("step", "One MAGIC update from a rollouts file") { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, device };
+        var command = new Command("step", "One MAGIC update from a rollouts file") { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, oldLogProbs, device };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(rollouts)!, r.GetValue(output)!, new MagicOptions
         {
             LearningRate = r.GetValue(lr),
@@ -35,6 +36,7 @@ public static class StepCommand
             ClipHigh = r.GetValue(clipHigh),
             MaxGradNorm = r.GetValue(maxGradNorm),
             Temperature = r.GetValue(temperature),
+            OldLogProbs = r.GetValue(oldLogProbs) ?? OldLogProbSource.Recompute,
         }, r.GetValue(saveGrads), r.GetValue(device)!));
         return command;
     }
@@ -72,8 +74,8 @@ public static class StepCommand
         }
         if (saveGrads)
         {
-            float scale = trainer.LastClipScale;
-            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), trainer.Gradients.Named.Select(p =>
+            float scale = trainer.Optimizer.LastClipScale;
+            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), trainer.Optimizer.Gradients.Named.Select(p =>
             {
                 var data = new float[p.Tensor.ElementCount];
                 backend.Download<float>(p.Tensor, data);

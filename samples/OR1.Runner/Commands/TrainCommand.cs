@@ -15,12 +15,14 @@ public static class TrainCommand
         var config = new Option<string>("--config") { Description = "Training config (JSON): model, data, stages, hyper-parameters", Required = true };
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint folder, or from the latest checkpoint of a run folder" };
         var unsafeNoSandbox = CodeSandboxOption.Create();
-        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox };
-        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox)));
+        var oldLogProbs = OldLogProbsOption.Create();
+        oldLogProbs.Description += "; overrides the config's old_logprobs";
+        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs };
+        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs)));
         return command;
     }
 
-    public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false)
+    public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null)
     {
         TrainingConfig config;
         try
@@ -31,6 +33,7 @@ public static class TrainCommand
         {
             throw new CliException(e.Message, e);
         }
+        if (oldLogProbs is { } source) config = config with { OldLogprobs = source };
         string? checkpoint = null;
         if (resume is not null)
         {
@@ -42,7 +45,7 @@ public static class TrainCommand
             using var session = TrainingSetup.Create(config, Devices.Create, CodeSandboxOption.Verifiers(unsafeNoSandbox), checkpoint, Console.Out);
             session.Run.Run();
         }
-        catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException)
+        catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException or TrainingStalledException)
         {
             throw new CliException(e.Message, e);
         }

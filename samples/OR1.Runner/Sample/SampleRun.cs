@@ -80,7 +80,7 @@ public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong s
         var before = Evaluate(model, tokenizer, encoder, heldOutExamples, "evaluate warm-up", seed + 11);
 
         var rl = Stopwatch.StartNew();
-        int skipped = Train(model, tokenizer, tokenizerDir, warmupDir, train);
+        int skipped = Train(model, encoder, tokenizerDir, warmupDir, train);
         double rlSeconds = rl.Elapsed.TotalSeconds;
         string finalDir = Path.Combine(outputDir, "final");
         SaveCheckpoint(model, finalDir, tokenizerDir);
@@ -182,7 +182,7 @@ public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong s
     }
 
     /// <summary>MAGIC on all levels; returns the number of skipped step attempts.</summary>
-    private int Train(Qwen2Model model, Qwen2Tokenizer tokenizer, string tokenizerDir, string warmupDir, Dictionary<int, IReadOnlyList<ArithmeticProblem>> train)
+    private int Train(Qwen2Model model, PromptEncoder encoder, string tokenizerDir, string warmupDir, Dictionary<int, IReadOnlyList<ArithmeticProblem>> train)
     {
         var config = new TrainingConfig
         {
@@ -204,7 +204,7 @@ public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong s
         config.Validate("the sample's schedule");
         File.Delete(Path.Combine(outputDir, "metrics.jsonl"));
         var examples = ArithmeticTask.ToExamples(train.Values.SelectMany(p => p));
-        using var run = new TrainingRun(config, model, tokenizer, tokenizerDir, new RewardRouter([new MathReward()]), examples, [], TextWriter.Null);
+        using var run = new TrainingRun(config, model, encoder, tokenizerDir, new RewardRouter([new MathReward()]), examples, [], TextWriter.Null);
         int skipped = 0, done = 0;
         var recent = new Queue<double>();
         AnsiConsole.Progress().AutoClear(false)

@@ -12,10 +12,10 @@ public static class OptimizerCheckpoint
 {
     public const string FileName = "optimizer.safetensors";
 
-    public static void Save(string directory, MagicTrainer trainer)
+    public static void Save(string directory, AdamWOptimizer optimizer)
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
-        foreach (var (prefix, weights) in new[] { ("exp_avg.", trainer.FirstMoment), ("exp_avg_sq.", trainer.SecondMoment) })
+        foreach (var (prefix, weights) in new[] { ("exp_avg.", optimizer.FirstMoment), ("exp_avg_sq.", optimizer.SecondMoment) })
         {
             foreach (var (name, tensor) in weights.Named)
             {
@@ -27,11 +27,11 @@ public static class OptimizerCheckpoint
         SafetensorsWriter.Write(Path.Combine(directory, FileName), tensors);
     }
 
-    public static void Load(string directory, MagicTrainer trainer)
+    public static void Load(string directory, AdamWOptimizer optimizer)
     {
         string path = Path.Combine(directory, FileName);
         using var file = SafetensorsFile.Open(path);
-        foreach (var (prefix, weights) in new[] { ("exp_avg.", trainer.FirstMoment), ("exp_avg_sq.", trainer.SecondMoment) })
+        foreach (var (prefix, weights) in new[] { ("exp_avg.", optimizer.FirstMoment), ("exp_avg_sq.", optimizer.SecondMoment) })
         {
             foreach (var (name, tensor) in weights.Named)
             {

@@ -43,6 +43,9 @@ public sealed record MagicOptions
     /// <summary>Where log p_old comes from: the trainer's forward (default, the recipe's) or the rollout engine.</summary>
     public OldLogProbSource OldLogProbs { get; init; } = OldLogProbSource.Recompute;
 
+    /// <summary>The stage's response length limit, for the response-length clip ratio metric; null when unknown.</summary>
+    public int? MaxResponseLength { get; init; }
+
     /// <summary>epsilon of (r - mean) / (std + epsilon).</summary>
     public double AdvantageEpsilon { get; init; } = 1e-6;
 

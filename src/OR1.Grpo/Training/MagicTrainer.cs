@@ -5,19 +5,30 @@ using OR1.Native;
 namespace OR1.Grpo.Training;
 
 /// <summary>
-/// The MAGIC update (docs/RECIPE.md "One training step", steps 4-8) on a Qwen2 policy: rejection of
-/// zero-signal groups, group-relative advantages, the clipped token-level loss with the adaptive entropy
-/// bonus (and an optional k3 KL to the initial policy), backward through the model in micro-batches of
-/// bounded tokens, global-norm clipping, AdamW, then the entropy-controller update.
-/// The trainer owns the gradient and optimizer-moment buffers and the controller state; all of it is
-/// exposed for checkpoints.
+/// The MAGIC update (docs/RECIPE.md "One training step", steps 4-8) on a Qwen2 policy: rejection of zero-signal
+/// groups, group-relative advantages (computed and broadcast per token on the device), the clipped token-level
+/// loss with the adaptive entropy bonus (and an optional k3 KL to the initial policy), backward through the model
+/// in micro-batches of bounded tokens, global-norm clipping, AdamW, then the entropy-controller update.
 /// </summary>
+/// <remarks>
+/// log p_old (<see cref="MagicOptions.OldLogProbs"/>): with <see cref="OldLogProbSource.Recompute"/> (the recipe's)
+/// and one mini-batch it is the very forward pass that trains, copied on the device, so rho = 1 to the bit; with
+/// several mini-batches one forward over the whole batch computes it before the first update, because later
+/// mini-batches run after earlier updates. With <see cref="OldLogProbSource.Sampler"/> the rollout engine's values are
+/// used. Either way the rollout engine's values, when given, are compared with the trainer's pre-update log-probs
+/// (<see cref="StepMetrics.SamplerLogProbDiffMean"/>).
+/// </remarks>
 public sealed class MagicTrainer : IDisposable
 {
     private readonly Qwen2Model _policy;
     private readonly Qwen2Model? _reference;
     private readonly IBackend _backend;
-    private readonly AdamWSlot[] _slots;
+    private readonly MicroBatchBuffers _buffers;
+    private readonly Tensor _lossTerms;
+    private readonly float[] _hostTerms = new float[PolicyLossTerms.Count];
+    private float[] _hostScratch = [];
+    private float[] _hostLogProbs = [];
+    private float[] _hostEntropy = [];
     private Qwen2Activations? _activations;
     private Qwen2Activations? _referenceActivations;
 
@@ -33,312 +44,311 @@ public sealed class MagicTrainer : IDisposable
         _reference = reference;
         _backend = policy.Backend;
         Options = options;
-        Gradients = new Qwen2Weights(_backend, policy.Config);
-        FirstMoment = new Qwen2Weights(_backend, policy.Config);
-        SecondMoment = new Qwen2Weights(_backend, policy.Config);
-        _slots = policy.Weights.Named.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor)).ToArray();
+        Optimizer = new AdamWOptimizer(policy);
+        _buffers = new MicroBatchBuffers(_backend);
+        _lossTerms = _backend.Allocate(DType.Float32, new TensorShape(PolicyLossTerms.Count), "policy loss terms");
         Controller = EntropyController.Initial(options.EntropyControl);
     }
 
     public MagicOptions Options { get; set; }
-    public Qwen2Weights Gradients { get; }
-    public Qwen2Weights FirstMoment { get; }
-    public Qwen2Weights SecondMoment { get; }
 
-    /// <summary>Optimizer steps taken so far (AdamW's bias-correction count).</summary>
-    public int OptimizerSteps { get; set; }
+    /// <summary>Gradients, AdamW moments and the step count (checkpointed).</summary>
+    public AdamWOptimizer Optimizer { get; }
 
     /// <summary>The adaptive entropy controller's state.</summary>
     public EntropyControlState Controller { get; set; }
 
-    /// <summary>
-    /// One MAGIC update from a batch of rollouts. Returns the step's metrics; when every group has equal
-    /// rewards the step is skipped (no optimizer step, no controller update) and Skipped is set.
-    /// </summary>
-    public StepMetrics Step(IReadOnlyList<RolloutSample> samples)
-    {
-        ArgumentNullException.ThrowIfNull(samples);
-        var timer = Stopwatch.StartNew();
-        var groups = samples.Select((s, i) => (s, i)).GroupBy(x => x.s.GroupId, StringComparer.Ordinal)
-            .Select(g => g.Select(x => x.s).ToArray()).ToArray();
-        foreach (var s in samples) Validate(s);
-        var groupRewards = groups.Select(g => (IReadOnlyList<double>)g.Select(s => s.Reward).ToArray()).ToArray();
-        var (none, all, partial) = GroupFilter.Histogram(groupRewards);
-        var kept = GroupFilter.KeptGroups(groupRewards).Select(g => groups[g]).ToArray();
-        var metrics = new StepMetrics
-        {
-            RewardMean = samples.Count == 0 ? 0 : samples.Average(s => s.Reward),
-            SolveNone = none,
-            SolveAll = all,
-            Partial = partial,
-            Groups = groups.Length,
-            KeptGroups = kept.Length,
-            ResponseLengthMean = samples.Count == 0 ? 0 : samples.Average(s => s.ResponseTokens.Count),
-            ResponseLengthMax = samples.Count == 0 ? 0 : samples.Max(s => s.ResponseTokens.Count),
-            TruncationRatio = samples.Count == 0 ? 0 : samples.Count(s => s.Truncated) / (double)samples.Count,
-            GeneratedTokens = samples.Sum(s => s.ResponseTokens.Count),
-            EntropyCoefficient = CurrentAlpha,
-            EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
-            LearningRate = Options.LearningRate,
-        };
-        if (kept.Length == 0 || kept.Sum(g => g.Sum(s => s.ResponseTokens.Count)) == 0)
-            return metrics with { Skipped = true, UpdateSeconds = timer.Elapsed.TotalSeconds };
-
-        var advantages = Advantages(kept);
-        var keptSamples = kept.SelectMany(g => g).ToArray();
-        // Old log-probs: given by the rollout engine, else the current policy's before any update. With one
-        // mini-batch they come from the very forward pass that trains (rho = 1 exactly); with several, all
-        // are computed first, because later mini-batches run after earlier updates.
-        bool needOld = keptSamples.Any(s => s.OldLogProbs is null);
-        float[][]? oldLogProbs = needOld && Options.MiniBatches > 1 ? CurrentLogProbs(keptSamples) : null;
-
-        var miniBatches = Split(Enumerable.Range(0, keptSamples.Length).ToArray(), kept, Options.MiniBatches);
-        double pgLoss = 0, klLoss = 0, clipFraction = 0, gradNorm = 0, sumOldNegLogp = 0, sumEntropy = 0;
-        int keptTokens = 0, optimizerSteps = 0;
-        float alpha = (float)CurrentAlpha;
-        foreach (var miniBatch in miniBatches)
-        {
-            int miniTokens = miniBatch.Sum(i => keptSamples[i].ResponseTokens.Count);
-            if (miniTokens == 0) continue;
-            Gradients.Zero();
-            foreach (var micro in MicroBatches(miniBatch, keptSamples))
-            {
-                var result = TrainMicroBatch(micro, keptSamples, advantages, oldLogProbs, miniTokens, miniBatch.Length, alpha);
-                pgLoss += result.PolicyGradient;
-                klLoss += result.Kl;
-                clipFraction += result.ClipFraction;
-                sumOldNegLogp += result.SumOldNegLogProb;
-                sumEntropy += result.SumEntropy;
-                keptTokens += result.Tokens;
-            }
-            float norm = _backend.GlobalNorm(_slots.Select(s => s.Gradient).ToArray());
-            gradNorm += norm;
-            float scale = (float)Math.Min(1.0, Options.MaxGradNorm / (norm + 1e-6));
-            LastClipScale = scale;
-            if (!float.IsFinite(norm)) throw new InvalidOperationException($"the gradient norm is {norm}; the update was not applied (check the learning rate and the data)");
-            _backend.AdamWStep(_slots, new AdamWOptions(Options.LearningRate, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Options.WeightDecay), ++OptimizerSteps, scale);
-            optimizerSteps++;
-        }
-        double entropyEstimate = keptTokens == 0 ? 0 : sumOldNegLogp / keptTokens;
-        if (Options.FixedEntropyCoefficient is null && keptTokens > 0)
-            Controller = EntropyController.Update(Controller, entropyEstimate, Options.EntropyControl);
-        return metrics with
-        {
-            Entropy = entropyEstimate,
-            FullEntropy = keptTokens == 0 ? 0 : sumEntropy / keptTokens,
-            PolicyLoss = pgLoss / Math.Max(1, optimizerSteps),
-            KlLoss = klLoss / Math.Max(1, optimizerSteps),
-            ClipFraction = clipFraction / Math.Max(1, optimizerSteps),
-            GradNorm = gradNorm / Math.Max(1, optimizerSteps),
-            OptimizerSteps = optimizerSteps,
-            KeptTokens = keptTokens,
-            UpdateSeconds = timer.Elapsed.TotalSeconds,
-        };
-    }
-
-    /// <summary>
-    /// The factor the last optimizer step multiplied the gradient by (min(1, max_norm / norm)); the
-    /// gradient buffers themselves keep the unclipped values.
-    /// </summary>
-    public float LastClipScale { get; private set; } = 1f;
-
     /// <summary>alpha_k used by the next step's loss.</summary>
     public double CurrentAlpha => Options.FixedEntropyCoefficient ?? Controller.Alpha;
 
-    private void Validate(RolloutSample s)
+    /// <summary>One MAGIC update from samples grouped by their <see cref="RolloutSample.GroupId"/>.</summary>
+    public StepMetrics Step(IReadOnlyList<RolloutSample> samples) => Step(RolloutBatch.FromSamples(samples));
+
+    /// <summary>
+    /// One MAGIC update from a batch of rollouts. Returns the step's metrics; when every group has equal rewards the
+    /// step is skipped (no optimizer step, no controller update) and Skipped is set.
+    /// </summary>
+    public StepMetrics Step(RolloutBatch rollouts)
     {
+        ArgumentNullException.ThrowIfNull(rollouts);
+        var timer = Stopwatch.StartNew();
+        Validate(rollouts);
+        var all = rollouts.Responses;
+        var groupRewards = Enumerable.Range(0, all.GroupCount).Select(g => (IReadOnlyList<double>)rollouts.GroupRewards(g)).ToArray();
+        var (none, solvedAll, partial) = GroupFilter.Histogram(groupRewards);
+        int[] keptGroups = GroupFilter.KeptGroups(groupRewards);
+        int sequences = all.SequenceCount;
+        var lengths = Enumerable.Range(0, sequences).Select(all.ResponseLength).ToArray();
+        var metrics = new StepMetrics
+        {
+            RewardMean = sequences == 0 ? 0 : rollouts.Rewards.Average(),
+            SolveNone = none,
+            SolveAll = solvedAll,
+            Partial = partial,
+            Groups = all.GroupCount,
+            KeptGroups = keptGroups.Length,
+            ResponseLengthMean = sequences == 0 ? 0 : lengths.Average(),
+            ResponseLengthMax = sequences == 0 ? 0 : lengths.Max(),
+            TruncationRatio = sequences == 0 ? 0 : rollouts.Truncated.Count(t => t) / (double)sequences,
+            ResponseLengthClipRatio = sequences == 0 || Options.MaxResponseLength is not int max ? 0 : lengths.Count(l => l >= max) / (double)sequences,
+            GeneratedTokens = all.ResponseTokenCount,
+            EntropyCoefficient = CurrentAlpha,
+            EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
+            LearningRate = Options.LearningRate,
+            OldLogProbs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",
+        };
+        var batch = all.SelectGroups(keptGroups);
+        if (keptGroups.Length == 0 || batch.ResponseTokenCount == 0)
+            return metrics with { Skipped = true, UpdateSeconds = timer.Elapsed.TotalSeconds };
+
+        // Kept sequence i is sequence keptSequence[i] of the rollouts (for rewards and the sampler's log-probs).
+        var keptSequence = keptGroups.SelectMany(g => Enumerable.Range(all.GroupStart(g), all.GroupSize(g))).ToArray();
+        using var advantages = Advantages(rollouts, keptSequence, batch);
+        var miniBatches = MiniBatchRanges(batch, Options.MiniBatches);
+
+        bool sampler = Options.OldLogProbs == OldLogProbSource.Sampler;
+        float[]? precomputedOld = null;
+        double oldSeconds = 0;
+        if (!sampler && miniBatches.Count > 1)
+        {
+            var oldTimer = Stopwatch.StartNew();
+            precomputedOld = ForwardLogProbs(batch);
+            oldSeconds = oldTimer.Elapsed.TotalSeconds;
+        }
+
+        var step = new StepSums();
+        var perMiniBatch = new List<MiniBatchMetrics>(miniBatches.Count);
+        float alpha = (float)CurrentAlpha;
+        var adam = new AdamWOptions(Options.LearningRate, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Options.WeightDecay);
+        for (int m = 0; m < miniBatches.Count; m++)
+        {
+            var mini = miniBatches[m];
+            var sums = new StepSums();
+            Optimizer.ZeroGradients();
+            foreach (var range in batch.SplitByTokens(mini.FirstSequence, mini.EndSequence, Options.MicroBatchTokens))
+            {
+                var source = precomputedOld is not null ? OldSource.Precomputed : sampler ? OldSource.Sampler : OldSource.ThisForward;
+                TrainMicroBatch(batch, range, mini, advantages, source, precomputedOld, rollouts, keptSequence, comparesSampler: m == 0 || precomputedOld is not null, alpha, sums);
+            }
+            float norm = Optimizer.Step(adam, Options.MaxGradNorm);
+            perMiniBatch.Add(new MiniBatchMetrics(sums.PolicyGradient, sums.Kl, sums.ClipFraction, sums.ClipLow, sums.ClipHigh, sums.PpoKl, norm, sums.Tokens));
+            step.Add(sums);
+        }
+
+        double entropyEstimate = step.Tokens == 0 ? 0 : step.SumNegOldLogProb / step.Tokens;
+        if (Options.FixedEntropyCoefficient is null && step.Tokens > 0)
+            Controller = EntropyController.Update(Controller, entropyEstimate, Options.EntropyControl);
+        int steps = perMiniBatch.Count;
+        return metrics with
+        {
+            Entropy = entropyEstimate,
+            FullEntropy = step.Tokens == 0 ? 0 : step.SumEntropy / step.Tokens,
+            PolicyLoss = step.PolicyGradient / steps,
+            KlLoss = step.Kl / steps,
+            ClipFraction = step.ClipFraction / steps,
+            ClipFractionLow = step.ClipLow / steps,
+            ClipFractionHigh = step.ClipHigh / steps,
+            PpoKl = step.PpoKl / steps,
+            GradNorm = perMiniBatch.Average(b => b.GradNorm),
+            OptimizerSteps = steps,
+            KeptTokens = step.Tokens,
+            KeptSequenceTokens = batch.TokenCount,
+            SamplerLogProbDiffMean = step.DiffTokens == 0 ? 0 : step.DiffSum / step.DiffTokens,
+            SamplerLogProbDiffMax = step.DiffMax,
+            SamplerLogProbDiffTokens = step.DiffTokens,
+            OldLogProbSeconds = oldSeconds,
+            UpdateSeconds = timer.Elapsed.TotalSeconds - oldSeconds,
+            MiniBatches = perMiniBatch,
+        };
+    }
+
+    private void Validate(RolloutBatch rollouts)
+    {
+        var batch = rollouts.Responses;
         int vocab = _policy.Config.VocabSize;
-        if (s.PromptTokens.Count == 0) throw new ArgumentException($"group '{s.GroupId}': a sample has an empty prompt");
-        foreach (int t in s.PromptTokens.Concat(s.ResponseTokens))
-            if ((uint)t >= (uint)vocab) throw new ArgumentException($"group '{s.GroupId}': token id {t} is outside the vocabulary [0, {vocab})");
-        if (s.OldLogProbs is not null && s.OldLogProbs.Count != s.ResponseTokens.Count)
-            throw new ArgumentException($"group '{s.GroupId}': {s.OldLogProbs.Count} old log-probs for {s.ResponseTokens.Count} response tokens");
-        if (!double.IsFinite(s.Reward)) throw new ArgumentException($"group '{s.GroupId}': reward {s.Reward} is not finite");
+        for (int g = 0; g < batch.GroupCount; g++)
+        {
+            string name = rollouts.GroupNames[g];
+            for (int s = batch.GroupStart(g); s < batch.GroupStart(g) + batch.GroupSize(g); s++)
+            {
+                foreach (int t in batch.Tokens.Slice(batch.SequenceStart(s), batch.SequenceLength(s)))
+                    if ((uint)t >= (uint)vocab) throw new ArgumentException($"group '{name}': token id {t} is outside the vocabulary [0, {vocab})");
+                var logProbs = rollouts.SamplerLogProbs[s];
+                if (logProbs is not null && logProbs.Count != batch.ResponseLength(s))
+                    throw new ArgumentException($"group '{name}': {logProbs.Count} old log-probs for {batch.ResponseLength(s)} response tokens");
+                if (logProbs is null && Options.OldLogProbs == OldLogProbSource.Sampler)
+                    throw new ArgumentException($"group '{name}': a response has no log-probs from the rollout engine, which old_logprobs = sampler needs (or use recompute)");
+                if (!double.IsFinite(rollouts.Rewards[s])) throw new ArgumentException($"group '{name}': reward {rollouts.Rewards[s]} is not finite");
+            }
+        }
     }
 
-    /// <summary>Group-relative advantages of the kept samples (through the backend's GRPO op), in kept order.</summary>
-    private float[] Advantages(RolloutSample[][] kept)
+    /// <summary>Group-relative advantages of the kept sequences, on the device, one per sequence.</summary>
+    private Tensor Advantages(RolloutBatch rollouts, int[] keptSequence, ResponseBatch batch)
     {
-        var rewards = kept.SelectMany(g => g.Select(s => (float)s.Reward)).ToArray();
+        var rewards = keptSequence.Select(s => (float)rollouts.Rewards[s]).ToArray();
         using var rewardTensor = _backend.Allocate(DType.Float32, new TensorShape(rewards.Length));
-        using var advantageTensor = _backend.Allocate(DType.Float32, new TensorShape(rewards.Length));
-        using var groupSegments = Segments.FromLengths(_backend, kept.Select(g => g.Length).ToArray());
+        var advantages = _backend.Allocate(DType.Float32, new TensorShape(rewards.Length), "advantages");
+        using var groups = Segments.FromOffsets(_backend, batch.GroupOffsets);
         _backend.Upload<float>(rewards, rewardTensor);
-        _backend.GrpoAdvantages(rewardTensor, groupSegments, (float)Options.AdvantageEpsilon, advantageTensor);
-        var result = new float[rewards.Length];
-        _backend.Download<float>(advantageTensor, result);
-        return result;
+        _backend.GrpoAdvantages(rewardTensor, groups, (float)Options.AdvantageEpsilon, advantages);
+        return advantages;
     }
 
-    /// <summary>Splits the kept groups into <paramref name="count"/> contiguous mini-batches of whole groups.</summary>
-    private static int[][] Split(int[] sampleIndices, RolloutSample[][] kept, int count)
+    /// <summary>The kept groups split into <paramref name="count"/> contiguous mini-batches of whole groups.</summary>
+    private static List<SequenceRange> MiniBatchRanges(ResponseBatch batch, int count)
     {
-        count = Math.Min(count, kept.Length);
-        var result = new int[count][];
-        int at = 0;
+        count = Math.Min(count, batch.GroupCount);
+        var ranges = new List<SequenceRange>(count);
         for (int m = 0; m < count; m++)
         {
-            int g0 = (int)((long)kept.Length * m / count), g1 = (int)((long)kept.Length * (m + 1) / count);
-            int n = kept.Skip(g0).Take(g1 - g0).Sum(g => g.Length);
-            result[m] = sampleIndices.AsSpan(at, n).ToArray();
-            at += n;
+            int g0 = (int)((long)batch.GroupCount * m / count), g1 = (int)((long)batch.GroupCount * (m + 1) / count);
+            int end = g1 < batch.GroupCount ? batch.GroupStart(g1) : batch.SequenceCount;
+            var range = batch.Range(batch.GroupStart(g0), end);
+            if (range.ResponseTokens > 0) ranges.Add(range);
         }
-        return result;
+        return ranges;
     }
 
-    /// <summary>Consecutive samples packed up to the token budget; a longer sample goes alone.</summary>
-    private IEnumerable<int[]> MicroBatches(int[] indices, RolloutSample[] samples)
+    private enum OldSource { ThisForward, Precomputed, Sampler }
+
+    /// <summary>Sums over a mini-batch's micro-batches (loss terms are weighted means, so they add up).</summary>
+    private sealed class StepSums
     {
-        var current = new List<int>();
-        int tokens = 0;
-        foreach (int i in indices)
+        public double PolicyGradient, Kl, ClipFraction, ClipLow, ClipHigh, PpoKl, SumNegOldLogProb, SumEntropy, DiffSum, DiffMax;
+        public int Tokens, DiffTokens;
+
+        public void Add(StepSums o)
         {
-            int length = samples[i].PromptTokens.Count + samples[i].ResponseTokens.Count;
-            if (current.Count > 0 && tokens + length > Options.MicroBatchTokens)
-            {
-                yield return current.ToArray();
-                current.Clear();
-                tokens = 0;
-            }
-            current.Add(i);
-            tokens += length;
-        }
-        if (current.Count > 0) yield return current.ToArray();
-    }
-
-    private readonly record struct MicroResult(double PolicyGradient, double Kl, double ClipFraction, double SumOldNegLogProb, double SumEntropy, int Tokens);
-
-    /// <summary>Layout of a micro-batch: packed sequences, next-token targets, and where the response tokens sit.</summary>
-    private sealed class MicroBatchLayout
-    {
-        public required IReadOnlyList<int>[] Sequences { get; init; }
-        public required int[] Targets { get; init; }
-        /// <summary>Packed position predicting response token j of sample s: ResponseStart[s] + j.</summary>
-        public required int[] ResponseStart { get; init; }
-        public int Total => Targets.Length;
-
-        public static MicroBatchLayout Create(int[] micro, RolloutSample[] samples)
-        {
-            var sequences = micro.Select(i => (IReadOnlyList<int>)samples[i].PromptTokens.Concat(samples[i].ResponseTokens).ToArray()).ToArray();
-            int total = sequences.Sum(s => s.Count);
-            var targets = new int[total];
-            var starts = new int[micro.Length];
-            for (int s = 0, at = 0; s < sequences.Length; s++)
-            {
-                starts[s] = at + samples[micro[s]].PromptTokens.Count - 1;
-                for (int p = 0; p < sequences[s].Count; p++, at++) targets[at] = p + 1 < sequences[s].Count ? sequences[s][p + 1] : 0;
-            }
-            return new MicroBatchLayout { Sequences = sequences, Targets = targets, ResponseStart = starts };
+            PolicyGradient += o.PolicyGradient;
+            Kl += o.Kl;
+            ClipFraction += o.ClipFraction;
+            ClipLow += o.ClipLow;
+            ClipHigh += o.ClipHigh;
+            PpoKl += o.PpoKl;
+            SumNegOldLogProb += o.SumNegOldLogProb;
+            SumEntropy += o.SumEntropy;
+            DiffSum += o.DiffSum;
+            DiffMax = Math.Max(DiffMax, o.DiffMax);
+            Tokens += o.Tokens;
+            DiffTokens += o.DiffTokens;
         }
     }
 
-    private MicroResult TrainMicroBatch(int[] micro, RolloutSample[] samples, float[] advantages, float[][]? precomputedOld,
-        int miniTokens, int miniSequences, float alpha)
+    private void TrainMicroBatch(ResponseBatch batch, SequenceRange range, SequenceRange mini, Tensor advantages, OldSource oldSource,
+        float[]? precomputedOld, RolloutBatch rollouts, int[] keptSequence, bool comparesSampler, float alpha, StepSums sums)
     {
-        var layout = MicroBatchLayout.Create(micro, samples);
-        int total = layout.Total;
-        int microTokens = micro.Sum(i => samples[i].ResponseTokens.Count);
-        float weight = (float)LossWeights.TokenWeight(Options.Aggregation, microTokens, micro.Length, miniTokens, miniSequences);
-        var hostWeights = new float[total];
-        var hostAdvantages = new float[total];
-        var hostOld = new float[total];
-        bool oldFromForward = false;
-        for (int s = 0; s < micro.Length; s++)
-        {
-            var sample = samples[micro[s]];
-            var old = sample.OldLogProbs ?? precomputedOld?[micro[s]];
-            if (old is null) oldFromForward = true;
-            for (int j = 0; j < sample.ResponseTokens.Count; j++)
-            {
-                int p = layout.ResponseStart[s] + j;
-                hostWeights[p] = weight;
-                hostAdvantages[p] = advantages[micro[s]];
-                if (old is not null) hostOld[p] = old[j];
-            }
-        }
+        using var micro = _buffers.Load(batch, range);
+        int n = range.TokenCount;
+        float weight = (float)LossWeights.TokenWeight(Options.Aggregation, range.ResponseTokens, range.SequenceCount, mini.ResponseTokens, mini.SequenceCount);
+        float[] host = Scratch(ref _hostScratch, n);
+        Array.Clear(host, 0, n);
+        ForEachResponseToken(batch, range, (s, j, p) => host[p] = weight);
+        _backend.Upload<float>(host.AsSpan(0, n), micro.Weights);
+        _backend.BroadcastSegments(advantages.SliceRows(range.FirstSequence, range.SequenceCount), micro.Packed.Sequences, micro.Advantages);
 
-        using var batch = PackedBatch.Create(_backend, layout.Sequences);
-        var act = Arena(ref _activations, _policy.Config, total);
-        using var targets = Upload(layout.Targets);
-        using var weights = Upload(hostWeights);
-        using var advantageTensor = Upload(hostAdvantages);
-        using var logProbs = _backend.Allocate(DType.Float32, new TensorShape(total));
-        using var entropy = _backend.Allocate(DType.Float32, new TensorShape(total));
-        _policy.Forward(batch, act);
-        _policy.LogProbs(act, targets, Options.Temperature, logProbs, entropy);
-        using var oldLogProbs = Upload(hostOld);
-        var currentLogProbs = new float[total];
-        _backend.Download<float>(logProbs, currentLogProbs);
-        if (oldFromForward)
+        var act = Arena(ref _activations, _policy.Config, n);
+        _policy.Forward(micro.Packed, act);
+        _policy.LogProbs(act, micro.Targets, Options.Temperature, micro.LogProbs, micro.Entropy);
+        switch (oldSource)
         {
-            // On-policy: the behaviour policy is this very forward pass, detached.
-            for (int s = 0; s < micro.Length; s++)
-            {
-                var sample = samples[micro[s]];
-                if (sample.OldLogProbs is not null || precomputedOld is not null) continue;
-                for (int j = 0; j < sample.ResponseTokens.Count; j++) hostOld[layout.ResponseStart[s] + j] = currentLogProbs[layout.ResponseStart[s] + j];
-            }
-            _backend.Upload<float>(hostOld, oldLogProbs);
+            case OldSource.ThisForward:
+                // On-policy: the behaviour policy is this very forward pass, detached, bit for bit.
+                _backend.Copy(micro.LogProbs, micro.OldLogProbs);
+                break;
+            case OldSource.Precomputed:
+                _backend.Upload<float>(precomputedOld.AsSpan(range.TokenStart, n), micro.OldLogProbs);
+                break;
+            case OldSource.Sampler:
+                Array.Clear(host, 0, n);
+                ForEachResponseToken(batch, range, (s, j, p) => host[p] = rollouts.SamplerLogProbs[keptSequence[s]]![j]);
+                _backend.Upload<float>(host.AsSpan(0, n), micro.OldLogProbs);
+                break;
         }
 
         Tensor? referenceLogProbs = null;
         if (Options.KlCoefficient > 0)
         {
-            var referenceAct = Arena(ref _referenceActivations, _reference!.Config, total);
-            referenceLogProbs = _backend.Allocate(DType.Float32, new TensorShape(total));
-            using var referenceEntropy = _backend.Allocate(DType.Float32, new TensorShape(total));
-            _reference.Forward(batch, referenceAct);
-            _reference.LogProbs(referenceAct, targets, Options.Temperature, referenceLogProbs, referenceEntropy);
+            var referenceAct = Arena(ref _referenceActivations, _reference!.Config, n);
+            _reference.Forward(micro.Packed, referenceAct);
+            // The reference's entropies are not needed: DLogProbs serves as their scratch until the loss backward overwrites it.
+            _reference.LogProbs(referenceAct, micro.Targets, Options.Temperature, micro.ReferenceLogProbs, micro.DLogProbs);
+            referenceLogProbs = micro.ReferenceLogProbs;
         }
-        try
-        {
-            var lossOptions = new PolicyLossOptions(Options.ClipLow, Options.ClipHigh, alpha, (float)Options.KlCoefficient);
-            using var terms = _backend.Allocate(DType.Float32, new TensorShape(PolicyLossTerms.Count));
-            using var dLogProbs = _backend.Allocate(DType.Float32, new TensorShape(total));
-            using var dEntropy = _backend.Allocate(DType.Float32, new TensorShape(total));
-            _backend.PolicyLossForward(logProbs, oldLogProbs, advantageTensor, entropy, weights, referenceLogProbs, lossOptions, terms);
-            _backend.PolicyLossBackward(logProbs, oldLogProbs, advantageTensor, weights, referenceLogProbs, lossOptions, dLogProbs, dEntropy);
-            _policy.Backward(batch, act, targets, Options.Temperature, dLogProbs, alpha != 0 ? dEntropy : null, entropy, Gradients);
 
-            var hostTerms = new float[PolicyLossTerms.Count];
-            _backend.Download<float>(terms, hostTerms);
-            var hostEntropy = new float[total];
-            _backend.Download<float>(entropy, hostEntropy);
-            double sumOld = 0, sumEntropy = 0;
-            for (int p = 0; p < total; p++)
-            {
-                if (hostWeights[p] == 0) continue;
-                sumOld -= hostOld[p];
-                sumEntropy += hostEntropy[p];
-            }
-            return new MicroResult(hostTerms[PolicyLossTerms.PolicyGradient], hostTerms[PolicyLossTerms.Kl], hostTerms[PolicyLossTerms.ClipFraction], sumOld, sumEntropy, microTokens);
-        }
-        finally
+        var lossOptions = new PolicyLossOptions(Options.ClipLow, Options.ClipHigh, alpha, (float)Options.KlCoefficient);
+        _backend.PolicyLossForward(micro.LogProbs, micro.OldLogProbs, micro.Advantages, micro.Entropy, micro.Weights, referenceLogProbs, lossOptions, _lossTerms);
+        _backend.PolicyLossBackward(micro.LogProbs, micro.OldLogProbs, micro.Advantages, micro.Weights, referenceLogProbs, lossOptions, micro.DLogProbs, micro.DEntropy);
+        _policy.Backward(micro.Packed, act, micro.Targets, Options.Temperature, micro.DLogProbs, alpha != 0 ? micro.DEntropy : null, micro.Entropy, Optimizer.Gradients);
+
+        _backend.Download<float>(_lossTerms, _hostTerms);
+        sums.PolicyGradient += _hostTerms[PolicyLossTerms.PolicyGradient];
+        sums.Kl += _hostTerms[PolicyLossTerms.Kl];
+        sums.ClipFraction += _hostTerms[PolicyLossTerms.ClipFraction];
+        sums.ClipLow += _hostTerms[PolicyLossTerms.ClipFractionLow];
+        sums.ClipHigh += _hostTerms[PolicyLossTerms.ClipFractionHigh];
+        sums.PpoKl += _hostTerms[PolicyLossTerms.PpoKl];
+        sums.Tokens += range.ResponseTokens;
+
+        // Host statistics over the response tokens: e_k (mean -logp_old), the mean entropy, and how far the rollout
+        // engine's log-probs are from the trainer's pre-update ones.
+        float[] logProbs = Scratch(ref _hostLogProbs, n);
+        float[] entropy = Scratch(ref _hostEntropy, n);
+        _backend.Download<float>(micro.LogProbs, logProbs.AsSpan(0, n));
+        _backend.Download<float>(micro.Entropy, entropy.AsSpan(0, n));
+        ForEachResponseToken(batch, range, (s, j, p) =>
         {
-            referenceLogProbs?.Dispose();
+            float old = oldSource switch
+            {
+                OldSource.ThisForward => logProbs[p],
+                OldSource.Precomputed => precomputedOld![range.TokenStart + p],
+                _ => rollouts.SamplerLogProbs[keptSequence[s]]![j],
+            };
+            sums.SumNegOldLogProb -= old;
+            sums.SumEntropy += entropy[p];
+            var samplerValues = rollouts.SamplerLogProbs[keptSequence[s]];
+            if (samplerValues is null || !comparesSampler) return;
+            // The trainer's pre-update log-prob: the precomputed one, or this forward's (first mini-batch: nothing updated yet).
+            float trainer = oldSource == OldSource.Precomputed ? precomputedOld![range.TokenStart + p] : logProbs[p];
+            double diff = Math.Abs((double)samplerValues[j] - trainer);
+            sums.DiffSum += diff;
+            sums.DiffMax = Math.Max(sums.DiffMax, diff);
+            sums.DiffTokens++;
+        });
+    }
+
+    /// <summary>Calls <paramref name="visit"/>(sequence, response index j, position in the range) for every response token of <paramref name="range"/>.</summary>
+    private static void ForEachResponseToken(ResponseBatch batch, SequenceRange range, ResponseTokenVisitor visit)
+    {
+        for (int s = range.FirstSequence; s < range.EndSequence; s++)
+        {
+            int start = batch.ResponseStart(s) - range.TokenStart;
+            for (int j = 0; j < batch.ResponseLength(s); j++) visit(s, j, start + j);
         }
     }
 
-    /// <summary>Log-probs of every kept sample's response under the current policy (no gradient).</summary>
-    private float[][] CurrentLogProbs(RolloutSample[] samples)
+    private delegate void ResponseTokenVisitor(int sequence, int responseIndex, int position);
+
+    /// <summary>Log-probs of every packed position under the current policy (no gradient), before any update.</summary>
+    private float[] ForwardLogProbs(ResponseBatch batch)
     {
-        var result = new float[samples.Length][];
-        foreach (var micro in MicroBatches(Enumerable.Range(0, samples.Length).ToArray(), samples))
+        var result = new float[batch.TokenCount];
+        foreach (var range in batch.SplitByTokens(0, batch.SequenceCount, Options.MicroBatchTokens))
         {
-            var layout = MicroBatchLayout.Create(micro, samples);
-            using var batch = PackedBatch.Create(_backend, layout.Sequences);
-            var act = Arena(ref _activations, _policy.Config, layout.Total);
-            using var targets = Upload(layout.Targets);
-            using var logProbs = _backend.Allocate(DType.Float32, new TensorShape(layout.Total));
-            using var entropy = _backend.Allocate(DType.Float32, new TensorShape(layout.Total));
-            _policy.Forward(batch, act);
-            _policy.LogProbs(act, targets, Options.Temperature, logProbs, entropy);
-            var host = new float[layout.Total];
-            _backend.Download<float>(logProbs, host);
-            for (int s = 0; s < micro.Length; s++)
-                result[micro[s]] = host.AsSpan(layout.ResponseStart[s], samples[micro[s]].ResponseTokens.Count).ToArray();
+            using var micro = _buffers.Load(batch, range);
+            var act = Arena(ref _activations, _policy.Config, range.TokenCount);
+            _policy.Forward(micro.Packed, act);
+            _policy.LogProbs(act, micro.Targets, Options.Temperature, micro.LogProbs, micro.Entropy);
+            _backend.Download<float>(micro.LogProbs, result.AsSpan(range.TokenStart, range.TokenCount));
         }
         return result;
+    }
+
+    /// <summary>A host array of at least <paramref name="n"/> floats, reused from step to step.</summary>
+    private static float[] Scratch(ref float[] buffer, int n)
+    {
+        if (buffer.Length < n) buffer = new float[Math.Max(n, buffer.Length + buffer.Length / 2)];
+        return buffer;
     }
 
     private Qwen2Activations Arena(ref Qwen2Activations? arena, Qwen2Config config, int tokens)
@@ -351,26 +361,12 @@ public sealed class MagicTrainer : IDisposable
         return arena;
     }
 
-    private Tensor Upload(int[] data)
-    {
-        var t = _backend.Allocate(DType.Int32, new TensorShape(data.Length));
-        _backend.Upload<int>(data, t);
-        return t;
-    }
-
-    private Tensor Upload(float[] data)
-    {
-        var t = _backend.Allocate(DType.Float32, new TensorShape(data.Length));
-        _backend.Upload<float>(data, t);
-        return t;
-    }
-
     public void Dispose()
     {
         _activations?.Dispose();
         _referenceActivations?.Dispose();
-        Gradients.Dispose();
-        FirstMoment.Dispose();
-        SecondMoment.Dispose();
+        _buffers.Dispose();
+        _lossTerms.Dispose();
+        Optimizer.Dispose();
     }
 }

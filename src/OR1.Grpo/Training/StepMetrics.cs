@@ -1,10 +1,19 @@
+using System.Text.Json.Serialization;
+
 namespace OR1.Grpo.Training;
 
-/// <summary>What one MAGIC step did (docs/RECIPE.md step 9); one JSON line of metrics.jsonl.</summary>
+/// <summary>
+/// What one MAGIC step did (docs/RECIPE.md step 9); one JSON line of metrics.jsonl. Names follow verl's metrics where
+/// there is one (pg_clipfrac_lower, ppo_kl, rollout_probs_diff, response_length/clip_ratio).
+/// </summary>
 public sealed record StepMetrics
 {
+    /// <summary>The step number: every record has its own, skipped steps included (see <see cref="Skipped"/>).</summary>
     public int Step { get; init; }
     public int Stage { get; init; }
+    /// <summary>Updates made so far (steps that were not skipped), this one included.</summary>
+    public int Updates { get; init; }
+    /// <summary>No group had mixed rewards: nothing was trained, no optimizer step, no controller update.</summary>
     public bool Skipped { get; init; }
     public double RewardMean { get; init; }
     public int SolveNone { get; init; }
@@ -14,7 +23,10 @@ public sealed record StepMetrics
     public int KeptGroups { get; init; }
     public double ResponseLengthMean { get; init; }
     public int ResponseLengthMax { get; init; }
+    /// <summary>Responses that stopped at the length limit without EOS, over all responses.</summary>
     public double TruncationRatio { get; init; }
+    /// <summary>Responses whose length reached the stage's maximum (verl's response_length/clip_ratio); 0 when the maximum is unknown.</summary>
+    public double ResponseLengthClipRatio { get; init; }
     /// <summary>e_k: mean -logp_old of the kept batch's sampled tokens.</summary>
     public double Entropy { get; init; }
     /// <summary>Mean full-vocabulary entropy H_t of the kept tokens (the quantity the bonus acts on).</summary>
@@ -24,17 +36,49 @@ public sealed record StepMetrics
     public bool EntropyEnabled { get; init; }
     public double PolicyLoss { get; init; }
     public double KlLoss { get; init; }
+    /// <summary>Weighted share of tokens whose ratio was clipped (ClipFractionLow + ClipFractionHigh).</summary>
     public double ClipFraction { get; init; }
+    /// <summary>Clipped at 1 - eps_low (negative advantages; verl's pg_clipfrac_lower).</summary>
+    public double ClipFractionLow { get; init; }
+    /// <summary>Clipped at 1 + eps_high (positive advantages).</summary>
+    public double ClipFractionHigh { get; init; }
+    /// <summary>Approximate KL of the new policy from the old, mean(logp_old - logp) (verl's ppo_kl).</summary>
+    public double PpoKl { get; init; }
     /// <summary>Global gradient norm before clipping (mean over the step's optimizer steps).</summary>
     public double GradNorm { get; init; }
     public double LearningRate { get; init; }
     public int OptimizerSteps { get; init; }
+    /// <summary>Where log p_old came from ("recompute" or "sampler").</summary>
+    public string OldLogProbs { get; init; } = "recompute";
+    /// <summary>
+    /// Mean and max of |logp_sampler - logp_trainer| over the kept tokens whose rollout engine reported log-probs
+    /// (verl's rollout_probs_diff): the KV-cache decode kernels against the training forward; 0 tokens: none reported.
+    /// </summary>
+    public double SamplerLogProbDiffMean { get; init; }
+    public double SamplerLogProbDiffMax { get; init; }
+    public int SamplerLogProbDiffTokens { get; init; }
     /// <summary>Response tokens generated in the step (all groups).</summary>
     public int GeneratedTokens { get; init; }
     /// <summary>Response tokens of the kept groups (what the update trained on).</summary>
     public int KeptTokens { get; init; }
-    public double RolloutSeconds { get; init; }
+    /// <summary>Prompt + response tokens of the kept groups (what each forward pass ran over).</summary>
+    public int KeptSequenceTokens { get; init; }
+    public double GenerateSeconds { get; init; }
+    public double RewardSeconds { get; init; }
+    /// <summary>The forward pass that computes log p_old before the first update (0 when none was needed).</summary>
+    public double OldLogProbSeconds { get; init; }
     public double UpdateSeconds { get; init; }
-    public double RolloutTokensPerSecond => RolloutSeconds > 0 ? GeneratedTokens / RolloutSeconds : 0;
+    public double RolloutSeconds => GenerateSeconds + RewardSeconds;
+    public double GenerateTokensPerSecond => GenerateSeconds > 0 ? GeneratedTokens / GenerateSeconds : 0;
+    public double RewardTokensPerSecond => RewardSeconds > 0 ? GeneratedTokens / RewardSeconds : 0;
+    public double OldLogProbTokensPerSecond => OldLogProbSeconds > 0 ? KeptSequenceTokens / OldLogProbSeconds : 0;
     public double UpdateTokensPerSecond => UpdateSeconds > 0 ? KeptTokens / UpdateSeconds : 0;
+
+    /// <summary>The same numbers per optimizer step (for tests and detailed logs; not in metrics.jsonl).</summary>
+    [JsonIgnore]
+    public IReadOnlyList<MiniBatchMetrics> MiniBatches { get; init; } = [];
 }
+
+/// <summary>The loss terms of one mini-batch (one optimizer step), each a weighted mean over its kept tokens.</summary>
+public sealed record MiniBatchMetrics(double PolicyLoss, double KlLoss, double ClipFraction, double ClipFractionLow, double ClipFractionHigh,
+    double PpoKl, double GradNorm, int Tokens);

@@ -8,15 +8,16 @@ public sealed record SupervisedExample(IReadOnlyList<int> PromptTokens, IReadOnl
 
 /// <summary>
 /// Supervised warm-up (SFT): token-level cross-entropy on response tokens only, through the same
-/// chunked log-prob op as RL (loss = -mean log p(target)), then global-norm clipping and AdamW. The
-/// learning rate is given per step so callers can schedule it (the sample uses cosine decay).
+/// chunked log-prob op as RL (loss = -mean log p(target)), then global-norm clipping and AdamW (the optimizer
+/// piece the MAGIC trainer uses). The learning rate is given per step so callers can schedule it (the sample uses
+/// cosine decay).
 /// </summary>
 public sealed class SupervisedTrainer : IDisposable
 {
     private readonly Qwen2Model _model;
     private readonly IBackend _backend;
-    private readonly Qwen2Weights _gradients, _m, _v;
-    private readonly AdamWSlot[] _slots;
+    private readonly MicroBatchBuffers _buffers;
+    private float[] _host = [];
     private Qwen2Activations? _activations;
 
     public SupervisedTrainer(Qwen2Model model, double weightDecay = 0.01, double maxGradNorm = 1.0)
@@ -25,66 +26,56 @@ public sealed class SupervisedTrainer : IDisposable
         _backend = model.Backend;
         WeightDecay = weightDecay;
         MaxGradNorm = maxGradNorm;
-        _gradients = new Qwen2Weights(_backend, model.Config);
-        _m = new Qwen2Weights(_backend, model.Config);
-        _v = new Qwen2Weights(_backend, model.Config);
-        _slots = model.Weights.Named.Select((p, i) => new AdamWSlot(p.Tensor, _gradients.Named[i].Tensor, _m.Named[i].Tensor, _v.Named[i].Tensor)).ToArray();
+        Optimizer = new AdamWOptimizer(model);
+        _buffers = new MicroBatchBuffers(_backend);
     }
 
     public double WeightDecay { get; }
     public double MaxGradNorm { get; }
-    public int Steps { get; private set; }
 
-    /// <summary>One optimizer step on <paramref name="batch"/> (packed as one micro-batch); returns the mean cross-entropy.</summary>
-    public double Step(IReadOnlyList<SupervisedExample> batch, double learningRate)
+    /// <summary>Gradients, AdamW moments and the step count.</summary>
+    public AdamWOptimizer Optimizer { get; }
+
+    public int Steps => Optimizer.Steps;
+
+    /// <summary>One optimizer step on <paramref name="examples"/> (packed as one micro-batch); returns the mean cross-entropy.</summary>
+    public double Step(IReadOnlyList<SupervisedExample> examples, double learningRate)
     {
-        var sequences = batch.Select(e => (IReadOnlyList<int>)e.PromptTokens.Concat(e.ResponseTokens).ToArray()).ToArray();
-        int total = sequences.Sum(s => s.Count);
-        int responseTokens = batch.Sum(e => e.ResponseTokens.Count);
-        if (responseTokens == 0) throw new ArgumentException("the batch has no response tokens to learn", nameof(batch));
-        var targets = new int[total];
-        var dLogProbs = new float[total];
-        var mask = new bool[total];
-        for (int s = 0, at = 0; s < sequences.Length; s++)
+        ArgumentNullException.ThrowIfNull(examples);
+        var builder = new ResponseBatch.Builder();
+        for (int i = 0; i < examples.Count; i++)
         {
-            int promptLength = batch[s].PromptTokens.Count;
-            if (promptLength == 0) throw new ArgumentException($"example {s} has an empty prompt", nameof(batch));
-            for (int p = 0; p < sequences[s].Count; p++, at++)
-            {
-                targets[at] = p + 1 < sequences[s].Count ? sequences[s][p + 1] : 0;
-                if (p >= promptLength - 1 && p + 1 < sequences[s].Count)
-                {
-                    mask[at] = true;
-                    dLogProbs[at] = -1f / responseTokens;
-                }
-            }
+            if (examples[i].PromptTokens.Count == 0) throw new ArgumentException($"example {i} has an empty prompt", nameof(examples));
+            builder.BeginGroup(examples[i].PromptTokens.ToArray()).AddResponse(examples[i].ResponseTokens.ToArray());
         }
-        using var packed = PackedBatch.Create(_backend, sequences);
-        if (_activations is null || _activations.Capacity < total)
+        var batch = builder.Build();
+        int responseTokens = batch.ResponseTokenCount;
+        if (responseTokens == 0) throw new ArgumentException("the batch has no response tokens to learn", nameof(examples));
+
+        var range = batch.Range(0, batch.SequenceCount);
+        int n = range.TokenCount;
+        using var micro = _buffers.Load(batch, range);
+        if (_host.Length < n) _host = new float[n];
+        Array.Clear(_host, 0, n);
+        for (int s = 0; s < batch.SequenceCount; s++)
+            _host.AsSpan(batch.ResponseStart(s), batch.ResponseLength(s)).Fill(-1f / responseTokens);
+        _backend.Upload<float>(_host.AsSpan(0, n), micro.DLogProbs);
+
+        if (_activations is null || _activations.Capacity < n)
         {
             _activations?.Dispose();
-            _activations = new Qwen2Activations(_backend, _model.Config, total);
+            _activations = new Qwen2Activations(_backend, _model.Config, n);
         }
-        using var targetTensor = _backend.Allocate(DType.Int32, new TensorShape(total));
-        using var logProbs = _backend.Allocate(DType.Float32, new TensorShape(total));
-        using var entropy = _backend.Allocate(DType.Float32, new TensorShape(total));
-        using var gradient = _backend.Allocate(DType.Float32, new TensorShape(total));
-        _backend.Upload<int>(targets, targetTensor);
-        _backend.Upload<float>(dLogProbs, gradient);
-        _model.Forward(packed, _activations);
-        _model.LogProbs(_activations, targetTensor, 1f, logProbs, entropy);
-        _gradients.Zero();
-        _model.Backward(packed, _activations, targetTensor, 1f, gradient, null, entropy, _gradients);
-        float norm = _backend.GlobalNorm(_slots.Select(s => s.Gradient).ToArray());
-        if (!float.IsFinite(norm)) throw new InvalidOperationException($"the gradient norm is {norm}; lower the learning rate");
-        float scale = (float)Math.Min(1.0, MaxGradNorm / (norm + 1e-6));
-        _backend.AdamWStep(_slots, new AdamWOptions(learningRate, WeightDecay: WeightDecay), ++Steps, scale);
+        _model.Forward(micro.Packed, _activations);
+        _model.LogProbs(_activations, micro.Targets, 1f, micro.LogProbs, micro.Entropy);
+        Optimizer.ZeroGradients();
+        _model.Backward(micro.Packed, _activations, micro.Targets, 1f, micro.DLogProbs, null, micro.Entropy, Optimizer.Gradients);
+        Optimizer.Step(new AdamWOptions(learningRate, WeightDecay: WeightDecay), MaxGradNorm);
 
-        var host = new float[total];
-        _backend.Download<float>(logProbs, host);
+        _backend.Download<float>(micro.LogProbs, _host.AsSpan(0, n));
         double loss = 0;
-        for (int i = 0; i < total; i++)
-            if (mask[i]) loss -= host[i];
+        for (int s = 0; s < batch.SequenceCount; s++)
+            foreach (float logProb in _host.AsSpan(batch.ResponseStart(s), batch.ResponseLength(s))) loss -= logProb;
         return loss / responseTokens;
     }
 
@@ -99,8 +90,7 @@ public sealed class SupervisedTrainer : IDisposable
     public void Dispose()
     {
         _activations?.Dispose();
-        _gradients.Dispose();
-        _m.Dispose();
-        _v.Dispose();
+        _buffers.Dispose();
+        Optimizer.Dispose();
     }
 }

@@ -23,7 +23,6 @@ public sealed class TrainingRun : IDisposable
     private readonly TrainingConfig _config;
     private readonly Qwen2Model _policy;
     private readonly Qwen2Model? _reference;
-    private readonly Qwen2Tokenizer _tokenizer;
     private readonly string _tokenizerDir;
     private readonly IReadOnlyList<RlExample> _train;
     private readonly IReadOnlyList<RlExample> _validation;
@@ -37,18 +36,17 @@ public sealed class TrainingRun : IDisposable
 
     /// <param name="config">The run.</param>
     /// <param name="policy">The model to train (its weights are the starting point, or were loaded from a checkpoint).</param>
-    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="encoder">The model's tokenizer with its chat template; it caches each prompt's tokens (share it with the data loading).</param>
     /// <param name="tokenizerDir">Folder whose tokenizer files are copied into checkpoints.</param>
     /// <param name="rewards">Verifiers.</param>
     /// <param name="train">Training examples (already filtered and mixed).</param>
     /// <param name="validation">Validation examples (may be empty).</param>
     /// <param name="log">Where the per-step lines go.</param>
-    public TrainingRun(TrainingConfig config, Qwen2Model policy, Qwen2Tokenizer tokenizer, string tokenizerDir, RewardRouter rewards,
+    public TrainingRun(TrainingConfig config, Qwen2Model policy, PromptEncoder encoder, string tokenizerDir, RewardRouter rewards,
         IReadOnlyList<RlExample> train, IReadOnlyList<RlExample> validation, TextWriter log)
     {
         _config = config;
         _policy = policy;
-        _tokenizer = tokenizer;
         _tokenizerDir = tokenizerDir;
         _train = train;
         _validation = validation;
@@ -60,12 +58,11 @@ public sealed class TrainingRun : IDisposable
             _reference.Weights.CopyFrom(policy.Weights);
         }
         _trainer = new MagicTrainer(policy, config.MagicOptions(config.Stages[0]), _reference);
-        var encoder = new PromptEncoder(tokenizer);
         int longestPrompt = train.Concat(validation).Max(e => encoder.Encode(e).Length);
         int longestResponse = Math.Max(config.Stages.Max(s => s.MaxResponseLength), ValidationMaxNewTokens);
         int slots = Math.Min(config.RolloutBatch, Math.Max(config.Stages.Max(s => s.PromptsPerStep * s.GroupSize), Math.Max(1, validation.Count) * config.ValidationK));
         _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse);
-        _collector = new RolloutCollector(_generator, encoder, rewards, PromptEncoder.StopTokens(tokenizer, policy.Config.EosTokenIds));
+        _collector = new RolloutCollector(_generator, encoder, rewards, PromptEncoder.StopTokens(encoder.Tokenizer, policy.Config.EosTokenIds));
         _checkpoints = new CheckpointStore(config.OutputDir, config.KeepCheckpoints);
         Directory.CreateDirectory(config.OutputDir);
     }
@@ -78,7 +75,7 @@ public sealed class TrainingRun : IDisposable
     /// <summary>The trainer (weights, moments, controller).</summary>
     public MagicTrainer Trainer => _trainer;
 
-    /// <summary>Raised after every step attempt (skipped ones included), after its metrics line is written.</summary>
+    /// <summary>Raised after every step (skipped ones included), after its metrics line is written.</summary>
     public event Action<StepMetrics>? StepCompleted;
 
     /// <summary>Raised after each validation with the step and temperature it ran at.</summary>
@@ -88,13 +85,13 @@ public sealed class TrainingRun : IDisposable
     public void ResumeFrom(string checkpointDir)
     {
         _state = TrainerState.Load(checkpointDir);
-        OptimizerCheckpoint.Load(checkpointDir, _trainer);
-        _trainer.OptimizerSteps = _state.OptimizerSteps;
+        OptimizerCheckpoint.Load(checkpointDir, _trainer.Optimizer);
+        _trainer.Optimizer.Steps = _state.OptimizerSteps;
         _trainer.Controller = new EntropyControlState(_state.EntropyCoefficient, _state.EntropyEnabled);
         // Logs written after this checkpoint belong to the interrupted run's lost steps: drop them.
-        TruncateLog(MetricsPath, _state.GlobalStep, inclusive: false);
-        TruncateLog(ValidationPath, _state.GlobalStep, inclusive: false);
-        _log.WriteLine($"resumed from {checkpointDir} at step {_state.GlobalStep} (stage {_state.Stage + 1}, step {_state.StepInStage} of it)");
+        TruncateLog(MetricsPath, _state.Attempts);
+        TruncateLog(ValidationPath, _state.Attempts);
+        _log.WriteLine($"resumed from {checkpointDir} at step {_state.Attempts}, update {_state.GlobalStep} (stage {_state.Stage + 1}, update {_state.StepInStage} of it)");
     }
 
     /// <summary>
@@ -119,7 +116,13 @@ public sealed class TrainingRun : IDisposable
                 if (metrics.Skipped)
                 {
                     if (++consecutiveSkips >= MaxConsecutiveSkips)
-                        throw new InvalidOperationException($"{MaxConsecutiveSkips} consecutive steps had no group with mixed rewards; the data is too easy or too hard for this policy (check the difficulty filter and the warm-up)");
+                    {
+                        string lastGood = _checkpoints.Latest() is { } checkpoint ? $"the last good checkpoint is {checkpoint}" : "no checkpoint was written yet";
+                        throw new TrainingStalledException(
+                            $"{MaxConsecutiveSkips} consecutive steps had no group with mixed rewards; the data is too easy or too hard for this policy " +
+                            $"(check the difficulty filter and the warm-up). Training stopped at step {_state.Attempts} after {_state.GlobalStep} updates; " +
+                            $"{lastGood}; metrics are in {MetricsPath}.");
+                    }
                     continue;
                 }
                 consecutiveSkips = 0;
@@ -134,36 +137,46 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
+    /// <summary>
+    /// One step: a rollout batch and, unless every group has equal rewards (then the step is skipped), one update.
+    /// Every step has its own number (<see cref="StepMetrics.Step"/>, counting skipped ones); a stage counts updates.
+    /// </summary>
     private StepMetrics Step(StageConfig stage)
     {
-        var timer = Stopwatch.StartNew();
         var prompts = _sampler!.NextBatch();
         ulong seed = StepSeed(_config.Seed, _state.Attempts);
         var responses = _collector.Collect(prompts, stage.GroupSize, stage.MaxResponseLength, new SamplingOptions(_config.Temperature, _config.TopP), seed);
-        double rolloutSeconds = timer.Elapsed.TotalSeconds;
-        var metrics = _trainer.Step(responses.Select(r => r.Sample).ToArray());
+        var metrics = _trainer.Step(responses.Batch);
 
         var solved = new Dictionary<string, bool>(_state.StageSolvedAll);
-        foreach (var group in responses.GroupBy(r => r.Sample.GroupId))
-            solved[group.First().Example.Id] = group.All(r => r.Reward.Score >= 1);
-        int step = metrics.Skipped ? _state.GlobalStep : _state.GlobalStep + 1;
+        for (int g = 0; g < responses.Examples.Count; g++)
+            solved[responses.Examples[g].Id] = responses.Batch.GroupRewards(g).All(r => r >= 1);
+        int updates = metrics.Skipped ? _state.GlobalStep : _state.GlobalStep + 1;
         _state = _state with
         {
             Attempts = _state.Attempts + 1,
-            GlobalStep = step,
+            GlobalStep = updates,
             StepInStage = metrics.Skipped ? _state.StepInStage : _state.StepInStage + 1,
-            OptimizerSteps = _trainer.OptimizerSteps,
+            OptimizerSteps = _trainer.Optimizer.Steps,
             EntropyCoefficient = _trainer.Controller.Coefficient,
             EntropyEnabled = _trainer.Controller.Enabled,
             StageSolvedAll = solved,
         };
-        metrics = metrics with { Step = step, Stage = _state.Stage + 1, RolloutSeconds = rolloutSeconds };
+        metrics = metrics with
+        {
+            Step = _state.Attempts,
+            Updates = updates,
+            Stage = _state.Stage + 1,
+            GenerateSeconds = responses.GenerateSeconds,
+            RewardSeconds = responses.RewardSeconds,
+        };
         File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");
         _log.WriteLine(metrics.Skipped
-            ? $"step {step,5} stage {_state.Stage + 1}  skipped: no group with mixed rewards ({metrics.SolveNone} solve-none, {metrics.SolveAll} solve-all)"
-            : $"step {step,5} stage {_state.Stage + 1}  reward {metrics.RewardMean:F3}  kept {metrics.KeptGroups}/{metrics.Groups}  len {metrics.ResponseLengthMean:F1}  trunc {metrics.TruncationRatio:P0}  " +
-              $"entropy {metrics.Entropy:F3}  c {metrics.EntropyCoefficient:G3}{(metrics.EntropyEnabled ? "" : " (off)")}  pg {metrics.PolicyLoss:+0.0000;-0.0000}  |g| {metrics.GradNorm:F3}  " +
-              $"{metrics.RolloutTokensPerSecond:F0}+{metrics.UpdateTokensPerSecond:F0} tok/s");
+            ? $"step {metrics.Step,5} stage {metrics.Stage}  skipped: no group with mixed rewards ({metrics.SolveNone} solve-none, {metrics.SolveAll} solve-all)"
+            : $"step {metrics.Step,5} stage {metrics.Stage}  reward {metrics.RewardMean:F3}  kept {metrics.KeptGroups}/{metrics.Groups}  len {metrics.ResponseLengthMean:F1}  trunc {metrics.TruncationRatio:P0}  " +
+              $"entropy {metrics.Entropy:F3}  c {metrics.EntropyCoefficient:G3}{(metrics.EntropyEnabled ? "" : " (off)")}  pg {SignedNumber.Format(metrics.PolicyLoss, 4)}  " +
+              $"clip {metrics.ClipFraction:P1}  |g| {metrics.GradNorm:F3}  " +
+              $"{metrics.GenerateTokensPerSecond:F0} gen + {metrics.UpdateTokensPerSecond:F0} train tok/s");
         StepCompleted?.Invoke(metrics);
         return metrics;
     }
@@ -198,11 +211,11 @@ public sealed class TrainingRun : IDisposable
                 StepSeed(_config.Seed, 2_000_000 + _state.GlobalStep));
             foreach (var s in scores)
             {
-                var line = new { step = _state.GlobalStep, temperature, data_source = s.DataSource, problems = s.Problems, k = s.K, avg_at_k = s.AvgAtK, pass_at_1 = s.PassAt1, pass_at_k = s.PassAtK };
-                File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line) + "\n");
-                _log.WriteLine($"validation step {_state.GlobalStep} T={temperature:0.##} {s.DataSource}: avg@{s.K} {s.AvgAtK:P1}  pass@1 {s.PassAt1:P1}  pass@{s.K} {s.PassAtK:P1} ({s.Problems} problems)");
+                var line = new { step = _state.Attempts, updates = _state.GlobalStep, temperature, data_source = s.DataSource, problems = s.Problems, k = s.K, avg_at_k = s.AvgAtK, pass_at_1 = s.PassAt1, pass_at_k = s.PassAtK };
+                File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line, MetricsJson.Lines) + "\n");
+                _log.WriteLine($"validation step {_state.Attempts} T={temperature:0.##} {s.DataSource}: avg@{s.K} {s.AvgAtK:P1}  pass@1 {s.PassAt1:P1}  pass@{s.K} {s.PassAtK:P1} ({s.Problems} problems)");
             }
-            ValidationCompleted?.Invoke(_state.GlobalStep, temperature, scores);
+            ValidationCompleted?.Invoke(_state.Attempts, temperature, scores);
         }
     }
 
@@ -218,7 +231,7 @@ public sealed class TrainingRun : IDisposable
                 string source = Path.Combine(_tokenizerDir, file);
                 if (File.Exists(source)) File.Copy(source, Path.Combine(dir, file));
             }
-            OptimizerCheckpoint.Save(dir, _trainer);
+            OptimizerCheckpoint.Save(dir, _trainer.Optimizer);
             state.Save(dir);
         });
         _log.WriteLine($"checkpoint: {path}");
@@ -228,14 +241,14 @@ public sealed class TrainingRun : IDisposable
     /// <summary>The folder of the newest checkpoint of this run's output directory.</summary>
     public static string? LatestCheckpoint(string outputDir) => new CheckpointStore(outputDir).Latest();
 
-    private static void TruncateLog(string path, int lastStep, bool inclusive)
+    /// <summary>Keeps the records of steps up to <paramref name="lastStep"/> (those the checkpoint includes).</summary>
+    private static void TruncateLog(string path, int lastStep)
     {
         if (!File.Exists(path)) return;
         var kept = File.ReadAllLines(path).Where(line =>
         {
             using var doc = JsonDocument.Parse(line);
-            int step = doc.RootElement.GetProperty("step").GetInt32();
-            return inclusive ? step < lastStep : step <= lastStep;
+            return doc.RootElement.GetProperty("step").GetInt32() <= lastStep;
         }).ToArray();
         File.WriteAllLines(path, kept);
     }

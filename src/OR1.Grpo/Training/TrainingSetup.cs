@@ -48,7 +48,7 @@ public static class TrainingSetup
             var encoder = new PromptEncoder(tokenizer);
             var train = LoadTraining(config, encoder, router, log);
             var validation = LoadValidation(config, encoder, router, log);
-            var run = new TrainingRun(config, model, tokenizer, config.Model, router, train, validation, log);
+            var run = new TrainingRun(config, model, encoder, config.Model, router, train, validation, log);
             if (resumeCheckpoint is not null) run.ResumeFrom(resumeCheckpoint);
             return new Session(backend, model, run);
         }
