@@ -5,8 +5,6 @@ namespace OR1.Model;
 /// <summary>What the forward pass of one layer saves for the backward pass.</summary>
 internal sealed class LayerActivations(IBackend backend, Qwen2Config c, int capacity) : IDisposable
 {
-    private readonly int _qWidth = c.NumAttentionHeads * c.HeadDim, _kvWidth = c.NumKeyValueHeads * c.HeadDim;
-
     /// <summary>Normalised input of the attention block [T, H] and its 1/rms [T].</summary>
     public Tensor Norm1 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.HiddenSize));
     public Tensor InvRms1 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity));
@@ -24,9 +22,6 @@ internal sealed class LayerActivations(IBackend backend, Qwen2Config c, int capa
     public Tensor Gate { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
     public Tensor Up { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
     public Tensor Activation { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
-
-    public int QueryWidth => _qWidth;
-    public int KvWidth => _kvWidth;
 
     public void Dispose()
     {

@@ -187,7 +187,7 @@ public sealed record Qwen2Config
         Validate(path);
         SafetensorsWriter.WriteAtomically(path, stream =>
         {
-            using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+            using var json = new Utf8JsonWriter(stream, ReadableJson.WriterOptions(indented: true));
             json.WriteStartObject();
             json.WriteStartArray("architectures");
             json.WriteStringValue("Qwen2ForCausalLM");

@@ -4,6 +4,8 @@ using OR1.Grpo.Data;
 using OR1.Grpo.Evaluation;
 using OR1.Grpo.Rewards;
 using OR1.Grpo.Rollout;
+using OR1.Grpo.Training;
+using OR1.Model;
 using OR1.Model.Checkpoints;
 using OR1.Model.Generation;
 using OR1.Native;
@@ -58,8 +60,11 @@ public static class EvalCommand
         int longest = examples.Max(e => encoder.Encode(e).Length);
         using var generator = new Qwen2Generator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens);
         var collector = new RolloutCollector(generator, encoder, new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox)), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
-        var (scores, responses) = Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed, new ConsoleProgress("eval: samples", examples.Count * k));
-        Console.Error.WriteLine();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (scores, responses) = ProgressDisplay.Run("eval: samples", update => Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed,
+            new SynchronousProgress<EvalProgress>(p => update(p.FinishedSamples, p.TotalSamples,
+                $"{GenerateCommand.TokensPerSecond(p.GeneratedTokens, clock.Elapsed)}" +
+                (p.ScoredProblems > 0 ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", avg@{k} {p.RunningAvgAtK * 100:F1}% over {p.ScoredProblems} problems") : "")))));
         foreach (var s in scores)
             Console.WriteLine($"{s.DataSource}: avg@{s.K} {s.AvgAtK:P2}  pass@1 {s.PassAt1:P2}  pass@{s.K} {s.PassAtK:P2}  ({s.Problems} problems)");
         if (output is not null)
@@ -75,7 +80,7 @@ public static class EvalCommand
                     {
                         id = example.Id, data_source = example.DataSource, response = responses.Texts[s], reward = responses.Rewards[s].Score,
                         reason = responses.Rewards[s].Reason, truncated = responses.Batch.Truncated[s],
-                    }));
+                    }, MetricsJson.Lines));
                 }
             });
         }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using OR1.Model;
 using OR1.Model.Generation;
 using OR1.Model.Tokenization;
 using OR1.Native;
@@ -59,11 +60,10 @@ public static class GenerateCommand
             Console.Error.WriteLine($"warning: prompt ({longest} tokens) + --max-new-tokens {a.MaxNewTokens} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
 
         using var generator = new Qwen2Generator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens);
-        int total = prompts.Length * a.Samples;
-        var progress = new ConsoleProgress("generate: samples", total);
-        var results = generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
-            new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed), progress);
-        Console.Error.WriteLine();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
+            new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),
+            new SynchronousProgress<GenerationProgress>(p => update(p.FinishedSamples, p.TotalSamples, TokensPerSecond(p.GeneratedTokens, clock.Elapsed)))));
 
         if (a.Output is null)
         {
@@ -76,7 +76,7 @@ public static class GenerateCommand
         }
         AtomicFile.Write(a.Output, stream =>
         {
-            using var writer = new Utf8JsonWriter(stream);
+            using var writer = new Utf8JsonWriter(stream, ReadableJson.WriterOptions());
             foreach (var s in results)
             {
                 writer.WriteStartObject();
@@ -99,6 +99,10 @@ public static class GenerateCommand
         Console.Error.WriteLine($"generate: wrote {results.Count} samples to {a.Output}");
         return 0;
     }
+
+    /// <summary>"1,234 tok/s" over the time so far.</summary>
+    public static string TokensPerSecond(long tokens, TimeSpan elapsed) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{(elapsed.TotalSeconds > 0 ? tokens / elapsed.TotalSeconds : 0):N0} tok/s");
 
     private static int[][] ReadPrompts(string path, Qwen2Tokenizer tokenizer)
     {

@@ -36,21 +36,26 @@ public static class LogProbsCommand
         using var model = ModelLoading.Load(backend, modelDir);
         var requests = ReadRequests(inputPath, modelDir, model.Config.VocabSize);
 
+        var builder = new ResponseBatch.Builder();
+        foreach (var request in requests) builder.BeginGroup(request.Prompt).AddResponse(request.Response);
+        var batch = builder.Build();
         var results = new (float[] LogProbs, float[] Entropies)[requests.Count];
-        int longest = requests.Count == 0 ? 1 : requests.Max(r => r.Prompt.Length + r.Response.Length);
-        using var activations = new Qwen2Activations(backend, model.Config, Math.Max(tokenBudget, longest));
-        int done = 0;
-        foreach (var group in Batches(requests, activations.Capacity))
+        var ranges = batch.SplitByTokens(0, batch.SequenceCount, tokenBudget);
+        using var activations = new Qwen2Activations(backend, model.Config, ranges.Count == 0 ? 1 : ranges.Max(r => r.TokenCount));
+        using var buffers = new MicroBatchBuffers(backend);
+        ProgressDisplay.Run("logprobs: lines", update =>
         {
-            Evaluate(model, activations, requests, group, temperature, results);
-            done += group.Count;
-            Console.Error.Write($"\rlogprobs: {done}/{requests.Count} lines");
-        }
-        if (requests.Count > 0) Console.Error.WriteLine();
+            foreach (var range in ranges)
+            {
+                Evaluate(model, activations, buffers, batch, range, temperature, results);
+                update(range.EndSequence, batch.SequenceCount, "");
+            }
+            return 0;
+        });
 
         AtomicFile.Write(outputPath, stream =>
         {
-            using var writer = new Utf8JsonWriter(stream);
+            using var writer = new Utf8JsonWriter(stream, ReadableJson.WriterOptions());
             foreach (var (logProbs, entropies) in results)
             {
                 writer.WriteStartObject();
@@ -94,54 +99,22 @@ public static class LogProbsCommand
         return requests;
     }
 
-    /// <summary>Consecutive requests packed up to the token budget (a longer request goes alone).</summary>
-    private static IEnumerable<List<int>> Batches(List<Request> requests, int budget)
-    {
-        var current = new List<int>();
-        int tokens = 0;
-        for (int i = 0; i < requests.Count; i++)
-        {
-            int length = requests[i].Prompt.Length + requests[i].Response.Length;
-            if (current.Count > 0 && tokens + length > budget)
-            {
-                yield return current;
-                current = [];
-                tokens = 0;
-            }
-            current.Add(i);
-            tokens += length;
-        }
-        if (current.Count > 0) yield return current;
-    }
-
-    private static void Evaluate(Qwen2Model model, Qwen2Activations activations, List<Request> requests, List<int> group, float temperature,
-        (float[] LogProbs, float[] Entropies)[] results)
+    /// <summary>Log-probs and entropies of the response tokens of one micro-batch.</summary>
+    private static void Evaluate(Qwen2Model model, Qwen2Activations activations, MicroBatchBuffers buffers, ResponseBatch batch, SequenceRange range,
+        float temperature, (float[] LogProbs, float[] Entropies)[] results)
     {
         var backend = model.Backend;
-        var sequences = group.Select(i => (IReadOnlyList<int>)requests[i].Prompt.Concat(requests[i].Response).ToArray()).ToArray();
-        using var batch = PackedBatch.Create(backend, sequences);
-        int total = batch.TokenCount;
-        // Position p predicts token p + 1 of the same sequence; a sequence's last position predicts nothing (target 0, ignored).
-        var targets = new int[total];
-        for (int s = 0, at = 0; s < sequences.Length; s++)
+        using var micro = buffers.Load(batch, range);
+        model.Forward(micro.Packed, activations);
+        model.LogProbs(activations, micro.Targets, temperature, micro.LogProbs, micro.Entropy);
+        var logProbs = new float[range.TokenCount];
+        var entropy = new float[range.TokenCount];
+        backend.Download<float>(micro.LogProbs, logProbs);
+        backend.Download<float>(micro.Entropy, entropy);
+        for (int s = range.FirstSequence; s < range.EndSequence; s++)
         {
-            for (int p = 0; p < sequences[s].Count; p++, at++) targets[at] = p + 1 < sequences[s].Count ? sequences[s][p + 1] : 0;
-        }
-        using var targetTensor = backend.Allocate(DType.Int32, new TensorShape(total));
-        using var logProbs = backend.Allocate(DType.Float32, new TensorShape(total));
-        using var entropy = backend.Allocate(DType.Float32, new TensorShape(total));
-        backend.Upload<int>(targets, targetTensor);
-        model.Forward(batch, activations);
-        model.LogProbs(activations, targetTensor, temperature, logProbs, entropy);
-        var hostLogProbs = new float[total];
-        var hostEntropy = new float[total];
-        backend.Download<float>(logProbs, hostLogProbs);
-        backend.Download<float>(entropy, hostEntropy);
-        for (int s = 0; s < group.Count; s++)
-        {
-            var request = requests[group[s]];
-            int start = batch.Sequences.Start(s) + request.Prompt.Length - 1;
-            results[group[s]] = (hostLogProbs.AsSpan(start, request.Response.Length).ToArray(), hostEntropy.AsSpan(start, request.Response.Length).ToArray());
+            int start = batch.ResponseStart(s) - range.TokenStart, length = batch.ResponseLength(s);
+            results[s] = (logProbs.AsSpan(start, length).ToArray(), entropy.AsSpan(start, length).ToArray());
         }
     }
 

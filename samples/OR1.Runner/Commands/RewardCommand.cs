@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using OR1.Grpo.Data;
 using OR1.Grpo.Rewards;
+using OR1.Model;
 using OR1.Runner.Cli;
 
 namespace OR1.Runner.Commands;
@@ -48,7 +49,7 @@ public static class RewardCommand
         AtomicFile.Write(outputPath, stream =>
         {
             using var writer = new StreamWriter(stream);
-            foreach (var l in lines) writer.WriteLine(l.ToJsonString());
+            foreach (var l in lines) writer.WriteLine(l.ToJsonString(ReadableJson.Options));
         });
         Console.Error.WriteLine($"reward: {lines.Count} responses, mean reward {(lines.Count == 0 ? 0 : lines.Average(l => (double)l["reward"]!)):F3}");
         return 0;

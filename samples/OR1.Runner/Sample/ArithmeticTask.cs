@@ -1,9 +1,9 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using OR1.Grpo.Data;
+using OR1.Model;
 using OR1.Model.Tokenization;
 
 namespace OR1.Runner.Sample;
@@ -67,7 +67,7 @@ public static class ArithmeticTask
     private static readonly JsonSerializerOptions s_jsonLine = new()
     {
         // Keeps '+', '<' and '>' readable in the file (the default encoder writes them as \u002B ...).
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Encoder = ReadableJson.Encoder,
     };
 
     /// <summary>The levels, easiest first.</summary>

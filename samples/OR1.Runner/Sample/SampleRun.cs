@@ -48,7 +48,7 @@ public sealed record SampleSummary
 /// </summary>
 public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong seed, string outputDir, bool quick)
 {
-    private readonly JsonSerializerOptions _json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+    private readonly JsonSerializerOptions _json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true, Encoder = ReadableJson.Encoder };
 
     public SampleSummary Run()
     {
@@ -172,7 +172,8 @@ public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong s
             .Start(ctx =>
             {
                 var task = ctx.AddTask($"{label} (avg@{settings.EvalSamples})", maxValue: examples.Count * settings.EvalSamples);
-                scores = Evaluator.Run(collector, examples, settings.EvalSamples, new SamplingOptions(1f), settings.EvalMaxNewTokens, evalSeed, new SynchronousProgress(n => task.Value = n)).Scores;
+                scores = Evaluator.Run(collector, examples, settings.EvalSamples, new SamplingOptions(1f), settings.EvalMaxNewTokens, evalSeed,
+                    new SynchronousProgress<EvalProgress>(p => task.Value = p.FinishedSamples)).Scores;
                 task.Value = task.MaxValue;
             });
         var all = scores.Single(s => s.DataSource == "all");
@@ -251,9 +252,4 @@ public sealed class SampleRun(IBackend backend, SampleSettings settings, ulong s
         AnsiConsole.MarkupLine($"[bold]done[/] in {summary.WallSeconds:F0} s: summary.json, metrics.jsonl, {plots.Count} plots and the final checkpoint ([grey]final/[/], usable by `or1 generate` / `or1 eval`) in [grey]{Markup.Escape(outputDir)}[/]");
     }
 
-    /// <summary>Progress reported on the caller's thread (System.Progress would post to the thread pool).</summary>
-    private sealed class SynchronousProgress(Action<int> report) : IProgress<int>
-    {
-        public void Report(int value) => report(value);
-    }
 }

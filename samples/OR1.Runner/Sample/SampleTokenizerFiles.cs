@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using OR1.Model;
 using OR1.Model.Tokenization;
 
 namespace OR1.Runner.Sample;
@@ -71,7 +72,7 @@ public static class SampleTokenizerFiles
     private static readonly JsonSerializerOptions s_indented = new()
     {
         WriteIndented = true,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Encoder = ReadableJson.Encoder,
     };
 
     /// <summary>The added tokens: id, text, and DeepSeek's "special" flag.</summary>

@@ -10,30 +10,29 @@ public readonly record struct SamplerCursor(int Epoch, int Position);
 /// same examples in the same order. Plain data: serialises with System.Text.Json.
 /// </summary>
 /// <param name="Seed">The sampler's seed (checked on restore).</param>
-/// <param name="ExampleCount">How many examples the sampler was built with, removed ones included (checked on restore).</param>
+/// <param name="ExampleCount">How many examples the sampler was built with (checked on restore).</param>
 /// <param name="Epoch">The cursor's epoch.</param>
 /// <param name="Position">The cursor's position.</param>
-/// <param name="RemovedIds">The ids removed so far, sorted (ordinal).</param>
-public sealed record SamplerState(ulong Seed, int ExampleCount, int Epoch, int Position, IReadOnlyList<string> RemovedIds);
+public sealed record SamplerState(ulong Seed, int ExampleCount, int Epoch, int Position);
 
 /// <summary>
 /// Draws batches of prompts the way the recipe's step 1 does: a seeded shuffle of the examples per epoch,
 /// consecutive batches of <see cref="BatchSize"/> from that order, and drop_last (the tail of an epoch that
 /// cannot fill a batch is not used; the next batch starts the next epoch). Batches never span two epochs.
+/// A stage's sampler holds the prompts of that stage (the run builds a new one at each stage, without the prompts the
+/// stage transition dropped).
 /// <para>
-/// Determinism: epoch e's order is a Fisher-Yates shuffle (<see cref="SplitMix64.Shuffle{T}"/>) of the remaining
+/// Determinism: epoch e's order is a Fisher-Yates shuffle (<see cref="SplitMix64.Shuffle{T}"/>) of the
 /// examples, in their original order, by a <see cref="SplitMix64"/> seeded with
-/// <c>seed ^ SplitMix64.Mix(e + 1)</c>. It depends only on the seed, the epoch, the examples and the removed
-/// ids, so it is the same on every machine, and a sampler restored from <see cref="SaveState"/> continues
-/// exactly where the saved one was. Not thread-safe.
+/// <c>seed ^ SplitMix64.Mix(e + 1)</c>. It depends only on the seed, the epoch and the examples, so it is the
+/// same on every machine, and a sampler restored from <see cref="SaveState"/> continues exactly where the saved
+/// one was. Not thread-safe.
 /// </para>
 /// </summary>
 public sealed class PromptSampler
 {
     private readonly RlExample[] _examples;
-    private readonly string[] _ids;
-    private readonly HashSet<string> _removed = new(StringComparer.Ordinal);
-    private int[] _active;
+    private readonly int[] _all;
     private int[]? _order;
     private int _orderEpoch = -1;
 
@@ -46,8 +45,7 @@ public sealed class PromptSampler
         ArgumentNullException.ThrowIfNull(examples);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         _examples = examples.ToArray();
-        _ids = _examples.Select(e => e.Id).ToArray();
-        _active = Enumerable.Range(0, _examples.Length).ToArray();
+        _all = Enumerable.Range(0, _examples.Length).ToArray();
         BatchSize = batchSize;
         Seed = seed;
     }
@@ -58,11 +56,11 @@ public sealed class PromptSampler
     /// <summary>The shuffle seed.</summary>
     public ulong Seed { get; }
 
-    /// <summary>How many examples remain (after removals).</summary>
-    public int Count => _active.Length;
+    /// <summary>How many examples the sampler draws from.</summary>
+    public int Count => _examples.Length;
 
     /// <summary>Full batches per epoch: Count / BatchSize (drop_last).</summary>
-    public int BatchesPerEpoch => _active.Length / BatchSize;
+    public int BatchesPerEpoch => Count / BatchSize;
 
     /// <summary>The epoch of the next batch.</summary>
     public int Epoch { get; private set; }
@@ -73,17 +71,14 @@ public sealed class PromptSampler
     /// <summary>Where the next batch starts.</summary>
     public SamplerCursor Cursor => new(Epoch, Position);
 
-    /// <summary>The ids removed so far, sorted (ordinal).</summary>
-    public IReadOnlyList<string> RemovedIds => _removed.Order(StringComparer.Ordinal).ToArray();
-
     /// <summary>The next <see cref="BatchSize"/> examples; moves the cursor (to the next epoch when the rest of this one cannot fill a batch).</summary>
     /// <exception cref="InvalidOperationException">fewer examples remain than one batch.</exception>
     public IReadOnlyList<RlExample> NextBatch()
     {
-        if (_active.Length < BatchSize)
+        if (Count < BatchSize)
         {
             throw new InvalidOperationException(
-                $"cannot draw a batch of {BatchSize} prompts: only {_active.Length} remain (drop_last)");
+                $"cannot draw a batch of {BatchSize} prompts: only {Count} remain (drop_last)");
         }
         SkipExhaustedEpoch();
         var order = OrderOf(Epoch);
@@ -94,35 +89,14 @@ public sealed class PromptSampler
         return batch;
     }
 
-    /// <summary>
-    /// Removes every example whose Id is in <paramref name="ids"/> (all copies), for the rule "at the start of a
-    /// stage, drop the prompts solved by every sample in the previous stage". If that changes the remaining set
-    /// in the middle of an epoch, the next batch starts a new epoch (epoch + 1, position 0) over what remains;
-    /// at the start of an epoch the cursor stays. The removed ids are part of <see cref="SaveState"/>.
-    /// </summary>
-    /// <returns>How many examples (copies counted) were removed now.</returns>
-    public int RemoveByIds(IEnumerable<string> ids)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        foreach (var id in ids) _removed.Add(id);
-        int removed = RebuildActive();
-        if (removed > 0 && Position > 0)
-        {
-            Epoch++;
-            Position = 0;
-        }
-        return removed;
-    }
-
-    /// <summary>The cursor and the removed ids, for a checkpoint.</summary>
-    public SamplerState SaveState() => new(Seed, _examples.Length, Epoch, Position, RemovedIds);
+    /// <summary>The cursor, for a checkpoint.</summary>
+    public SamplerState SaveState() => new(Seed, _examples.Length, Epoch, Position);
 
     /// <summary>
-    /// Puts this sampler where <paramref name="state"/> was saved: the removed ids become exactly the saved ones
-    /// and the cursor the saved cursor. The sampler must hold the same examples, in the same order, with the same
+    /// Puts this sampler where <paramref name="state"/> was saved: the cursor becomes the saved cursor. The sampler must hold the same examples, in the same order, with the same
     /// seed; the batch size may differ (a new stage), in which case an epoch tail too short for one batch is skipped.
     /// </summary>
-    /// <exception cref="ArgumentException">a different seed or example count, or a cursor outside the remaining examples.</exception>
+    /// <exception cref="ArgumentException">a different seed or example count, or a cursor outside the examples.</exception>
     public void RestoreState(SamplerState state)
     {
         ArgumentNullException.ThrowIfNull(state);
@@ -133,19 +107,16 @@ public sealed class PromptSampler
         }
         if (state.Epoch < 0) throw new ArgumentException($"negative epoch {state.Epoch}", nameof(state));
 
-        _removed.Clear();
-        foreach (var id in state.RemovedIds) _removed.Add(id);
-        RebuildActive();
-        if (state.Position < 0 || state.Position > _active.Length)
+        if (state.Position < 0 || state.Position > Count)
         {
-            throw new ArgumentException($"position {state.Position} is outside the {_active.Length} remaining examples", nameof(state));
+            throw new ArgumentException($"position {state.Position} is outside the {Count} examples", nameof(state));
         }
         Epoch = state.Epoch;
         Position = state.Position;
         SkipExhaustedEpoch();
     }
 
-    /// <summary>The whole order of <paramref name="epoch"/> over the remaining examples (for inspection and tests).</summary>
+    /// <summary>The whole order of <paramref name="epoch"/> (for inspection and tests).</summary>
     public IReadOnlyList<RlExample> EpochOrder(int epoch)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(epoch);
@@ -154,7 +125,7 @@ public sealed class PromptSampler
 
     private void SkipExhaustedEpoch()
     {
-        if (Position > 0 && Position + BatchSize > _active.Length)
+        if (Position > 0 && Position + BatchSize > Count)
         {
             Epoch++;
             Position = 0;
@@ -165,26 +136,11 @@ public sealed class PromptSampler
     {
         if (_order is null || _orderEpoch != epoch)
         {
-            var order = (int[])_active.Clone();
+            var order = (int[])_all.Clone();
             new SplitMix64(Seed ^ SplitMix64.Mix((ulong)epoch + 1)).Shuffle(order);
             _order = order;
             _orderEpoch = epoch;
         }
         return _order;
-    }
-
-    /// <summary>Recomputes the remaining indices; returns how many fewer there are than before.</summary>
-    private int RebuildActive()
-    {
-        int before = _active.Length;
-        var active = new List<int>(_examples.Length);
-        for (int i = 0; i < _examples.Length; i++)
-        {
-            if (!_removed.Contains(_ids[i])) active.Add(i);
-        }
-        _active = active.ToArray();
-        _order = null;
-        _orderEpoch = -1;
-        return before - _active.Length;
     }
 }

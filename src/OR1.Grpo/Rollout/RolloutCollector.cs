@@ -16,6 +16,27 @@ namespace OR1.Grpo.Rollout;
 public sealed record Rollouts(RolloutBatch Batch, IReadOnlyList<RlExample> Examples, IReadOnlyList<string> Texts,
     IReadOnlyList<RewardResult> Rewards, double GenerateSeconds, double RewardSeconds)
 {
+    /// <summary>Several rollouts as one, in order (e.g. the chunks of an evaluation).</summary>
+    public static Rollouts Concat(IReadOnlyList<Rollouts> parts)
+    {
+        if (parts.Count == 1) return parts[0];
+        var builder = new ResponseBatch.Builder();
+        foreach (var part in parts)
+        {
+            var batch = part.Batch.Responses;
+            for (int g = 0; g < batch.GroupCount; g++)
+            {
+                int first = batch.GroupStart(g);
+                builder.BeginGroup(batch.Prompt(first));
+                for (int s = first; s < first + batch.GroupSize(g); s++) builder.AddResponse(batch.Response(s));
+            }
+        }
+        var rollouts = new RolloutBatch(builder.Build(), parts.SelectMany(p => p.Batch.Rewards).ToArray(), parts.SelectMany(p => p.Batch.Truncated).ToArray(),
+            parts.SelectMany(p => p.Batch.SamplerLogProbs).ToArray(), parts.SelectMany(p => p.Batch.GroupNames).ToArray());
+        return new Rollouts(rollouts, parts.SelectMany(p => p.Examples).ToArray(), parts.SelectMany(p => p.Texts).ToArray(),
+            parts.SelectMany(p => p.Rewards).ToArray(), parts.Sum(p => p.GenerateSeconds), parts.Sum(p => p.RewardSeconds));
+    }
+
     /// <summary>The group (index into <see cref="Examples"/>) of every sequence.</summary>
     public int[] GroupOfSequence()
     {
@@ -36,13 +57,19 @@ public sealed class RolloutCollector(Qwen2Generator generator, PromptEncoder enc
     /// <summary>The encoder whose cache holds the prompts' tokens.</summary>
     public PromptEncoder Encoder => encoder;
 
-    /// <summary>Samples and scores <paramref name="groupSize"/> responses to every example.</summary>
+    /// <summary>The most samples the generator decodes at once.</summary>
+    public int MaxBatch => generator.MaxBatch;
+
+    /// <summary>
+    /// Samples and scores <paramref name="groupSize"/> responses to every example. <paramref name="counterOffset"/> is the
+    /// sampler's first counter (see <see cref="GenerationOptions.CounterOffset"/>).
+    /// </summary>
     public Rollouts Collect(IReadOnlyList<RlExample> examples, int groupSize, int maxNewTokens,
-        SamplingOptions sampling, ulong seed, IProgress<int>? progress = null)
+        SamplingOptions sampling, ulong seed, IProgress<GenerationProgress>? progress = null, ulong counterOffset = 0)
     {
         var prompts = examples.Select(e => (IReadOnlyList<int>)encoder.Encode(e)).ToArray();
         var timer = Stopwatch.StartNew();
-        var generated = generator.Generate(prompts, new GenerationOptions(maxNewTokens, sampling, stopTokens, groupSize, seed), progress);
+        var generated = generator.Generate(prompts, new GenerationOptions(maxNewTokens, sampling, stopTokens, groupSize, seed, counterOffset), progress);
         double generateSeconds = timer.Elapsed.TotalSeconds;
 
         // The generator returns samples ordered by prompt, then sample: one group per prompt.

@@ -1,8 +1,12 @@
 using System.Text.Json;
+using OR1.Model;
 
 namespace OR1.Grpo.Training;
 
-/// <summary>JSON settings for metrics files: snake_case names, as the Python tools these are compared with use.</summary>
+/// <summary>
+/// JSON settings for metrics and other JSONL outputs: snake_case names, as the Python tools these are compared with
+/// use, and text written as itself (<see cref="ReadableJson"/>).
+/// </summary>
 public static class MetricsJson
 {
     /// <summary>Indented, for a single metrics.json.</summary>
@@ -10,11 +14,13 @@ public static class MetricsJson
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
+        Encoder = ReadableJson.Encoder,
     };
 
     /// <summary>One object per line, for metrics.jsonl.</summary>
     public static readonly JsonSerializerOptions Lines = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = ReadableJson.Encoder,
     };
 }

@@ -70,6 +70,7 @@ public sealed record TrainingConfig
         AllowTrailingCommas = true,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         WriteIndented = true,
+        Encoder = OR1.Model.ReadableJson.Encoder,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 

@@ -46,9 +46,10 @@ public sealed class Qwen2Generator : IDisposable
 
     /// <summary>
     /// Samples <see cref="GenerationOptions.SamplesPerPrompt"/> continuations of every prompt. Results are
-    /// ordered by prompt, then sample. <paramref name="progress"/> receives the number of finished samples.
+    /// ordered by prompt, then sample. <paramref name="progress"/> hears after every decode step how many samples are
+    /// finished and how many tokens were sampled.
     /// </summary>
-    public IReadOnlyList<GeneratedSample> Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, IProgress<int>? progress = null)
+    public IReadOnlyList<GeneratedSample> Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, IProgress<GenerationProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
@@ -68,25 +69,31 @@ public sealed class Qwen2Generator : IDisposable
             for (int s = 0; s < options.SamplesPerPrompt; s++) requests.Add((p, s));
 
         var results = new GeneratedSample[requests.Count];
-        int finished = 0;
-        ulong chunkCounter = 0;
+        var done = new ProgressCount(requests.Count, progress);
+        ulong chunkCounter = options.CounterOffset;
         for (int start = 0; start < requests.Count; start += MaxBatch)
         {
             int count = Math.Min(MaxBatch, requests.Count - start);
             var chunk = requests.GetRange(start, count);
             // Each chunk draws from its own counter range so chunks never reuse random numbers.
-            var samples = GenerateChunk(chunk.Select(r => prompts[r.Prompt]).ToArray(), options, chunkCounter);
-            chunkCounter += (ulong)options.MaxNewTokens + 1;
+            var samples = GenerateChunk(chunk.Select(r => prompts[r.Prompt]).ToArray(), options, chunkCounter, done);
+            chunkCounter += options.CountersPerChunk;
             for (int i = 0; i < count; i++)
-            {
                 results[start + i] = new GeneratedSample(chunk[i].Prompt, chunk[i].Sample, samples[i].Tokens, samples[i].LogProbs, samples[i].Truncated);
-                progress?.Report(++finished);
-            }
         }
         return results;
     }
 
-    private (List<int> Tokens, List<float> LogProbs, bool Truncated)[] GenerateChunk(IReadOnlyList<int>[] prompts, GenerationOptions options, ulong counterBase)
+    /// <summary>Finished samples and sampled tokens of one Generate call, reported after each decode step.</summary>
+    private sealed class ProgressCount(int total, IProgress<GenerationProgress>? progress)
+    {
+        public int Finished;
+        public long Tokens;
+
+        public void Report() => progress?.Report(new GenerationProgress(Finished, total, Tokens));
+    }
+
+    private (List<int> Tokens, List<float> LogProbs, bool Truncated)[] GenerateChunk(IReadOnlyList<int>[] prompts, GenerationOptions options, ulong counterBase, ProgressCount done)
     {
         int b = prompts.Length;
         var c = _model.Config;
@@ -122,59 +129,59 @@ public sealed class Qwen2Generator : IDisposable
         _backend.Upload<int>(lastRows, _lastRows.SliceRows(0, b));
         _backend.GatherRows(hidden, _lastRows.SliceRows(0, b), _lastHidden.SliceRows(0, b));
 
-        // Active samples: row r of the decode batch is sample active[r].
-        var active = Enumerable.Range(0, b).ToList();
+        // Active samples: row r of the decode batch is sample active[r]; the step's survivors go to the other array
+        // (no allocation per decode step).
+        var active = new int[b];
+        var survivors = new int[b];
+        for (int i = 0; i < b; i++) active[i] = i;
+        int rows = b;
         var lengths = prompts.Select(p => p.Count).ToArray();
         var tokenBuffer = new int[b];
         var logProbBuffer = new float[b];
         var hostInts = new int[b];
         Tensor lastHidden = _lastHidden.SliceRows(0, b);
-        for (int step = 0; active.Count > 0; step++)
+        for (int step = 0; rows > 0; step++)
         {
-            int rows = active.Count;
             var logits = _logits.SliceRows(0, rows);
             _model.Logits(lastHidden, logits);
             _backend.Sample(logits, options.Sampling, options.Seed, counterBase + (ulong)step, _sampled.SliceRows(0, rows), _sampledLogProbs.SliceRows(0, rows));
             _backend.Download<int>(_sampled.SliceRows(0, rows), tokenBuffer.AsSpan(0, rows));
             _backend.Download<float>(_sampledLogProbs.SliceRows(0, rows), logProbBuffer.AsSpan(0, rows));
 
-            var next = new List<int>(rows);
+            // Samples that go on: their sampled tokens are decoded next (hostInts), the others are finished.
+            int n = 0;
             for (int r = 0; r < rows; r++)
             {
                 int i = active[r];
                 var o = outputs[i];
                 o.Tokens.Add(tokenBuffer[r]);
                 o.LogProbs.Add(logProbBuffer[r]);
-                if (stop.Contains(tokenBuffer[r])) continue;
+                if (stop.Contains(tokenBuffer[r])) { done.Finished++; continue; }
                 if (o.Tokens.Count >= options.MaxNewTokens)
                 {
                     outputs[i] = (o.Tokens, o.LogProbs, true);
+                    done.Finished++;
                     continue;
                 }
-                next.Add(r);
+                hostInts[n] = tokenBuffer[r];
+                survivors[n++] = i;
             }
-            if (next.Count == 0) break;
+            done.Tokens += rows;
+            done.Report();
+            (active, survivors) = (survivors, active);
+            rows = n;
+            if (n == 0) break;
 
-            // Decode the sampled tokens of the samples that go on.
-            int n = next.Count;
-            var newActive = new List<int>(n);
-            for (int j = 0; j < n; j++)
-            {
-                int r = next[j], i = active[r];
-                newActive.Add(i);
-                hostInts[j] = tokenBuffer[r];
-            }
             _backend.Upload<int>(hostInts.AsSpan(0, n), _tokens.SliceRows(0, n));
-            for (int j = 0; j < n; j++) hostInts[j] = lengths[newActive[j]];
+            for (int j = 0; j < n; j++) hostInts[j] = lengths[active[j]];
             _backend.Upload<int>(hostInts.AsSpan(0, n), _positions.SliceRows(0, n));
-            for (int j = 0; j < n; j++) hostInts[j] = lengths[newActive[j]] + 1;
+            for (int j = 0; j < n; j++) hostInts[j] = lengths[active[j]] + 1;
             _backend.Upload<int>(hostInts.AsSpan(0, n), _lengths.SliceRows(0, n));
-            for (int j = 0; j < n; j++) hostInts[j] = newActive[j];
+            for (int j = 0; j < n; j++) hostInts[j] = active[j];
             _backend.Upload<int>(hostInts.AsSpan(0, n), _slots.SliceRows(0, n));
-            for (int j = 0; j < n; j++) hostInts[j] = newActive[j] * MaxLength + lengths[newActive[j]];
+            for (int j = 0; j < n; j++) hostInts[j] = active[j] * MaxLength + lengths[active[j]];
             _backend.Upload<int>(hostInts.AsSpan(0, n), _cacheRows.SliceRows(0, n));
-            foreach (int i in newActive) lengths[i]++;
-            active = newActive;
+            for (int j = 0; j < n; j++) lengths[active[j]]++;
 
             _backend.EmbeddingForward(_tokens.SliceRows(0, n), _model.Weights.Embedding, _decode.Residuals[0].SliceRows(0, n));
             var slots = _slots.SliceRows(0, n);

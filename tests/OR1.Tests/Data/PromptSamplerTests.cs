@@ -93,7 +93,6 @@ public class PromptSamplerTests
     public void StateSurvivesJsonSerialisation()
     {
         var original = new PromptSampler(Maths(17), batchSize: 4, seed: ulong.MaxValue - 3);
-        original.RemoveByIds(["m/3", "m/5"]);
         Draw(original, 6);
         string json = JsonSerializer.Serialize(original.SaveState());
         var continuation = Draw(original, 5);
@@ -101,7 +100,7 @@ public class PromptSamplerTests
         var resumed = new PromptSampler(Maths(17), batchSize: 4, seed: ulong.MaxValue - 3);
         resumed.RestoreState(JsonSerializer.Deserialize<SamplerState>(json)!);
 
-        Assert.That(resumed.Count, Is.EqualTo(15));
+        Assert.That(resumed.Count, Is.EqualTo(17));
         Assert.That(Draw(resumed, 5), Is.EqualTo(continuation));
     }
 
@@ -127,57 +126,9 @@ public class PromptSamplerTests
     }
 
     [Test]
-    public void RemovedExamplesNeverComeBackAndAllCopiesGo()
-    {
-        var examples = DatasetMix.Mix([Code(0), Code(1), .. Maths(8)], seed: 3); // 12 entries, code twice
-        var sampler = new PromptSampler(examples, batchSize: 2, seed: 5);
-
-        int removed = sampler.RemoveByIds(["c/0", "m/4", "not-there"]);
-
-        Assert.That(removed, Is.EqualTo(3));
-        Assert.That(sampler.Count, Is.EqualTo(9));
-        var drawn = Enumerable.Range(0, 20).SelectMany(_ => sampler.NextBatch()).Select(e => e.Id).ToList();
-        Assert.That(drawn, Does.Not.Contain("c/0").And.Not.Contain("m/4"));
-        Assert.That(drawn, Does.Contain("c/1").And.Contain("m/0"));
-        Assert.That(sampler.RemovedIds, Is.EqualTo(new[] { "c/0", "m/4", "not-there" }));
-    }
-
-    [Test]
-    public void RemovalMidEpochStartsTheNextEpochAndAtAnEpochStartKeepsTheCursor()
-    {
-        var sampler = new PromptSampler(Maths(10), batchSize: 2, seed: 5);
-        sampler.RemoveByIds(["m/0"]);
-        Assert.That(sampler.Cursor, Is.EqualTo(new SamplerCursor(0, 0)));
-
-        Draw(sampler, 1);
-        sampler.RemoveByIds(["m/1"]);
-        Assert.That(sampler.Cursor, Is.EqualTo(new SamplerCursor(1, 0)));
-
-        sampler.RemoveByIds(["m/1"]); // nothing left to remove: the cursor does not move
-        Assert.That(sampler.Cursor, Is.EqualTo(new SamplerCursor(1, 0)));
-    }
-
-    [Test]
-    public void RemovalIsDeterministic()
-    {
-        List<List<long?>> Run()
-        {
-            var sampler = new PromptSampler(Maths(15), batchSize: 4, seed: 21);
-            Draw(sampler, 2);
-            sampler.RemoveByIds(["m/2", "m/7", "m/11"]);
-            return Draw(sampler, 6);
-        }
-
-        var first = Run();
-        Assert.That(Run(), Is.EqualTo(first));
-        Assert.That(first.SelectMany(b => b).Intersect(new long?[] { 2, 7, 11 }), Is.Empty);
-    }
-
-    [Test]
     public void FewerExamplesThanABatchIsAClearError()
     {
-        var sampler = new PromptSampler(Maths(4), batchSize: 3, seed: 0);
-        sampler.RemoveByIds(["m/0", "m/1"]);
+        var sampler = new PromptSampler(Maths(2), batchSize: 3, seed: 0);
         var e = Assert.Throws<InvalidOperationException>(() => sampler.NextBatch());
         Assert.That(e!.Message, Does.Contain("only 2 remain"));
     }

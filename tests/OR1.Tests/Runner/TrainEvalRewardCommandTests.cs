@@ -111,6 +111,7 @@ public sealed class TrainEvalRewardCommandTests
         Assert.That(scored[1].GetProperty("reason").GetString(), Does.Contain("5"), "only the text after </think> is graded");
         Assert.That(scored[2].GetProperty("reason").GetString(), Does.Contain("truncated"));
         Assert.That(scored[0].GetProperty("ability").GetString(), Is.EqualTo("math"), "input fields are kept");
+        Assert.That(File.ReadAllText(output), Does.Contain("<think>2+2</think>"), "text is written as itself, so grep finds it (not \\u003C, \\u002B)");
     }
 
     [Test]

@@ -89,6 +89,27 @@ public sealed class TrainingRunTests
     private static JsonElement[] Lines(string path) => File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
 
     [Test]
+    public void SixtyFourSkippedStepsEndTheRunWithAClearError_EachStepWithItsOwnNumber()
+    {
+        // Every prompt is always solved: every group has equal rewards and every step is skipped.
+        string data = Path.Combine(_root, "always.jsonl");
+        File.WriteAllLines(data,
+        [
+            """{"data_source": "toy", "prompt": [{"role": "user", "content": "the thing"}], "ability": "math", "reward_model": {"ground_truth": "[\"ALWAYS\"]", "style": "rule"}, "extra_info": {"index": 0}}""",
+            """{"data_source": "toy", "prompt": [{"role": "user", "content": "hello"}], "ability": "math", "reward_model": {"ground_truth": "[\"ALWAYS\"]", "style": "rule"}, "extra_info": {"index": 1}}""",
+        ]);
+        var config = Config("stalled") with { TrainFiles = [data], ValidationFiles = [], Stages = [new StageConfig(3, 4, 2, 2, 2)] };
+        using var session = Session(config);
+        var error = Assert.Throws<TrainingStalledException>(() => session.Run.Run());
+        Assert.That(error!.Message, Does.Contain("64 consecutive steps had no group with mixed rewards")
+            .And.Contain("no checkpoint was written yet").And.Contain(session.Run.MetricsPath).And.Contain("after 0 updates"));
+        var metrics = Lines(session.Run.MetricsPath);
+        Assert.That(metrics.Select(m => m.GetProperty("step").GetInt32()), Is.EqualTo(Enumerable.Range(1, 64)), "one record per step, numbered 1..64");
+        Assert.That(metrics.Select(m => m.GetProperty("skipped").GetBoolean()), Has.All.True);
+        Assert.That(metrics.Select(m => m.GetProperty("updates").GetInt32()), Has.All.Zero);
+    }
+
+    [Test]
     public void TwoStagesRunEndToEndWithMetricsValidationAndCheckpoints()
     {
         var config = Config("full");
