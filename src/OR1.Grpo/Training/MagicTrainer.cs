@@ -95,7 +95,7 @@ public sealed class MagicTrainer : IDisposable
             EntropyCoefficient = CurrentAlpha,
             EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
             LearningRate = Options.LearningRate,
-            OldLogProbs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",
+            OldLogprobs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",
         };
         var batch = all.SelectGroups(keptGroups);
         if (keptGroups.Length == 0 || batch.ResponseTokenCount == 0)

@@ -49,7 +49,7 @@ public sealed record StepMetrics
     public double LearningRate { get; init; }
     public int OptimizerSteps { get; init; }
     /// <summary>Where log p_old came from ("recompute" or "sampler").</summary>
-    public string OldLogProbs { get; init; } = "recompute";
+    public string OldLogprobs { get; init; } = "recompute";
     /// <summary>
     /// Mean and max of |logp_sampler - logp_trainer| over the kept tokens whose rollout engine reported log-probs
     /// (verl's rollout_probs_diff): the KV-cache decode kernels against the training forward; 0 tokens: none reported.

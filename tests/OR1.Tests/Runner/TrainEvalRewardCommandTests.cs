@@ -73,6 +73,16 @@ public sealed class TrainEvalRewardCommandTests
         string run = Path.Combine(_root, "run");
         var metrics = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).Where(m => !m.GetProperty("skipped").GetBoolean()).ToArray();
         Assert.That(metrics, Has.Length.EqualTo(3));
+        foreach (var m in metrics)
+        {
+            // Recompute (the default): the sampler's log-probs are compared with the trainer's on every kept token; on the
+            // Cpu backend the KV-cache decode and the training forward agree to float rounding.
+            Assert.That(m.GetProperty("old_logprobs").GetString(), Is.EqualTo("recompute"));
+            Assert.That(m.GetProperty("sampler_log_prob_diff_tokens").GetInt32(), Is.EqualTo(m.GetProperty("kept_tokens").GetInt32()));
+            Assert.That(m.GetProperty("sampler_log_prob_diff_max").GetDouble(), Is.LessThan(1e-3));
+            Assert.That(m.GetProperty("generate_tokens_per_second").GetDouble(), Is.GreaterThan(0));
+            Assert.That(m.GetProperty("update_tokens_per_second").GetDouble(), Is.GreaterThan(0));
+        }
         // Stage 2: 2 prompts in mini-batches of 1 prompt, over the groups rejection sampling kept.
         Assert.That(metrics[2].GetProperty("optimizer_steps").GetInt32(), Is.EqualTo(Math.Min(2, metrics[2].GetProperty("kept_groups").GetInt32())));
         Assert.That(metrics[0].GetProperty("optimizer_steps").GetInt32(), Is.EqualTo(1), "stage 1: one mini-batch per step");
@@ -92,6 +102,32 @@ public sealed class TrainEvalRewardCommandTests
         string config = Path.Combine(_root, "resume.json");
         File.WriteAllText(config, $$"""{"model": "{{_model.Directory}}", "train_files": ["data.jsonl"], "output_dir": "r", "stages": [{"steps": 1, "max_response_length": 4, "prompts_per_step": 2, "prompts_per_mini_batch": 2, "group_size": 2}]}""");
         Assert.That(() => TrainCommand.Run(config, Path.Combine(_root, "nothing-here")), Throws.TypeOf<CliException>().With.Message.Contains("--resume"));
+    }
+
+    [Test]
+    public void TrainWithSamplerOldLogProbs_AndAStalledRunEndsWithAClearError()
+    {
+        string Config(string name, string data) => $$"""
+            {
+              "model": "{{_model.Directory}}", "train_files": ["{{data}}"], "output_dir": "{{name}}", "seed": 4, "zero_reward_for_truncated": false,
+              "stages": [{"steps": 1, "max_response_length": 8, "prompts_per_step": 3, "prompts_per_mini_batch": 3, "group_size": 6}]
+            }
+            """;
+        string sampler = Path.Combine(_root, "sampler.json");
+        File.WriteAllText(sampler, Config("sampler-run", "data.jsonl"));
+        Assert.That(TrainCommand.Run(sampler, resume: null, oldLogProbs: OR1.Grpo.Training.OldLogProbSource.Sampler), Is.Zero);
+        var trained = File.ReadAllLines(Path.Combine(_root, "sampler-run", "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).Last();
+        Assert.That(trained.GetProperty("old_logprobs").GetString(), Is.EqualTo("sampler"));
+
+        // No response can ever be right: every group is all-zero, every step is skipped, and after 64 the run stops.
+        string impossible = Path.Combine(_root, "impossible.jsonl");
+        File.WriteAllLines(impossible, Enumerable.Range(0, 3).Select(i =>
+            $$$"""{"data_source": "toy", "prompt": [{"role": "user", "content": "what is {{{i}}} + 0?"}], "ability": "math", "reward_model": {"ground_truth": "-987654", "style": "rule"}, "extra_info": {"index": {{{i}}}}}"""));
+        string stalled = Path.Combine(_root, "stalled.json");
+        File.WriteAllText(stalled, Config("stalled-run", "impossible.jsonl"));
+        Assert.That(() => TrainCommand.Run(stalled, resume: null), Throws.TypeOf<CliException>()
+            .With.Message.Contains("64 consecutive steps had no group with mixed rewards").And.Message.Contains("metrics.jsonl"));
+        Assert.That(File.ReadAllLines(Path.Combine(_root, "stalled-run", "metrics.jsonl")), Has.Length.EqualTo(64), "every step's metrics were written");
     }
 
     [Test]

@@ -216,7 +216,7 @@ public sealed class MagicTrainerTests
             Assert.That(metrics.ClipFraction, Is.EqualTo(5.0 / kept).Within(1e-6));
             // ppo_kl = mean(old - new) = -mean(delta) over the kept tokens; the deltas of a and b sum to -0.5.
             Assert.That(metrics.PpoKl, Is.EqualTo(0.5 / kept).Within(1e-5));
-            Assert.That(metrics.OldLogProbs, Is.EqualTo("sampler"));
+            Assert.That(metrics.OldLogprobs, Is.EqualTo("sampler"));
             Assert.That(metrics.SamplerLogProbDiffTokens, Is.EqualTo(kept));
             Assert.That(metrics.SamplerLogProbDiffMax, Is.EqualTo(1.0).Within(1e-5), "|delta| at most 1");
         });
@@ -241,7 +241,7 @@ public sealed class MagicTrainerTests
         {
             Assert.That(metrics.PpoKl, Is.EqualTo(0.0), "old - new is exactly 0 on every token");
             Assert.That(metrics.ClipFraction, Is.EqualTo(0.0));
-            Assert.That(metrics.OldLogProbs, Is.EqualTo("recompute"));
+            Assert.That(metrics.OldLogprobs, Is.EqualTo("recompute"));
             Assert.That(metrics.OldLogProbSeconds, Is.Zero, "no extra forward");
             Assert.That(metrics.SamplerLogProbDiffMean, Is.EqualTo(0.25).Within(1e-5));
             Assert.That(metrics.SamplerLogProbDiffMax, Is.EqualTo(0.25).Within(1e-5));
