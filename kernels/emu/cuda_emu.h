@@ -74,12 +74,15 @@ extern thread_local dim3 tl_blockDim OR1EMU_TLS;
 extern thread_local dim3 tl_gridDim OR1EMU_TLS;
 extern thread_local unsigned char* tl_dynamicShared OR1EMU_TLS;
 
-// Rendezvous points (emu_runtime.cpp).
+// Rendezvous points (emu_runtime.cpp). A warp collective's mask must name the calling lane and only
+// lanes that exist and have not exited; anything else fails the launch (undefined behaviour on a GPU).
+// `what` names the intrinsic in those messages.
 void syncthreads();
 void syncwarp(unsigned mask);
-/// Warp exchange: every lane in mask deposits 8 bytes, waits for the others, reads lane src's.
-unsigned long long warp_exchange(unsigned mask, unsigned long long value, int src);
-unsigned warp_ballot(unsigned mask, int predicate);
+/// Warp exchange: every lane in mask deposits 8 bytes, waits for the others, reads lane src's (all-ones
+/// bits when src is not in the mask: a GPU's value is undefined there).
+unsigned long long warp_exchange(unsigned mask, unsigned long long value, int src, const char* what);
+unsigned warp_ballot(unsigned mask, int predicate, const char* what);
 unsigned active_mask();
 [[noreturn]] void trap(const char* what);
 
@@ -178,7 +181,7 @@ inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = 32) {
     int lane = ::or1emu::tl_fiber->lane;
     int base = lane & ~(width - 1);
     int src = base + (srcLane & (width - 1));
-    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src, "__shfl_sync"));
 }
 template <typename T>
 inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
@@ -186,7 +189,7 @@ inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
     int base = lane & ~(width - 1);
     int src = lane - static_cast<int>(delta);
     if (src < base) src = lane;
-    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src, "__shfl_up_sync"));
 }
 template <typename T>
 inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) {
@@ -194,19 +197,19 @@ inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32) 
     int base = lane & ~(width - 1);
     int src = lane + static_cast<int>(delta);
     if (src >= base + width) src = lane;
-    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src, "__shfl_down_sync"));
 }
 template <typename T>
 inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = 32) {
     int lane = ::or1emu::tl_fiber->lane;
     int src = lane ^ laneMask;
     if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
-    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src));
+    return ::or1emu::from_bits<T>(::or1emu::warp_exchange(mask, ::or1emu::to_bits(var), src, "__shfl_xor_sync"));
 }
-inline unsigned __ballot_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate); }
-inline int __any_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate) != 0; }
+inline unsigned __ballot_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate, "__ballot_sync"); }
+inline int __any_sync(unsigned mask, int predicate) { return ::or1emu::warp_ballot(mask, predicate, "__any_sync") != 0; }
 inline int __all_sync(unsigned mask, int predicate) {
-    return (::or1emu::warp_ballot(mask, predicate) & mask) == (::or1emu::warp_ballot(mask, 1) & mask);
+    return (::or1emu::warp_ballot(mask, predicate, "__all_sync") & mask) == (::or1emu::warp_ballot(mask, 1, "__all_sync") & mask);
 }
 
 // ------------------------------------------------------------------ atomics (device-wide: real atomics)

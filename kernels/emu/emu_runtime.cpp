@@ -1,6 +1,8 @@
 // emu_runtime.cpp — fibers, block scheduler, launch pool, kernel registry and the C API of or1_emu.
 // See cuda_emu.h for the model. Limits checked at launch are CUDA's (sm_80/sm_90), so a launch
-// configuration that a GPU would reject fails here too.
+// configuration that a GPU would reject fails here too: the block shape, dynamic shared memory as the
+// driver enforces it (48 KB by default, more only after cuFuncSetAttribute's opt-in, up to the device's
+// maximum), and warp collectives whose member mask names a lane that has exited or does not exist.
 #include "cuda_emu.h"
 
 #include <algorithm>
@@ -34,7 +36,17 @@ namespace {
 enum FiberState { Ready = 0, AtBlockBarrier = 1, AtWarpBarrier = 2, Done = 3 };
 constexpr std::size_t StackSize = 256 * 1024;
 constexpr int MaxThreadsPerBlock = 1024;
-constexpr unsigned MaxSharedBytes = 227 * 1024;
+
+// Shared memory per block, as the driver counts it (src/OR1.Native/Kernels/SharedMemoryLimits.cs holds
+// the same numbers and the same messages for the Cuda runtime). Without opt-in a kernel may use 48 KB of
+// dynamic shared memory; cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) raises the
+// kernel's limit up to the device's opt-in maximum. On a GPU static __shared__ arrays count against the
+// same limits (static + dynamic); the emulator cannot see a kernel's static size (its __shared__ arrays
+// are thread_locals with no per-kernel record), so it checks dynamic shared memory alone and leaves the
+// static part to ptxas and the checks of the compiled code.
+constexpr unsigned DefaultDynamicSharedBytes = 48 * 1024;  // 49,152
+constexpr unsigned Sm80OptInSharedBytes = 163 * 1024;      // 166,912 (A100)
+constexpr unsigned Sm90OptInSharedBytes = 227 * 1024;      // 232,448 (H100, H200)
 
 struct Abort {};
 
@@ -76,12 +88,17 @@ or1emu_switch:
 
 } // namespace
 
-/// Rendezvous state of one warp.
+/// Rendezvous state of one warp. One warp collective is in progress at a time: the lanes named by its
+/// member mask arrive one by one and all leave when the last of them arrives. A mask may name only lanes
+/// that exist and are still running (checked on every arrival and on every exit), so "every named lane
+/// has arrived" is the whole release condition.
 struct WarpState {
-    int live = 0;          // lanes of this warp that have not exited
-    int arrived = 0;
+    unsigned existing = 0;     // lanes that exist: all 32 but in the partial last warp of a block
+    unsigned exited = 0;       // lanes that have returned from the kernel
+    unsigned arrived = 0;      // lanes waiting at the rendezvous in progress
     unsigned gen = 0;
-    unsigned mask = 0;     // mask of the rendezvous in progress
+    unsigned mask = 0;         // its member mask
+    const char* what = "";     // its intrinsic, for the messages and to catch lanes at different collectives
     unsigned long long slots[2][32];
     unsigned ballots[2];
 };
@@ -112,6 +129,54 @@ bool g_reverse = false;
 std::mutex g_errorMutex;
 thread_local std::string tl_lastError;
 
+/// The emulated device's architecture (80 or 90): it fixes the opt-in maximum of shared memory per block.
+/// OR1_EMU_ARCH sets it for a whole process (a test run as an A100); or1_emu_set_device_arch changes it.
+int initial_arch() {
+    const char* env = std::getenv("OR1_EMU_ARCH");
+    int arch = env ? std::atoi(env) : 90;
+    return arch == 80 ? 80 : 90;
+}
+std::atomic<int> g_arch{initial_arch()};
+
+unsigned opt_in_shared_bytes(int arch) { return arch == 80 ? Sm80OptInSharedBytes : Sm90OptInSharedBytes; }
+
+/// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES per kernel, where it was set (process-wide, like the
+/// attribute of a function in the primary context).
+std::mutex g_attributeMutex;
+std::map<const KernelInfo*, unsigned> g_maxDynamicShared;
+
+unsigned max_dynamic_shared(const KernelInfo* kernel) {
+    std::lock_guard<std::mutex> lock(g_attributeMutex);
+    auto it = g_maxDynamicShared.find(kernel);
+    return it == g_maxDynamicShared.end() ? DefaultDynamicSharedBytes : it->second;
+}
+
+// The messages of SharedMemoryLimits.cs, word for word (a .NET test compares them).
+const char* const AttributeName = "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES";
+
+std::string launch_above_limit_message(unsigned bytes, unsigned limit) {
+    std::string b = std::to_string(bytes);
+    if (limit == DefaultDynamicSharedBytes)
+        return "launch with " + b + " bytes of dynamic shared memory, above the " + std::to_string(limit) +
+               " bytes a kernel may use by default; a GPU refuses it (CUDA_ERROR_INVALID_VALUE) unless the kernel's " + AttributeName +
+               " is set to at least " + b + " first (cuFuncSetAttribute; IKernelRuntime.EnsureDynamicSharedMemory)";
+    return "launch with " + b + " bytes of dynamic shared memory, above the " + std::to_string(limit) + " bytes its " + AttributeName +
+           " allows; a GPU refuses it (CUDA_ERROR_INVALID_VALUE) unless the attribute is raised to at least " + b +
+           " first (cuFuncSetAttribute; IKernelRuntime.EnsureDynamicSharedMemory)";
+}
+
+std::string launch_above_device_message(unsigned bytes, unsigned deviceMax, int arch) {
+    return "launch with " + std::to_string(bytes) + " bytes of dynamic shared memory, above the " + std::to_string(deviceMax) +
+           " bytes per block that sm_" + std::to_string(arch) + " allows even with " + AttributeName +
+           "; a GPU refuses it (CUDA_ERROR_INVALID_VALUE)";
+}
+
+std::string attribute_above_device_message(long long bytes, unsigned deviceMax, int arch) {
+    return std::string(AttributeName) + " = " + std::to_string(bytes) + " is above the " + std::to_string(deviceMax) +
+           " bytes of shared memory per block that sm_" + std::to_string(arch) +
+           " allows with opt-in; cuFuncSetAttribute refuses it (CUDA_ERROR_INVALID_VALUE)";
+}
+
 void switch_to_scheduler(Fiber* f, BlockState* b) {
 #if defined(__x86_64__)
     or1emu_switch(&f->sp, b->schedulerSp);
@@ -125,15 +190,29 @@ void wait_here(Fiber* f, BlockState* b, int state) {
     switch_to_scheduler(f, b);
 }
 
-int warp_expected(const BlockState* b, const WarpState& w, int warp) {
-    // Lanes named in the mask that exist and are still running.
-    int lanes = std::min(32, b->count - warp * 32);
-    int n = 0;
-    for (int l = 0; l < lanes; l++) {
-        if (!(w.mask >> l & 1u)) continue;
-        if (b->fibers[warp * 32 + l].state != Done) n++;
+std::string hex(unsigned v) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%08x", v);
+    return text;
+}
+
+/// "lane 5", "lanes 8-31", "lanes 0, 3, 16-19".
+std::string describe_lanes(unsigned lanes) {
+    std::string text;
+    int count = 0;
+    for (int l = 0; l < 32;) {
+        if (!(lanes >> l & 1u)) {
+            l++;
+            continue;
+        }
+        int end = l;
+        while (end + 1 < 32 && (lanes >> (end + 1) & 1u)) end++;
+        if (!text.empty()) text += ", ";
+        text += end == l ? std::to_string(l) : std::to_string(l) + "-" + std::to_string(end);
+        count += end - l + 1;
+        l = end + 1;
     }
-    return n;
+    return (count == 1 ? "lane " : "lanes ") + text;
 }
 
 void release_block_barrier(BlockState* b) {
@@ -147,6 +226,7 @@ void release_warp_barrier(BlockState* b, int warp) {
     WarpState& w = b->warps[warp];
     w.gen++;
     w.arrived = 0;
+    w.mask = 0;
     int lanes = std::min(32, b->count - warp * 32);
     for (int l = 0; l < lanes; l++) {
         Fiber& f = b->fibers[warp * 32 + l];
@@ -154,29 +234,58 @@ void release_warp_barrier(BlockState* b, int warp) {
     }
 }
 
-/// Arrives at the warp rendezvous; returns after every expected lane has arrived.
-void warp_rendezvous(unsigned mask) {
-    Fiber* f = tl_fiber;
-    BlockState* b = tl_block;
-    WarpState& w = b->warps[f->warp];
-    if (w.arrived == 0) w.mask = mask;
-    w.arrived++;
-    unsigned gen = w.gen;
-    if (w.arrived >= warp_expected(b, w, f->warp)) {
-        release_warp_barrier(b, f->warp);
-        // The last lane also yields, so that lanes resume in schedule order.
-        wait_here(f, b, Ready);
-        return;
-    }
-    f->waitGen = gen;
-    wait_here(f, b, AtWarpBarrier);
-}
-
 void fail_block(BlockState* b, const std::string& message) {
     if (!b->aborted) {
         b->aborted = true;
         b->error = message;
     }
+}
+
+/// Fails the launch from inside a fiber: the message is prefixed with the kernel and block by run_blocks.
+[[noreturn]] void warp_error(int warp, const std::string& message) {
+    fail_block(tl_block, "warp " + std::to_string(warp) + ": " + message);
+    throw Abort{};
+}
+
+/// Arrives at a warp collective (`what`, with member mask `mask`); returns once every lane the mask
+/// names has arrived. On a GPU a mask that names a lane which has exited or does not exist (the last,
+/// partial warp of a block whose size is not a multiple of 32), a calling lane missing from its own mask,
+/// or lanes of one warp at different collectives at once are undefined behaviour: here they fail the launch.
+void warp_rendezvous(unsigned mask, const char* what) {
+    Fiber* f = tl_fiber;
+    BlockState* b = tl_block;
+    int warp = f->warp;
+    WarpState& w = b->warps[warp];
+    unsigned self = 1u << f->lane;
+    // Plain bit tests on the hot path; the messages are built only when a rule is broken.
+    bool sameCall = w.arrived == 0 || (w.mask == mask && (w.what == what || std::strcmp(w.what, what) == 0));
+    if (!(mask & self) || (mask & ~w.existing) || (mask & w.exited) || !sameCall) {
+        std::string lane = "lane " + std::to_string(f->lane), call = std::string(what) + " with mask " + hex(mask);
+        if (!(mask & self)) warp_error(warp, lane + " calls " + call + ", which does not name it: a calling lane must be in the mask");
+        if (mask & ~w.existing)
+            warp_error(warp, lane + " reaches " + call + ", which names nonexistent " + describe_lanes(mask & ~w.existing) + ": the block has " +
+                                 std::to_string(b->count) + " threads, so warp " + std::to_string(warp) + " has only " + describe_lanes(w.existing) +
+                                 " (undefined behaviour on a GPU: build the mask from the lanes that exist)");
+        if (mask & w.exited)
+            warp_error(warp, lane + " reaches " + call + ", which names exited " + describe_lanes(mask & w.exited) +
+                                 " (undefined behaviour on a GPU: a mask may name only lanes that are still running)");
+        warp_error(warp, lane + " reaches " + call + " while " + describe_lanes(w.arrived) + " wait at " + w.what + " with mask " + hex(w.mask) +
+                             " (lanes of one warp at different collectives at once are not emulated; on a GPU every lane a mask names"
+                             " must execute the same intrinsic with the same mask)");
+    }
+    if (w.arrived == 0) {
+        w.mask = mask;
+        w.what = what;
+    }
+    w.arrived |= self;
+    if (w.arrived == w.mask) {
+        release_warp_barrier(b, warp);
+        // The last lane also yields, so that lanes resume in schedule order.
+        wait_here(f, b, Ready);
+        return;
+    }
+    f->waitGen = w.gen;
+    wait_here(f, b, AtWarpBarrier);
 }
 
 void fiber_main() {
@@ -192,11 +301,16 @@ void fiber_main() {
     }
     f->state = Done;
     b->live--;
-    WarpState& w = b->warps[f->warp];
-    w.live--;
-    // An exited thread no longer holds back a barrier that everyone else has reached.
+    // An exited thread no longer holds back a barrier that everyone else has reached (sm_70+ semantics).
     if (b->arrived > 0 && b->arrived >= b->live) release_block_barrier(b);
-    if (w.arrived > 0 && w.arrived >= warp_expected(b, w, f->warp)) release_warp_barrier(b, f->warp);
+    // But a warp collective whose mask names it can no longer complete: on a GPU its waiting lanes would
+    // read an exited lane's value or hang.
+    WarpState& w = b->warps[f->warp];
+    w.exited |= 1u << f->lane;
+    if (w.arrived != 0 && (w.mask >> f->lane & 1u))
+        fail_block(b, "warp " + std::to_string(f->warp) + ": lane " + std::to_string(f->lane) + " exits while " + describe_lanes(w.arrived) +
+                          " wait at " + w.what + " with mask " + hex(w.mask) +
+                          ", which names it (undefined behaviour on a GPU: a mask may name only lanes that are still running)");
     switch_to_scheduler(f, b);
     std::abort(); // a finished fiber is never resumed
 }
@@ -260,10 +374,13 @@ bool run_block(BlockState& b, dim3 block) {
     b.aborted = false;
     b.warpCount = (n + 31) / 32;
     for (int w = 0; w < b.warpCount; w++) {
-        b.warps[w].live = std::min(32, n - w * 32);
+        int lanes = std::min(32, n - w * 32);
+        b.warps[w].existing = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+        b.warps[w].exited = 0;
         b.warps[w].arrived = 0;
         b.warps[w].gen = 0;
         b.warps[w].mask = 0;
+        b.warps[w].what = "";
     }
     int i = 0;
     for (unsigned z = 0; z < block.z; z++)
@@ -461,27 +578,31 @@ void syncthreads() {
     wait_here(f, b, AtBlockBarrier);
 }
 
-void syncwarp(unsigned mask) { warp_rendezvous(mask); }
+void syncwarp(unsigned mask) { warp_rendezvous(mask, "__syncwarp"); }
 
-unsigned long long warp_exchange(unsigned mask, unsigned long long value, int src) {
+unsigned long long warp_exchange(unsigned mask, unsigned long long value, int src, const char* what) {
     Fiber* f = tl_fiber;
     WarpState& w = tl_block->warps[f->warp];
     // Double-buffered by generation: a lane can be at most one rendezvous ahead of the slowest
     // reader, so the buffer written at generation g + 1 is not the one still being read at g.
     int buffer = w.gen & 1;
     w.slots[buffer][f->lane] = value;
-    warp_rendezvous(mask);
-    if (src < 0 || src >= 32 || f->warp * 32 + src >= tl_block->count) src = f->lane;
+    warp_rendezvous(mask, what);
+    if (src < 0 || src >= 32) src = f->lane;
+    // A lane outside the mask took no part: a GPU gives an undefined value. All-ones bits (NaN, -1) make
+    // a result that depends on it visible, while a kernel that discards such reads (the top lanes of a
+    // shuffle-down over a partial mask) stays correct.
+    if (!(mask >> src & 1u)) return ~0ull;
     return w.slots[buffer][src];
 }
 
-unsigned warp_ballot(unsigned mask, int predicate) {
+unsigned warp_ballot(unsigned mask, int predicate, const char* what) {
     Fiber* f = tl_fiber;
     WarpState& w = tl_block->warps[f->warp];
     int buffer = w.gen & 1;
     if (w.arrived == 0) w.ballots[buffer] = 0;
     if (predicate) w.ballots[buffer] |= 1u << f->lane;
-    warp_rendezvous(mask);
+    warp_rendezvous(mask, what);
     return w.ballots[buffer] & mask;
 }
 
@@ -541,9 +662,48 @@ __attribute__((visibility("default"))) void or1_emu_set_threads(int threads) { p
 
 __attribute__((visibility("default"))) int or1_emu_threads() { return pool().threads(); }
 
+/// The emulated device: 80 (A100: 166,912 bytes of shared memory per block with opt-in) or 90 (H100/H200:
+/// 232,448 bytes; the default, or OR1_EMU_ARCH). Returns 0, or 2 for another architecture. Process-wide.
+__attribute__((visibility("default"))) int or1_emu_set_device_arch(int arch) {
+    if (arch != 80 && arch != 90)
+        return set_error(2, "sm_" + std::to_string(arch) + " is not an emulated device architecture: use 80 (A100) or 90 (H100, H200)");
+    g_arch.store(arch);
+    return 0;
+}
+
+__attribute__((visibility("default"))) int or1_emu_device_arch() { return g_arch.load(); }
+
+/// CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN of the emulated device.
+__attribute__((visibility("default"))) int or1_emu_max_shared_optin() { return static_cast<int>(opt_in_shared_bytes(g_arch.load())); }
+
+/// cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES): the most dynamic shared memory a
+/// launch of `kernel` may ask for (49,152 bytes until it is set). Returns 0, 1 for a null kernel, or 2 when
+/// `bytes` is negative or above the device's opt-in maximum (the driver's CUDA_ERROR_INVALID_VALUE), with
+/// the message in or1_emu_last_error. Setting it lower again is allowed, as on a GPU.
+__attribute__((visibility("default"))) int or1_emu_set_max_dynamic_shared(const void* kernel, int bytes) {
+    if (!kernel) return set_error(1, "no kernel (null handle)");
+    const auto* info = static_cast<const KernelInfo*>(kernel);
+    std::string name = info->name;
+    int arch = g_arch.load();
+    unsigned deviceMax = opt_in_shared_bytes(arch);
+    if (bytes < 0)
+        return set_error(2, name + ": " + AttributeName + " = " + std::to_string(bytes) + " is negative; cuFuncSetAttribute refuses it (CUDA_ERROR_INVALID_VALUE)");
+    if (static_cast<unsigned>(bytes) > deviceMax) return set_error(2, name + ": " + attribute_above_device_message(bytes, deviceMax, arch));
+    std::lock_guard<std::mutex> lock(g_attributeMutex);
+    g_maxDynamicShared[info] = static_cast<unsigned>(bytes);
+    return 0;
+}
+
+/// cuFuncGetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES); -1 for a null kernel.
+__attribute__((visibility("default"))) int or1_emu_get_max_dynamic_shared(const void* kernel) {
+    return kernel ? static_cast<int>(max_dynamic_shared(static_cast<const KernelInfo*>(kernel))) : -1;
+}
+
 /// Launches a kernel found by or1_emu_find_kernel, synchronously. argCount/argSizes (sizes in bytes
 /// of each argument value) are checked against the kernel's signature when argCount >= 0.
-/// Returns 0, or 1 unknown kernel, 2 invalid configuration, 3 argument mismatch, 4 kernel failure.
+/// Returns 0, or 1 unknown kernel, 2 invalid configuration (grid, block, or dynamic shared memory above
+/// the kernel's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES or the device), 3 argument mismatch,
+/// 4 kernel failure (a trap, a deadlock, a warp collective naming a lane that exited or does not exist).
 __attribute__((visibility("default"))) int or1_emu_launch_kernel(const void* kernel, unsigned gx, unsigned gy, unsigned gz,
                                                                  unsigned bx, unsigned by, unsigned bz, unsigned sharedBytes,
                                                                  void** args, int argCount, const int* argSizes) {
@@ -555,8 +715,11 @@ __attribute__((visibility("default"))) int or1_emu_launch_kernel(const void* ker
     unsigned long long threads = static_cast<unsigned long long>(bx) * by * bz;
     if (bx == 0 || by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads > 1024)
         return set_error(2, name + ": invalid block (" + std::to_string(bx) + ", " + std::to_string(by) + ", " + std::to_string(bz) + ")");
-    if (sharedBytes > MaxSharedBytes)
-        return set_error(2, name + ": " + std::to_string(sharedBytes) + " bytes of dynamic shared memory exceed the device limit");
+    // The driver's rule, worded as SharedMemoryLimits.cs words it for the Cuda runtime.
+    int arch = g_arch.load();
+    unsigned deviceMax = opt_in_shared_bytes(arch), limit = max_dynamic_shared(info);
+    if (sharedBytes > deviceMax) return set_error(2, name + ": " + launch_above_device_message(sharedBytes, deviceMax, arch));
+    if (sharedBytes > limit) return set_error(2, name + ": " + launch_above_limit_message(sharedBytes, limit));
     if (argCount >= 0) {
         if (argCount != info->arity)
             return set_error(3, name + ": launched with " + std::to_string(argCount) + " arguments, the kernel takes " + std::to_string(info->arity));

@@ -2,7 +2,9 @@
 // or1_emu exactly as the .NET Emu backend does, and checks every result. Exit code 0 = all passed.
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,11 @@ int or1_emu_launch(const char* kernel, unsigned gx, unsigned gy, unsigned gz, un
 const char* or1_emu_last_error();
 void or1_emu_set_schedule(int reverse);
 int or1_emu_kernel_count();
+const void* or1_emu_find_kernel(const char* name);
+int or1_emu_set_device_arch(int arch);
+int or1_emu_max_shared_optin();
+int or1_emu_set_max_dynamic_shared(const void* kernel, int bytes);
+int or1_emu_get_max_dynamic_shared(const void* kernel);
 }
 
 static int failures = 0;
@@ -23,6 +30,12 @@ static void check(bool ok, const std::string& what) {
         failures++;
         std::printf("FAIL: %s\n", what.c_str());
     }
+}
+
+static bool contains(const char* text, std::initializer_list<const char*> parts) {
+    for (const char* part : parts)
+        if (!std::strstr(text, part)) return false;
+    return true;
 }
 
 static bool launch(const char* kernel, unsigned gx, unsigned bx, unsigned shared, std::vector<void*> args) {
@@ -152,6 +165,80 @@ int main() {
         void* args[] = {&p};
         check(or1_emu_launch("no_such_kernel", 1, 1, 1, 32, 1, 1, 0, args) == 1, "unknown kernel is error 1");
         check(or1_emu_launch("emu_selftest_race", 1, 1, 1, 2048, 1, 1, 0, args) == 2, "a 2048-thread block is rejected like on a GPU");
+    }
+    { // dynamic shared memory above 48 KB needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, as on a GPU
+        const char* name = "emu_selftest_dynamic_shared";
+        const void* kernel = or1_emu_find_kernel(name);
+        const unsigned bytes = 48 * 1024 + 16;
+        int n = static_cast<int>(bytes / sizeof(float));
+        std::vector<float> x(n), out(n);
+        for (int i = 0; i < n; i++) x[i] = static_cast<float>(i);
+        float* px = x.data();
+        float* po = out.data();
+        std::vector<void*> args{&px, &po, &n};
+        check(or1_emu_set_max_dynamic_shared(kernel, 48 * 1024) == 0, "the attribute can be set back to the default");
+        int rc = or1_emu_launch(name, 1, 1, 1, 64, 1, 1, bytes, args.data());
+        check(rc == 2 && contains(or1_emu_last_error(), {name, "49168 bytes", "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES"}),
+              std::string("48 KB + 16 bytes without the attribute is refused: ") + or1_emu_last_error());
+        check(or1_emu_set_max_dynamic_shared(kernel, static_cast<int>(bytes)) == 0 && or1_emu_get_max_dynamic_shared(kernel) == static_cast<int>(bytes),
+              "the attribute is set");
+        check(launch(name, 1, 64, bytes, args), "48 KB + 16 bytes with the attribute launches");
+        bool ok = true;
+        for (int i = 0; i < n; i++) ok &= out[i] == static_cast<float>(n - 1 - i);
+        check(ok, "dynamic shared memory above 48 KB");
+        check(or1_emu_launch(name, 1, 1, 1, 64, 1, 1, bytes + 4, args.data()) == 2 && contains(or1_emu_last_error(), {"49172 bytes", "49168 bytes"}),
+              "a launch above the attribute is refused");
+        check(or1_emu_set_device_arch(80) == 0 && or1_emu_max_shared_optin() == 166912, "sm_80 allows 163 KB with opt-in");
+        check(or1_emu_set_max_dynamic_shared(kernel, 166913) == 2 && contains(or1_emu_last_error(), {name, "166913", "166912", "sm_80"}),
+              "an attribute above sm_80's maximum is refused");
+        check(or1_emu_set_max_dynamic_shared(kernel, 166912) == 0, "sm_80's maximum is allowed");
+        check(or1_emu_set_device_arch(90) == 0 && or1_emu_max_shared_optin() == 232448, "sm_90 allows 227 KB with opt-in");
+        check(or1_emu_set_max_dynamic_shared(kernel, 232449) == 2 && contains(or1_emu_last_error(), {name, "232449", "232448", "sm_90"}),
+              "an attribute above sm_90's maximum is refused");
+        check(or1_emu_set_max_dynamic_shared(kernel, 232448) == 0, "sm_90's maximum is allowed");
+        check(or1_emu_set_device_arch(75) == 2, "an architecture that is not emulated is refused");
+        check(or1_emu_set_max_dynamic_shared(kernel, 48 * 1024) == 0 && or1_emu_get_max_dynamic_shared(kernel) == 48 * 1024, "attribute restored");
+    }
+    { // warp collectives whose mask names lanes that exited or do not exist fail the launch
+        std::vector<int> out(3 * 64, 0);
+        int* p = out.data();
+        for (int op = 0; op < 4; op++) {
+            for (int reverse = 0; reverse < 2; reverse++) {
+                int live = 48;
+                std::vector<void*> args{&p, &live, const_cast<int*>(&op)};
+                or1_emu_set_schedule(reverse);
+                int rc = or1_emu_launch("emu_selftest_full_mask", 1, 1, 1, 64, 1, 1, 0, args.data());
+                or1_emu_set_schedule(0);
+                const char* e = or1_emu_last_error();
+                bool named = op == 3 ? contains(e, {"emu_selftest_full_mask", "0x00000001", "does not name it"})
+                                     : contains(e, {"emu_selftest_full_mask", "block (0, 0, 0)", "warp 1", "0xffffffff"}) &&
+                                           (contains(e, {"exited lanes 16-31"}) || contains(e, {"lane 16 exits"}));
+                check(rc == 4 && named, "op " + std::to_string(op) + (reverse ? " (reverse schedule)" : "") +
+                                            ": a mask naming exited lanes fails: " + e);
+            }
+            int live = 40;
+            std::vector<void*> args{&p, &live, const_cast<int*>(&op)};
+            int rc = or1_emu_launch("emu_selftest_full_mask", 1, 1, 1, 40, 1, 1, 0, args.data());
+            const char* e = or1_emu_last_error();
+            if (op != 3)
+                check(rc == 4 && contains(e, {"warp 1", "0xffffffff", "nonexistent lanes 8-31", "the block has 40 threads"}),
+                      "op " + std::to_string(op) + ": a partial warp with the full mask fails: " + e);
+        }
+        for (int block : {64, 40}) {
+            int live = 40;
+            std::fill(out.begin(), out.end(), 0);
+            std::vector<void*> args{&p, &live};
+            check(launch("emu_selftest_live_mask", 1, block, 0, args), "a mask of the live lanes works (block " + std::to_string(block) + ")");
+            bool ok = true;
+            for (int t = 0; t < live; t++) {
+                int lanes = std::min(32, live - (t & ~31)), lane = t & 31;
+                unsigned odd = 0;
+                for (int l = 1; l < lanes; l += 2) odd |= 1u << l;
+                ok &= out[3 * t] == 100 && out[3 * t + 1] == static_cast<int>(odd);
+                if (lane == 0) ok &= out[3 * t + 2] == lanes * (lanes - 1) / 2;
+            }
+            check(ok, "broadcast, ballot and a guarded reduction over a partial mask (block " + std::to_string(block) + ")");
+        }
     }
     std::printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;

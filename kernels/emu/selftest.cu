@@ -83,3 +83,43 @@ OR1_KERNEL void emu_selftest_early_exit(int* out) {
     out[threadIdx.x] = value;
 }
 OR1_REGISTER(emu_selftest_early_exit)
+
+/// Threads from `live` on return at once; the others run warp collective `op` with the full mask:
+/// 0 __shfl_xor_sync, 1 __ballot_sync, 2 __syncwarp, 3 __syncwarp(1) (a mask that names lane 0 only,
+/// called by every lane). With live < blockDim.x the full mask names lanes that have exited; with a
+/// block size that is not a multiple of 32 it names lanes of the last warp that do not exist. Both are
+/// undefined behaviour on a GPU, so the emulator must fail the launch (naming the warp, mask and lanes).
+OR1_KERNEL void emu_selftest_full_mask(int* out, int live, int op) {
+    int t = threadIdx.x;
+    if (t >= live) return;
+    int v = t;
+    if (op == 0) v = __shfl_xor_sync(OR1_FULL_MASK, v, 1);
+    else if (op == 1) v = static_cast<int>(__ballot_sync(OR1_FULL_MASK, t & 1));
+    else if (op == 2) __syncwarp();
+    else __syncwarp(1u);
+    out[t] = v;
+}
+OR1_REGISTER(emu_selftest_full_mask)
+
+/// The same early exits done right: each warp's mask names exactly its lanes below `live` (which also
+/// leaves out the lanes a partial last warp does not have). out[3t + 0] = lane 0's 100 broadcast,
+/// out[3t + 1] = the ballot of odd lanes, out[3t + 2] = on lane 0 the sum of the warp's live lane
+/// numbers by a guarded shuffle-down tree (the top lanes read lanes outside the mask and discard them).
+OR1_KERNEL void emu_selftest_live_mask(int* out, int live) {
+    int t = threadIdx.x, lane = t & 31;
+    if (t >= live) return;
+    int lanes = min(32, live - (t & ~31));
+    unsigned mask = lanes == 32 ? OR1_FULL_MASK : (1u << lanes) - 1u;
+    int broadcast = __shfl_sync(mask, 100 + lane, 0);
+    unsigned odd = __ballot_sync(mask, lane & 1);
+    int sum = lane;
+    for (int o = 16; o > 0; o >>= 1) {
+        int other = __shfl_down_sync(mask, sum, o);
+        if (lane + o < lanes) sum += other;
+    }
+    __syncwarp(mask);
+    out[3 * t + 0] = broadcast;
+    out[3 * t + 1] = static_cast<int>(odd);
+    out[3 * t + 2] = sum;
+}
+OR1_REGISTER(emu_selftest_live_mask)

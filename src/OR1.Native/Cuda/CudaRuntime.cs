@@ -18,11 +18,15 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     private readonly nint _stream;
     private readonly nint _cublas;
     private readonly CudaModules _modules;
-    private readonly HashSet<(string, int)> _sharedSet = [];
+    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as this runtime last raised it, per kernel.
+    private readonly Dictionary<string, int> _sharedAttribute = new(StringComparer.Ordinal);
+    private readonly int _capability;
     private bool _disposed;
 
-    private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn)
+    private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn,
+        int capability)
     {
+        _capability = capability;
         _device = device;
         _context = context;
         _stream = stream;
@@ -123,7 +127,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                     $"no prebuilt PTX for sm_{capability} next to OR1.Native.dll and no NVRTC ({CudaLibraries.Describe(CudaLibraries.Nvrtc)}) to compile kernels/src", e);
             }
             string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driverVersion / 1000}.{driverVersion % 1000 / 10}; kernels: {modules.Source}; GEMM: {gemm})";
-            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn);
+            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability);
         }
         catch
         {
@@ -162,21 +166,35 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
             int rc = CudaDriver.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, (uint)sharedBytes, _stream, pointers, null);
             if (rc != 0)
                 throw new KernelException(BackendKind.Cuda, kernel,
-                    $"cuLaunchKernel(grid {grid}, block {block}, {sharedBytes} B shared) returned {CudaDriver.ErrorName(rc)} ({rc})");
+                    $"cuLaunchKernel(grid {grid}, block {block}, {sharedBytes} B shared) returned {CudaDriver.ErrorName(rc)} ({rc}){SharedMemoryCause(kernel, sharedBytes)}");
         }
+    }
+
+    /// <summary>Why a failed launch was refused when its dynamic shared memory broke the driver's rule (the emulator's words), else "".</summary>
+    private string SharedMemoryCause(string kernel, int sharedBytes)
+    {
+        int limit;
+        lock (_sharedAttribute) limit = _sharedAttribute.GetValueOrDefault(kernel, SharedMemoryLimits.DefaultDynamicBytes);
+        if (sharedBytes > MaxDynamicSharedMemory) return ": " + SharedMemoryLimits.LaunchAboveDevice(sharedBytes, MaxDynamicSharedMemory, _capability);
+        if (sharedBytes > limit) return ": " + SharedMemoryLimits.LaunchAboveLimit(sharedBytes, limit);
+        return "";
     }
 
     public void EnsureDynamicSharedMemory(string kernel, int bytes)
     {
         MakeCurrent();
-        lock (_sharedSet)
+        lock (_sharedAttribute)
         {
-            if (_sharedSet.Contains((kernel, bytes))) return;
+            // Only ever raised: a launch of the same kernel with less shared memory stays within it.
+            if (_sharedAttribute.TryGetValue(kernel, out int set) && set >= bytes) return;
             if (bytes > MaxDynamicSharedMemory)
-                throw new KernelException(BackendKind.Cuda, kernel, $"needs {bytes} bytes of shared memory; the device allows {MaxDynamicSharedMemory}");
+                throw new KernelException(BackendKind.Cuda, kernel, SharedMemoryLimits.AttributeAboveDevice(bytes, MaxDynamicSharedMemory, _capability));
             int rc = CudaDriver.cuFuncSetAttribute(_modules.Function(kernel), CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
-            if (rc != 0) throw new KernelException(BackendKind.Cuda, kernel, $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes}) returned {CudaDriver.ErrorName(rc)}");
-            _sharedSet.Add((kernel, bytes));
+            if (rc != 0)
+                throw new KernelException(BackendKind.Cuda, kernel,
+                    $"cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, {bytes}) returned {CudaDriver.ErrorName(rc)} ({rc}) " +
+                    $"(the kernel's static __shared__ arrays count against the device's {MaxDynamicSharedMemory} bytes too)");
+            _sharedAttribute[kernel] = bytes;
         }
     }
 

@@ -28,13 +28,24 @@ public sealed class EmuBackend : KernelBackend
     public override BackendKind Kind => BackendKind.Emu;
 
     /// <inheritdoc />
-    public override string Description => $"Emu (CUDA kernels on the host emulator, {Shapes} launch shapes, {((EmuRuntime)Runtime).LibraryPath})";
+    public override string Description => $"Emu (CUDA kernels on the host emulator as sm_{DeviceArchitecture}, {Shapes} launch shapes, {((EmuRuntime)Runtime).LibraryPath})";
 
     /// <summary>
     /// Runs the threads of each block in descending instead of ascending order between barriers: a kernel
     /// whose result changes is racy (a GPU would leave the order undefined). Process-wide.
     /// </summary>
     public void SetReverseSchedule(bool reverse) => ((EmuRuntime)Runtime).SetReverseSchedule(reverse);
+
+    /// <summary>
+    /// The emulated GPU architecture: 90 (H100/H200, the default, or the OR1_EMU_ARCH environment variable)
+    /// or 80 (A100). It fixes how much shared memory a kernel may opt into (227 KB or 163 KB per block), so
+    /// launch shapes can be checked against either target. Process-wide.
+    /// </summary>
+    public int DeviceArchitecture
+    {
+        get => ((EmuRuntime)Runtime).DeviceArchitecture;
+        set => ((EmuRuntime)Runtime).SetDeviceArchitecture(value);
+    }
 
     /// <summary>The kernels the emulation library holds.</summary>
     public static IReadOnlyList<string> KernelNames() => EmuLibrary.KernelNames();

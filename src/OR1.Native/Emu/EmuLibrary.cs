@@ -6,7 +6,10 @@ namespace OR1.Native.Emu;
 /// <summary>
 /// The native library libor1_emu (kernels/*.cu compiled for the host against kernels/emu), loaded once
 /// per process. Its C API: or1_emu_find_kernel / or1_emu_launch_kernel / or1_emu_launch (cuLaunchKernel's
-/// shape: kernel, grid, block, shared bytes, pointers to argument values), or1_emu_last_error.
+/// shape: kernel, grid, block, shared bytes, pointers to argument values), or1_emu_last_error, and the
+/// driver's shared-memory opt-in: or1_emu_set_max_dynamic_shared / or1_emu_get_max_dynamic_shared
+/// (cuFuncSetAttribute / cuFuncGetAttribute of CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES),
+/// or1_emu_set_device_arch / or1_emu_device_arch / or1_emu_max_shared_optin (the emulated sm_80 or sm_90).
 /// </summary>
 internal static unsafe class EmuLibrary
 {
@@ -26,6 +29,11 @@ internal static unsafe class EmuLibrary
         public required delegate* unmanaged<int> Threads { get; init; }
         public required delegate* unmanaged<int> KernelCount { get; init; }
         public required delegate* unmanaged<int, byte*> KernelName { get; init; }
+        public required delegate* unmanaged<int, int> SetDeviceArch { get; init; }
+        public required delegate* unmanaged<int> DeviceArch { get; init; }
+        public required delegate* unmanaged<int> MaxSharedOptIn { get; init; }
+        public required delegate* unmanaged<nint, int, int> SetMaxDynamicShared { get; init; }
+        public required delegate* unmanaged<nint, int> GetMaxDynamicShared { get; init; }
     }
 
     /// <summary>The loaded API, or a <see cref="BackendUnavailableException"/> naming what to build.</summary>
@@ -102,6 +110,11 @@ internal static unsafe class EmuLibrary
             Threads = (delegate* unmanaged<int>)Export("or1_emu_threads"),
             KernelCount = (delegate* unmanaged<int>)Export("or1_emu_kernel_count"),
             KernelName = (delegate* unmanaged<int, byte*>)Export("or1_emu_kernel_name"),
+            SetDeviceArch = (delegate* unmanaged<int, int>)Export("or1_emu_set_device_arch"),
+            DeviceArch = (delegate* unmanaged<int>)Export("or1_emu_device_arch"),
+            MaxSharedOptIn = (delegate* unmanaged<int>)Export("or1_emu_max_shared_optin"),
+            SetMaxDynamicShared = (delegate* unmanaged<nint, int, int>)Export("or1_emu_set_max_dynamic_shared"),
+            GetMaxDynamicShared = (delegate* unmanaged<nint, int>)Export("or1_emu_get_max_dynamic_shared"),
         };
     }
 

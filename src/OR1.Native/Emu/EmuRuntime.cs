@@ -52,7 +52,13 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public int VocabChunk { get; }
 
-    private nint Find(string kernel)
+    /// <summary>The emulated device's opt-in maximum of shared memory per block (sm_90: 232,448 bytes; sm_80: 166,912).</summary>
+    public int MaxDynamicSharedMemory => _api.MaxSharedOptIn();
+
+    /// <summary>The emulated device architecture (90 unless set otherwise; process-wide).</summary>
+    public int DeviceArchitecture => _api.DeviceArch();
+
+    internal nint Find(string kernel)
     {
         lock (_lock)
         {
@@ -78,7 +84,24 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
         }
     }
 
-    public void EnsureDynamicSharedMemory(string kernel, int bytes) { }
+    public void EnsureDynamicSharedMemory(string kernel, int bytes)
+    {
+        // The attribute lives in the library, process-wide (as a function's attribute lives in the primary
+        // context), so it is read back rather than remembered here: it only ever needs raising.
+        nint handle = Find(kernel);
+        if (_api.GetMaxDynamicShared(handle) >= bytes) return;
+        if (_api.SetMaxDynamicShared(handle, bytes) != 0) throw new KernelException(BackendKind.Emu, kernel, EmuLibrary.LastError(_api));
+    }
+
+    /// <summary>
+    /// Emulates an sm_80 (A100) or sm_90 (H100/H200) device: it fixes the opt-in maximum of shared memory
+    /// per block. Process-wide; <see cref="ArgumentOutOfRangeException"/> for another architecture.
+    /// </summary>
+    public void SetDeviceArchitecture(int smVersion)
+    {
+        if (_api.SetDeviceArch(smVersion) != 0)
+            throw new ArgumentOutOfRangeException(nameof(smVersion), smVersion, EmuLibrary.LastError(_api));
+    }
 
     public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
         nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)

@@ -26,7 +26,18 @@ internal interface IKernelRuntime : IDisposable
     /// <summary>Launches a kernel; throws <see cref="KernelException"/> when the launch fails.</summary>
     void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args);
 
-    /// <summary>Allows <paramref name="kernel"/> to use <paramref name="bytes"/> of dynamic shared memory (beyond the 48 KiB default).</summary>
+    /// <summary>
+    /// Shared memory per block the device allows a kernel with opt-in (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN):
+    /// 232,448 bytes on sm_90, 166,912 on sm_80.
+    /// </summary>
+    int MaxDynamicSharedMemory { get; }
+
+    /// <summary>
+    /// Raises <paramref name="kernel"/>'s CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES to at least
+    /// <paramref name="bytes"/> (never lowers it), which a launch with more than 48 KB of dynamic shared
+    /// memory needs first (see <see cref="SharedMemoryLimits"/>); throws <see cref="KernelException"/> above
+    /// <see cref="MaxDynamicSharedMemory"/>.
+    /// </summary>
     void EnsureDynamicSharedMemory(string kernel, int bytes);
 
     /// <summary>

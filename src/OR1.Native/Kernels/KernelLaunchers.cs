@@ -18,7 +18,6 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     private const int AttentionThreads = 128;
     private const int AdamWChunk = 4096;         // ADAMW_CHUNK
     private const int SortLimit = 8192;          // sampling rows up to this vocabulary sort in shared memory
-    private const int DefaultSharedLimit = 48 * 1024;
 
     private readonly IKernelRuntime _rt;
     private readonly ScratchBuffers _scratch;
@@ -39,9 +38,14 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     private static uint Ceil(long n, int d) => (uint)((n + d - 1) / d);
 
+    /// <summary>
+    /// Every launch that asks for dynamic shared memory calls this first: above 48 KB the kernel's
+    /// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES must be raised, or the launch fails on a GPU (and on
+    /// the emulator, which enforces the same rule, so a launcher that forgets fails in CI).
+    /// </summary>
     private void Shared(string kernel, int bytes)
     {
-        if (bytes > DefaultSharedLimit) _rt.EnsureDynamicSharedMemory(kernel, bytes);
+        if (SharedMemoryLimits.NeedsOptIn(bytes)) _rt.EnsureDynamicSharedMemory(kernel, bytes);
     }
 
     // ---------------------------------------------------------------- index checks
@@ -291,6 +295,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             throw new ArgumentException($"AttentionDecode: lengths[{badLength}] = {length} is outside [1, {maxLength}]", "lengths");
         if (batch == 0) return;
         int shared = (heads.HeadDim + 32) * sizeof(float);
+        Shared("attention_decode", shared);
         var a = new KernelArgs();
         _rt.Launch("attention_decode", new Dim3((uint)heads.NumHeads, (uint)batch), 32, shared,
             ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output))
