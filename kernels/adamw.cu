@@ -2,6 +2,8 @@
 // Operation order of torch's single-tensor path: decay, moments, then
 // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps); the gradient scale (global-norm clip factor) is
 // fused into the read of the gradient. Scalars are formed in double on the host, as torch does.
+// Mixed precision: parameters, gradients and moments are fp32 (the master); a tensor may name a bf16 working copy,
+// which the same pass refreshes from the updated master (round to nearest even), so no second launch reads it.
 // Reference: src/OR1.Native/Cpu/AdamW.cs.
 #include "common.cuh"
 
@@ -14,7 +16,7 @@ struct AdamWTensor {
     long long count;
     long long firstChunk; // index of this tensor's first chunk among all chunks of the launch
     long long decay;      // non-zero: apply weight decay
-    long long reserved;
+    bf16* workingCopy;    // null, or the bf16 copy the forward pass reads: refreshed from the fp32 master here
 };
 
 #define ADAMW_CHUNK 4096
@@ -43,6 +45,7 @@ OR1_KERNEL void adamw_step(const AdamWTensor* __restrict__ tensors, int tensorCo
         t.firstMoment[i] = m;
         t.secondMoment[i] = v;
         t.parameter[i] = p;
+        if (t.workingCopy) t.workingCopy[i] = from_f32<bf16>(p);
     }
 }
 OR1_REGISTER(adamw_step)

@@ -15,7 +15,9 @@
 //                           summed over the G query heads that share the kv head
 // with dS_ij = P_ij (dO_i . V_j - Di). Decode: one warp per (batch row, query head) over its KV cache.
 //
-// Head dims up to 256 (ATT_MAX_DPL columns per lane). Reference: src/OR1.Native/Cpu/Attention.cs.
+// Every kernel exists for float and bf16 storage (q, k, v, outputs and their gradients; the log-sum-exp, Di
+// and all arithmetic are fp32). Head dims up to 256 (ATT_MAX_DPL columns per lane).
+// Reference: src/OR1.Native/Cpu/Attention*.cs.
 #include "common.cuh"
 
 #define ATT_BQ 16
@@ -29,9 +31,10 @@
 
 /// Launch: grid (ceil(maxSeqLen / 16), sequences, numHeads), block 128, dynamic shared
 /// (2 * 32 * (D + 1) + 16 * D + 4 * 32) floats.
-OR1_KERNEL void attention_forward(const storage_t* __restrict__ q, const storage_t* __restrict__ k,
-                                  const storage_t* __restrict__ v, const int* __restrict__ offsets,
-                                  storage_t* __restrict__ out, float* __restrict__ lse,
+template <typename S>
+static __device__ __forceinline__ void attention_forward(const S* __restrict__ q, const S* __restrict__ k,
+                                  const S* __restrict__ v, const int* __restrict__ offsets,
+                                  S* __restrict__ out, float* __restrict__ lse,
                                   int numHeads, int numKvHeads, int headDim, float scale) {
     int seq = blockIdx.y, h = blockIdx.z;
     int seqStart = offsets[seq], seqLen = offsets[seq + 1] - seqStart;
@@ -118,16 +121,19 @@ OR1_KERNEL void attention_forward(const storage_t* __restrict__ q, const storage
 #pragma unroll
             for (int i = 0; i < ATT_MAX_DPL; i++) {
                 int d = lane + 32 * i;
-                if (i < dpl && d < D) out[row * qStride + h * D + d] = from_f32(acc[j][i] * inv);
+                if (i < dpl && d < D) out[row * qStride + h * D + d] = from_f32<S>(acc[j][i] * inv);
             }
             if (lane == 0) lse[row * numHeads + h] = m[j] + logf(l[j]);
         }
     }
 }
-OR1_REGISTER(attention_forward)
+OR1_STORAGE_KERNELS(attention_forward,
+                    (const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v, const int* __restrict__ offsets, S* __restrict__ out, float* __restrict__ lse, int numHeads, int numKvHeads, int headDim, float scale),
+                    (q, k, v, offsets, out, lse, numHeads, numKvHeads, headDim, scale))
 
 /// Di[n, h] = sum_d dO[n, h, d] * O[n, h, d]. Launch: 1-D grid of 1-D blocks (multiple of 32): one warp per (row, head).
-OR1_KERNEL void attention_backward_dot(const storage_t* __restrict__ dOut, const storage_t* __restrict__ out,
+template <typename S>
+static __device__ __forceinline__ void attention_backward_dot(const S* __restrict__ dOut, const S* __restrict__ out,
                                        float* __restrict__ Di, int rows, int numHeads, int headDim) {
     long long warps = static_cast<long long>(gridDim.x) * (blockDim.x >> 5);
     long long total = static_cast<long long>(rows) * numHeads;
@@ -140,13 +146,16 @@ OR1_KERNEL void attention_backward_dot(const storage_t* __restrict__ dOut, const
         if (lane == 0) Di[w] = s;
     }
 }
-OR1_REGISTER(attention_backward_dot)
+OR1_STORAGE_KERNELS(attention_backward_dot,
+                    (const S* __restrict__ dOut, const S* __restrict__ out, float* __restrict__ Di, int rows, int numHeads, int headDim),
+                    (dOut, out, Di, rows, numHeads, headDim))
 
 /// Launch: as attention_forward; dynamic shared (2 * 32 * (D + 1) + 2 * 16 * D + 4 * 32) floats.
-OR1_KERNEL void attention_backward_dq(const storage_t* __restrict__ dOut, const storage_t* __restrict__ q,
-                                      const storage_t* __restrict__ k, const storage_t* __restrict__ v,
+template <typename S>
+static __device__ __forceinline__ void attention_backward_dq(const S* __restrict__ dOut, const S* __restrict__ q,
+                                      const S* __restrict__ k, const S* __restrict__ v,
                                       const float* __restrict__ lse, const float* __restrict__ Di,
-                                      const int* __restrict__ offsets, storage_t* __restrict__ dq,
+                                      const int* __restrict__ offsets, S* __restrict__ dq,
                                       int numHeads, int numKvHeads, int headDim, float scale) {
     int seq = blockIdx.y, h = blockIdx.z;
     int seqStart = offsets[seq], seqLen = offsets[seq + 1] - seqStart;
@@ -239,20 +248,23 @@ OR1_KERNEL void attention_backward_dq(const storage_t* __restrict__ dOut, const 
 #pragma unroll
             for (int i = 0; i < ATT_MAX_DPL; i++) {
                 int d = lane + 32 * i;
-                if (i < dpl && d < D) dq[row * qStride + h * D + d] = from_f32(acc[j][i] * scale);
+                if (i < dpl && d < D) dq[row * qStride + h * D + d] = from_f32<S>(acc[j][i] * scale);
             }
         }
     }
 }
-OR1_REGISTER(attention_backward_dq)
+OR1_STORAGE_KERNELS(attention_backward_dq,
+                    (const S* __restrict__ dOut, const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ Di, const int* __restrict__ offsets, S* __restrict__ dq, int numHeads, int numKvHeads, int headDim, float scale),
+                    (dOut, q, k, v, lse, Di, offsets, dq, numHeads, numKvHeads, headDim, scale))
 
 /// Launch: grid (ceil(maxSeqLen / 16), sequences, numKvHeads), block 128, dynamic shared
 /// (2 * 16 * (D + 1) + 2 * 32 * (D + 1) + 2 * 32 + 2 * 4 * 32) floats.
-OR1_KERNEL void attention_backward_dkv(const storage_t* __restrict__ dOut, const storage_t* __restrict__ q,
-                                       const storage_t* __restrict__ k, const storage_t* __restrict__ v,
+template <typename S>
+static __device__ __forceinline__ void attention_backward_dkv(const S* __restrict__ dOut, const S* __restrict__ q,
+                                       const S* __restrict__ k, const S* __restrict__ v,
                                        const float* __restrict__ lse, const float* __restrict__ Di,
-                                       const int* __restrict__ offsets, storage_t* __restrict__ dk,
-                                       storage_t* __restrict__ dv, int numHeads, int numKvHeads, int headDim, float scale) {
+                                       const int* __restrict__ offsets, S* __restrict__ dk,
+                                       S* __restrict__ dv, int numHeads, int numKvHeads, int headDim, float scale) {
     int seq = blockIdx.y, hk = blockIdx.z;
     int seqStart = offsets[seq], seqLen = offsets[seq + 1] - seqStart;
     int keyStart = blockIdx.x * ATT_BKV;
@@ -353,29 +365,32 @@ OR1_KERNEL void attention_backward_dkv(const storage_t* __restrict__ dOut, const
             for (int i = 0; i < ATT_MAX_DPL; i++) {
                 int d = lane + 32 * i;
                 if (i < dpl && d < D) {
-                    dk[row * kvStride + hk * D + d] = from_f32(dkAcc[j][i] * scale);
-                    dv[row * kvStride + hk * D + d] = from_f32(dvAcc[j][i]);
+                    dk[row * kvStride + hk * D + d] = from_f32<S>(dkAcc[j][i] * scale);
+                    dv[row * kvStride + hk * D + d] = from_f32<S>(dvAcc[j][i]);
                 }
             }
         }
     }
 }
-OR1_REGISTER(attention_backward_dkv)
+OR1_STORAGE_KERNELS(attention_backward_dkv,
+                    (const S* __restrict__ dOut, const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ Di, const int* __restrict__ offsets, S* __restrict__ dk, S* __restrict__ dv, int numHeads, int numKvHeads, int headDim, float scale),
+                    (dOut, q, k, v, lse, Di, offsets, dk, dv, numHeads, numKvHeads, headDim, scale))
 
 /// One query row per batch entry against its KV cache slot: positions [0, lengths[b]).
 /// Slots and lengths were checked by the launcher. Launch: grid (numHeads, batch), block 32,
 /// dynamic shared (D + 32) floats.
-OR1_KERNEL void attention_decode(const storage_t* __restrict__ q, const storage_t* __restrict__ keyCache,
-                                 const storage_t* __restrict__ valueCache, const int* __restrict__ cacheSlots,
-                                 const int* __restrict__ lengths, storage_t* __restrict__ out, int maxLength,
+template <typename S>
+static __device__ __forceinline__ void attention_decode(const S* __restrict__ q, const S* __restrict__ keyCache,
+                                 const S* __restrict__ valueCache, const int* __restrict__ cacheSlots,
+                                 const int* __restrict__ lengths, S* __restrict__ out, int maxLength,
                                  int numHeads, int numKvHeads, int headDim, float scale) {
     int h = blockIdx.x, b = blockIdx.y, lane = threadIdx.x;
     int D = headDim, dpl = (D + 31) / 32;
     int hk = h / (numHeads / numKvHeads);
     long long qStride = static_cast<long long>(numHeads) * D, kvStride = static_cast<long long>(numKvHeads) * D;
     int length = lengths[b];
-    const storage_t* kBase = keyCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
-    const storage_t* vBase = valueCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
+    const S* kBase = keyCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
+    const S* vBase = valueCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
 
     OR1_DYNAMIC_SHARED(float, smem);
     float* qs = smem;     // [D], pre-scaled
@@ -390,7 +405,7 @@ OR1_KERNEL void attention_decode(const storage_t* __restrict__ q, const storage_
         int keys = min(32, length - kt);
         float s = OR1_NEG_INF;
         if (lane < keys) {
-            const storage_t* kr = kBase + (kt + lane) * kvStride;
+            const S* kr = kBase + (kt + lane) * kvStride;
             float dot = 0.f;
             for (int d = 0; d < D; d++) dot += qs[d] * to_f32(kr[d]);
             s = dot;
@@ -417,7 +432,9 @@ OR1_KERNEL void attention_decode(const storage_t* __restrict__ q, const storage_
 #pragma unroll
     for (int i = 0; i < ATT_MAX_DPL; i++) {
         int d = lane + 32 * i;
-        if (i < dpl && d < D) out[b * qStride + h * D + d] = from_f32(acc[i] * inv);
+        if (i < dpl && d < D) out[b * qStride + h * D + d] = from_f32<S>(acc[i] * inv);
     }
 }
-OR1_REGISTER(attention_decode)
+OR1_STORAGE_KERNELS(attention_decode,
+                    (const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, int maxLength, int numHeads, int numKvHeads, int headDim, float scale),
+                    (q, keyCache, valueCache, cacheSlots, lengths, out, maxLength, numHeads, numKvHeads, headDim, scale))

@@ -1,5 +1,5 @@
-// common.cuh — what every kernel family shares: the CUDA/emulator switch, the storage type, and the
-// warp/block reductions. Compiled three ways: by nvcc (PTX/cubin), by NVRTC at run time (no host
+// common.cuh — what every kernel family shares: the CUDA/emulator switch, the storage types (float and bf16)
+// with the kernel-pair macro, and the warp/block reductions. Compiled three ways: by nvcc (PTX/cubin), by NVRTC at run time (no host
 // headers there), and by the host C++ compiler against kernels/emu (the Emu backend).
 #pragma once
 
@@ -33,31 +33,72 @@
 #define OR1_NEG_INF (__int_as_float(static_cast<int>(0xff800000u)))
 #define OR1_INT_MIN (-2147483647 - 1)
 
-// ------------------------------------------------------------------ storage type
+// ------------------------------------------------------------------ storage types
+//
+// Activations, weights' working copies and the KV cache are stored in a storage type S, float or bf16; every
+// sum, max, exp, norm and log-sum-exp runs in fp32 (to_f32 on load, from_f32<S> on store). Kernels that touch
+// storage are templates over S, instantiated twice with exported names <kernel>_f32 and <kernel>_bf16 by
+// OR1_STORAGE_KERNELS, so one PTX per family serves both precisions and the launchers pick by dtype.
 
-// Activations are stored as storage_t and computed in fp32. The default build is fp32; defining
-// OR1_STORAGE_BF16 builds the bf16-storage variant of the same kernels (the recipe's GPU precision).
-#if defined(OR1_STORAGE_BF16)
-#if defined(OR1_CUDA)
-#include <cuda_bf16.h>
-typedef __nv_bfloat16 storage_t;
-static __device__ __forceinline__ float to_f32(storage_t v) { return __bfloat162float(v); }
-static __device__ __forceinline__ storage_t from_f32(float v) { return __float2bfloat16_rn(v); }
-#else
-struct storage_t { unsigned short bits; };
-static inline float to_f32(storage_t v) { return __uint_as_float(static_cast<unsigned>(v.bits) << 16); }
-static inline storage_t from_f32(float v) {
-    unsigned b = __float_as_uint(v);
-    if ((b & 0x7fffffffu) > 0x7f800000u) return storage_t{static_cast<unsigned short>((b >> 16) | 0x40)};
-    b += 0x7fffu + ((b >> 16) & 1u);
-    return storage_t{static_cast<unsigned short>(b >> 16)};
-}
-#endif
-#else
-typedef float storage_t;
+/// bfloat16 storage: the upper 16 bits of an IEEE binary32, bit-identical to CUDA's __nv_bfloat16 and to the
+/// .NET side's BFloat16. Our own type rather than cuda_bf16.h, which NVRTC finds only with the toolkit's include
+/// path on the machine; the conversions below are the hardware's (cvt.rn.bf16.f32 on sm_80+).
+struct __align__(2) bf16 {
+    unsigned short bits;
+};
+
+/// Two bf16 in one 32-bit register, the lower-index element in the low half (mma.sync's operand layout).
+struct __align__(4) bf16x2 {
+    unsigned int bits;
+};
+
 static __device__ __forceinline__ float to_f32(float v) { return v; }
-static __device__ __forceinline__ float from_f32(float v) { return v; }
+static __device__ __forceinline__ float to_f32(bf16 v) { return __uint_as_float(static_cast<unsigned>(v.bits) << 16); }
+
+/// Rounds to the storage type: round to nearest, ties to even (NaN stays NaN).
+template <typename S>
+static __device__ __forceinline__ S from_f32(float v);
+
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+
+template <>
+__device__ __forceinline__ bf16 from_f32<bf16>(float v) {
+    bf16 r;
+#if defined(OR1_CUDA)
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+#else
+    r.bits = ::or1emu::float_to_bf16_rn(v);
 #endif
+    return r;
+}
+
+/// Packs two floats into a bf16x2 (lo in the low half), each rounded to nearest even.
+static __device__ __forceinline__ bf16x2 pack_bf16x2(float lo, float hi) {
+    bf16x2 r;
+#if defined(OR1_CUDA)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r.bits) : "f"(hi), "f"(lo));
+#else
+    r.bits = static_cast<unsigned>(::or1emu::float_to_bf16_rn(lo)) | (static_cast<unsigned>(::or1emu::float_to_bf16_rn(hi)) << 16);
+#endif
+    return r;
+}
+
+namespace or1_storage_f32 { using S = float; }
+namespace or1_storage_bf16 { using S = bf16; }
+
+/// Defines the extern "C" kernels name_f32 and name_bf16 from the template name<S>: PARAMS is the parameter list
+/// written with S, ARGS the argument list that forwards them (each namespace binds S; extern "C" keeps the
+/// exported names unmangled, which the .NET launchers look up).
+#define OR1_STORAGE_KERNELS(name, PARAMS, ARGS)                                                     \
+    namespace or1_storage_f32 {                                                                     \
+    OR1_KERNEL void name##_f32 PARAMS { name<S> ARGS; }                                             \
+    OR1_REGISTER(name##_f32)                                                                        \
+    }                                                                                               \
+    namespace or1_storage_bf16 {                                                                    \
+    OR1_KERNEL void name##_bf16 PARAMS { name<S> ARGS; }                                            \
+    OR1_REGISTER(name##_bf16)                                                                       \
+    }
 
 // ------------------------------------------------------------------ reductions
 

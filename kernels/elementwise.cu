@@ -1,44 +1,62 @@
-// elementwise.cu — fill, add, scale, bias forward/backward, row gather/scatter and index checks.
-// Memory-bound one-pass kernels; grid-stride loops so any grid size covers any length.
+// elementwise.cu — fill, add, scale, bias forward/backward (float and bf16 storage), dtype conversion, row
+// gather/scatter and index checks. Memory-bound one-pass kernels; grid-stride loops so any grid size covers any length.
 // Reference: src/OR1.Native/Cpu/Elementwise.cs.
 #include "common.cuh"
 
 /// x[i] = value. Launch: any 1-D grid of 1-D blocks.
-OR1_KERNEL void fill_f32(float* __restrict__ x, long long n, float value) {
-    OR1_GRID_STRIDE(i, n) x[i] = value;
+template <typename S>
+static __device__ __forceinline__ void fill(S* __restrict__ x, long long n, float value) {
+    S v = from_f32<S>(value);
+    OR1_GRID_STRIDE(i, n) x[i] = v;
 }
-OR1_REGISTER(fill_f32)
+OR1_STORAGE_KERNELS(fill, (S* __restrict__ x, long long n, float value), (x, n, value))
 
-/// out = a + b (out may alias a or b: each element is read before it is written by the same thread).
-OR1_KERNEL void add_f32(const float* a, const float* b, float* out, long long n) {
-    OR1_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+/// out = a + b, rounded once to S (out may alias a or b: each element is read before it is written by the same thread).
+template <typename S>
+static __device__ __forceinline__ void add(const S* a, const S* b, S* out, long long n) {
+    OR1_GRID_STRIDE(i, n) out[i] = from_f32<S>(to_f32(a[i]) + to_f32(b[i]));
 }
-OR1_REGISTER(add_f32)
+OR1_STORAGE_KERNELS(add, (const S* a, const S* b, S* out, long long n), (a, b, out, n))
 
 /// x *= factor.
-OR1_KERNEL void scale_f32(float* __restrict__ x, long long n, float factor) {
-    OR1_GRID_STRIDE(i, n) x[i] *= factor;
+template <typename S>
+static __device__ __forceinline__ void scale(S* __restrict__ x, long long n, float factor) {
+    OR1_GRID_STRIDE(i, n) x[i] = from_f32<S>(to_f32(x[i]) * factor);
 }
-OR1_REGISTER(scale_f32)
+OR1_STORAGE_KERNELS(scale, (S* __restrict__ x, long long n, float factor), (x, n, factor))
 
 /// x[r, c] += bias[c].
-OR1_KERNEL void add_bias_f32(float* __restrict__ x, const float* __restrict__ bias, int rows, int width) {
+template <typename S>
+static __device__ __forceinline__ void add_bias(S* __restrict__ x, const S* __restrict__ bias, int rows, int width) {
     long long n = static_cast<long long>(rows) * width;
-    OR1_GRID_STRIDE(i, n) x[i] += bias[i % width];
+    OR1_GRID_STRIDE(i, n) x[i] = from_f32<S>(to_f32(x[i]) + to_f32(bias[i % width]));
 }
-OR1_REGISTER(add_bias_f32)
+OR1_STORAGE_KERNELS(add_bias, (S* __restrict__ x, const S* __restrict__ bias, int rows, int width), (x, bias, rows, width))
 
-/// dBias[c] += sum_r dOut[r, c]. One thread owns one column and adds the rows in order, so the result
-/// is deterministic and needs no atomics (reads are coalesced across the threads of a warp).
+/// dBias[c] += sum_r dOut[r, c] (fp32, a parameter gradient). One thread owns one column and adds the rows in
+/// order, so the result is deterministic and needs no atomics (reads are coalesced across the threads of a warp).
 /// Launch: grid ceil(width / blockDim.x).
-OR1_KERNEL void bias_backward_f32(const float* __restrict__ dOut, float* __restrict__ dBias, int rows, int width) {
+template <typename S>
+static __device__ __forceinline__ void bias_backward(const S* __restrict__ dOut, float* __restrict__ dBias, int rows, int width) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= width) return;
     float sum = 0.f;
-    for (int r = 0; r < rows; r++) sum += dOut[static_cast<long long>(r) * width + c];
+    for (int r = 0; r < rows; r++) sum += to_f32(dOut[static_cast<long long>(r) * width + c]);
     dBias[c] += sum;
 }
-OR1_REGISTER(bias_backward_f32)
+OR1_STORAGE_KERNELS(bias_backward, (const S* __restrict__ dOut, float* __restrict__ dBias, int rows, int width), (dOut, dBias, rows, width))
+
+/// dst = src in another storage type (float -> bf16 rounds to nearest even; bf16 -> float is exact).
+/// Launch: 1-D grid-stride over n.
+OR1_KERNEL void convert_f32_bf16(const float* __restrict__ src, bf16* __restrict__ dst, long long n) {
+    OR1_GRID_STRIDE(i, n) dst[i] = from_f32<bf16>(src[i]);
+}
+OR1_REGISTER(convert_f32_bf16)
+
+OR1_KERNEL void convert_bf16_f32(const bf16* __restrict__ src, float* __restrict__ dst, long long n) {
+    OR1_GRID_STRIDE(i, n) dst[i] = to_f32(src[i]);
+}
+OR1_REGISTER(convert_bf16_f32)
 
 /// dst[i, :] = src[idx[i], :] for rows of rowBytes bytes (any dtype). Indices were checked by
 /// check_indices first. Launch: grid over rows (grid-stride), block copies a row in 4-byte words

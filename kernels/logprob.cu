@@ -5,7 +5,7 @@
 // [rows x chunk] tile of z = hidden . W^T / T into scratch, and logprob_fold folds the tile into running
 // per-row statistics (max m, s = sum e^(z-m), u = sum e^(z-m) (z-m)), from which lse = m + ln s and
 // H = ln s - u/s (u kept relative to m avoids the cancellation of lse - E[z]). Backward recomputes each
-// tile, turns it into dz in place (logprob_grad) and two GEMMs add dz . W / T into dHidden and
+// tile, turns it into dz (logprob_grad; in place for fp32, a bf16 copy for bf16 storage) and two GEMMs add dz . W / T into dHidden and
 // dz^T . hidden / T into dWeight. Rows fold chunks in order: deterministic.
 // Reference: src/OR1.Native/Cpu/LogProb.cs.
 #include "common.cuh"
@@ -78,17 +78,20 @@ OR1_KERNEL void logprob_finalize(const float* __restrict__ m, const float* __res
 }
 OR1_REGISTER(logprob_finalize)
 
-/// Turns a tile of logits z into dz in place:
+/// Turns a tile of logits z into dz (written to dz, which may be the tile itself when S is float):
 /// dz_j = -p_j (dH z_j + dlogp + dH (H - lse)) + dlogp [j = target], p_j = e^(z_j - lse).
+/// With bf16 storage dz is rounded to bf16 for the two GEMMs that follow (cuBLAS takes A and B of one type).
 /// dEntropy may be null (no entropy gradient). Launch: one block per tile row.
-OR1_KERNEL void logprob_grad(float* __restrict__ logits, int ldLogits, int tileRows, int cols, int chunkStart, int rowStart,
-                             const int* __restrict__ targets, const float* __restrict__ dLogProbs,
-                             const float* __restrict__ dEntropy, const float* __restrict__ entropy,
-                             const float* __restrict__ logSumExp) {
+template <typename S>
+static __device__ __forceinline__ void logprob_grad(const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart,
+                                                    int rowStart, const int* __restrict__ targets, const float* __restrict__ dLogProbs,
+                                                    const float* __restrict__ dEntropy, const float* __restrict__ entropy,
+                                                    const float* __restrict__ logSumExp) {
     int r = blockIdx.x;
     if (r >= tileRows) return;
     int n = rowStart + r;
-    float* z = logits + static_cast<long long>(r) * ldLogits;
+    const float* z = logits + static_cast<long long>(r) * ldLogits;
+    S* out = dz + static_cast<long long>(r) * ldLogits;
     float dlp = dLogProbs[n];
     float dh = dEntropy ? dEntropy[n] : 0.f;
     float lse = logSumExp[n];
@@ -97,9 +100,13 @@ OR1_KERNEL void logprob_grad(float* __restrict__ logits, int ldLogits, int tileR
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float zc = z[c];
         float p = expf(zc - lse);
-        float dz = -(p * (zc * dh + shift));
-        if (c == t) dz += dlp;
-        z[c] = dz;
+        float g = -(p * (zc * dh + shift));
+        if (c == t) g += dlp;
+        out[c] = from_f32<S>(g);
     }
 }
-OR1_REGISTER(logprob_grad)
+OR1_STORAGE_KERNELS(logprob_grad,
+                    (const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart, int rowStart,
+                     const int* __restrict__ targets, const float* __restrict__ dLogProbs, const float* __restrict__ dEntropy,
+                     const float* __restrict__ entropy, const float* __restrict__ logSumExp),
+                    (logits, ldLogits, dz, tileRows, cols, chunkStart, rowStart, targets, dLogProbs, dEntropy, entropy, logSumExp))

@@ -1,12 +1,13 @@
 // rope.cu — rotary embedding, HF rotate_half convention (element i pairs with i + D/2), forward and
-// inverse (the backward). Angles as HF Qwen2 computes them in fp32: inv_freq = 1 / theta^(2i/D),
-// angle = (float)pos * inv_freq. Reference: src/OR1.Native/Cpu/Rope.cs.
+// inverse (the backward), for float and bf16 storage. Angles as HF Qwen2 computes them in fp32:
+// inv_freq = 1 / theta^(2i/D), angle = (float)pos * inv_freq. Reference: src/OR1.Native/Cpu/Rope.cs.
 #include "common.cuh"
 
 /// out may alias in: each thread reads its pair before writing it. sign = +1 forward, -1 inverse.
 /// Positions were checked (non-negative) by the launcher. Launch: 1-D grid-stride over rows*heads*D/2.
-OR1_KERNEL void rope_apply(const storage_t* in, const int* __restrict__ positions, storage_t* out,
-                           int rows, int numHeads, int headDim, float theta, float sign) {
+template <typename S>
+static __device__ __forceinline__ void rope_apply(const S* in, const int* __restrict__ positions, S* out, int rows,
+                                                  int numHeads, int headDim, float theta, float sign) {
     int half = headDim / 2;
     long long total = static_cast<long long>(rows) * numHeads * half;
     OR1_GRID_STRIDE(idx, total) {
@@ -18,8 +19,11 @@ OR1_KERNEL void rope_apply(const storage_t* in, const int* __restrict__ position
         float c = cosf(angle), s = sign * sinf(angle);
         long long base = rh * headDim;
         float x1 = to_f32(in[base + i]), x2 = to_f32(in[base + half + i]);
-        out[base + i] = from_f32(x1 * c - x2 * s);
-        out[base + half + i] = from_f32(x2 * c + x1 * s);
+        out[base + i] = from_f32<S>(x1 * c - x2 * s);
+        out[base + half + i] = from_f32<S>(x2 * c + x1 * s);
     }
 }
-OR1_REGISTER(rope_apply)
+OR1_STORAGE_KERNELS(rope_apply,
+                    (const S* in, const int* __restrict__ positions, S* out, int rows, int numHeads, int headDim, float theta,
+                     float sign),
+                    (in, positions, out, rows, numHeads, headDim, theta, sign))

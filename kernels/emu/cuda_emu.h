@@ -86,6 +86,24 @@ unsigned warp_ballot(unsigned mask, int predicate, const char* what);
 unsigned active_mask();
 [[noreturn]] void trap(const char* what);
 
+/// float -> bfloat16 bits as the hardware's cvt.rn.bf16.f32: round to nearest, ties to even; a NaN stays a NaN
+/// (sign and top payload kept, quiet bit set, as the .NET BFloat16 does; the GPU writes the canonical 0x7FFF,
+/// a different NaN with the same meaning).
+inline unsigned short float_to_bf16_rn(float v) {
+    unsigned b;
+    std::memcpy(&b, &v, 4);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((b >> 16) | 0x40u);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return static_cast<unsigned short>(b >> 16);
+}
+
+inline float bf16_bits_to_float(unsigned short h) {
+    unsigned b = static_cast<unsigned>(h) << 16;
+    float v;
+    std::memcpy(&v, &b, 4);
+    return v;
+}
+
 // ------------------------------------------------------------------ kernel registry
 
 using Adapter = void (*)(void** args);
@@ -291,3 +309,20 @@ inline unsigned __brev(unsigned x) {
 }
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
+
+// ------------------------------------------------------------------ bfloat16 with CUDA's names and semantics
+// For code written against cuda_bf16.h: the same conversions (round to nearest even; NaN stays NaN) on the host.
+// The kernels of kernels/*.cu use common.cuh's bf16 / from_f32, which share these conversions.
+
+struct __nv_bfloat16 {
+    unsigned short __x;
+};
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float v) { return __nv_bfloat16{::or1emu::float_to_bf16_rn(v)}; }
+inline __nv_bfloat16 __float2bfloat16(float v) { return __float2bfloat16_rn(v); }
+inline float __bfloat162float(__nv_bfloat16 v) { return ::or1emu::bf16_bits_to_float(v.__x); }
+inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) { return __nv_bfloat162{__float2bfloat16_rn(lo), __float2bfloat16_rn(hi)}; }
+inline float __low2float(__nv_bfloat162 v) { return __bfloat162float(v.x); }
+inline float __high2float(__nv_bfloat162 v) { return __bfloat162float(v.y); }

@@ -5,17 +5,18 @@ namespace OR1.Native.Cuda;
 /// <summary>
 /// The kernels of kernels/*.cu on an NVIDIA GPU (sm_80 and newer), launched through our own bindings to
 /// the CUDA driver API, with GEMMs on cuBLAS. Tensors live in device memory: read them with Download.
-/// Ops are asynchronous on one stream; <see cref="IBackend.Synchronize"/> waits for them. fp32 storage
-/// (the kernels also build with bf16 storage: OR1_STORAGE_BF16).
+/// Ops are asynchronous on one stream; <see cref="IBackend.Synchronize"/> waits for them. Stores Float32 or
+/// BFloat16 (every kernel exists for both; the tensors' dtype picks), always computing in fp32.
 /// </summary>
 public sealed class CudaBackend : KernelBackend
 {
     /// <summary>
-    /// Opens GPU <paramref name="device"/> (default: OR1_CUDA_DEVICE or 0). No driver, no device, or no way
-    /// to load the kernels is a <see cref="BackendUnavailableException"/> that says which.
+    /// Opens GPU <paramref name="device"/> (default: OR1_CUDA_DEVICE or 0). No driver, no device, no cuBLAS (unless
+    /// <see cref="CudaOptions.BuiltinGemm"/>) or no way to load the kernels is a <see cref="BackendUnavailableException"/>
+    /// that says which.
     /// </summary>
-    public CudaBackend(int? device = null)
-        : base(CudaRuntime.Create(device ?? DefaultDevice()), hostVisibleMemory: false)
+    public CudaBackend(int? device = null, CudaOptions? options = null)
+        : base(CudaRuntime.Create(device ?? DefaultDevice(), options ?? CudaOptions.Default), hostVisibleMemory: false)
     {
     }
 

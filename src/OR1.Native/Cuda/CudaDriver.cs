@@ -92,7 +92,7 @@ internal static unsafe partial class Nvrtc
 }
 
 /// <summary>
-/// Our bindings to cuBLAS (libcublas.so.*): handle, stream, and the fp32 GEMMs.
+/// Our bindings to cuBLAS (libcublas.so.*): handle, stream, the fp32 GEMMs and cublasGemmEx for bf16 (and TF32).
 /// cuBLAS is column-major; <see cref="CublasGemm"/> maps the row-major GEMMs of the op contract onto it.
 /// </summary>
 internal static unsafe partial class Cublas
@@ -101,6 +101,13 @@ internal static unsafe partial class Cublas
 
     public const int CUBLAS_OP_N = 0;
     public const int CUBLAS_OP_T = 1;
+
+    // cudaDataType_t, cublasComputeType_t and cublasGemmAlgo_t values (library_types.h, cublas_api.h).
+    public const int CUDA_R_32F = 0;
+    public const int CUDA_R_16BF = 14;
+    public const int CUBLAS_COMPUTE_32F = 68;
+    public const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    public const int CUBLAS_GEMM_DEFAULT = -1;
 
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasCreate_v2")] public static partial int cublasCreate(out nint handle);
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasDestroy_v2")] public static partial int cublasDestroy(nint handle);
@@ -114,4 +121,21 @@ internal static unsafe partial class Cublas
     [LibraryImport(CudaLibraries.Cublas)]
     public static partial int cublasSgemmStridedBatched(nint handle, int transA, int transB, int m, int n, int k, float* alpha,
         ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float* beta, ulong c, int ldc, long strideC, int batchCount);
+
+    [LibraryImport(CudaLibraries.Cublas)]
+    public static partial int cublasGemmEx(nint handle, int transA, int transB, int m, int n, int k, void* alpha,
+        ulong a, int aType, int lda, ulong b, int bType, int ldb, void* beta, ulong c, int cType, int ldc, int computeType, int algo);
+
+    [LibraryImport(CudaLibraries.Cublas)]
+    public static partial int cublasGemmStridedBatchedEx(nint handle, int transA, int transB, int m, int n, int k, void* alpha,
+        ulong a, int aType, int lda, long strideA, ulong b, int bType, int ldb, long strideB, void* beta, ulong c, int cType, int ldc,
+        long strideC, int batchCount, int computeType, int algo);
+
+    /// <summary>The cudaDataType_t of a storage dtype.</summary>
+    public static int DataType(DType dtype) => dtype switch
+    {
+        DType.Float32 => CUDA_R_32F,
+        DType.BFloat16 => CUDA_R_16BF,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "cuBLAS GEMMs here take Float32 or BFloat16"),
+    };
 }

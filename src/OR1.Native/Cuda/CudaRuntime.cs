@@ -6,8 +6,10 @@ namespace OR1.Native.Cuda;
 /// <summary>
 /// <see cref="IKernelRuntime"/> on an NVIDIA GPU through our driver-API bindings: the device's primary
 /// context (made current on whichever thread calls), one non-blocking stream that orders every launch,
-/// copy and GEMM, the kernel modules, and a cuBLAS handle on the same stream (without cuBLAS, GEMMs fall
-/// back to the gemm_f32 kernel).
+/// copy and GEMM, the kernel modules, and a cuBLAS handle on the same stream: fp32 GEMMs through cublasSgemm
+/// (or cublasGemmEx with TF32 when <see cref="CudaOptions.Tf32"/>), bf16 GEMMs through cublasGemmEx with fp32
+/// accumulation. Without cuBLAS the backend does not start, unless <see cref="CudaOptions.BuiltinGemm"/> asks for
+/// the gemm kernels of kernels/gemm.cu.
 /// </summary>
 internal sealed unsafe class CudaRuntime : IKernelRuntime
 {
@@ -21,11 +23,13 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as this runtime last raised it, per kernel.
     private readonly Dictionary<string, int> _sharedAttribute = new(StringComparer.Ordinal);
     private readonly int _capability;
+    private readonly bool _tf32;
     private bool _disposed;
 
     private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn,
-        int capability)
+        int capability, bool tf32)
     {
+        _tf32 = tf32;
         _capability = capability;
         _device = device;
         _context = context;
@@ -58,7 +62,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     /// Opens device <paramref name="ordinal"/>. A missing driver library, a driver without devices, or an
     /// ordinal beyond the device count is a <see cref="BackendUnavailableException"/> naming the cause.
     /// </summary>
-    public static CudaRuntime Create(int ordinal)
+    public static CudaRuntime Create(int ordinal, CudaOptions options)
     {
         int rc;
         try
@@ -105,17 +109,25 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
             t_current = context;
             CudaErrors.Driver(CudaDriver.cuStreamCreate(out stream, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
             string gemm;
-            try
+            if (options.BuiltinGemm)
             {
-                CudaErrors.Cublas(Cublas.cublasCreate(out cublas), "cublasCreate");
-                CudaErrors.Cublas(Cublas.cublasSetStream(cublas, stream), "cublasSetStream");
-                Cublas.cublasGetVersion(cublas, out int cublasVersion);
-                gemm = $"cuBLAS {cublasVersion}";
+                gemm = "the builtin gemm kernels (gemm: builtin)";
             }
-            catch (DllNotFoundException)
+            else
             {
-                cublas = 0;
-                gemm = "gemm_f32 kernel (cuBLAS not found)";
+                try
+                {
+                    CudaErrors.Cublas(Cublas.cublasCreate(out cublas), "cublasCreate");
+                    CudaErrors.Cublas(Cublas.cublasSetStream(cublas, stream), "cublasSetStream");
+                    Cublas.cublasGetVersion(cublas, out int cublasVersion);
+                    gemm = $"cuBLAS {cublasVersion}{(options.Tf32 ? ", TF32 for fp32" : "")}";
+                }
+                catch (DllNotFoundException e)
+                {
+                    throw new BackendUnavailableException(BackendKind.Cuda,
+                        $"cuBLAS could not be loaded (tried {CudaLibraries.Describe(CudaLibraries.Cublas)}); every GEMM runs on it. " +
+                        "Install the CUDA toolkit's libcublas, or choose the (slow) builtin GEMM kernels with gemm: builtin", e);
+                }
             }
             try
             {
@@ -127,7 +139,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                     $"no prebuilt PTX for sm_{capability} next to OR1.Native.dll and no NVRTC ({CudaLibraries.Describe(CudaLibraries.Nvrtc)}) to compile kernels/src", e);
             }
             string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driverVersion / 1000}.{driverVersion % 1000 / 10}; kernels: {modules.Source}; GEMM: {gemm})";
-            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability);
+            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability, options.Tf32);
         }
         catch
         {
@@ -198,26 +210,46 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         }
     }
 
-    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+    public void Gemm(GemmTypes types, bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
         nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)
     {
         MakeCurrent();
         if (_cublas == 0 || k == 0)
         {
-            // The tiled kernel handles k = 0 (C = beta C, with beta = 0 ignoring NaN) without relying on cuBLAS's corner cases.
+            // gemm: builtin, or k = 0 (C = beta C, with beta = 0 ignoring NaN), which the tiled kernel handles without
+            // relying on cuBLAS's corner cases.
             var args = new KernelArgs();
-            Launch("gemm_f32", new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch), new Dim3(16, 16), 0,
+            Launch(types.BuiltinKernel, new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch), new Dim3(16, 16), 0,
                 ref args.Int(transA ? 1 : 0).Int(transB ? 1 : 0).Int(m).Int(n).Int(k).Float(alpha)
                     .Ptr(a).Int(lda).Long(strideA).Ptr(b).Int(ldb).Long(strideB).Float(beta).Ptr(c).Int(ldc).Long(strideC));
             return;
         }
         var call = CublasGemm.FromRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
-        int rc = batch == 1
-            ? Cublas.cublasSgemm(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
-                (ulong)b, call.LdFirst, (ulong)a, call.LdSecond, &beta, (ulong)c, call.Ldc)
-            : Cublas.cublasSgemmStridedBatched(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
-                (ulong)b, call.LdFirst, strideB, (ulong)a, call.LdSecond, strideA, &beta, (ulong)c, call.Ldc, strideC, batch);
-        if (rc != 0) throw new KernelException(BackendKind.Cuda, batch == 1 ? "cublasSgemm" : "cublasSgemmStridedBatched", $"{CudaErrors.CublasName(rc)} ({rc}) for m={m} n={n} k={k}");
+        string function;
+        int rc;
+        if (types == GemmTypes.Float32 && !_tf32)
+        {
+            function = batch == 1 ? "cublasSgemm" : "cublasSgemmStridedBatched";
+            rc = batch == 1
+                ? Cublas.cublasSgemm(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                    (ulong)b, call.LdFirst, (ulong)a, call.LdSecond, &beta, (ulong)c, call.Ldc)
+                : Cublas.cublasSgemmStridedBatched(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                    (ulong)b, call.LdFirst, strideB, (ulong)a, call.LdSecond, strideA, &beta, (ulong)c, call.Ldc, strideC, batch);
+        }
+        else
+        {
+            // bf16 inputs (and TF32 fp32): cublasGemmEx with fp32 accumulation; alpha and beta are floats (compute type 32F).
+            int input = Cublas.DataType(types.Inputs), output = Cublas.DataType(types.Output);
+            int compute = types.Inputs == DType.Float32 ? Cublas.CUBLAS_COMPUTE_32F_FAST_TF32 : Cublas.CUBLAS_COMPUTE_32F;
+            function = batch == 1 ? "cublasGemmEx" : "cublasGemmStridedBatchedEx";
+            rc = batch == 1
+                ? Cublas.cublasGemmEx(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                    (ulong)b, input, call.LdFirst, (ulong)a, input, call.LdSecond, &beta, (ulong)c, output, call.Ldc, compute, Cublas.CUBLAS_GEMM_DEFAULT)
+                : Cublas.cublasGemmStridedBatchedEx(_cublas, call.TransFirst, call.TransSecond, call.M, call.N, call.K, &alpha,
+                    (ulong)b, input, call.LdFirst, strideB, (ulong)a, input, call.LdSecond, strideA, &beta, (ulong)c, output, call.Ldc, strideC,
+                    batch, compute, Cublas.CUBLAS_GEMM_DEFAULT);
+        }
+        if (rc != 0) throw new KernelException(BackendKind.Cuda, function, $"{CudaErrors.CublasName(rc)} ({rc}) for {types} m={m} n={n} k={k}");
     }
 
     public nint Allocate(long bytes)

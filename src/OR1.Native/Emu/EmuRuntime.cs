@@ -103,12 +103,12 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
             throw new ArgumentOutOfRangeException(nameof(smVersion), smVersion, EmuLibrary.LastError(_api));
     }
 
-    public void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+    public void Gemm(GemmTypes types, bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
         nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)
     {
         var args = new KernelArgs();
         var grid = new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch);
-        Launch("gemm_f32", grid, new Dim3(16, 16), 0,
+        Launch(types.BuiltinKernel, grid, new Dim3(16, 16), 0,
             ref args.Int(transA ? 1 : 0).Int(transB ? 1 : 0).Int(m).Int(n).Int(k).Float(alpha)
                 .Ptr(a).Int(lda).Long(strideA).Ptr(b).Int(ldb).Long(strideB).Float(beta).Ptr(c).Int(ldc).Long(strideC));
     }

@@ -42,9 +42,10 @@ internal interface IKernelRuntime : IDisposable
 
     /// <summary>
     /// Row-major strided-batched GEMM: C_i = alpha op(A_i) op(B_i) + beta C_i, op(A) [m, k], op(B) [k, n],
-    /// C [m, n]; beta = 0 ignores C's contents.
+    /// C [m, n], in the element types <paramref name="types"/> (strides and leading dimensions in elements);
+    /// beta = 0 ignores C's contents.
     /// </summary>
-    void Gemm(bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
+    void Gemm(GemmTypes types, bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
         nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch);
 
     /// <summary>Allocates zero-filled device memory.</summary>

@@ -21,6 +21,9 @@ public abstract class KernelBackend : BackendBase
 
     private protected IKernelRuntime Runtime => _runtime;
 
+    /// <inheritdoc />
+    public override IReadOnlyList<DType> StorageTypes { get; } = [DType.Float32, DType.BFloat16];
+
     // ---------------------------------------------------------------- memory
 
     /// <inheritdoc />
@@ -47,6 +50,8 @@ public abstract class KernelBackend : BackendBase
 
     /// <inheritdoc />
     protected override void FillCore(Tensor x, float value) => _launch.Fill(x, value);
+    /// <inheritdoc />
+    protected override void ConvertCore(Tensor source, Tensor destination) => _launch.Convert(source, destination);
     /// <inheritdoc />
     protected override void CopyCore(Tensor source, Tensor destination) => _launch.Copy(source, destination);
     /// <inheritdoc />

@@ -33,6 +33,17 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     private static nint P(Tensor t) => t.DevicePointer;
     private static nint P(Tensor? t, bool _) => t is null ? 0 : t.DevicePointer;
 
+    /// <summary>The exported name of a storage kernel for <paramref name="storage"/>: name_f32 or name_bf16 (see OR1_STORAGE_KERNELS).</summary>
+    private static string K(string name, DType storage) => storage switch
+    {
+        DType.Float32 => name + "_f32",
+        DType.BFloat16 => name + "_bf16",
+        _ => throw new ArgumentOutOfRangeException(nameof(storage), storage, "storage kernels exist for Float32 and BFloat16"),
+    };
+
+    /// <summary>The address of row <paramref name="row"/> of a row-major matrix of <paramref name="width"/> elements of <paramref name="dtype"/>.</summary>
+    private static nint Row(nint matrix, long row, int width, DType dtype) => matrix + (nint)(row * width * dtype.SizeOf());
+
     /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> items of <paramref name="threads"/> threads each.</summary>
     private uint StrideGrid(long n, int threads = 256) => (uint)Math.Clamp((n + threads - 1) / threads, 1, _rt.GridStrideBlocks);
 
@@ -78,7 +89,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         long n = x.ElementCount;
         if (n == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("fill_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(value));
+        _rt.Launch(K("fill", x.DType), StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(value));
     }
 
     public void Copy(Tensor source, Tensor destination)
@@ -87,12 +98,21 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         _rt.CopyDeviceToDevice(P(source), P(destination), source.SizeInBytes);
     }
 
+    public void Convert(Tensor source, Tensor destination)
+    {
+        long n = source.ElementCount;
+        if (n == 0) return;
+        string kernel = source.DType == DType.Float32 ? "convert_f32_bf16" : "convert_bf16_f32";
+        var a = new KernelArgs();
+        _rt.Launch(kernel, StrideGrid(n), 256, 0, ref a.Ptr(P(source)).Ptr(P(destination)).Long(n));
+    }
+
     public void Add(Tensor x, Tensor y, Tensor output)
     {
         long n = x.ElementCount;
         if (n == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("add_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Ptr(P(y)).Ptr(P(output)).Long(n));
+        _rt.Launch(K("add", x.DType), StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Ptr(P(y)).Ptr(P(output)).Long(n));
     }
 
     public void Scale(Tensor x, float factor)
@@ -100,7 +120,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         long n = x.ElementCount;
         if (n == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("scale_f32", StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(factor));
+        _rt.Launch(K("scale", x.DType), StrideGrid(n), 256, 0, ref a.Ptr(P(x)).Long(n).Float(factor));
     }
 
     public void AddBias(Tensor x, Tensor bias)
@@ -108,7 +128,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int rows = x.Shape[0], width = x.Shape[1];
         if ((long)rows * width == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("add_bias_f32", StrideGrid((long)rows * width), 256, 0, ref a.Ptr(P(x)).Ptr(P(bias)).Int(rows).Int(width));
+        _rt.Launch(K("add_bias", x.DType), StrideGrid((long)rows * width), 256, 0, ref a.Ptr(P(x)).Ptr(P(bias)).Int(rows).Int(width));
     }
 
     public void BiasBackward(Tensor dOutput, Tensor dBias)
@@ -116,7 +136,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int rows = dOutput.Shape[0], width = dOutput.Shape[1];
         if (width == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("bias_backward_f32", Ceil(width, 128), 128, 0, ref a.Ptr(P(dOutput)).Ptr(P(dBias)).Int(rows).Int(width));
+        _rt.Launch(K("bias_backward", dOutput.DType), Ceil(width, 128), 128, 0, ref a.Ptr(P(dOutput)).Ptr(P(dBias)).Int(rows).Int(width));
     }
 
     public void GatherRows(Tensor source, Tensor rowIndices, Tensor destination) =>
@@ -145,7 +165,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         if (batch == 0 || m == 0 || n == 0) return;
         int lda = x.Shape[-1], ldb = y.Shape[-1], ldc = c.Shape[-1];
         long strideA = (long)x.Shape[-2] * lda, strideB = (long)y.Shape[-2] * ldb, strideC = (long)m * ldc;
-        _rt.Gemm(transposeA, transposeB, m, n, k, alpha, P(x), lda, strideA, P(y), ldb, strideB, beta, P(c), ldc, strideC, batch);
+        _rt.Gemm(new GemmTypes(x.DType, c.DType), transposeA, transposeB, m, n, k, alpha, P(x), lda, strideA, P(y), ldb, strideB, beta, P(c), ldc, strideC, batch);
     }
 
     // ---------------------------------------------------------------- embedding
@@ -156,7 +176,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         CheckTokenIds(nameof(IBackend.EmbeddingForward), tokenIds, count, vocab);
         if (count == 0 || width == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("embedding_forward", (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
+        _rt.Launch(K("embedding_forward", table.DType), (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
             ref a.Ptr(P(tokenIds)).Ptr(P(table)).Ptr(P(output)).Int(count).Int(width));
     }
 
@@ -168,7 +188,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         uint columnBlocks = Ceil(width, 128);
         int buckets = (int)Math.Clamp(_rt.GridStrideBlocks / columnBlocks, 1, vocab);
         var a = new KernelArgs();
-        _rt.Launch("embedding_backward", new Dim3((uint)buckets, columnBlocks), 128, 0,
+        _rt.Launch(K("embedding_backward", dOutput.DType), new Dim3((uint)buckets, columnBlocks), 128, 0,
             ref a.Ptr(P(tokenIds)).Ptr(P(dOutput)).Ptr(P(dTable)).Int(count).Int(width).Int(buckets));
     }
 
@@ -186,7 +206,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int rows = x.Shape[0], width = x.Shape[1];
         if (rows == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("rmsnorm_forward", rows, _rt.RowThreads, 0,
+        _rt.Launch(K("rmsnorm_forward", x.DType), rows, _rt.RowThreads, 0,
             ref a.Ptr(P(x)).Ptr(P(weight)).Float(eps).Ptr(P(output)).Ptr(P(invRms)).Int(rows).Int(width));
     }
 
@@ -195,10 +215,10 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int rows = x.Shape[0], width = x.Shape[1];
         if (rows == 0 || width == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("rmsnorm_backward_dx", rows, _rt.RowThreads, 0,
+        _rt.Launch(K("rmsnorm_backward_dx", x.DType), rows, _rt.RowThreads, 0,
             ref a.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(weight)).Ptr(P(invRms)).Ptr(P(dx)).Int(rows).Int(width));
         var b = new KernelArgs();
-        _rt.Launch("rmsnorm_backward_dw", Ceil(width, 128), 128, 0,
+        _rt.Launch(K("rmsnorm_backward_dw", x.DType), Ceil(width, 128), 128, 0,
             ref b.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(invRms)).Ptr(P(dWeight)).Int(rows).Int(width));
     }
 
@@ -211,7 +231,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         long pairs = (long)rows * numHeads * (headDim / 2);
         if (pairs == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("rope_apply", StrideGrid(pairs), 256, 0,
+        _rt.Launch(K("rope_apply", input.DType), StrideGrid(pairs), 256, 0,
             ref a.Ptr(P(input)).Ptr(P(positions)).Ptr(P(output)).Int(rows).Int(numHeads).Int(headDim).Float(theta).Float(inverse ? -1f : 1f));
     }
 
@@ -220,7 +240,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         long n = gate.ElementCount;
         if (n == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("swiglu_forward", StrideGrid(n), 256, 0, ref a.Ptr(P(gate)).Ptr(P(up)).Ptr(P(output)).Long(n));
+        _rt.Launch(K("swiglu_forward", gate.DType), StrideGrid(n), 256, 0, ref a.Ptr(P(gate)).Ptr(P(up)).Ptr(P(output)).Long(n));
     }
 
     public void SwiGluBackward(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp)
@@ -228,7 +248,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         long n = gate.ElementCount;
         if (n == 0) return;
         var a = new KernelArgs();
-        _rt.Launch("swiglu_backward", StrideGrid(n), 256, 0, ref a.Ptr(P(dOutput)).Ptr(P(gate)).Ptr(P(up)).Ptr(P(dGate)).Ptr(P(dUp)).Long(n));
+        _rt.Launch(K("swiglu_backward", gate.DType), StrideGrid(n), 256, 0, ref a.Ptr(P(dOutput)).Ptr(P(gate)).Ptr(P(up)).Ptr(P(dGate)).Ptr(P(dUp)).Long(n));
     }
 
     // ---------------------------------------------------------------- attention
@@ -245,10 +265,11 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         if (sequences.Total == 0 || sequences.MaxLength == 0) return;
         int d = heads.HeadDim;
         int shared = (2 * AttentionKeyTile * (d + 1) + AttentionQueryTile * d + 4 * 32) * sizeof(float);
-        Shared("attention_forward", shared);
+        string kernel = K("attention_forward", q.DType);
+        Shared(kernel, shared);
         var grid = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
         var a = new KernelArgs();
-        _rt.Launch("attention_forward", grid, AttentionThreads, shared,
+        _rt.Launch(kernel, grid, AttentionThreads, shared,
             ref a.Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(sequences.DeviceOffsets)).Ptr(P(output)).Ptr(P(logSumExp))
                 .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
     }
@@ -262,22 +283,24 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int d = heads.HeadDim;
         nint di = _scratch.Get(ScratchBuffers.Slot.AttentionDi, (long)n * heads.NumHeads * sizeof(float));
         var a = new KernelArgs();
-        _rt.Launch("attention_backward_dot", Math.Min(Ceil((long)n * heads.NumHeads, 4), (uint)_rt.GridStrideBlocks), 128, 0,
+        _rt.Launch(K("attention_backward_dot", q.DType), Math.Min(Ceil((long)n * heads.NumHeads, 4), (uint)_rt.GridStrideBlocks), 128, 0,
             ref a.Ptr(P(dOutput)).Ptr(P(output)).Ptr(di).Int(n).Int(heads.NumHeads).Int(d));
 
         int sharedQ = (2 * AttentionKeyTile * (d + 1) + 2 * AttentionQueryTile * d + 4 * 32) * sizeof(float);
-        Shared("attention_backward_dq", sharedQ);
+        string kernelQ = K("attention_backward_dq", q.DType);
+        Shared(kernelQ, sharedQ);
         var gridQ = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
         var b = new KernelArgs();
-        _rt.Launch("attention_backward_dq", gridQ, AttentionThreads, sharedQ,
+        _rt.Launch(kernelQ, gridQ, AttentionThreads, sharedQ,
             ref b.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dq))
                 .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
 
         int sharedKv = (2 * AttentionKvTile * (d + 1) + 2 * 32 * (d + 1) + 2 * 32 + 2 * 4 * 32) * sizeof(float);
-        Shared("attention_backward_dkv", sharedKv);
+        string kernelKv = K("attention_backward_dkv", q.DType);
+        Shared(kernelKv, sharedKv);
         var gridKv = new Dim3(Ceil(sequences.MaxLength, AttentionKvTile), (uint)sequences.Count, (uint)heads.NumKvHeads);
         var c = new KernelArgs();
-        _rt.Launch("attention_backward_dkv", gridKv, AttentionThreads, sharedKv,
+        _rt.Launch(kernelKv, gridKv, AttentionThreads, sharedKv,
             ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dk)).Ptr(P(dv))
                 .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
     }
@@ -295,9 +318,10 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             throw new ArgumentException($"AttentionDecode: lengths[{badLength}] = {length} is outside [1, {maxLength}]", "lengths");
         if (batch == 0) return;
         int shared = (heads.HeadDim + 32) * sizeof(float);
-        Shared("attention_decode", shared);
+        string kernel = K("attention_decode", q.DType);
+        Shared(kernel, shared);
         var a = new KernelArgs();
-        _rt.Launch("attention_decode", new Dim3((uint)heads.NumHeads, (uint)batch), 32, shared,
+        _rt.Launch(kernel, new Dim3((uint)heads.NumHeads, (uint)batch), 32, shared,
             ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output))
                 .Int(maxLength).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale));
     }
@@ -328,6 +352,8 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         nint m = stats, s = stats + rows * sizeof(float), u = s + rows * sizeof(float), target = u + rows * sizeof(float);
         nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
         float invT = 1f / temperature;
+        var storage = hidden.DType;
+        var logitTypes = new GemmTypes(storage, DType.Float32);
         var init = new KernelArgs();
         _rt.Launch("logprob_init", StrideGrid(rows), 256, 0, ref init.Ptr(m).Ptr(s).Ptr(u).Int(rows));
         for (int r0 = 0; r0 < rows; r0 += rowBlock)
@@ -336,9 +362,9 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             for (int c0 = 0; c0 < vocab; c0 += chunk)
             {
                 int cols = Math.Min(chunk, vocab - c0);
-                // tile = invT * hidden[r0 .. r0 + tileRows] . W[c0 .. c0 + cols]^T
-                _rt.Gemm(false, true, tileRows, cols, width, invT, P(hidden) + (nint)r0 * width * sizeof(float), width, 0,
-                    P(weight) + (nint)c0 * width * sizeof(float), width, 0, 0f, tile, cols, 0, 1);
+                // tile = invT * hidden[r0 .. r0 + tileRows] . W[c0 .. c0 + cols]^T, in fp32 whatever the storage
+                _rt.Gemm(logitTypes, false, true, tileRows, cols, width, invT, Row(P(hidden), r0, width, storage), width, 0,
+                    Row(P(weight), c0, width, storage), width, 0, 0f, tile, cols, 0, 1);
                 var fold = new KernelArgs();
                 _rt.Launch("logprob_fold", tileRows, _rt.RowThreads, 0,
                     ref fold.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(m).Ptr(s).Ptr(u).Ptr(target));
@@ -349,37 +375,61 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             ref fin.Ptr(m).Ptr(s).Ptr(u).Ptr(target).Ptr(P(logProbs)).Ptr(P(entropy)).Ptr(P(logSumExp)).Int(rows));
     }
 
+    /// <remarks>
+    /// Per tile: recompute the logits (fp32), turn them into dz, then dHidden += dz . W / T and dW += dz^T . hidden / T.
+    /// cuBLAS takes A and B of one type, so with bf16 storage dz is written as bf16 into its own tile and dHidden is
+    /// accumulated over the vocabulary chunks in an fp32 scratch (a bf16 running sum would lose the small chunks),
+    /// converted to bf16 once at the end; dW is the fp32 parameter gradient in both cases.
+    /// </remarks>
     public void LogProbBackward(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
         float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight)
     {
         int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
         CheckTargets(nameof(IBackend.LogProbBackward), targets, rows, vocab);
         if (rows == 0) return;
-        Fill(dHidden, 0f);
         if (width == 0) return;
+        var s = hidden.DType;
+        bool fp32 = s == DType.Float32;
         var (rowBlock, chunk) = LogProbTiling(rows, vocab);
         nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
+        nint dzTile = fp32 ? tile : _scratch.Get(ScratchBuffers.Slot.GradientTile, (long)rowBlock * chunk * s.SizeOf());
+        nint dHiddenAcc = fp32 ? P(dHidden) : _scratch.Get(ScratchBuffers.Slot.HiddenGradient, (long)rows * width * sizeof(float));
+        FillFloats(dHiddenAcc, (long)rows * width, 0f);
         float invT = 1f / temperature;
+        var logitTypes = new GemmTypes(s, DType.Float32);
         for (int r0 = 0; r0 < rows; r0 += rowBlock)
         {
             int tileRows = Math.Min(rowBlock, rows - r0);
-            nint hiddenRows = P(hidden) + (nint)r0 * width * sizeof(float);
-            nint dHiddenRows = P(dHidden) + (nint)r0 * width * sizeof(float);
+            nint hiddenRows = Row(P(hidden), r0, width, s);
+            nint dHiddenRows = Row(dHiddenAcc, r0, width, DType.Float32);
             for (int c0 = 0; c0 < vocab; c0 += chunk)
             {
                 int cols = Math.Min(chunk, vocab - c0);
-                nint weightRows = P(weight) + (nint)c0 * width * sizeof(float);
-                _rt.Gemm(false, true, tileRows, cols, width, invT, hiddenRows, width, 0, weightRows, width, 0, 0f, tile, cols, 0, 1);
+                nint weightRows = Row(P(weight), c0, width, s);
+                _rt.Gemm(logitTypes, false, true, tileRows, cols, width, invT, hiddenRows, width, 0, weightRows, width, 0, 0f, tile, cols, 0, 1);
                 var grad = new KernelArgs();
-                _rt.Launch("logprob_grad", tileRows, _rt.RowThreads, 0,
-                    ref grad.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
+                _rt.Launch(K("logprob_grad", s), tileRows, _rt.RowThreads, 0,
+                    ref grad.Ptr(tile).Int(cols).Ptr(dzTile).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
                         .Ptr(P(dEntropy, true)).Ptr(P(entropy)).Ptr(P(logSumExp)));
-                // dHidden[rows] += dz . W[chunk] / T ; dW[chunk] += dz^T . hidden[rows] / T
-                _rt.Gemm(false, false, tileRows, width, cols, invT, tile, cols, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
-                _rt.Gemm(true, false, cols, width, tileRows, invT, tile, cols, 0, hiddenRows, width, 0, 1f,
-                    P(dWeight) + (nint)c0 * width * sizeof(float), width, 0, 1);
+                // dHidden[rows] += dz . W[chunk] / T ; dW[chunk] += dz^T . hidden[rows] / T, both accumulating in fp32
+                _rt.Gemm(logitTypes, false, false, tileRows, width, cols, invT, dzTile, cols, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
+                _rt.Gemm(logitTypes, true, false, cols, width, tileRows, invT, dzTile, cols, 0, hiddenRows, width, 0, 1f,
+                    Row(P(dWeight), c0, width, DType.Float32), width, 0, 1);
             }
         }
+        if (!fp32)
+        {
+            var a = new KernelArgs();
+            _rt.Launch("convert_f32_bf16", StrideGrid((long)rows * width), 256, 0, ref a.Ptr(dHiddenAcc).Ptr(P(dHidden)).Long((long)rows * width));
+        }
+    }
+
+    /// <summary>Fills <paramref name="count"/> floats at a raw device address.</summary>
+    private void FillFloats(nint pointer, long count, float value)
+    {
+        if (count == 0) return;
+        var a = new KernelArgs();
+        _rt.Launch("fill_f32", StrideGrid(count), 256, 0, ref a.Ptr(pointer).Long(count).Float(value));
     }
 
     // ---------------------------------------------------------------- GRPO
@@ -445,6 +495,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             table[o + 4] = n;
             table[o + 5] = chunks;
             table[o + 6] = slot.ApplyWeightDecay ? 1 : 0;
+            table[o + 7] = slot.WorkingCopy is { } copy ? P(copy) : 0;
             chunks += (n + AdamWChunk - 1) / AdamWChunk;
             tensors++;
         }

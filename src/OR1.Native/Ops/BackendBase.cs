@@ -16,6 +16,9 @@ public abstract class BackendBase : IBackend
     /// <inheritdoc />
     public abstract string Description { get; }
 
+    /// <inheritdoc />
+    public virtual IReadOnlyList<DType> StorageTypes { get; } = [DType.Float32];
+
     /// <summary>True once <see cref="Dispose()"/> ran.</summary>
     protected bool IsDisposed { get; private set; }
 
@@ -74,7 +77,7 @@ public abstract class BackendBase : IBackend
     /// <inheritdoc />
     public void Fill(Tensor x, float value)
     {
-        new OpCheck(nameof(Fill), this).Usable(x, nameof(x), DType.Float32);
+        new OpCheck(nameof(Fill), this).Storage(x, nameof(x));
         FillCore(x, value);
     }
 
@@ -90,19 +93,31 @@ public abstract class BackendBase : IBackend
     }
 
     /// <inheritdoc />
+    public void Convert(Tensor source, Tensor destination)
+    {
+        var check = new OpCheck(nameof(Convert), this);
+        check.Storage(source, nameof(source));
+        check.Storage(destination, nameof(destination));
+        check.Require(source.ElementCount == destination.ElementCount, nameof(destination),
+            $"has {destination.ElementCount} elements (shape {destination.Shape}), expected {source.ElementCount} (shape {source.Shape})");
+        if (source.DType == destination.DType) CopyCore(source, destination);
+        else ConvertCore(source, destination);
+    }
+
+    /// <inheritdoc />
     public void Add(Tensor a, Tensor b, Tensor output)
     {
         var check = new OpCheck(nameof(Add), this);
-        check.Usable(a, nameof(a), DType.Float32);
-        check.SameShape(b, nameof(b), a, nameof(a));
-        check.SameShape(output, nameof(output), a, nameof(a));
+        var s = check.Storage(a, nameof(a));
+        check.SameShape(b, nameof(b), a, nameof(a), s);
+        check.SameShape(output, nameof(output), a, nameof(a), s);
         AddCore(a, b, output);
     }
 
     /// <inheritdoc />
     public void Scale(Tensor x, float factor)
     {
-        new OpCheck(nameof(Scale), this).Usable(x, nameof(x), DType.Float32);
+        new OpCheck(nameof(Scale), this).Storage(x, nameof(x));
         ScaleCore(x, factor);
     }
 
@@ -110,8 +125,9 @@ public abstract class BackendBase : IBackend
     public void AddBias(Tensor x, Tensor bias)
     {
         var check = new OpCheck(nameof(AddBias), this);
-        var (_, d) = check.Matrix(x, nameof(x));
-        check.Shaped(bias, nameof(bias), DType.Float32, d);
+        var s = check.Storage(x, nameof(x));
+        var (_, d) = check.Matrix(x, nameof(x), s);
+        check.Shaped(bias, nameof(bias), s, d);
         AddBiasCore(x, bias);
     }
 
@@ -119,7 +135,8 @@ public abstract class BackendBase : IBackend
     public void BiasBackward(Tensor dOutput, Tensor dBias)
     {
         var check = new OpCheck(nameof(BiasBackward), this);
-        var (_, d) = check.Matrix(dOutput, nameof(dOutput));
+        var s = check.Storage(dOutput, nameof(dOutput));
+        var (_, d) = check.Matrix(dOutput, nameof(dOutput), s);
         check.Shaped(dBias, nameof(dBias), DType.Float32, d);
         BiasBackwardCore(dOutput, dBias);
     }
@@ -145,10 +162,13 @@ public abstract class BackendBase : IBackend
         ScatterRowsCore(source, rowIndices, destination);
     }
 
-    /// <summary>Sets every element (Float32).</summary>
+    /// <summary>Sets every element (a storage dtype: the value rounded once).</summary>
     protected abstract void FillCore(Tensor x, float value);
     /// <summary>Copies elements of equal count and dtype.</summary>
     protected abstract void CopyCore(Tensor source, Tensor destination);
+    /// <summary>Float32 to BFloat16 (round to nearest even) or back; only backends that store BFloat16 get here.</summary>
+    protected virtual void ConvertCore(Tensor source, Tensor destination) =>
+        throw new NotSupportedException($"the {Kind} backend has no BFloat16 storage");
     /// <summary>output = a + b.</summary>
     protected abstract void AddCore(Tensor a, Tensor b, Tensor output);
     /// <summary>x *= factor.</summary>
@@ -168,9 +188,11 @@ public abstract class BackendBase : IBackend
     public void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
     {
         var check = new OpCheck(nameof(MatMul), this);
-        check.Usable(a, nameof(a), DType.Float32);
-        check.Usable(b, nameof(b), DType.Float32);
-        check.Usable(c, nameof(c), DType.Float32);
+        var s = check.Storage(a, nameof(a));
+        check.Usable(b, nameof(b), s);
+        var cType = check.Storage(c, nameof(c));
+        check.Require(cType == s || cType == DType.Float32, nameof(c),
+            $"has dtype {cType}, expected {s} (the dtype of 'a' and 'b') or Float32 (accumulating a parameter gradient)");
         int rank = a.Rank;
         check.Require(rank is 2 or 3, nameof(a), $"has shape {a.Shape}, expected rank 2 [M, K] or rank 3 [batch, M, K]");
         check.Require(b.Rank == rank, nameof(b), $"has shape {b.Shape}, expected rank {rank} like 'a'");
@@ -206,8 +228,9 @@ public abstract class BackendBase : IBackend
     {
         var check = new OpCheck(nameof(EmbeddingForward), this);
         int n = check.Vector(tokenIds, nameof(tokenIds), DType.Int32);
-        var (_, d) = check.Matrix(table, nameof(table));
-        check.Shaped(output, nameof(output), DType.Float32, n, d);
+        var s = check.Storage(table, nameof(table));
+        var (_, d) = check.Matrix(table, nameof(table), s);
+        check.Shaped(output, nameof(output), s, n, d);
         EmbeddingForwardCore(tokenIds, table, output);
     }
 
@@ -217,7 +240,8 @@ public abstract class BackendBase : IBackend
         var check = new OpCheck(nameof(EmbeddingBackward), this);
         int n = check.Vector(tokenIds, nameof(tokenIds), DType.Int32);
         var (_, d) = check.Matrix(dTable, nameof(dTable));
-        check.Shaped(dOutput, nameof(dOutput), DType.Float32, n, d);
+        var s = check.Storage(dOutput, nameof(dOutput));
+        check.Shaped(dOutput, nameof(dOutput), s, n, d);
         EmbeddingBackwardCore(tokenIds, dOutput, dTable);
     }
 
@@ -232,9 +256,10 @@ public abstract class BackendBase : IBackend
     public void RmsNormForward(Tensor x, Tensor weight, float eps, Tensor output, Tensor invRms)
     {
         var check = new OpCheck(nameof(RmsNormForward), this);
-        var (n, d) = check.Matrix(x, nameof(x));
-        check.Shaped(weight, nameof(weight), DType.Float32, d);
-        check.Shaped(output, nameof(output), DType.Float32, n, d);
+        var s = check.Storage(x, nameof(x));
+        var (n, d) = check.Matrix(x, nameof(x), s);
+        check.Shaped(weight, nameof(weight), s, d);
+        check.Shaped(output, nameof(output), s, n, d);
         check.Shaped(invRms, nameof(invRms), DType.Float32, n);
         check.Require(float.IsFinite(eps) && eps > 0, nameof(eps), $"is {eps}, expected a positive finite value");
         RmsNormForwardCore(x, weight, eps, output, invRms);
@@ -244,11 +269,12 @@ public abstract class BackendBase : IBackend
     public void RmsNormBackward(Tensor dOutput, Tensor x, Tensor weight, Tensor invRms, Tensor dx, Tensor dWeight)
     {
         var check = new OpCheck(nameof(RmsNormBackward), this);
-        var (n, d) = check.Matrix(x, nameof(x));
-        check.Shaped(dOutput, nameof(dOutput), DType.Float32, n, d);
-        check.Shaped(weight, nameof(weight), DType.Float32, d);
+        var s = check.Storage(x, nameof(x));
+        var (n, d) = check.Matrix(x, nameof(x), s);
+        check.Shaped(dOutput, nameof(dOutput), s, n, d);
+        check.Shaped(weight, nameof(weight), s, d);
         check.Shaped(invRms, nameof(invRms), DType.Float32, n);
-        check.Shaped(dx, nameof(dx), DType.Float32, n, d);
+        check.Shaped(dx, nameof(dx), s, n, d);
         check.Shaped(dWeight, nameof(dWeight), DType.Float32, d);
         RmsNormBackwardCore(dOutput, x, weight, invRms, dx, dWeight);
     }
@@ -281,10 +307,11 @@ public abstract class BackendBase : IBackend
         check.Positive(headDim, nameof(headDim));
         check.Require(headDim % 2 == 0, nameof(headDim), $"is {headDim}, expected an even head dimension (rotate_half pairs i with i + headDim/2)");
         check.Require(float.IsFinite(theta) && theta > 1f, nameof(theta), $"is {theta}, expected a finite base greater than 1");
-        var (n, width) = check.Matrix(x, xName);
+        var s = check.Storage(x, xName);
+        var (n, width) = check.Matrix(x, xName, s);
         check.Require(width == numHeads * headDim, xName, $"has shape {x.Shape}, expected [{n}, {numHeads * headDim}] (numHeads {numHeads} x headDim {headDim})");
         check.Shaped(positions, nameof(positions), DType.Int32, n);
-        check.SameShape(output, outputName, x, xName);
+        check.SameShape(output, outputName, x, xName, s);
     }
 
     /// <summary>Rotation by +angle (forward) or -angle (backward); output may alias input.</summary>
@@ -299,7 +326,7 @@ public abstract class BackendBase : IBackend
         var check = new OpCheck(nameof(AttentionForward), this);
         int n = CheckAttentionInputs(check, q, k, v, heads, scale);
         check.Segments(sequences, nameof(sequences), n, "the number of rows of 'q'");
-        check.SameShape(output, nameof(output), q, nameof(q));
+        check.SameShape(output, nameof(output), q, nameof(q), q.DType);
         check.Shaped(logSumExp, nameof(logSumExp), DType.Float32, n, heads.NumHeads);
         check.NoOverlap(q, nameof(q), output, nameof(output));
         AttentionForwardCore(q, k, v, sequences, heads, scale, output, logSumExp);
@@ -312,12 +339,13 @@ public abstract class BackendBase : IBackend
         var check = new OpCheck(nameof(AttentionBackward), this);
         int n = CheckAttentionInputs(check, q, k, v, heads, scale);
         check.Segments(sequences, nameof(sequences), n, "the number of rows of 'q'");
-        check.SameShape(dOutput, nameof(dOutput), q, nameof(q));
-        check.SameShape(output, nameof(output), q, nameof(q));
+        var s = q.DType;
+        check.SameShape(dOutput, nameof(dOutput), q, nameof(q), s);
+        check.SameShape(output, nameof(output), q, nameof(q), s);
         check.Shaped(logSumExp, nameof(logSumExp), DType.Float32, n, heads.NumHeads);
-        check.SameShape(dq, nameof(dq), q, nameof(q));
-        check.SameShape(dk, nameof(dk), k, nameof(k));
-        check.SameShape(dv, nameof(dv), v, nameof(v));
+        check.SameShape(dq, nameof(dq), q, nameof(q), s);
+        check.SameShape(dk, nameof(dk), k, nameof(k), s);
+        check.SameShape(dv, nameof(dv), v, nameof(v), s);
         AttentionBackwardCore(dOutput, q, k, v, output, logSumExp, sequences, heads, scale, dq, dk, dv);
     }
 
@@ -327,15 +355,16 @@ public abstract class BackendBase : IBackend
     {
         var check = new OpCheck(nameof(AttentionDecode), this);
         CheckHeads(check, heads, scale);
-        var (b, qWidth) = check.Matrix(q, nameof(q));
+        var s = check.Storage(q, nameof(q));
+        var (b, qWidth) = check.Matrix(q, nameof(q), s);
         check.Require(qWidth == heads.QueryWidth, nameof(q), $"has shape {q.Shape}, expected [{b}, {heads.QueryWidth}] (NumHeads x HeadDim)");
-        check.Usable(keyCache, nameof(keyCache), DType.Float32);
+        check.Usable(keyCache, nameof(keyCache), s);
         check.Require(keyCache.Rank == 3 && keyCache.Shape[2] == heads.KvWidth, nameof(keyCache),
             $"has shape {keyCache.Shape}, expected [slots, maxLength, {heads.KvWidth}] (NumKvHeads x HeadDim)");
-        check.SameShape(valueCache, nameof(valueCache), keyCache, nameof(keyCache));
+        check.SameShape(valueCache, nameof(valueCache), keyCache, nameof(keyCache), s);
         check.Shaped(cacheSlots, nameof(cacheSlots), DType.Int32, b);
         check.Shaped(lengths, nameof(lengths), DType.Int32, b);
-        check.SameShape(output, nameof(output), q, nameof(q));
+        check.SameShape(output, nameof(output), q, nameof(q), s);
         AttentionDecodeCore(q, keyCache, valueCache, cacheSlots, lengths, heads, scale, output);
     }
 
@@ -352,10 +381,11 @@ public abstract class BackendBase : IBackend
     private static int CheckAttentionInputs(OpCheck check, Tensor q, Tensor k, Tensor v, AttentionHeads heads, float scale)
     {
         CheckHeads(check, heads, scale);
-        var (n, qWidth) = check.Matrix(q, nameof(q));
+        var s = check.Storage(q, nameof(q));
+        var (n, qWidth) = check.Matrix(q, nameof(q), s);
         check.Require(qWidth == heads.QueryWidth, nameof(q), $"has shape {q.Shape}, expected [{n}, {heads.QueryWidth}] (NumHeads {heads.NumHeads} x HeadDim {heads.HeadDim})");
-        check.Shaped(k, nameof(k), DType.Float32, n, heads.KvWidth);
-        check.Shaped(v, nameof(v), DType.Float32, n, heads.KvWidth);
+        check.Shaped(k, nameof(k), s, n, heads.KvWidth);
+        check.Shaped(v, nameof(v), s, n, heads.KvWidth);
         return n;
     }
 
@@ -375,9 +405,10 @@ public abstract class BackendBase : IBackend
     public void SwiGluForward(Tensor gate, Tensor up, Tensor output)
     {
         var check = new OpCheck(nameof(SwiGluForward), this);
-        check.Matrix(gate, nameof(gate));
-        check.SameShape(up, nameof(up), gate, nameof(gate));
-        check.SameShape(output, nameof(output), gate, nameof(gate));
+        var s = check.Storage(gate, nameof(gate));
+        check.Matrix(gate, nameof(gate), s);
+        check.SameShape(up, nameof(up), gate, nameof(gate), s);
+        check.SameShape(output, nameof(output), gate, nameof(gate), s);
         SwiGluForwardCore(gate, up, output);
     }
 
@@ -385,11 +416,12 @@ public abstract class BackendBase : IBackend
     public void SwiGluBackward(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp)
     {
         var check = new OpCheck(nameof(SwiGluBackward), this);
-        check.Matrix(gate, nameof(gate));
-        check.SameShape(up, nameof(up), gate, nameof(gate));
-        check.SameShape(dOutput, nameof(dOutput), gate, nameof(gate));
-        check.SameShape(dGate, nameof(dGate), gate, nameof(gate));
-        check.SameShape(dUp, nameof(dUp), gate, nameof(gate));
+        var s = check.Storage(gate, nameof(gate));
+        check.Matrix(gate, nameof(gate), s);
+        check.SameShape(up, nameof(up), gate, nameof(gate), s);
+        check.SameShape(dOutput, nameof(dOutput), gate, nameof(gate), s);
+        check.SameShape(dGate, nameof(dGate), gate, nameof(gate), s);
+        check.SameShape(dUp, nameof(dUp), gate, nameof(gate), s);
         SwiGluBackwardCore(dOutput, gate, up, dGate, dUp);
     }
 
@@ -422,16 +454,17 @@ public abstract class BackendBase : IBackend
         if (dEntropy is not null) check.Shaped(dEntropy, nameof(dEntropy), DType.Float32, n);
         check.Shaped(entropy, nameof(entropy), DType.Float32, n);
         check.Shaped(logSumExp, nameof(logSumExp), DType.Float32, n);
-        check.SameShape(dHidden, nameof(dHidden), hidden, nameof(hidden));
-        check.SameShape(dWeight, nameof(dWeight), weight, nameof(weight));
+        check.SameShape(dHidden, nameof(dHidden), hidden, nameof(hidden), hidden.DType);
+        check.SameShape(dWeight, nameof(dWeight), weight, nameof(weight), DType.Float32);
         check.NoOverlap(hidden, nameof(hidden), dHidden, nameof(dHidden));
         LogProbBackwardCore(dLogProbs, dEntropy, hidden, weight, targets, temperature, entropy, logSumExp, dHidden, dWeight);
     }
 
     private static (int N, int V) CheckLogProbInputs(OpCheck check, Tensor hidden, Tensor weight, Tensor targets, float temperature)
     {
-        var (n, d) = check.Matrix(hidden, nameof(hidden));
-        var (v, wd) = check.Matrix(weight, nameof(weight));
+        var s = check.Storage(hidden, nameof(hidden));
+        var (n, d) = check.Matrix(hidden, nameof(hidden), s);
+        var (v, wd) = check.Matrix(weight, nameof(weight), s);
         check.Require(wd == d, nameof(weight), $"has shape {weight.Shape}, expected [vocab, {d}] (the width of 'hidden')");
         check.Require(v > 0, nameof(weight), "has an empty vocabulary");
         check.Shaped(targets, nameof(targets), DType.Int32, n);
@@ -539,6 +572,11 @@ public abstract class BackendBase : IBackend
             check.SameShape(slot.Gradient, label + ".Gradient", slot.Parameter!, label + ".Parameter");
             check.SameShape(slot.FirstMoment, label + ".FirstMoment", slot.Parameter!, label + ".Parameter");
             check.SameShape(slot.SecondMoment, label + ".SecondMoment", slot.Parameter!, label + ".Parameter");
+            if (slot.WorkingCopy is not null)
+            {
+                check.Storage(slot.WorkingCopy, label + ".WorkingCopy");
+                check.SameShape(slot.WorkingCopy, label + ".WorkingCopy", slot.Parameter!, label + ".Parameter", DType.BFloat16);
+            }
         }
         check.Require(double.IsFinite(options.LearningRate) && options.LearningRate >= 0, "options.LearningRate", $"is {options.LearningRate}, expected a finite non-negative value");
         check.Require(options.Beta1 is >= 0 and < 1, "options.Beta1", $"is {options.Beta1}, expected a value in [0, 1)");

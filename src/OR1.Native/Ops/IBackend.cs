@@ -30,6 +30,13 @@ public interface IBackend : IDisposable
     /// <summary>Human-readable description: device, threads, instruction sets.</summary>
     string Description { get; }
 
+    /// <summary>
+    /// The dtypes this backend stores activations, weights' working copies and KV caches in: Float32 always, and
+    /// BFloat16 on the CUDA-kernel backends (Cuda, Emu). Statistics (log-sum-exp, 1/rms, log-probs), parameter
+    /// gradients, optimizer state and losses are Float32 on every backend; every op computes in fp32.
+    /// </summary>
+    IReadOnlyList<DType> StorageTypes { get; }
+
     /// <summary>Allocates a zero-filled tensor owned by this backend.</summary>
     Tensor Allocate(DType dtype, TensorShape shape, string? name = null);
 
@@ -49,6 +56,12 @@ public interface IBackend : IDisposable
 
     /// <summary>destination = source (same dtype and element count; shapes may differ).</summary>
     void Copy(Tensor source, Tensor destination);
+
+    /// <summary>
+    /// destination = source in destination's dtype, element count equal: Float32 to BFloat16 rounds to nearest even
+    /// (NaN stays NaN), BFloat16 to Float32 is exact, equal dtypes copy.
+    /// </summary>
+    void Convert(Tensor source, Tensor destination);
 
     /// <summary>output = a + b elementwise; output may alias a or b.</summary>
     void Add(Tensor a, Tensor b, Tensor output);

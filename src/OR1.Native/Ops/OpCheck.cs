@@ -28,6 +28,24 @@ internal readonly ref struct OpCheck
         return tensor;
     }
 
+    /// <summary>
+    /// Usable, in one of the backend's storage dtypes (<see cref="IBackend.StorageTypes"/>); returns that dtype, which the
+    /// op's other storage tensors must share.
+    /// </summary>
+    public DType Storage(Tensor? tensor, string argument)
+    {
+        if (tensor is null) throw new ArgumentNullException(argument, $"{_op}: argument '{argument}' is null.");
+        var storage = _backend.StorageTypes;
+        if (tensor.DType is not (DType.Float32 or DType.BFloat16) || !storage.Contains(tensor.DType))
+        {
+            string supported = string.Join(" or ", storage);
+            throw Fail(argument, tensor.DType == DType.BFloat16
+                ? $"has dtype BFloat16, but the {_backend.Kind} backend computes and stores in fp32 only (use precision fp32, or a CUDA backend for bf16)"
+                : $"has dtype {tensor.DType}, expected a storage dtype of this backend ({supported})");
+        }
+        return Usable(tensor, argument, tensor.DType).DType;
+    }
+
     /// <summary>Usable and exactly the given shape.</summary>
     public Tensor Shaped(Tensor? tensor, string argument, DType dtype, params ReadOnlySpan<int> dims)
     {

@@ -94,12 +94,15 @@ public readonly record struct AdamWOptions(
 /// <param name="FirstMoment">Exponential average of gradients, updated in place.</param>
 /// <param name="SecondMoment">Exponential average of squared gradients, updated in place.</param>
 /// <param name="ApplyWeightDecay">False exempts this tensor from weight decay.</param>
+/// <param name="WorkingCopy">Mixed precision: a BFloat16 tensor of the parameter's shape that the forward pass reads;
+/// the step refreshes it from the updated fp32 parameter (round to nearest even) in the same pass. Null: none.</param>
 public readonly record struct AdamWSlot(
     Tensor Parameter,
     Tensor Gradient,
     Tensor FirstMoment,
     Tensor SecondMoment,
-    bool ApplyWeightDecay = true);
+    bool ApplyWeightDecay = true,
+    Tensor? WorkingCopy = null);
 
 /// <summary>How a next token is drawn from logits.</summary>
 /// <param name="Temperature">Logits are divided by it; 0 means greedy (argmax).</param>

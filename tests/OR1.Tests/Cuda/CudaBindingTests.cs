@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using OR1.Native;
 using OR1.Native.Cuda;
 using OR1.Tests.Support;
@@ -118,9 +117,6 @@ public sealed partial class CudaBindingTests
         TensorAssert.Close(c, expected, 1e-6, 1e-6, $"row-major C via the column-major call (ta={transA}, tb={transB})", [m, n]);
     }
 
-    [GeneratedRegex(@"OR1_REGISTER\((\w+)\)")]
-    private static partial Regex RegisteredKernel();
-
     private static string KernelSources => Path.Combine(AppContext.BaseDirectory, "kernels", "src");
 
     public static IEnumerable<TestCaseData> KernelFiles() =>
@@ -146,8 +142,8 @@ public sealed partial class CudaBindingTests
             Assert.Ignore($"NVRTC (libnvrtc.so) is not installed: {e.Message}");
             return;
         }
-        var kernels = RegisteredKernel().Matches(File.ReadAllText(path)).Select(m => m.Groups[1].Value).ToList();
-        Assert.That(kernels, Is.Not.Empty, $"{file} registers its kernels with OR1_REGISTER");
+        var kernels = KernelSourceNames.Exported(File.ReadAllText(path));
+        Assert.That(kernels, Is.Not.Empty, $"{file} registers its kernels (OR1_REGISTER, OR1_STORAGE_KERNELS, OR1_GEMM_KERNEL)");
         foreach (int arch in new[] { 80, 90 })
         {
             string ptx = NvrtcCompiler.CompileFile(path, arch, KernelSources);

@@ -149,7 +149,7 @@ public sealed unsafe class EmuHardwareRulesTests
     [TestCase(80)]
     public void LaunchersOptInBeforeLaunchingAbove48Kb(int arch)
     {
-        string[] kernels = ["attention_forward", "attention_backward_dq", "attention_backward_dkv", "sample_rows"];
+        string[] kernels = ["attention_forward_f32", "attention_backward_dq_f32", "attention_backward_dkv_f32", "sample_rows"];
         foreach (var kernel in kernels) ResetAttribute(kernel);
         using var emu = new EmuBackend { DeviceArchitecture = arch };
         using var cpu = new CpuBackend(threads: 2);
@@ -201,9 +201,9 @@ public sealed unsafe class EmuHardwareRulesTests
             Assert.That(emuTokens, Is.EqualTo(cpuTokens), "sampled tokens");
             Assert.That(emuLogProbs, Is.EqualTo(cpuLogProbs).Within(2e-5f), "sampled log-probs");
 
-            Assert.That(Attribute("attention_forward"), Is.EqualTo((2 * 32 * 161 + 16 * 160 + 128) * 4));
-            Assert.That(Attribute("attention_backward_dq"), Is.EqualTo((2 * 32 * 161 + 2 * 16 * 160 + 128) * 4));
-            Assert.That(Attribute("attention_backward_dkv"), Is.EqualTo((2 * 16 * 161 + 2 * 32 * 161 + 64 + 256) * 4));
+            Assert.That(Attribute("attention_forward_f32"), Is.EqualTo((2 * 32 * 161 + 16 * 160 + 128) * 4));
+            Assert.That(Attribute("attention_backward_dq_f32"), Is.EqualTo((2 * 32 * 161 + 2 * 16 * 160 + 128) * 4));
+            Assert.That(Attribute("attention_backward_dkv_f32"), Is.EqualTo((2 * 16 * 161 + 2 * 32 * 161 + 64 + 256) * 4));
             Assert.That(Attribute("sample_rows"), Is.EqualTo(8192 * 8));
         }
         finally

@@ -56,9 +56,15 @@ public sealed unsafe class EmuSelfTests
     public void RegistryHoldsEveryKernelFamily()
     {
         var names = EmuBackend.KernelNames();
-        foreach (var kernel in new[] { "attention_forward", "attention_backward_dkv", "attention_decode", "rmsnorm_forward", "rope_apply",
-                     "logprob_fold", "sample_rows", "adamw_step", "sumsq_partial", "embedding_backward", "policy_loss_forward", "gemm_f32" })
+        foreach (var kernel in new[] { "attention_forward_f32", "attention_backward_dkv_bf16", "attention_decode_bf16", "rmsnorm_forward_f32",
+                     "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows", "adamw_step", "sumsq_partial",
+                     "embedding_backward_bf16", "policy_loss_forward", "gemm_f32", "gemm_bf16", "gemm_bf16_f32", "convert_f32_bf16", "convert_bf16_f32" })
             Assert.That(names, Does.Contain(kernel));
+        // Every kernel every source exports is in the library (the registration macros and the emulator agree).
+        string sources = Path.Combine(AppContext.BaseDirectory, "kernels", "src");
+        foreach (string file in Directory.EnumerateFiles(sources, "*.cu"))
+            foreach (string kernel in KernelSourceNames.Exported(File.ReadAllText(file)))
+                Assert.That(names, Does.Contain(kernel), $"{Path.GetFileName(file)} exports {kernel}");
     }
 
     [Test]
