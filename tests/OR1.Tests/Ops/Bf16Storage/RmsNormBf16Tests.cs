@@ -1,0 +1,68 @@
+using OR1.Tests.Reference;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Ops.Bf16Storage;
+
+/// <summary>
+/// RMSNorm with bf16 storage (x, weight, y, dy, dx in bf16; 1/rms and dWeight in fp32) against the double reference on
+/// the bf16-rounded inputs. Tolerances: the sums run in fp32, so the error is the final rounding of each output to
+/// bf16 (relative 2^-9) plus fp32 noise: atol 1e-2, rtol 1e-2 for values of order 1; 1/rms and the fp32 dWeight keep
+/// fp32-like tolerances relative to the bf16-rounded dy it sums.
+/// </summary>
+[TestFixtureSource(typeof(Bf16BackendCases), nameof(Bf16BackendCases.All))]
+public sealed class RmsNormBf16Tests(BackendCase backendCase) : OpTestBase(backendCase)
+{
+    [TestCase(1, 1)]
+    [TestCase(3, 7)]
+    [TestCase(17, 1000)]
+    [TestCase(64, 1536)]
+    public void ForwardAndBackwardMatchReference(int rows, int width)
+    {
+        const float eps = 1e-6f;
+        var x = Bf16.Round(TestData.Normal(rows * width, rows + width));
+        var w = Bf16.Round(TestData.Uniform(width, 2, 0.5f, 1.5f));
+        var dy = Bf16.Round(TestData.Uniform(rows * width, 3));
+        var xt = Own(Backend.BFloat16s(x, rows, width));
+        var wt = Own(Backend.BFloat16s(w, width));
+        var y = Own(Backend.PoisonedBFloat16(rows, width));
+        var invRms = Poisoned(rows);
+        Backend.RmsNormForward(xt, wt, eps, y, invRms);
+        var (refY, refInv) = RmsNormReference.Forward(TestData.ToDouble(x), TestData.ToDouble(w), rows, width, eps);
+        TensorAssert.Close(y.ToFloatsWidened(), refY, 1e-2, 1e-2, "bf16 output", [rows, width]);
+        TensorAssert.Close(invRms.ToFloats(), refInv, 1e-5, 1e-5, "invRms (fp32)");
+
+        var dx = Own(Backend.PoisonedBFloat16(rows, width));
+        var dwInit = TestData.Uniform(width, 4);
+        var dw = Floats(dwInit, width);
+        Backend.RmsNormBackward(Own(Backend.BFloat16s(dy, rows, width)), xt, wt, invRms, dx, dw);
+        var refDw = TestData.ToDouble(dwInit);
+        var refDx = RmsNormReference.Backward(TestData.ToDouble(dy), TestData.ToDouble(x), TestData.ToDouble(w), refInv, rows, width, refDw);
+        TensorAssert.Close(dx.ToFloatsWidened(), refDx, 1e-2, 1e-2, "bf16 dx", [rows, width]);
+        TensorAssert.Close(dw.ToFloats(), refDw, 1e-3, 1e-3, "dWeight (fp32, accumulated)");
+    }
+
+    [Test]
+    public void MixedStorageIsRefusedNamingTheArgument()
+    {
+        var x = Own(Backend.BFloat16s(TestData.Normal(12, 1), 3, 4));
+        var w = Floats(TestData.Uniform(4, 2), 4);
+        Assert.That(() => Backend.RmsNormForward(x, w, 1e-6f, Own(Backend.PoisonedBFloat16(3, 4)), Zeros(3)),
+            Throws.ArgumentException.With.Message.Contains("RmsNormForward").And.Message.Contains("'weight'").And.Message.Contains("expected BFloat16"));
+    }
+}
+
+/// <summary>The fp32 backends refuse bf16 storage with a message that says so, before any kernel runs.</summary>
+[TestFixtureSource(typeof(Bf16BackendCases), nameof(Bf16BackendCases.Fp32Only))]
+public sealed class Bf16RefusedTests(BackendCase backendCase) : OpTestBase(backendCase)
+{
+    [Test]
+    public void BFloat16StorageIsAClearError()
+    {
+        Assert.That(Backend.StorageTypes, Is.EqualTo(new[] { OR1.Native.DType.Float32 }));
+        var x = Own(Backend.Allocate(OR1.Native.DType.BFloat16, new OR1.Native.TensorShape(3, 4)));
+        Assert.That(() => Backend.RmsNormForward(x, Zeros(4), 1e-6f, Zeros(3, 4), Zeros(3)),
+            Throws.ArgumentException.With.Message.Contains("RmsNormForward: argument 'x' has dtype BFloat16")
+                .And.Message.Contains("computes and stores in fp32"));
+        Assert.That(() => Backend.Fill(x, 1f), Throws.ArgumentException.With.Message.Contains("Fill"));
+    }
+}
