@@ -3,25 +3,25 @@ using OR1.Native;
 namespace OR1.Model;
 
 /// <summary>What the forward pass of one layer saves for the backward pass.</summary>
-internal sealed class LayerActivations(IBackend backend, Qwen2Config c, int capacity) : IDisposable
+internal sealed class LayerActivations(IBackend backend, Qwen2Config c, int capacity, DType storage) : IDisposable
 {
     /// <summary>Normalised input of the attention block [T, H] and its 1/rms [T].</summary>
-    public Tensor Norm1 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.HiddenSize));
+    public Tensor Norm1 { get; } = backend.Allocate(storage, new TensorShape(capacity, c.HiddenSize));
     public Tensor InvRms1 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity));
     /// <summary>Queries and keys after bias and RoPE, values after bias.</summary>
-    public Tensor Query { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.NumAttentionHeads * c.HeadDim));
-    public Tensor Key { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.NumKeyValueHeads * c.HeadDim));
-    public Tensor Value { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.NumKeyValueHeads * c.HeadDim));
+    public Tensor Query { get; } = backend.Allocate(storage, new TensorShape(capacity, c.NumAttentionHeads * c.HeadDim));
+    public Tensor Key { get; } = backend.Allocate(storage, new TensorShape(capacity, c.NumKeyValueHeads * c.HeadDim));
+    public Tensor Value { get; } = backend.Allocate(storage, new TensorShape(capacity, c.NumKeyValueHeads * c.HeadDim));
     /// <summary>Attention output before o_proj [T, Hq*D] and its log-sum-exp [T, Hq].</summary>
-    public Tensor Attention { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.NumAttentionHeads * c.HeadDim));
+    public Tensor Attention { get; } = backend.Allocate(storage, new TensorShape(capacity, c.NumAttentionHeads * c.HeadDim));
     public Tensor AttentionLse { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.NumAttentionHeads));
     /// <summary>Residual stream after the attention block [T, H].</summary>
-    public Tensor Middle { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.HiddenSize));
-    public Tensor Norm2 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.HiddenSize));
+    public Tensor Middle { get; } = backend.Allocate(storage, new TensorShape(capacity, c.HiddenSize));
+    public Tensor Norm2 { get; } = backend.Allocate(storage, new TensorShape(capacity, c.HiddenSize));
     public Tensor InvRms2 { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity));
-    public Tensor Gate { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
-    public Tensor Up { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
-    public Tensor Activation { get; } = backend.Allocate(DType.Float32, new TensorShape(capacity, c.IntermediateSize));
+    public Tensor Gate { get; } = backend.Allocate(storage, new TensorShape(capacity, c.IntermediateSize));
+    public Tensor Up { get; } = backend.Allocate(storage, new TensorShape(capacity, c.IntermediateSize));
+    public Tensor Activation { get; } = backend.Allocate(storage, new TensorShape(capacity, c.IntermediateSize));
 
     public void Dispose()
     {
@@ -39,19 +39,23 @@ public sealed class Qwen2Activations : IDisposable
 {
     private readonly List<Tensor> _owned = [];
 
-    /// <summary>Allocates buffers for micro-batches of up to <paramref name="capacity"/> tokens.</summary>
-    public Qwen2Activations(IBackend backend, Qwen2Config config, int capacity)
+    /// <summary>
+    /// Allocates buffers for micro-batches of up to <paramref name="capacity"/> tokens; activations and their gradients
+    /// in <paramref name="storage"/> (the model's precision), the saved statistics (1/rms, log-sum-exp) in fp32.
+    /// </summary>
+    public Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Backend = backend;
         Config = config;
         Capacity = capacity;
+        Storage = storage;
         int h = config.HiddenSize;
         Residuals = Enumerable.Range(0, config.NumHiddenLayers + 1).Select(_ => Own(capacity, h)).ToArray();
-        Layers = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LayerActivations(backend, config, capacity)).ToArray();
+        Layers = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LayerActivations(backend, config, capacity, storage)).ToArray();
         FinalNorm = Own(capacity, h);
-        FinalInvRms = Own(capacity);
-        LogProbLse = Own(capacity);
+        FinalInvRms = OwnFloat32(capacity);
+        LogProbLse = OwnFloat32(capacity);
         HiddenScratch = Own(capacity, h);
         GradResidual = Own(capacity, h);
         GradHidden = Own(capacity, h);
@@ -70,6 +74,9 @@ public sealed class Qwen2Activations : IDisposable
 
     /// <summary>Largest micro-batch in tokens.</summary>
     public int Capacity { get; }
+
+    /// <summary>The dtype of the activations and their gradients.</summary>
+    public DType Storage { get; }
 
     /// <summary>Residual stream entering layer l (index l) and leaving the last layer (index L) [T, H].</summary>
     internal Tensor[] Residuals { get; }
@@ -90,9 +97,13 @@ public sealed class Qwen2Activations : IDisposable
     internal Tensor GradKey { get; }
     internal Tensor GradValue { get; }
 
-    private Tensor Own(params int[] shape)
+    private Tensor Own(params int[] shape) => Own(Storage, shape);
+
+    private Tensor OwnFloat32(params int[] shape) => Own(DType.Float32, shape);
+
+    private Tensor Own(DType dtype, int[] shape)
     {
-        var t = Backend.Allocate(DType.Float32, new TensorShape(shape));
+        var t = Backend.Allocate(dtype, new TensorShape(shape));
         _owned.Add(t);
         return t;
     }

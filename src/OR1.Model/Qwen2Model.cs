@@ -11,18 +11,47 @@ namespace OR1.Model;
 /// </summary>
 public sealed class Qwen2Model : IDisposable
 {
-    /// <summary>Creates a zero-initialised model; load weights or call <see cref="Qwen2Weights.InitializeRandom"/>.</summary>
-    public Qwen2Model(IBackend backend, Qwen2Config config)
+    /// <summary>
+    /// Creates a zero-initialised model in <paramref name="precision"/>; load weights or call <see cref="InitializeRandom"/>.
+    /// In bf16 with <paramref name="master"/>, the model also holds fp32 master weights (what training updates; the
+    /// bf16 <see cref="Weights"/> are their working copy); inference needs none.
+    /// </summary>
+    /// <exception cref="ArgumentException">The backend cannot store the precision (the Cpu backend computes in fp32).</exception>
+    public Qwen2Model(IBackend backend, Qwen2Config config, Precision precision = Precision.Fp32, bool master = false)
     {
+        backend.Require(precision);
         Backend = backend;
         Config = config;
-        Weights = new Qwen2Weights(backend, config);
+        Precision = precision;
+        Weights = new Qwen2Weights(backend, config, precision.StorageType());
+        Master = precision == Precision.Bf16 && master ? new Qwen2Weights(backend, config, DType.Float32) : null;
         Heads = new AttentionHeads(config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim);
     }
 
     public IBackend Backend { get; }
     public Qwen2Config Config { get; }
+
+    /// <summary>The precision the forward and backward run in.</summary>
+    public Precision Precision { get; }
+
+    /// <summary>The storage dtype of the weights the forward reads, the activations and the KV cache.</summary>
+    public DType Storage => Weights.DType;
+
+    /// <summary>The weights the forward and backward read (the bf16 working copy in mixed precision).</summary>
     public Qwen2Weights Weights { get; }
+
+    /// <summary>fp32 master weights (bf16 models built for training), or null.</summary>
+    public Qwen2Weights? Master { get; }
+
+    /// <summary>The fp32 parameters that training updates and checkpoints save: the master when there is one, else the weights.</summary>
+    public Qwen2Weights Parameters => Master ?? Weights;
+
+    /// <summary>HF's initialisation (see <see cref="Qwen2Weights.InitializeRandom"/>) of the parameters, and the working copy from them.</summary>
+    public void InitializeRandom(int seed, float std = 0.02f)
+    {
+        Parameters.InitializeRandom(seed, std);
+        if (Master is not null) Weights.CopyFrom(Master);
+    }
 
     /// <summary>The attention geometry of every layer.</summary>
     public AttentionHeads Heads { get; }
@@ -188,5 +217,9 @@ public sealed class Qwen2Model : IDisposable
         return rows;
     }
 
-    public void Dispose() => Weights.Dispose();
+    public void Dispose()
+    {
+        Weights.Dispose();
+        Master?.Dispose();
+    }
 }

@@ -14,7 +14,8 @@ public sealed record Qwen2LayerWeights(
 
 /// <summary>
 /// Every parameter of a Qwen2ForCausalLM on one backend, addressable by its HF checkpoint name, so that
-/// loading and saving is a mapping. The same class holds gradients and optimizer moments (same shapes).
+/// loading and saving is a mapping. The same class holds gradients and optimizer moments (same shapes), and, in one
+/// dtype for all its tensors, the bf16 working copy of mixed precision or the fp32 master.
 /// With tied embeddings <see cref="LmHead"/> is the embedding tensor itself and is listed once.
 /// </summary>
 public sealed class Qwen2Weights : IDisposable
@@ -22,11 +23,12 @@ public sealed class Qwen2Weights : IDisposable
     private readonly List<(string Name, Tensor Tensor)> _named = [];
     private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
 
-    /// <summary>Allocates zero-filled parameters for <paramref name="config"/> on <paramref name="backend"/>.</summary>
-    public Qwen2Weights(IBackend backend, Qwen2Config config)
+    /// <summary>Allocates zero-filled parameters for <paramref name="config"/> on <paramref name="backend"/>, stored as <paramref name="dtype"/>.</summary>
+    public Qwen2Weights(IBackend backend, Qwen2Config config, DType dtype = DType.Float32)
     {
         Backend = backend;
         Config = config;
+        DType = dtype;
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
         int qw = config.NumAttentionHeads * config.HeadDim, kvw = config.NumKeyValueHeads * config.HeadDim;
         Embedding = Add("model.embed_tokens.weight", v, h);
@@ -51,6 +53,9 @@ public sealed class Qwen2Weights : IDisposable
     public IBackend Backend { get; }
 
     public Qwen2Config Config { get; }
+
+    /// <summary>The dtype of every tensor (Float32, or BFloat16 for a mixed-precision working copy).</summary>
+    public DType DType { get; }
 
     /// <summary>model.embed_tokens.weight [vocab, hidden].</summary>
     public Tensor Embedding { get; }
@@ -99,19 +104,48 @@ public sealed class Qwen2Weights : IDisposable
                     data[i] = (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
                 }
             }
-            Backend.Upload<float>(data, tensor);
+            Set(name, data);
         }
     }
 
-    /// <summary>Copies every tensor of <paramref name="source"/> (same config) into this one.</summary>
+    /// <summary>Uploads float values into the tensor <paramref name="name"/>, rounding to bf16 (nearest even) when it stores bf16.</summary>
+    public void Set(string name, ReadOnlySpan<float> values)
+    {
+        var tensor = this[name];
+        if (DType == DType.Float32)
+        {
+            Backend.Upload(values, tensor);
+            return;
+        }
+        var rounded = new BFloat16[values.Length];
+        for (int i = 0; i < values.Length; i++) rounded[i] = (BFloat16)values[i];
+        Backend.Upload<BFloat16>(rounded, tensor);
+    }
+
+    /// <summary>The values of <paramref name="tensor"/> (one of these weights) as floats, widening bf16 exactly.</summary>
+    public float[] ReadFloats(Tensor tensor)
+    {
+        var data = new float[tensor.ElementCount];
+        if (tensor.DType == DType.Float32)
+        {
+            Backend.Download<float>(tensor, data);
+            return data;
+        }
+        var raw = new BFloat16[tensor.ElementCount];
+        Backend.Download<BFloat16>(tensor, raw);
+        for (int i = 0; i < raw.Length; i++) data[i] = (float)raw[i];
+        return data;
+    }
+
+    /// <summary>Copies every tensor of <paramref name="source"/> (same config) into this one, converting dtypes (fp32 master to a bf16 working copy rounds to nearest even).</summary>
     public void CopyFrom(Qwen2Weights source)
     {
-        for (int i = 0; i < _named.Count; i++) Backend.Copy(source._named[i].Tensor, _named[i].Tensor);
+        for (int i = 0; i < _named.Count; i++) Backend.Convert(source._named[i].Tensor, _named[i].Tensor);
     }
 
     private Tensor Add(string name, params int[] shape)
     {
-        var t = Backend.Allocate(DType.Float32, new TensorShape(shape), name);
+        var t = Backend.Allocate(DType, new TensorShape(shape), name);
         _named.Add((name, t));
         _byName[name] = t;
         return t;

@@ -29,14 +29,15 @@ public static class EvalCommand
         var output = new Option<string?>("--output") { Description = "Also write every response with its reward as JSONL" };
         var device = Devices.CreateOption();
         var unsafeNoSandbox = CodeSandboxOption.Create();
-        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, output, device, unsafeNoSandbox };
+        var precision = PrecisionOptions.CreatePrecision();
+        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, output, device, unsafeNoSandbox, precision };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(k), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP)),
-            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox)));
+            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox), r.GetValue(precision)));
         return command;
     }
 
     public static int Run(string modelDir, string dataPath, int k, SamplingOptions sampling, int maxNewTokens, ulong seed, int maxBatch, string? output, string device,
-        bool unsafeNoSandbox = false)
+        bool unsafeNoSandbox = false, Precision? precision = null)
     {
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
@@ -54,7 +55,7 @@ public static class EvalCommand
         Console.Error.WriteLine($"eval: {examples.Count} problems ({report.Summary()})");
 
         using var backend = Devices.Create(device);
-        using var model = ModelLoading.Load(backend, modelDir);
+        using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision));
         var tokenizer = ModelLoading.LoadTokenizer(modelDir, "eval builds chat prompts");
         var encoder = new PromptEncoder(tokenizer);
         int longest = examples.Max(e => encoder.Encode(e).Length);

@@ -28,14 +28,15 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed", DefaultValueFactory = _ => 0UL };
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
         var device = Devices.CreateOption();
-        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, device };
+        var precision = PrecisionOptions.CreatePrecision();
+        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, device, precision };
         command.SetAction(r => Run(new Arguments(r.GetValue(model)!, r.GetValue(prompt), r.GetValue(input), r.GetValue(output), r.GetValue(samples),
-            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!)));
+            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision))));
         return command;
     }
 
     public sealed record Arguments(string Model, string? Prompt, string? Input, string? Output, int Samples, int MaxNewTokens,
-        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device);
+        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null);
 
     public static int Run(Arguments a)
     {
@@ -48,7 +49,7 @@ public static class GenerateCommand
         if (a.Sampling.TopK < 0) throw new CliException($"--top-k is {a.Sampling.TopK}; it must be 0 (off) or positive");
 
         using var backend = Devices.Create(a.Device);
-        using var model = ModelLoading.Load(backend, a.Model);
+        using var model = ModelLoading.Load(backend, a.Model, PrecisionOptions.Resolve(backend, a.Precision));
         var tokenizer = ModelLoading.LoadTokenizer(a.Model, "generate decodes text");
         var prompts = a.Prompt is not null
             ? [tokenizer.Encode(tokenizer.Template.Apply([ChatMessage.User(a.Prompt)], addGenerationPrompt: true)).ToArray()]

@@ -22,18 +22,19 @@ public static class LogProbsCommand
         var temperature = new Option<float>("--temperature") { Description = "Logits are divided by this before the softmax", DefaultValueFactory = _ => 1f };
         var tokenBudget = new Option<int>("--token-budget") { Description = "Tokens per packed forward pass (memory bound)", DefaultValueFactory = _ => 8192 };
         var device = Devices.CreateOption();
-        var command = new Command("logprobs", "Per-token log-probs and entropies of responses under a model") { model, input, output, temperature, tokenBudget, device };
+        var precision = PrecisionOptions.CreatePrecision();
+        var command = new Command("logprobs", "Per-token log-probs and entropies of responses under a model") { model, input, output, temperature, tokenBudget, device, precision };
         command.SetAction(result => Run(result.GetValue(model)!, result.GetValue(input)!, result.GetValue(output)!,
-            result.GetValue(temperature), result.GetValue(tokenBudget), result.GetValue(device)!));
+            result.GetValue(temperature), result.GetValue(tokenBudget), result.GetValue(device)!, result.GetValue(precision)));
         return command;
     }
 
-    public static int Run(string modelDir, string inputPath, string outputPath, float temperature, int tokenBudget, string device)
+    public static int Run(string modelDir, string inputPath, string outputPath, float temperature, int tokenBudget, string device, Precision? precision = null)
     {
         if (!(temperature > 0) || !float.IsFinite(temperature)) throw new CliException($"--temperature is {temperature}; it must be a positive number");
         if (tokenBudget < 1) throw new CliException($"--token-budget is {tokenBudget}; it must be positive");
         using var backend = Devices.Create(device);
-        using var model = ModelLoading.Load(backend, modelDir);
+        using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision));
         var requests = ReadRequests(inputPath, modelDir, model.Config.VocabSize);
 
         var builder = new ResponseBatch.Builder();
@@ -41,7 +42,7 @@ public static class LogProbsCommand
         var batch = builder.Build();
         var results = new (float[] LogProbs, float[] Entropies)[requests.Count];
         var ranges = batch.SplitByTokens(0, batch.SequenceCount, tokenBudget);
-        using var activations = new Qwen2Activations(backend, model.Config, ranges.Count == 0 ? 1 : ranges.Max(r => r.TokenCount));
+        using var activations = new Qwen2Activations(backend, model.Config, ranges.Count == 0 ? 1 : ranges.Max(r => r.TokenCount), model.Storage);
         using var buffers = new MicroBatchBuffers(backend);
         ProgressDisplay.Run("logprobs: lines", update =>
         {

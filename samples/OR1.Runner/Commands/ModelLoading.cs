@@ -9,12 +9,13 @@ namespace OR1.Runner.Commands;
 /// <summary>Opening a model directory for a command, with file problems turned into user-facing errors.</summary>
 internal static class ModelLoading
 {
-    public static Qwen2Model Load(IBackend backend, string modelDir)
+    /// <summary>Loads <paramref name="modelDir"/> in <paramref name="precision"/> (with fp32 master weights when <paramref name="master"/>, for training).</summary>
+    public static Qwen2Model Load(IBackend backend, string modelDir, Precision precision, bool master = false)
     {
         if (!Directory.Exists(modelDir)) throw new CliException($"--model '{modelDir}': directory not found");
         try
         {
-            return Qwen2ModelFiles.Load(backend, modelDir);
+            return Qwen2ModelFiles.Load(backend, modelDir, precision, master);
         }
         catch (ModelFormatException e)
         {

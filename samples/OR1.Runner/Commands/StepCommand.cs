@@ -27,7 +27,10 @@ public static class StepCommand
         var saveGrads = new Option<bool>("--save-grads") { Description = "Also write the clipped gradients, named like the parameters" };
         var oldLogProbs = OldLogProbsOption.Create();
         var device = Devices.CreateOption();
-        var command = new Command("step", "One MAGIC update from a rollouts file") { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, oldLogProbs, device };
+        var precision = PrecisionOptions.CreatePrecision();
+        var saveDType = PrecisionOptions.CreateSaveDType();
+        var command = new Command("step", "One MAGIC update from a rollouts file")
+            { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, oldLogProbs, device, precision, saveDType };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(rollouts)!, r.GetValue(output)!, new MagicOptions
         {
             LearningRate = r.GetValue(lr),
@@ -37,11 +40,12 @@ public static class StepCommand
             MaxGradNorm = r.GetValue(maxGradNorm),
             Temperature = r.GetValue(temperature),
             OldLogProbs = r.GetValue(oldLogProbs) ?? OldLogProbSource.Recompute,
-        }, r.GetValue(saveGrads), r.GetValue(device)!));
+        }, r.GetValue(saveGrads), r.GetValue(device)!, r.GetValue(precision), r.GetValue(saveDType)));
         return command;
     }
 
-    public static int Run(string modelDir, string rolloutsPath, string outputDir, MagicOptions options, bool saveGrads, string device)
+    public static int Run(string modelDir, string rolloutsPath, string outputDir, MagicOptions options, bool saveGrads, string device,
+        Precision? precision = null, Precision? saveDType = null)
     {
         try
         {
@@ -53,7 +57,7 @@ public static class StepCommand
         }
         var samples = ReadRollouts(rolloutsPath);
         using var backend = Devices.Create(device);
-        using var model = ModelLoading.Load(backend, modelDir);
+        using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision), master: true);
         using var trainer = new MagicTrainer(model, options);
         StepMetrics metrics;
         try
@@ -66,7 +70,7 @@ public static class StepCommand
         }
 
         Directory.CreateDirectory(outputDir);
-        Qwen2ModelFiles.Save(model, outputDir);
+        Qwen2ModelFiles.Save(model, outputDir, PrecisionOptions.SaveDType(saveDType, model.Config));
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
         {
             string source = Path.Combine(modelDir, file);

@@ -2,6 +2,7 @@ using System.CommandLine;
 using OR1.Grpo.Data;
 using OR1.Grpo.Rewards;
 using OR1.Grpo.Training;
+using OR1.Model;
 using OR1.Model.Checkpoints;
 using OR1.Runner.Cli;
 
@@ -17,12 +18,18 @@ public static class TrainCommand
         var unsafeNoSandbox = CodeSandboxOption.Create();
         var oldLogProbs = OldLogProbsOption.Create();
         oldLogProbs.Description += "; overrides the config's old_logprobs";
-        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs };
-        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs)));
+        var precision = PrecisionOptions.CreatePrecision();
+        precision.Description += "; overrides the config's precision";
+        var saveDType = PrecisionOptions.CreateSaveDType();
+        saveDType.Description += "; overrides the config's save_dtype";
+        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType };
+        command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs),
+            r.GetValue(precision), r.GetValue(saveDType)));
         return command;
     }
 
-    public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null)
+    public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null,
+        Precision? precision = null, Precision? saveDType = null)
     {
         TrainingConfig config;
         try
@@ -34,6 +41,8 @@ public static class TrainCommand
             throw new CliException(e.Message, e);
         }
         if (oldLogProbs is { } source) config = config with { OldLogprobs = source };
+        if (precision is { } p) config = config with { Precision = p };
+        if (saveDType is { } d) config = config with { SaveDtype = d };
         string? checkpoint = null;
         if (resume is not null)
         {

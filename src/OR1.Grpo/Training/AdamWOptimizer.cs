@@ -7,6 +7,8 @@ namespace OR1.Grpo.Training;
 /// The optimizer piece both trainers share: gradient buffers (parameter gradients accumulate over micro-batches),
 /// AdamW moments, the step count for bias correction, and one step = global L2 norm, clip factor
 /// min(1, max_norm / (norm + 1e-6)), AdamW with that factor on the gradient (torch's clip_grad_norm_ + AdamW).
+/// Everything here is fp32. In mixed precision it updates the model's fp32 master and, in the same pass, refreshes
+/// the bf16 working copy the forward reads (round to nearest even).
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
@@ -14,13 +16,19 @@ public sealed class AdamWOptimizer : IDisposable
     private readonly AdamWSlot[] _slots;
     private readonly Tensor[] _gradientTensors;
 
+    /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
     public AdamWOptimizer(Qwen2Model model)
     {
+        if (model.Parameters.DType != DType.Float32)
+            throw new ArgumentException("a bf16 model needs fp32 master weights to train; create or load it with master weights", nameof(model));
         _backend = model.Backend;
         Gradients = new Qwen2Weights(_backend, model.Config);
         FirstMoment = new Qwen2Weights(_backend, model.Config);
         SecondMoment = new Qwen2Weights(_backend, model.Config);
-        _slots = model.Weights.Named.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor)).ToArray();
+        var parameters = model.Parameters.Named;
+        var working = model.Master is null ? null : model.Weights.Named;
+        _slots = parameters.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor,
+            WorkingCopy: working?[i].Tensor)).ToArray();
         _gradientTensors = _slots.Select(s => s.Gradient).ToArray();
     }
 

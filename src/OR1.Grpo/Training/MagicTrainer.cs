@@ -356,7 +356,7 @@ public sealed class MagicTrainer : IDisposable
         if (arena is null || arena.Capacity < tokens)
         {
             arena?.Dispose();
-            arena = new Qwen2Activations(_backend, config, Math.Max(tokens, Math.Min(Options.MicroBatchTokens, 1 << 16)));
+            arena = new Qwen2Activations(_backend, config, Math.Max(tokens, Math.Min(Options.MicroBatchTokens, 1 << 16)), _policy.Storage);
         }
         return arena;
     }

@@ -64,7 +64,7 @@ public sealed class SupervisedTrainer : IDisposable
         if (_activations is null || _activations.Capacity < n)
         {
             _activations?.Dispose();
-            _activations = new Qwen2Activations(_backend, _model.Config, n);
+            _activations = new Qwen2Activations(_backend, _model.Config, n, _model.Storage);
         }
         _model.Forward(micro.Packed, _activations);
         _model.LogProbs(_activations, micro.Targets, 1f, micro.LogProbs, micro.Entropy);

@@ -28,6 +28,10 @@ public sealed record TrainingConfig
     public string OutputDir { get; init; } = "";
     public ulong Seed { get; init; } = 1;
     public string Device { get; init; } = "cpu";
+    /// <summary>fp32 or bf16 (mixed precision); null: bf16 on the CUDA kernels (cuda, emu), fp32 on cpu and ilgpu.</summary>
+    public OR1.Model.Precision? Precision { get; init; }
+    /// <summary>Dtype of saved checkpoints, fp32 or bf16; null: that of the starting checkpoint.</summary>
+    public OR1.Model.Precision? SaveDtype { get; init; }
     public IReadOnlyList<StageConfig> Stages { get; init; } = [];
 
     /// <summary>Offline difficulty filter: keep rows with 1 &lt;= model_difficulty[this] &lt;= 15; null disables.</summary>

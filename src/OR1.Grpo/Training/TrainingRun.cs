@@ -31,6 +31,7 @@ public sealed class TrainingRun : IDisposable
     private readonly RolloutCollector _collector;
     private readonly CheckpointStore _checkpoints;
     private readonly TextWriter _log;
+    private readonly OR1.Model.Checkpoints.SafetensorsDType _saveDType;
     private TrainerState _state = new();
     private PromptSampler? _sampler;
 
@@ -54,7 +55,8 @@ public sealed class TrainingRun : IDisposable
         if (train.Count == 0) throw new ArgumentException("no training examples are left after loading and filtering", nameof(train));
         if (config.KlCoef > 0)
         {
-            _reference = new Qwen2Model(policy.Backend, policy.Config);
+            // A frozen copy of the initial policy in the policy's precision (no master: it is never trained).
+            _reference = new Qwen2Model(policy.Backend, policy.Config, policy.Precision);
             _reference.Weights.CopyFrom(policy.Weights);
         }
         _trainer = new MagicTrainer(policy, config.MagicOptions(config.Stages[0]), _reference);
@@ -64,6 +66,8 @@ public sealed class TrainingRun : IDisposable
         _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse);
         _collector = new RolloutCollector(_generator, encoder, rewards, PromptEncoder.StopTokens(encoder.Tokenizer, policy.Config.EosTokenIds));
         _checkpoints = new CheckpointStore(config.OutputDir, config.KeepCheckpoints);
+        // Checkpoints in the dtype asked for, else the starting checkpoint's (a bf16 model stays bf16 on disk).
+        _saveDType = config.SaveDtype is { } saveAs ? saveAs.SafetensorsDType() : Qwen2ModelFiles.CheckpointDType(policy.Config);
         Directory.CreateDirectory(config.OutputDir);
     }
 
@@ -225,7 +229,7 @@ public sealed class TrainingRun : IDisposable
         var state = _state with { Sampler = _sampler?.SaveState() };
         string path = _checkpoints.Save(state.GlobalStep, dir =>
         {
-            Qwen2ModelFiles.Save(_policy, dir);
+            Qwen2ModelFiles.Save(_policy, dir, _saveDType);
             foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             {
                 string source = Path.Combine(_tokenizerDir, file);

@@ -42,7 +42,10 @@ public static class TrainingSetup
         try
         {
             string weightsDir = resumeCheckpoint ?? config.Model;
-            model = Qwen2ModelFiles.Load(backend, weightsDir);
+            var precision = config.Precision ?? PrecisionInfo.DefaultFor(backend);
+            if (!backend.StorageTypes.Contains(precision.StorageType()))
+                throw new TrainingConfigException("the config", $"\"precision\" is {precision.Name()}, but the {backend.Kind} backend (device '{config.Device}') computes in fp32; use precision fp32");
+            model = Qwen2ModelFiles.Load(backend, weightsDir, precision, master: true);
             var tokenizer = Qwen2Tokenizer.Load(config.Model);
             var router = new RewardRouter(verifiers, new RewardOptions(config.ZeroRewardForTruncated));
             var encoder = new PromptEncoder(tokenizer);

@@ -5,11 +5,11 @@ namespace OR1.Model.Generation;
 /// <summary>
 /// Keys and values of every layer for a fixed number of sequence slots, each up to a maximum length:
 /// per layer [slots, maxLength, kvHeads * headDim]. Slot s, position p lives in row s * maxLength + p of
-/// the flattened view, which is how prefill and decode write into it (ScatterRows).
+/// the flattened view, which is how prefill and decode write into it (ScatterRows). Stored in the model's precision.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
-    public KvCache(IBackend backend, Qwen2Config config, int slots, int maxLength)
+    public KvCache(IBackend backend, Qwen2Config config, int slots, int maxLength, DType storage = DType.Float32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
@@ -20,8 +20,8 @@ public sealed class KvCache : IDisposable
         Values = new Tensor[config.NumHiddenLayers];
         for (int l = 0; l < Keys.Length; l++)
         {
-            Keys[l] = backend.Allocate(DType.Float32, new TensorShape(slots, maxLength, width), $"kv cache keys {l}");
-            Values[l] = backend.Allocate(DType.Float32, new TensorShape(slots, maxLength, width), $"kv cache values {l}");
+            Keys[l] = backend.Allocate(storage, new TensorShape(slots, maxLength, width), $"kv cache keys {l}");
+            Values[l] = backend.Allocate(storage, new TensorShape(slots, maxLength, width), $"kv cache values {l}");
         }
         Width = width;
     }

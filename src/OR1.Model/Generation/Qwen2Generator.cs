@@ -25,8 +25,8 @@ public sealed class Qwen2Generator : IDisposable
         MaxBatch = maxBatch;
         MaxLength = maxLength;
         var c = model.Config;
-        _cache = new KvCache(_backend, c, maxBatch, maxLength);
-        _decode = new Qwen2Activations(_backend, c, maxBatch);
+        _cache = new KvCache(_backend, c, maxBatch, maxLength, model.Storage);
+        _decode = new Qwen2Activations(_backend, c, maxBatch, model.Storage);
         _tokens = Ints(maxBatch);
         _positions = Ints(maxBatch);
         _slots = Ints(maxBatch);
@@ -36,7 +36,7 @@ public sealed class Qwen2Generator : IDisposable
         _lastRows = Ints(maxBatch);
         _sampledLogProbs = _backend.Allocate(DType.Float32, new TensorShape(maxBatch));
         _logits = _backend.Allocate(DType.Float32, new TensorShape(maxBatch, c.VocabSize));
-        _lastHidden = _backend.Allocate(DType.Float32, new TensorShape(maxBatch, c.HiddenSize));
+        _lastHidden = _backend.Allocate(model.Storage, new TensorShape(maxBatch, c.HiddenSize));
     }
 
     public int MaxBatch { get; }
@@ -107,7 +107,7 @@ public sealed class Qwen2Generator : IDisposable
         if (_prefill is null || _prefill.Capacity < total)
         {
             _prefill?.Dispose();
-            _prefill = new Qwen2Activations(_backend, c, total);
+            _prefill = new Qwen2Activations(_backend, c, total, _model.Storage);
         }
         var cacheRows = new int[total];
         var lastRows = new int[b];

@@ -37,7 +37,7 @@ public static class TinyModels
             float[] data = name.EndsWith("norm.weight", StringComparison.Ordinal)
                 ? TestData.Normal(n, seed + i, 1f, 0.2f)
                 : name.EndsWith(".bias", StringComparison.Ordinal) ? TestData.Normal(n, seed + i, 0f, 0.1f) : TestData.Normal(n, seed + i, 0f, 0.3f);
-            weights.Backend.Upload<float>(data, tensor);
+            weights.Set(name, data);
             values[name] = data;
             i++;
         }
