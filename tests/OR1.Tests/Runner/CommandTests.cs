@@ -102,6 +102,29 @@ public sealed class CommandTests
     }
 
     [Test]
+    public void LogProbsWithPrecisionBf16OnEmuTrackTheFp32Values_AndCpuRefusesBf16()
+    {
+        int[] prompt = [TinyTokenizerFiles.BeginOfSentenceId, 5, 77, 250], response = [9, 100, 299, TinyTokenizerFiles.EndOfSentenceId];
+        File.WriteAllLines(Work("bf16-in.jsonl"), [JsonSerializer.Serialize(new { prompt_tokens = prompt, response_tokens = response })]);
+        var refused = Assert.Throws<CliException>(() => LogProbsCommand.Run(_files.Directory, Work("bf16-in.jsonl"), Work("bf16-cpu.jsonl"), 1f, 8192, "cpu", Precision.Bf16))!;
+        Assert.That(refused.Message, Does.Contain("--precision bf16").And.Contain("the Cpu backend computes in fp32; use --precision fp32"));
+        Assert.That(File.Exists(Work("bf16-cpu.jsonl")), Is.False);
+        try
+        {
+            Assert.That(LogProbsCommand.Run(_files.Directory, Work("bf16-in.jsonl"), Work("bf16-emu.jsonl"), 1f, 8192, "emu", Precision.Bf16), Is.Zero);
+        }
+        catch (CliException e) when (e.Message.Contains("libor1_emu", StringComparison.Ordinal) && Environment.GetEnvironmentVariable("OR1_REQUIRE_EMU") != "1")
+        {
+            Assert.Ignore(e.Message);
+        }
+        var (expectedLp, expectedEnt) = Expected(_weights, prompt, response, 1f);
+        var output = ReadOutput(Work("bf16-emu.jsonl")).Single();
+        // bf16 weights and activations: within the whole-model bf16 bounds of MixedPrecisionTests, not fp32's.
+        TensorAssert.Close(output.LogProbs, expectedLp, 0.1, 0.05, "bf16 log-probs on emu vs the fp32 model");
+        TensorAssert.Close(output.Entropies, expectedEnt, 0.1, 0.05, "bf16 entropies on emu vs the fp32 model");
+    }
+
+    [Test]
     public void LogProbsOnAnHfCompatibleBf16CheckpointMatchesTheModel()
     {
         if (!PythonAvailable()) Assert.Ignore("python3 is not on this machine; the independent HF-style writer cannot run");
