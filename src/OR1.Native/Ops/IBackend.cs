@@ -51,7 +51,7 @@ public interface IBackend : IDisposable
 
     // ---------------------------------------------------------------- elementwise and data movement
 
-    /// <summary>Sets every element of a Float32 tensor to <paramref name="value"/>.</summary>
+    /// <summary>Sets every element of a storage-dtype tensor (Float32, or BFloat16 where the backend stores it) to <paramref name="value"/>, rounded once.</summary>
     void Fill(Tensor x, float value);
 
     /// <summary>destination = source (same dtype and element count; shapes may differ).</summary>
