@@ -377,20 +377,31 @@ OR1_STORAGE_KERNELS(attention_backward_dkv,
                     (dOut, q, k, v, lse, Di, offsets, dk, dv, numHeads, numKvHeads, headDim, scale))
 
 /// One query row per batch entry against its KV cache slot: positions [0, lengths[b]).
-/// Slots and lengths were checked by the launcher. Launch: grid (numHeads, batch), block 32,
-/// dynamic shared (D + 32) floats.
+/// A slot outside [0, slots) (check id `check`) or a length outside [1, maxLength] (id check + 1) is reported to
+/// the error record (common.cuh) and the row's output zeroed, without touching the cache.
+/// Launch: grid (numHeads, batch), block 32, dynamic shared (D + 32) floats.
 template <typename S>
 static __device__ __forceinline__ void attention_decode(const S* __restrict__ q, const S* __restrict__ keyCache,
                                  const S* __restrict__ valueCache, const int* __restrict__ cacheSlots,
                                  const int* __restrict__ lengths, S* __restrict__ out, int maxLength,
-                                 int numHeads, int numKvHeads, int headDim, float scale) {
+                                 int numHeads, int numKvHeads, int headDim, float scale, int slots,
+                                 unsigned long long* errors, unsigned check) {
     int h = blockIdx.x, b = blockIdx.y, lane = threadIdx.x;
     int D = headDim, dpl = (D + 31) / 32;
     int hk = h / (numHeads / numKvHeads);
     long long qStride = static_cast<long long>(numHeads) * D, kvStride = static_cast<long long>(numKvHeads) * D;
-    int length = lengths[b];
-    const S* kBase = keyCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
-    const S* vBase = valueCache + static_cast<long long>(cacheSlots[b]) * maxLength * kvStride + hk * D;
+    int length = lengths[b], slot = cacheSlots[b];
+    bool reporter = h == 0 && lane == 0;
+    bool slotOk = slot >= 0 && slot < slots, lengthOk = length >= 1 && length <= maxLength;
+    if (!slotOk || !lengthOk) {
+        // Uniform across the block (one warp), so returning early leaves no lane behind a barrier.
+        if (reporter && !slotOk) report_bad_index(errors, check, b, slot);
+        if (reporter && !lengthOk) report_bad_index(errors, check + 1, b, length);
+        for (int d = lane; d < D; d += 32) out[b * qStride + h * D + d] = from_f32<S>(0.0f);
+        return;
+    }
+    const S* kBase = keyCache + static_cast<long long>(slot) * maxLength * kvStride + hk * D;
+    const S* vBase = valueCache + static_cast<long long>(slot) * maxLength * kvStride + hk * D;
 
     OR1_DYNAMIC_SHARED(float, smem);
     float* qs = smem;     // [D], pre-scaled
@@ -436,5 +447,5 @@ static __device__ __forceinline__ void attention_decode(const S* __restrict__ q,
     }
 }
 OR1_STORAGE_KERNELS(attention_decode,
-                    (const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, int maxLength, int numHeads, int numKvHeads, int headDim, float scale),
-                    (q, keyCache, valueCache, cacheSlots, lengths, out, maxLength, numHeads, numKvHeads, headDim, scale))
+                    (const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, int maxLength, int numHeads, int numKvHeads, int headDim, float scale, int slots, unsigned long long* errors, unsigned check),
+                    (q, keyCache, valueCache, cacheSlots, lengths, out, maxLength, numHeads, numKvHeads, headDim, scale, slots, errors, check))

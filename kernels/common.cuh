@@ -156,3 +156,27 @@ static __device__ __forceinline__ float block_max(float v, float* scratch) {
 #define OR1_GRID_STRIDE(i, n)                                                                       \
     for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);      \
          i += static_cast<long long>(blockDim.x) * gridDim.x)
+
+// ------------------------------------------------------------------ device-side argument checks
+//
+// Values only the device holds (token ids, targets, row indices, cache slots and lengths) are checked by the
+// kernels that index memory with them: a bad one is skipped (never dereferenced) and reported here, and the host
+// reads the record at its next synchronisation, so no op waits for the host (src/OR1.Native/Kernels/DeviceErrors.cs
+// turns the record into the op's ArgumentException). The record is OR1_CHECK_RING + 1 words: word 0 is the
+// smallest failing check id (the host numbers checks in issue order, so the first failing op wins), word
+// 1 + id % OR1_CHECK_RING holds that check's smallest failing position (high half) with its value (low half).
+// Both are atomicMin, so the report is the same whatever order the threads run in.
+#define OR1_CHECK_RING 8192
+
+static __device__ __forceinline__ void report_bad_index(unsigned long long* record, unsigned check, long long position, int value) {
+    atomicMin(record, static_cast<unsigned long long>(check));
+    atomicMin(record + 1 + check % OR1_CHECK_RING,
+              (static_cast<unsigned long long>(static_cast<unsigned>(position)) << 32) | static_cast<unsigned>(value));
+}
+
+/// True when lo <= v < hi; otherwise reports (check, position, v) and returns false.
+static __device__ __forceinline__ bool index_ok(int v, int lo, int hi, unsigned long long* record, unsigned check, long long position) {
+    if (v >= lo && v < hi) return true;
+    report_bad_index(record, check, position, v);
+    return false;
+}

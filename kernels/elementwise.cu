@@ -58,47 +58,45 @@ OR1_KERNEL void convert_bf16_f32(const bf16* __restrict__ src, float* __restrict
 }
 OR1_REGISTER(convert_bf16_f32)
 
-/// dst[i, :] = src[idx[i], :] for rows of rowBytes bytes (any dtype). Indices were checked by
-/// check_indices first. Launch: grid over rows (grid-stride), block copies a row in 4-byte words
-/// when rowBytes allows.
+/// Copies one row of rowBytes bytes, in 4-byte words when rowBytes allows (our buffers are 64-byte aligned).
+static __device__ __forceinline__ void copy_row(const unsigned char* __restrict__ from, unsigned char* __restrict__ to, long long rowBytes) {
+    if (rowBytes % 4 == 0) {
+        for (long long w = threadIdx.x; w < rowBytes / 4; w += blockDim.x)
+            reinterpret_cast<unsigned int*>(to)[w] = reinterpret_cast<const unsigned int*>(from)[w];
+    } else {
+        for (long long b = threadIdx.x; b < rowBytes; b += blockDim.x) to[b] = from[b];
+    }
+}
+
+/// dst[i, :] = src[idx[i], :] for rows of rowBytes bytes (any dtype), idx[i] in [0, rows). An index outside is
+/// reported to the error record (check id `check`, see common.cuh) and its row of dst left as it was.
+/// Launch: grid over rows (grid-stride), one block per row.
 OR1_KERNEL void gather_rows(const unsigned char* __restrict__ src, const int* __restrict__ idx,
-                            unsigned char* __restrict__ dst, int count, long long rowBytes) {
+                            unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
+                            unsigned long long* errors, unsigned check) {
     for (int i = blockIdx.x; i < count; i += gridDim.x) {
-        const unsigned char* from = src + static_cast<long long>(idx[i]) * rowBytes;
-        unsigned char* to = dst + static_cast<long long>(i) * rowBytes;
-        if (rowBytes % 4 == 0) {
-            for (long long w = threadIdx.x; w < rowBytes / 4; w += blockDim.x)
-                reinterpret_cast<unsigned int*>(to)[w] = reinterpret_cast<const unsigned int*>(from)[w];
-        } else {
-            for (long long b = threadIdx.x; b < rowBytes; b += blockDim.x) to[b] = from[b];
+        int r = idx[i];
+        if (r < 0 || r >= rows) {
+            if (threadIdx.x == 0) report_bad_index(errors, check, i, r);
+            continue;
         }
+        copy_row(src + static_cast<long long>(r) * rowBytes, dst + static_cast<long long>(i) * rowBytes, rowBytes);
     }
 }
 OR1_REGISTER(gather_rows)
 
-/// dst[idx[i], :] = src[i, :]; indices are distinct (contract), so rows never collide.
+/// dst[idx[i], :] = src[i, :]; indices are distinct (contract), so rows never collide. An index outside
+/// [0, rows) is reported and its row skipped. Launch: as gather_rows.
 OR1_KERNEL void scatter_rows(const unsigned char* __restrict__ src, const int* __restrict__ idx,
-                             unsigned char* __restrict__ dst, int count, long long rowBytes) {
+                             unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
+                             unsigned long long* errors, unsigned check) {
     for (int i = blockIdx.x; i < count; i += gridDim.x) {
-        const unsigned char* from = src + static_cast<long long>(i) * rowBytes;
-        unsigned char* to = dst + static_cast<long long>(idx[i]) * rowBytes;
-        if (rowBytes % 4 == 0) {
-            for (long long w = threadIdx.x; w < rowBytes / 4; w += blockDim.x)
-                reinterpret_cast<unsigned int*>(to)[w] = reinterpret_cast<const unsigned int*>(from)[w];
-        } else {
-            for (long long b = threadIdx.x; b < rowBytes; b += blockDim.x) to[b] = from[b];
+        int r = idx[i];
+        if (r < 0 || r >= rows) {
+            if (threadIdx.x == 0) report_bad_index(errors, check, i, r);
+            continue;
         }
+        copy_row(src + static_cast<long long>(i) * rowBytes, dst + static_cast<long long>(r) * rowBytes, rowBytes);
     }
 }
 OR1_REGISTER(scatter_rows)
-
-/// firstBad = min(firstBad, i) over i with idx[i] outside [lo, hi). The launchers run this before a
-/// kernel that indexes memory with idx, read firstBad back and raise the contract's ArgumentException,
-/// so a bad id never reaches a kernel (firstBad must be preset to count).
-OR1_KERNEL void check_indices(const int* __restrict__ idx, int count, int lo, int hi, int* firstBad) {
-    OR1_GRID_STRIDE(i, count) {
-        int v = idx[i];
-        if (v < lo || v >= hi) atomicMin(firstBad, static_cast<int>(i));
-    }
-}
-OR1_REGISTER(check_indices)

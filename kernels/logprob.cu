@@ -21,11 +21,13 @@ OR1_KERNEL void logprob_init(float* __restrict__ m, float* __restrict__ s, float
 OR1_REGISTER(logprob_init)
 
 /// Folds a tile of logits (rows [rowStart, rowStart + tileRows), vocabulary [chunkStart, chunkStart +
-/// cols)) into the running statistics and captures the target logits it contains.
+/// cols)) into the running statistics and captures the target logits it contains. A target outside
+/// [0, vocab) is reported to the error record (common.cuh) by the first chunk and its log-prob made NaN.
 /// Launch: one block per tile row (grid = tileRows), blockDim a multiple of 32.
 OR1_KERNEL void logprob_fold(const float* __restrict__ logits, int ldLogits, int tileRows, int cols, int chunkStart,
                              int rowStart, const int* __restrict__ targets, float* __restrict__ m, float* __restrict__ s,
-                             float* __restrict__ u, float* __restrict__ targetLogits) {
+                             float* __restrict__ u, float* __restrict__ targetLogits, int vocab,
+                             unsigned long long* errors, unsigned check) {
     __shared__ float scratch[32];
     int r = blockIdx.x;
     if (r >= tileRows) return;
@@ -60,6 +62,7 @@ OR1_KERNEL void logprob_fold(const float* __restrict__ logits, int ldLogits, int
         u[n] = uNew + eu;
         int t = targets[n];
         if (t >= chunkStart && t < chunkStart + cols) targetLogits[n] = z[t - chunkStart];
+        if (chunkStart == 0 && !index_ok(t, 0, vocab, errors, check, n)) targetLogits[n] = __int_as_float(0x7fc00000);
     }
 }
 OR1_REGISTER(logprob_fold)
@@ -81,12 +84,14 @@ OR1_REGISTER(logprob_finalize)
 /// Turns a tile of logits z into dz (written to dz, which may be the tile itself when S is float):
 /// dz_j = -p_j (dH z_j + dlogp + dH (H - lse)) + dlogp [j = target], p_j = e^(z_j - lse).
 /// With bf16 storage dz is rounded to bf16 for the two GEMMs that follow (cuBLAS takes A and B of one type).
-/// dEntropy may be null (no entropy gradient). Launch: one block per tile row.
+/// dEntropy may be null (no entropy gradient). A target outside [0, vocab) is reported (first chunk) and gets
+/// no +dlogp term. Launch: one block per tile row.
 template <typename S>
 static __device__ __forceinline__ void logprob_grad(const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart,
                                                     int rowStart, const int* __restrict__ targets, const float* __restrict__ dLogProbs,
                                                     const float* __restrict__ dEntropy, const float* __restrict__ entropy,
-                                                    const float* __restrict__ logSumExp) {
+                                                    const float* __restrict__ logSumExp, int vocab, unsigned long long* errors,
+                                                    unsigned check) {
     int r = blockIdx.x;
     if (r >= tileRows) return;
     int n = rowStart + r;
@@ -96,7 +101,9 @@ static __device__ __forceinline__ void logprob_grad(const float* logits, int ldL
     float dh = dEntropy ? dEntropy[n] : 0.f;
     float lse = logSumExp[n];
     float shift = dlp + dh * (entropy[n] - lse);
-    int t = targets[n] - chunkStart;
+    int target = targets[n];
+    if (chunkStart == 0 && threadIdx.x == 0) index_ok(target, 0, vocab, errors, check, n);
+    int t = target - chunkStart; // outside [0, cols) when the target is in another chunk (or bad: then no chunk)
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {
         float zc = z[c];
         float p = expf(zc - lse);
@@ -108,5 +115,7 @@ static __device__ __forceinline__ void logprob_grad(const float* logits, int ldL
 OR1_STORAGE_KERNELS(logprob_grad,
                     (const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart, int rowStart,
                      const int* __restrict__ targets, const float* __restrict__ dLogProbs, const float* __restrict__ dEntropy,
-                     const float* __restrict__ entropy, const float* __restrict__ logSumExp),
-                    (logits, ldLogits, dz, tileRows, cols, chunkStart, rowStart, targets, dLogProbs, dEntropy, entropy, logSumExp))
+                     const float* __restrict__ entropy, const float* __restrict__ logSumExp, int vocab,
+                     unsigned long long* errors, unsigned check),
+                    (logits, ldLogits, dz, tileRows, cols, chunkStart, rowStart, targets, dLogProbs, dEntropy, entropy, logSumExp, vocab,
+                     errors, check))

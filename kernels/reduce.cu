@@ -1,20 +1,83 @@
-// reduce.cu — sum of squares for the global gradient norm: per-block partials in double over a fixed
-// partition, then one block adds the partials in order. Deterministic for a fixed launch shape.
-// Reference: src/OR1.Native/Cpu/Reduce.cs.
+// reduce.cu — sum of squares for the global gradient norm over every gradient tensor in two launches (apex's
+// multi_tensor_apply: one launch over a device table of tensors, so the launch count does not grow with the
+// model's tensor count): per-block partials in double over a fixed chunk partition, then one block adds the
+// partials in order. Deterministic for a fixed launch shape. Reference: src/OR1.Native/Cpu/Reduce.cs.
 #include "common.cuh"
 
-/// partials[blockIdx.x] = sum over the block's grid-stride share of x^2. Launch: any grid, block multiple of 32.
-OR1_KERNEL void sumsq_partial(const float* __restrict__ x, long long n, double* __restrict__ partials) {
+/// One tensor of a global norm: 3 fields of 8 bytes, written by the launcher into a device table. Tensors with no
+/// elements are left out of the table, so every entry owns at least one chunk.
+struct SumsqTensor {
+    const float* x;       // fp32: parameter gradients are fp32 masters in every precision
+    long long count;
+    long long firstChunk; // index of this tensor's first chunk among all chunks of the launch
+};
+
+#define SUMSQ_CHUNK 16384 // elements: a multiple of 4, so every chunk of a tensor has the tensor's 16-byte alignment
+#define SUMSQ_THREADS 256
+
+/// x^2 in double: a float's square is exact there, so only the additions round.
+static __device__ __forceinline__ double sumsq_square(float v) {
+    double d = v;
+    return d * d;
+}
+
+static __device__ __forceinline__ double sumsq_square4(float4 q) {
+    return (sumsq_square(q.x) + sumsq_square(q.y)) + (sumsq_square(q.z) + sumsq_square(q.w));
+}
+
+/// This thread's share of the sum of squares of p[0 .. n), n <= SUMSQ_CHUNK, in a fixed order. Slices may start on any
+/// float, so the elements before the first 16-byte boundary are read one by one, then float4s, then the remainder.
+/// __ldg: the pointers come from the table, so without it the loads would be generic rather than global.
+static __device__ __forceinline__ double sumsq_chunk(const float* __restrict__ p, int n) {
+    int tid = threadIdx.x, threads = blockDim.x;
+    unsigned misaligned = static_cast<unsigned>(reinterpret_cast<unsigned long long>(p)) & 15u;
+    int head = min(n, static_cast<int>(((16u - misaligned) & 15u) >> 2));
+    int vectors = (n - head) >> 2;
+    int tail = head + vectors * 4;
+    const float4* v = reinterpret_cast<const float4*>(p + head);
+    double sum = 0.0;
+    if (tid < head) sum += sumsq_square(__ldg(p + tid));
+    // Four loads in flight before the first use (the compiler does not hoist __ldg across the adds); the sum
+    // order is that of the plain loop either way.
+    int i = tid;
+    for (; i + 3 * threads < vectors; i += 4 * threads) {
+        float4 q0 = __ldg(v + i), q1 = __ldg(v + i + threads), q2 = __ldg(v + i + 2 * threads), q3 = __ldg(v + i + 3 * threads);
+        sum += sumsq_square4(q0);
+        sum += sumsq_square4(q1);
+        sum += sumsq_square4(q2);
+        sum += sumsq_square4(q3);
+    }
+    for (; i < vectors; i += threads) sum += sumsq_square4(__ldg(v + i));
+    if (tail + tid < n) sum += sumsq_square(__ldg(p + tail + tid));
+    return sum;
+}
+
+/// partials[blockIdx.x] = sum of x^2 over chunks blockIdx.x, blockIdx.x + gridDim.x, ... of the flattened tensor list
+/// (chunks of SUMSQ_CHUNK elements, per tensor, in table order). Deterministic: the chunk -> block assignment depends
+/// only on the grid, each thread adds its elements in a fixed order and block_sum_d's order is fixed, so the same
+/// tensors and grid give bit-identical partials on every run.
+/// Launch: grid = min(total chunks, any cap) blocks (at least one), block = SUMSQ_THREADS (a multiple of 32 up to it).
+OR1_KERNEL void __launch_bounds__(SUMSQ_THREADS)
+sumsq_multi(const SumsqTensor* __restrict__ tensors, int tensorCount, long long chunks, double* __restrict__ partials) {
     __shared__ double scratch[32];
     double sum = 0.0;
-    OR1_GRID_STRIDE(i, n) {
-        float v = x[i];
-        sum += static_cast<double>(v * v);
+    int owner = 0;
+    for (long long chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
+        // Binary search for the tensor owning this chunk (tensors are in chunk order); a block's chunks only grow,
+        // so the search starts at the previous owner.
+        int hi = tensorCount - 1;
+        while (owner < hi) {
+            int mid = (owner + hi + 1) / 2;
+            if (tensors[mid].firstChunk <= chunk) owner = mid; else hi = mid - 1;
+        }
+        const SumsqTensor t = tensors[owner];
+        long long start = (chunk - t.firstChunk) * SUMSQ_CHUNK;
+        sum += sumsq_chunk(t.x + start, static_cast<int>(min(static_cast<long long>(SUMSQ_CHUNK), t.count - start)));
     }
     sum = block_sum_d(sum, scratch);
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
-OR1_REGISTER(sumsq_partial)
+OR1_REGISTER(sumsq_multi)
 
 /// result[0] = sum of partials[0 .. count). Launch: exactly one block.
 OR1_KERNEL void sumsq_final(const double* __restrict__ partials, int count, double* __restrict__ result) {

@@ -4,10 +4,12 @@
 #include "common.cuh"
 
 /// out may alias in: each thread reads its pair before writing it. sign = +1 forward, -1 inverse.
-/// Positions were checked (non-negative) by the launcher. Launch: 1-D grid-stride over rows*heads*D/2.
+/// A negative position is reported to the error record (common.cuh; it indexes no memory, so the row is still
+/// rotated). Launch: 1-D grid-stride over rows*heads*D/2.
 template <typename S>
 static __device__ __forceinline__ void rope_apply(const S* in, const int* __restrict__ positions, S* out, int rows,
-                                                  int numHeads, int headDim, float theta, float sign) {
+                                                  int numHeads, int headDim, float theta, float sign,
+                                                  unsigned long long* errors, unsigned check) {
     int half = headDim / 2;
     long long total = static_cast<long long>(rows) * numHeads * half;
     OR1_GRID_STRIDE(idx, total) {
@@ -15,7 +17,9 @@ static __device__ __forceinline__ void rope_apply(const S* in, const int* __rest
         long long rh = idx / half; // row * numHeads + head
         int row = static_cast<int>(rh / numHeads);
         float invFreq = 1.0f / powf(theta, static_cast<float>(2 * i) / static_cast<float>(headDim));
-        float angle = static_cast<float>(positions[row]) * invFreq;
+        int position = positions[row];
+        if (position < 0 && rh % numHeads == 0 && i == 0) report_bad_index(errors, check, row, position);
+        float angle = static_cast<float>(position) * invFreq;
         float c = cosf(angle), s = sign * sinf(angle);
         long long base = rh * headDim;
         float x1 = to_f32(in[base + i]), x2 = to_f32(in[base + half + i]);
@@ -25,5 +29,5 @@ static __device__ __forceinline__ void rope_apply(const S* in, const int* __rest
 }
 OR1_STORAGE_KERNELS(rope_apply,
                     (const S* in, const int* __restrict__ positions, S* out, int rows, int numHeads, int headDim, float theta,
-                     float sign),
-                    (in, positions, out, rows, numHeads, headDim, theta, sign))
+                     float sign, unsigned long long* errors, unsigned check),
+                    (in, positions, out, rows, numHeads, headDim, theta, sign, errors, check))

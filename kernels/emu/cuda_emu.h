@@ -270,6 +270,7 @@ inline T or1emu_atomic_max(T* a, T v) {
 }
 inline int atomicMin(int* a, int v) { return or1emu_atomic_min(a, v); }
 inline unsigned atomicMin(unsigned* a, unsigned v) { return or1emu_atomic_min(a, v); }
+inline unsigned long long atomicMin(unsigned long long* a, unsigned long long v) { return or1emu_atomic_min(a, v); }
 inline int atomicMax(int* a, int v) { return or1emu_atomic_max(a, v); }
 inline unsigned atomicMax(unsigned* a, unsigned v) { return or1emu_atomic_max(a, v); }
 

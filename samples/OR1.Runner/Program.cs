@@ -20,14 +20,29 @@ public static class Program
             EvalCommand.Create(),
             RewardCommand.Create(),
         };
+        var debugSync = new Option<bool>("--debug-sync")
+        {
+            Description = "Wait for the device after every kernel and check its error record, so a failing kernel or a bad index " +
+                          "is reported by the op that caused it (slow; like CUDA_LAUNCH_BLOCKING=1; also OR1_DEBUG_SYNC=1)",
+            Recursive = true,
+        };
+        root.Options.Add(debugSync);
         try
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            var parsed = root.Parse(args);
+            // The kernel backends read the switch when they are created, whichever command creates them.
+            if (parsed.GetValue(debugSync)) Environment.SetEnvironmentVariable("OR1_DEBUG_SYNC", "1");
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (CliException e)
         {
             Console.Error.WriteLine($"or1: {e.Message}");
             return 2;
+        }
+        catch (OR1.Native.Kernels.KernelException e)
+        {
+            Console.Error.WriteLine($"or1: {e.Message}");
+            return 3;
         }
     }
 }

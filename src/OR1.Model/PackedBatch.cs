@@ -62,8 +62,9 @@ public sealed class PackedBatch : IDisposable
     }
 
     /// <summary>
-    /// A batch over tensors someone else owns (views of reused buffers): disposing it frees only
-    /// <paramref name="sequences"/>, which it takes over.
+    /// A batch over tensors someone else owns (views of reused buffers): disposing it disposes only
+    /// <paramref name="sequences"/>, which it takes over (a no-op when their offsets live in caller-owned storage,
+    /// as <see cref="PackedBatchBuffers"/> arranges).
     /// </summary>
     public static PackedBatch View(Tensor tokens, Tensor positions, Segments sequences)
     {

@@ -32,6 +32,8 @@ public static class InfoCommand
         var result = new float[4];
         backend.Download<float>(advantages, result);
         Console.WriteLine($"GRPO advantages of rewards [1, 0, 1, 1]: [{string.Join(", ", result.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)))}]");
+        if (backend is OR1.Native.Kernels.KernelBackend kernels)
+            Console.WriteLine($"Device work for that check: {kernels.Counters}; debug sync {(kernels.DebugSync ? "on (a wait after every launch)" : "off")}");
 
         Console.WriteLine("Backends on this machine:");
         foreach ((string name, bool available, string detail) in Backends.Survey())

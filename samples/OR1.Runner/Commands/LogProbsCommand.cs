@@ -43,7 +43,7 @@ public static class LogProbsCommand
         var results = new (float[] LogProbs, float[] Entropies)[requests.Count];
         var ranges = batch.SplitByTokens(0, batch.SequenceCount, tokenBudget);
         using var activations = new Qwen2Activations(backend, model.Config, ranges.Count == 0 ? 1 : ranges.Max(r => r.TokenCount), model.Storage);
-        using var buffers = new MicroBatchBuffers(backend);
+        using var buffers = new MicroBatchBuffers(backend, model.Config.VocabSize);
         ProgressDisplay.Run("logprobs: lines", update =>
         {
             foreach (var range in ranges)

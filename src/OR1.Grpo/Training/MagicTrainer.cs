@@ -17,6 +17,12 @@ namespace OR1.Grpo.Training;
 /// mini-batches run after earlier updates. With <see cref="OldLogProbSource.Sampler"/> the rollout engine's values are
 /// used. Either way the rollout engine's values, when given, are compared with the trainer's pre-update log-probs
 /// (<see cref="StepMetrics.SamplerLogProbDiffMean"/>).
+/// <para>
+/// Round trips: the micro-batches of a mini-batch run without the host waiting on any of them. What the metrics need
+/// (loss terms, log-probs, entropies) collects on the device in a <see cref="MiniBatchReadback"/> and comes back in one
+/// copy per mini-batch, beside the optimizer's gradient-norm read: two synchronisations per optimizer step (three
+/// with precomputed old log-probs), none per micro-batch, and no device allocation once the buffers have grown.
+/// </para>
 /// </remarks>
 public sealed class MagicTrainer : IDisposable
 {
@@ -24,11 +30,12 @@ public sealed class MagicTrainer : IDisposable
     private readonly Qwen2Model? _reference;
     private readonly IBackend _backend;
     private readonly MicroBatchBuffers _buffers;
-    private readonly Tensor _lossTerms;
-    private readonly float[] _hostTerms = new float[PolicyLossTerms.Count];
+    private readonly MiniBatchReadback _readback;
     private float[] _hostScratch = [];
-    private float[] _hostLogProbs = [];
-    private float[] _hostEntropy = [];
+    private float[] _hostRewards = [];
+    private float[] _hostOldLogProbs = [];
+    // Reused step to step (grow-only): a step allocates on the device only while its batch is the largest yet.
+    private Tensor? _rewards, _advantages, _groupOffsets, _oldLogProbs;
     private Qwen2Activations? _activations;
     private Qwen2Activations? _referenceActivations;
 
@@ -45,8 +52,8 @@ public sealed class MagicTrainer : IDisposable
         _backend = policy.Backend;
         Options = options;
         Optimizer = new AdamWOptimizer(policy);
-        _buffers = new MicroBatchBuffers(_backend);
-        _lossTerms = _backend.Allocate(DType.Float32, new TensorShape(PolicyLossTerms.Count), "policy loss terms");
+        _buffers = new MicroBatchBuffers(_backend, policy.Config.VocabSize);
+        _readback = new MiniBatchReadback(_backend);
         Controller = EntropyController.Initial(options.EntropyControl);
     }
 
@@ -103,7 +110,7 @@ public sealed class MagicTrainer : IDisposable
 
         // Kept sequence i is sequence keptSequence[i] of the rollouts (for rewards and the sampler's log-probs).
         var keptSequence = keptGroups.SelectMany(g => Enumerable.Range(all.GroupStart(g), all.GroupSize(g))).ToArray();
-        using var advantages = Advantages(rollouts, keptSequence, batch);
+        var advantages = Advantages(rollouts, keptSequence, batch);
         var miniBatches = MiniBatchRanges(batch, Options.MiniBatches);
 
         bool sampler = Options.OldLogProbs == OldLogProbSource.Sampler;
@@ -124,13 +131,18 @@ public sealed class MagicTrainer : IDisposable
         {
             var mini = miniBatches[m];
             var sums = new StepSums();
+            var microBatches = batch.SplitByTokens(mini.FirstSequence, mini.EndSequence, Options.MicroBatchTokens);
+            var source = precomputedOld is not null ? OldSource.Precomputed : sampler ? OldSource.Sampler : OldSource.ThisForward;
+            _readback.Begin(microBatches);
             Optimizer.ZeroGradients();
-            foreach (var range in batch.SplitByTokens(mini.FirstSequence, mini.EndSequence, Options.MicroBatchTokens))
-            {
-                var source = precomputedOld is not null ? OldSource.Precomputed : sampler ? OldSource.Sampler : OldSource.ThisForward;
-                TrainMicroBatch(batch, range, mini, advantages, source, precomputedOld, rollouts, keptSequence, comparesSampler: m == 0 || precomputedOld is not null, alpha, sums);
-            }
+            for (int k = 0; k < microBatches.Count; k++)
+                TrainMicroBatch(batch, microBatches[k], k, mini, advantages, source, rollouts, keptSequence, alpha);
+            // The mini-batch's first wait for the device: everything its micro-batches left for the host, in one copy.
+            _readback.Download();
             float norm = Optimizer.Step(adam, Options.MaxGradNorm);
+            // AdamW runs on the device while the host adds up the metrics.
+            for (int k = 0; k < microBatches.Count; k++)
+                AddMicroBatchMetrics(batch, microBatches[k], k, source, precomputedOld, rollouts, keptSequence, comparesSampler: m == 0 || precomputedOld is not null, sums);
             perMiniBatch.Add(new MiniBatchMetrics(sums.PolicyGradient, sums.Kl, sums.ClipFraction, sums.ClipLow, sums.ClipHigh, sums.PpoKl, norm, sums.Tokens));
             step.Add(sums);
         }
@@ -171,8 +183,11 @@ public sealed class MagicTrainer : IDisposable
             string name = rollouts.GroupNames[g];
             for (int s = batch.GroupStart(g); s < batch.GroupStart(g) + batch.GroupSize(g); s++)
             {
-                foreach (int t in batch.Tokens.Slice(batch.SequenceStart(s), batch.SequenceLength(s)))
-                    if ((uint)t >= (uint)vocab) throw new ArgumentException($"group '{name}': token id {t} is outside the vocabulary [0, {vocab})");
+                // Checked for the whole batch before any micro-batch runs, so a bad id never leaves a step half done.
+                var tokens = batch.Tokens.Slice(batch.SequenceStart(s), batch.SequenceLength(s));
+                int bad = tokens.IndexOfAnyExceptInRange(0, vocab - 1);
+                if (bad >= 0)
+                    throw new ArgumentException($"group '{name}': token id {tokens[bad]} at position {bad} of sequence {s - batch.GroupStart(g)} is outside the vocabulary [0, {vocab})", nameof(rollouts));
                 var logProbs = rollouts.SamplerLogProbs[s];
                 if (logProbs is not null && logProbs.Count != batch.ResponseLength(s))
                     throw new ArgumentException($"group '{name}': {logProbs.Count} old log-probs for {batch.ResponseLength(s)} response tokens");
@@ -183,15 +198,28 @@ public sealed class MagicTrainer : IDisposable
         }
     }
 
-    /// <summary>Group-relative advantages of the kept sequences, on the device, one per sequence.</summary>
+    /// <summary>Group-relative advantages of the kept sequences, on the device, one per sequence (a view of a buffer reused step to step).</summary>
     private Tensor Advantages(RolloutBatch rollouts, int[] keptSequence, ResponseBatch batch)
     {
-        var rewards = keptSequence.Select(s => (float)rollouts.Rewards[s]).ToArray();
-        using var rewardTensor = _backend.Allocate(DType.Float32, new TensorShape(rewards.Length));
-        var advantages = _backend.Allocate(DType.Float32, new TensorShape(rewards.Length), "advantages");
-        using var groups = Segments.FromOffsets(_backend, batch.GroupOffsets);
-        _backend.Upload<float>(rewards, rewardTensor);
-        _backend.GrpoAdvantages(rewardTensor, groups, (float)Options.AdvantageEpsilon, advantages);
+        int n = keptSequence.Length;
+        if (_rewards is null || _rewards.ElementCount < n)
+        {
+            _rewards?.Dispose();
+            _advantages?.Dispose();
+            _groupOffsets?.Dispose();
+            int capacity = Math.Max(n, _hostRewards.Length + _hostRewards.Length / 2);
+            _hostRewards = new float[capacity];
+            _rewards = _backend.Allocate(DType.Float32, new TensorShape(capacity), "rewards");
+            _advantages = _backend.Allocate(DType.Float32, new TensorShape(capacity), "advantages");
+            // Every group has at least one sequence, so the group offsets never outnumber the sequences + 1.
+            _groupOffsets = _backend.Allocate(DType.Int32, new TensorShape(capacity + 1), "group offsets");
+        }
+        for (int i = 0; i < n; i++) _hostRewards[i] = (float)rollouts.Rewards[keptSequence[i]];
+        var rewards = _rewards.SliceRows(0, n);
+        var advantages = _advantages!.SliceRows(0, n);
+        _backend.Upload<float>(_hostRewards.AsSpan(0, n), rewards);
+        using var groups = Segments.FromOffsets(batch.GroupOffsets, _groupOffsets!);
+        _backend.GrpoAdvantages(rewards, groups, (float)Options.AdvantageEpsilon, advantages);
         return advantages;
     }
 
@@ -235,10 +263,14 @@ public sealed class MagicTrainer : IDisposable
         }
     }
 
-    private void TrainMicroBatch(ResponseBatch batch, SequenceRange range, SequenceRange mini, Tensor advantages, OldSource oldSource,
-        float[]? precomputedOld, RolloutBatch rollouts, int[] keptSequence, bool comparesSampler, float alpha, StepSums sums)
+    /// <summary>
+    /// Issues micro-batch <paramref name="k"/> of the mini-batch: forward, loss, backward (gradients +=). It never waits
+    /// for the device; its log-probs, entropies and loss terms land in the read-back buffer for <see cref="AddMicroBatchMetrics"/>.
+    /// </summary>
+    private void TrainMicroBatch(ResponseBatch batch, SequenceRange range, int k, SequenceRange mini, Tensor advantages, OldSource oldSource,
+        RolloutBatch rollouts, int[] keptSequence, float alpha)
     {
-        using var micro = _buffers.Load(batch, range);
+        using var micro = Load(batch, range);
         int n = range.TokenCount;
         float weight = (float)LossWeights.TokenWeight(Options.Aggregation, range.ResponseTokens, range.SequenceCount, mini.ResponseTokens, mini.SequenceCount);
         float[] host = Scratch(ref _hostScratch, n);
@@ -247,17 +279,21 @@ public sealed class MagicTrainer : IDisposable
         _backend.Upload<float>(host.AsSpan(0, n), micro.Weights);
         _backend.BroadcastSegments(advantages.SliceRows(range.FirstSequence, range.SequenceCount), micro.Packed.Sequences, micro.Advantages);
 
+        var logProbs = _readback.LogProbs(k);
+        var entropy = _readback.Entropy(k);
+        var oldLogProbs = micro.OldLogProbs;
         var act = Arena(ref _activations, _policy.Config, n);
         _policy.Forward(micro.Packed, act);
-        _policy.LogProbs(act, micro.Targets, Options.Temperature, micro.LogProbs, micro.Entropy);
+        _policy.LogProbs(act, micro.Targets, Options.Temperature, logProbs, entropy);
         switch (oldSource)
         {
             case OldSource.ThisForward:
                 // On-policy: the behaviour policy is this very forward pass, detached, bit for bit.
-                _backend.Copy(micro.LogProbs, micro.OldLogProbs);
+                _backend.Copy(logProbs, micro.OldLogProbs);
                 break;
             case OldSource.Precomputed:
-                _backend.Upload<float>(precomputedOld.AsSpan(range.TokenStart, n), micro.OldLogProbs);
+                // Still on the device from ForwardLogProbs.
+                oldLogProbs = _oldLogProbs!.SliceRows(range.TokenStart, n);
                 break;
             case OldSource.Sampler:
                 Array.Clear(host, 0, n);
@@ -277,39 +313,45 @@ public sealed class MagicTrainer : IDisposable
         }
 
         var lossOptions = new PolicyLossOptions(Options.ClipLow, Options.ClipHigh, alpha, (float)Options.KlCoefficient);
-        _backend.PolicyLossForward(micro.LogProbs, micro.OldLogProbs, micro.Advantages, micro.Entropy, micro.Weights, referenceLogProbs, lossOptions, _lossTerms);
-        _backend.PolicyLossBackward(micro.LogProbs, micro.OldLogProbs, micro.Advantages, micro.Weights, referenceLogProbs, lossOptions, micro.DLogProbs, micro.DEntropy);
-        _policy.Backward(micro.Packed, act, micro.Targets, Options.Temperature, micro.DLogProbs, alpha != 0 ? micro.DEntropy : null, micro.Entropy, Optimizer.Gradients);
+        _backend.PolicyLossForward(logProbs, oldLogProbs, micro.Advantages, entropy, micro.Weights, referenceLogProbs, lossOptions, _readback.LossTerms(k));
+        _backend.PolicyLossBackward(logProbs, oldLogProbs, micro.Advantages, micro.Weights, referenceLogProbs, lossOptions, micro.DLogProbs, micro.DEntropy);
+        _policy.Backward(micro.Packed, act, micro.Targets, Options.Temperature, micro.DLogProbs, alpha != 0 ? micro.DEntropy : null, entropy, Optimizer.Gradients);
+    }
 
-        _backend.Download<float>(_lossTerms, _hostTerms);
-        sums.PolicyGradient += _hostTerms[PolicyLossTerms.PolicyGradient];
-        sums.Kl += _hostTerms[PolicyLossTerms.Kl];
-        sums.ClipFraction += _hostTerms[PolicyLossTerms.ClipFraction];
-        sums.ClipLow += _hostTerms[PolicyLossTerms.ClipFractionLow];
-        sums.ClipHigh += _hostTerms[PolicyLossTerms.ClipFractionHigh];
-        sums.PpoKl += _hostTerms[PolicyLossTerms.PpoKl];
+    /// <summary>
+    /// Adds micro-batch <paramref name="k"/>'s share of the metrics from the downloaded read-back: its loss terms, and over
+    /// its response tokens e_k (mean -logp_old), the mean entropy, and how far the rollout engine's log-probs are from the
+    /// trainer's pre-update ones.
+    /// </summary>
+    private void AddMicroBatchMetrics(ResponseBatch batch, SequenceRange range, int k, OldSource oldSource, float[]? precomputedOld,
+        RolloutBatch rollouts, int[] keptSequence, bool comparesSampler, StepSums sums)
+    {
+        var terms = _readback.HostLossTerms(k);
+        sums.PolicyGradient += terms[PolicyLossTerms.PolicyGradient];
+        sums.Kl += terms[PolicyLossTerms.Kl];
+        sums.ClipFraction += terms[PolicyLossTerms.ClipFraction];
+        sums.ClipLow += terms[PolicyLossTerms.ClipFractionLow];
+        sums.ClipHigh += terms[PolicyLossTerms.ClipFractionHigh];
+        sums.PpoKl += terms[PolicyLossTerms.PpoKl];
         sums.Tokens += range.ResponseTokens;
 
-        // Host statistics over the response tokens: e_k (mean -logp_old), the mean entropy, and how far the rollout
-        // engine's log-probs are from the trainer's pre-update ones.
-        float[] logProbs = Scratch(ref _hostLogProbs, n);
-        float[] entropy = Scratch(ref _hostEntropy, n);
-        _backend.Download<float>(micro.LogProbs, logProbs.AsSpan(0, n));
-        _backend.Download<float>(micro.Entropy, entropy.AsSpan(0, n));
+        float[] values = _readback.HostArray;
+        int logProbAt = _readback.LogProbStart(k), entropyAt = _readback.EntropyStart(k);
         ForEachResponseToken(batch, range, (s, j, p) =>
         {
+            float logProb = values[logProbAt + p];
             float old = oldSource switch
             {
-                OldSource.ThisForward => logProbs[p],
+                OldSource.ThisForward => logProb,
                 OldSource.Precomputed => precomputedOld![range.TokenStart + p],
                 _ => rollouts.SamplerLogProbs[keptSequence[s]]![j],
             };
             sums.SumNegOldLogProb -= old;
-            sums.SumEntropy += entropy[p];
+            sums.SumEntropy += values[entropyAt + p];
             var samplerValues = rollouts.SamplerLogProbs[keptSequence[s]];
             if (samplerValues is null || !comparesSampler) return;
             // The trainer's pre-update log-prob: the precomputed one, or this forward's (first mini-batch: nothing updated yet).
-            float trainer = oldSource == OldSource.Precomputed ? precomputedOld![range.TokenStart + p] : logProbs[p];
+            float trainer = oldSource == OldSource.Precomputed ? precomputedOld![range.TokenStart + p] : logProb;
             double diff = Math.Abs((double)samplerValues[j] - trainer);
             sums.DiffSum += diff;
             sums.DiffMax = Math.Max(sums.DiffMax, diff);
@@ -329,19 +371,39 @@ public sealed class MagicTrainer : IDisposable
 
     private delegate void ResponseTokenVisitor(int sequence, int responseIndex, int position);
 
-    /// <summary>Log-probs of every packed position under the current policy (no gradient), before any update.</summary>
+    /// <summary>
+    /// Log-probs of every packed position under the current policy (no gradient), before any update: they stay on the
+    /// device (the micro-batches read their old log-probs from there) and come to the host in one copy, for the metrics.
+    /// </summary>
     private float[] ForwardLogProbs(ResponseBatch batch)
     {
-        var result = new float[batch.TokenCount];
+        int total = batch.TokenCount;
+        if (_oldLogProbs is null || _oldLogProbs.ElementCount < total)
+        {
+            int capacity = (int)Math.Max(total, (_oldLogProbs?.ElementCount ?? 0) * 3 / 2);
+            _oldLogProbs?.Dispose();
+            _oldLogProbs = _backend.Allocate(DType.Float32, new TensorShape(capacity), "old log-probs");
+        }
         foreach (var range in batch.SplitByTokens(0, batch.SequenceCount, Options.MicroBatchTokens))
         {
-            using var micro = _buffers.Load(batch, range);
+            using var micro = Load(batch, range);
             var act = Arena(ref _activations, _policy.Config, range.TokenCount);
             _policy.Forward(micro.Packed, act);
-            _policy.LogProbs(act, micro.Targets, Options.Temperature, micro.LogProbs, micro.Entropy);
-            _backend.Download<float>(micro.LogProbs, result.AsSpan(range.TokenStart, range.TokenCount));
+            _policy.LogProbs(act, micro.Targets, Options.Temperature, _oldLogProbs.SliceRows(range.TokenStart, range.TokenCount), micro.Entropy);
         }
+        float[] result = Scratch(ref _hostOldLogProbs, total);
+        _backend.Download<float>(_oldLogProbs.SliceRows(0, total), result.AsSpan(0, total));
         return result;
+    }
+
+    /// <summary>
+    /// A micro-batch's inputs on the device. The buffers are sized once for the micro-batch budget (as the activation
+    /// arena is), so micro-batches of varying length allocate nothing after the first.
+    /// </summary>
+    private MicroBatch Load(ResponseBatch batch, SequenceRange range)
+    {
+        _buffers.Reserve(Math.Max(range.TokenCount, Math.Min(Options.MicroBatchTokens, 1 << 16)));
+        return _buffers.Load(batch, range);
     }
 
     /// <summary>A host array of at least <paramref name="n"/> floats, reused from step to step.</summary>
@@ -366,7 +428,11 @@ public sealed class MagicTrainer : IDisposable
         _activations?.Dispose();
         _referenceActivations?.Dispose();
         _buffers.Dispose();
-        _lossTerms.Dispose();
+        _readback.Dispose();
+        _rewards?.Dispose();
+        _advantages?.Dispose();
+        _groupOffsets?.Dispose();
+        _oldLogProbs?.Dispose();
         Optimizer.Dispose();
     }
 }

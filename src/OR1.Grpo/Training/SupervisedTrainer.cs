@@ -27,7 +27,7 @@ public sealed class SupervisedTrainer : IDisposable
         WeightDecay = weightDecay;
         MaxGradNorm = maxGradNorm;
         Optimizer = new AdamWOptimizer(model);
-        _buffers = new MicroBatchBuffers(_backend);
+        _buffers = new MicroBatchBuffers(_backend, model.Config.VocabSize);
     }
 
     public double WeightDecay { get; }
@@ -38,7 +38,13 @@ public sealed class SupervisedTrainer : IDisposable
 
     public int Steps => Optimizer.Steps;
 
-    /// <summary>One optimizer step on <paramref name="examples"/> (packed as one micro-batch); returns the mean cross-entropy.</summary>
+    /// <summary>
+    /// One optimizer step on <paramref name="examples"/> (packed as one micro-batch); returns the mean cross-entropy.
+    /// The host waits for the device twice: for the gradient norm (clipping) and for the log-probs (the loss); the
+    /// buffers are reused, so a step no larger than an earlier one allocates nothing on the device.
+    /// </summary>
+    /// <exception cref="ArgumentException">An empty prompt, no response tokens, or a token id outside the vocabulary
+    /// (its packed position and value), before anything is uploaded.</exception>
     public double Step(IReadOnlyList<SupervisedExample> examples, double learningRate)
     {
         ArgumentNullException.ThrowIfNull(examples);

@@ -13,8 +13,6 @@ namespace OR1.Native.Cuda;
 /// </summary>
 internal sealed unsafe class CudaRuntime : IKernelRuntime
 {
-    [ThreadStatic] private static nint t_current;
-
     private readonly int _device;
     private readonly nint _context;
     private readonly nint _stream;
@@ -106,7 +104,6 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         try
         {
             CudaErrors.Driver(CudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
-            t_current = context;
             CudaErrors.Driver(CudaDriver.cuStreamCreate(out stream, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
             string gemm;
             if (options.BuiltinGemm)
@@ -151,12 +148,16 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         }
     }
 
+    /// <summary>
+    /// Makes the primary context current on the calling thread, whatever ran there before: a thread-pool thread that
+    /// never saw this device, or one where ILGPU (or any other CUDA user) left its own context current. The driver is
+    /// asked, not a cache: a cached answer goes stale when another library switches contexts behind our back.
+    /// </summary>
     private void MakeCurrent()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (t_current == _context) return;
+        if (CudaDriver.cuCtxGetCurrent(out nint current) == 0 && current == _context) return;
         CudaErrors.Driver(CudaDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
-        t_current = _context;
     }
 
     public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)
@@ -290,6 +291,26 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         CudaErrors.Driver(CudaDriver.cuMemcpyDtoDAsync((ulong)destination, (ulong)source, (nuint)bytes, _stream), "cuMemcpyDtoDAsync");
     }
 
+    public void CopyDeviceToHostAsync(nint source, void* pinnedDestination, long bytes)
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuMemcpyDtoHAsync(pinnedDestination, (ulong)source, (nuint)bytes, _stream), "cuMemcpyDtoHAsync");
+    }
+
+    public nint AllocatePinnedHost(long bytes)
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuMemAllocHost(out nint pointer, (nuint)Math.Max(64, bytes)), "cuMemAllocHost");
+        return pointer;
+    }
+
+    public void FreePinnedHost(nint pointer)
+    {
+        if (_disposed || pointer == 0) return;
+        MakeCurrent();
+        CudaDriver.cuMemFreeHost(pointer);
+    }
+
     public void Synchronize()
     {
         MakeCurrent();
@@ -337,6 +358,5 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         CudaDriver.cuStreamDestroy(_stream);
         _disposed = true;
         CudaDriver.cuDevicePrimaryCtxRelease(_device);
-        t_current = 0;
     }
 }

@@ -130,6 +130,13 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public void CopyDeviceToDevice(nint source, nint destination, long bytes) => Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes);
 
+    // Emulated kernels have finished when Launch returns, so the "asynchronous" copy is done at once.
+    public void CopyDeviceToHostAsync(nint source, void* pinnedDestination, long bytes) => Buffer.MemoryCopy((void*)source, pinnedDestination, bytes, bytes);
+
+    public nint AllocatePinnedHost(long bytes) => Allocate(bytes);
+
+    public void FreePinnedHost(nint pointer) => Free(pointer);
+
     public void Synchronize() { }
 
     /// <summary>Selects the emulator's thread order inside blocks (false: ascending, true: descending).</summary>

@@ -61,6 +61,18 @@ internal interface IKernelRuntime : IDisposable
 
     void CopyDeviceToDevice(nint source, nint destination, long bytes);
 
+    /// <summary>
+    /// Queues a copy into page-locked host memory from <see cref="AllocatePinnedHost"/> and returns at once: the bytes
+    /// are there after the next blocking copy or <see cref="Synchronize"/> (the stream orders them).
+    /// </summary>
+    unsafe void CopyDeviceToHostAsync(nint source, void* pinnedDestination, long bytes);
+
+    /// <summary>Page-locked host memory that the device can copy into without a wait (cuMemAllocHost).</summary>
+    nint AllocatePinnedHost(long bytes);
+
+    /// <summary>Frees memory from <see cref="AllocatePinnedHost"/>.</summary>
+    void FreePinnedHost(nint pointer);
+
     /// <summary>Waits until every issued operation has finished.</summary>
     void Synchronize();
 }

@@ -26,6 +26,9 @@ internal unsafe struct KernelArgs
     public ref KernelArgs Int(int value) => ref Add((uint)value, sizeof(int));
 
     [UnscopedRef]
+    public ref KernelArgs UInt(uint value) => ref Add(value, sizeof(uint));
+
+    [UnscopedRef]
     public ref KernelArgs Long(long value) => ref Add((ulong)value, sizeof(long));
 
     [UnscopedRef]

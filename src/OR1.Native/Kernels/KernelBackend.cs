@@ -8,18 +8,36 @@ namespace OR1.Native.Kernels;
 /// </summary>
 public abstract class KernelBackend : BackendBase
 {
-    private readonly IKernelRuntime _runtime;
+    private readonly InstrumentedRuntime _runtime;
     private readonly KernelLaunchers _launch;
     private readonly bool _hostVisible;
 
     private protected KernelBackend(IKernelRuntime runtime, bool hostVisibleMemory)
     {
-        _runtime = runtime;
-        _launch = new KernelLaunchers(runtime);
+        _runtime = new InstrumentedRuntime(runtime, DebugSyncRequested());
+        _launch = new KernelLaunchers(_runtime);
         _hostVisible = hostVisibleMemory;
     }
 
-    private protected IKernelRuntime Runtime => _runtime;
+    /// <summary>The device runtime (CudaRuntime or EmuRuntime) under the instrumentation.</summary>
+    private protected IKernelRuntime Runtime => _runtime.Device;
+
+    /// <summary>The environment switch of debug sync: OR1_DEBUG_SYNC=1 (as CUDA_LAUNCH_BLOCKING=1 is CUDA's).</summary>
+    public static bool DebugSyncRequested() => Environment.GetEnvironmentVariable("OR1_DEBUG_SYNC") is "1" or "true";
+
+    /// <summary>
+    /// Debug sync: wait for the device after every launch and check the device's error record, so that a failing
+    /// kernel or a bad index is reported by the op that caused it. Slow; for finding a fault, not for running.
+    /// Starts on when OR1_DEBUG_SYNC=1 (the CLI's --debug-sync sets it).
+    /// </summary>
+    public bool DebugSync
+    {
+        get => _runtime.DebugSync;
+        set => _runtime.DebugSync = value;
+    }
+
+    /// <summary>What this backend has asked of its device so far (launches, synchronisations, allocations, copies).</summary>
+    public DeviceCounters Counters => _runtime.Counters;
 
     /// <inheritdoc />
     public override IReadOnlyList<DType> StorageTypes { get; } = [DType.Float32, DType.BFloat16];
@@ -48,96 +66,103 @@ public abstract class KernelBackend : BackendBase
 
     // ---------------------------------------------------------------- ops: the launchers do the work
 
+    /// <summary>The launchers, noting <paramref name="op"/> as the op issuing work (named when a later wait finds a fault).</summary>
+    private KernelLaunchers Op(string op)
+    {
+        _runtime.LastOp = op;
+        return _launch;
+    }
+
     /// <inheritdoc />
-    protected override void FillCore(Tensor x, float value) => _launch.Fill(x, value);
+    protected override void FillCore(Tensor x, float value) => Op("Fill").Fill(x, value);
     /// <inheritdoc />
-    protected override void ConvertCore(Tensor source, Tensor destination) => _launch.Convert(source, destination);
+    protected override void ConvertCore(Tensor source, Tensor destination) => Op("Convert").Convert(source, destination);
     /// <inheritdoc />
-    protected override void CopyCore(Tensor source, Tensor destination) => _launch.Copy(source, destination);
+    protected override void CopyCore(Tensor source, Tensor destination) => Op("Copy").Copy(source, destination);
     /// <inheritdoc />
-    protected override void AddCore(Tensor a, Tensor b, Tensor output) => _launch.Add(a, b, output);
+    protected override void AddCore(Tensor a, Tensor b, Tensor output) => Op("Add").Add(a, b, output);
     /// <inheritdoc />
-    protected override void ScaleCore(Tensor x, float factor) => _launch.Scale(x, factor);
+    protected override void ScaleCore(Tensor x, float factor) => Op("Scale").Scale(x, factor);
     /// <inheritdoc />
-    protected override void AddBiasCore(Tensor x, Tensor bias) => _launch.AddBias(x, bias);
+    protected override void AddBiasCore(Tensor x, Tensor bias) => Op("AddBias").AddBias(x, bias);
     /// <inheritdoc />
-    protected override void BiasBackwardCore(Tensor dOutput, Tensor dBias) => _launch.BiasBackward(dOutput, dBias);
+    protected override void BiasBackwardCore(Tensor dOutput, Tensor dBias) => Op("BiasBackward").BiasBackward(dOutput, dBias);
     /// <inheritdoc />
-    protected override void GatherRowsCore(Tensor source, Tensor rowIndices, Tensor destination) => _launch.GatherRows(source, rowIndices, destination);
+    protected override void GatherRowsCore(Tensor source, Tensor rowIndices, Tensor destination) => Op("GatherRows").GatherRows(source, rowIndices, destination);
     /// <inheritdoc />
-    protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination) => _launch.ScatterRows(source, rowIndices, destination);
+    protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination) => Op("ScatterRows").ScatterRows(source, rowIndices, destination);
 
     /// <inheritdoc />
     protected override void MatMulCore(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha, float beta, int batch, int m, int n, int k) =>
-        _launch.MatMul(a, transposeA, b, transposeB, c, alpha, beta, batch, m, n, k);
+        Op("MatMul").MatMul(a, transposeA, b, transposeB, c, alpha, beta, batch, m, n, k);
 
     /// <inheritdoc />
-    protected override void EmbeddingForwardCore(Tensor tokenIds, Tensor table, Tensor output) => _launch.EmbeddingForward(tokenIds, table, output);
+    protected override void EmbeddingForwardCore(Tensor tokenIds, Tensor table, Tensor output) => Op("EmbeddingForward").EmbeddingForward(tokenIds, table, output);
     /// <inheritdoc />
-    protected override void EmbeddingBackwardCore(Tensor tokenIds, Tensor dOutput, Tensor dTable) => _launch.EmbeddingBackward(tokenIds, dOutput, dTable);
+    protected override void EmbeddingBackwardCore(Tensor tokenIds, Tensor dOutput, Tensor dTable) => Op("EmbeddingBackward").EmbeddingBackward(tokenIds, dOutput, dTable);
 
     /// <inheritdoc />
     protected override void RmsNormForwardCore(Tensor x, Tensor weight, float eps, Tensor output, Tensor invRms) =>
-        _launch.RmsNormForward(x, weight, eps, output, invRms);
+        Op("RmsNormForward").RmsNormForward(x, weight, eps, output, invRms);
     /// <inheritdoc />
     protected override void RmsNormBackwardCore(Tensor dOutput, Tensor x, Tensor weight, Tensor invRms, Tensor dx, Tensor dWeight) =>
-        _launch.RmsNormBackward(dOutput, x, weight, invRms, dx, dWeight);
+        Op("RmsNormBackward").RmsNormBackward(dOutput, x, weight, invRms, dx, dWeight);
 
     /// <inheritdoc />
     protected override void RopeCore(Tensor input, Tensor positions, int numHeads, int headDim, float theta, Tensor output, bool inverse) =>
-        _launch.Rope(input, positions, numHeads, headDim, theta, output, inverse);
+        Op("Rope").Rope(input, positions, numHeads, headDim, theta, output, inverse);
 
     /// <inheritdoc />
     protected override void AttentionForwardCore(Tensor q, Tensor k, Tensor v, Segments sequences, AttentionHeads heads, float scale,
-        Tensor output, Tensor logSumExp) => _launch.AttentionForward(q, k, v, sequences, heads, scale, output, logSumExp);
+        Tensor output, Tensor logSumExp) => Op("AttentionForward").AttentionForward(q, k, v, sequences, heads, scale, output, logSumExp);
     /// <inheritdoc />
     protected override void AttentionBackwardCore(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
         Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv) =>
-        _launch.AttentionBackward(dOutput, q, k, v, output, logSumExp, sequences, heads, scale, dq, dk, dv);
+        Op("AttentionBackward").AttentionBackward(dOutput, q, k, v, output, logSumExp, sequences, heads, scale, dq, dk, dv);
     /// <inheritdoc />
     protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output) =>
-        _launch.AttentionDecode(q, keyCache, valueCache, cacheSlots, lengths, heads, scale, output);
+        Op("AttentionDecode").AttentionDecode(q, keyCache, valueCache, cacheSlots, lengths, heads, scale, output);
 
     /// <inheritdoc />
-    protected override void SwiGluForwardCore(Tensor gate, Tensor up, Tensor output) => _launch.SwiGluForward(gate, up, output);
+    protected override void SwiGluForwardCore(Tensor gate, Tensor up, Tensor output) => Op("SwiGluForward").SwiGluForward(gate, up, output);
     /// <inheritdoc />
     protected override void SwiGluBackwardCore(Tensor dOutput, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) =>
-        _launch.SwiGluBackward(dOutput, gate, up, dGate, dUp);
+        Op("SwiGluBackward").SwiGluBackward(dOutput, gate, up, dGate, dUp);
 
     /// <inheritdoc />
     protected override void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
         Tensor logProbs, Tensor entropy, Tensor logSumExp) =>
-        _launch.LogProbForward(hidden, weight, targets, temperature, logProbs, entropy, logSumExp);
+        Op("LogProbForward").LogProbForward(hidden, weight, targets, temperature, logProbs, entropy, logSumExp);
     /// <inheritdoc />
     protected override void LogProbBackwardCore(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
         float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight) =>
-        _launch.LogProbBackward(dLogProbs, dEntropy, hidden, weight, targets, temperature, entropy, logSumExp, dHidden, dWeight);
+        Op("LogProbBackward").LogProbBackward(dLogProbs, dEntropy, hidden, weight, targets, temperature, entropy, logSumExp, dHidden, dWeight);
 
     /// <inheritdoc />
     protected override void GrpoAdvantagesCore(Tensor rewards, Segments groups, float epsilon, Tensor advantages) =>
-        _launch.GrpoAdvantages(rewards, groups, epsilon, advantages);
+        Op("GrpoAdvantages").GrpoAdvantages(rewards, groups, epsilon, advantages);
     /// <inheritdoc />
     protected override void BroadcastSegmentsCore(Tensor values, Segments segments, Tensor output) =>
-        _launch.BroadcastSegments(values, segments, output);
+        Op("BroadcastSegments").BroadcastSegments(values, segments, output);
     /// <inheritdoc />
     protected override void PolicyLossForwardCore(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor entropy,
         Tensor tokenWeights, Tensor? referenceLogProbs, PolicyLossOptions options, Tensor lossTerms) =>
-        _launch.PolicyLossForward(logProbs, oldLogProbs, advantages, entropy, tokenWeights, referenceLogProbs, options, lossTerms);
+        Op("PolicyLossForward").PolicyLossForward(logProbs, oldLogProbs, advantages, entropy, tokenWeights, referenceLogProbs, options, lossTerms);
     /// <inheritdoc />
     protected override void PolicyLossBackwardCore(Tensor logProbs, Tensor oldLogProbs, Tensor advantages, Tensor tokenWeights,
         Tensor? referenceLogProbs, PolicyLossOptions options, Tensor dLogProbs, Tensor dEntropy) =>
-        _launch.PolicyLossBackward(logProbs, oldLogProbs, advantages, tokenWeights, referenceLogProbs, options, dLogProbs, dEntropy);
+        Op("PolicyLossBackward").PolicyLossBackward(logProbs, oldLogProbs, advantages, tokenWeights, referenceLogProbs, options, dLogProbs, dEntropy);
 
     /// <inheritdoc />
     protected override void AdamWStepCore(IReadOnlyList<AdamWSlot> slots, AdamWOptions options, int step, float gradientScale) =>
-        _launch.AdamWStep(slots, options, step, gradientScale);
+        Op("AdamWStep").AdamWStep(slots, options, step, gradientScale);
     /// <inheritdoc />
-    protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors) => _launch.GlobalNorm(tensors);
+    protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors) => Op("GlobalNorm").GlobalNorm(tensors);
 
     /// <inheritdoc />
     protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs) =>
-        _launch.Sample(logits, options, seed, counter, tokens, logProbs);
+        Op("Sample").Sample(logits, options, seed, counter, tokens, logProbs);
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

@@ -17,12 +17,16 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     private const int AttentionKvTile = 16;      // ATT_BKV
     private const int AttentionThreads = 128;
     private const int AdamWChunk = 4096;         // ADAMW_CHUNK
+    private const int SumsqChunk = 16384;        // SUMSQ_CHUNK
+    private const int SumsqThreads = 256;        // SUMSQ_THREADS
     private const int SortLimit = 8192;          // sampling rows up to this vocabulary sort in shared memory
 
-    private readonly IKernelRuntime _rt;
+    private readonly InstrumentedRuntime _rt;
     private readonly ScratchBuffers _scratch;
+    private long[] _normTable = [];
+    private long[] _adamWTable = [];
 
-    public KernelLaunchers(IKernelRuntime runtime)
+    public KernelLaunchers(InstrumentedRuntime runtime)
     {
         _rt = runtime;
         _scratch = new ScratchBuffers(runtime);
@@ -62,24 +66,15 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     // ---------------------------------------------------------------- index checks
 
     /// <summary>
-    /// Runs check_indices over idx[0..count) against [lo, hi) and returns the first bad position and its
-    /// value, or -1: one small device-to-host read, so a bad id becomes the contract's ArgumentException
-    /// before any kernel indexes memory with it.
+    /// A check id for a kernel that indexes memory with values only the device holds: the kernel skips a bad value
+    /// and reports it to the error record (kernels/common.cuh), which the host reads at its next wait (DeviceErrors),
+    /// so the op does not wait for the host here. Returns the record's address and the id for the kernel's arguments.
     /// </summary>
-    private (int Position, int Value) FirstBadIndex(nint idx, int count, int lo, int hi)
+    private (nint Record, uint Id) Check(string op, IndexCheck kind, int bound)
     {
-        if (count == 0) return (-1, 0);
-        nint flag = _scratch.Get(ScratchBuffers.Slot.Flag, 8);
-        int init = count;
-        _rt.CopyHostToDevice(&init, flag, 4);
-        var a = new KernelArgs();
-        _rt.Launch("check_indices", StrideGrid(count), 256, 0, ref a.Ptr(idx).Int(count).Int(lo).Int(hi).Ptr(flag));
-        int first;
-        _rt.CopyDeviceToHost(flag, &first, 4);
-        if (first >= count) return (-1, 0);
-        int value;
-        _rt.CopyDeviceToHost(idx + first * sizeof(int), &value, 4);
-        return (first, value);
+        var errors = _rt.Errors;
+        uint id = errors.Register(op, kind, bound);
+        return (errors.Record, id);
     }
 
     // ---------------------------------------------------------------- elementwise
@@ -148,14 +143,12 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     private void MoveRows(string kernel, string op, Tensor source, Tensor rowIndices, Tensor destination, int indexedRows)
     {
         int count = rowIndices.Shape[0];
-        var (bad, value) = FirstBadIndex(P(rowIndices), count, 0, indexedRows);
-        if (bad >= 0)
-            throw new ArgumentException($"{op}: argument 'rowIndices' has {value} at position {bad}, outside [0, {indexedRows})", "rowIndices");
         long rowBytes = source.RowLength * source.DType.SizeOf();
-        if (count == 0 || rowBytes == 0) return;
+        if (count == 0) return;
+        var (record, check) = Check(op, IndexCheck.RowIndex, indexedRows);
         var a = new KernelArgs();
         _rt.Launch(kernel, (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
-            ref a.Ptr(P(source)).Ptr(P(rowIndices)).Ptr(P(destination)).Int(count).Long(rowBytes));
+            ref a.Ptr(P(source)).Ptr(P(rowIndices)).Ptr(P(destination)).Int(count).Long(rowBytes).Int(indexedRows).Ptr(record).UInt(check));
     }
 
     // ---------------------------------------------------------------- GEMM
@@ -173,30 +166,23 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     public void EmbeddingForward(Tensor tokenIds, Tensor table, Tensor output)
     {
         int count = tokenIds.Shape[0], vocab = table.Shape[0], width = table.Shape[1];
-        CheckTokenIds(nameof(IBackend.EmbeddingForward), tokenIds, count, vocab);
-        if (count == 0 || width == 0) return;
+        if (count == 0) return;
+        var (record, check) = Check(nameof(IBackend.EmbeddingForward), IndexCheck.TokenId, vocab);
         var a = new KernelArgs();
         _rt.Launch(K("embedding_forward", table.DType), (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
-            ref a.Ptr(P(tokenIds)).Ptr(P(table)).Ptr(P(output)).Int(count).Int(width));
+            ref a.Ptr(P(tokenIds)).Ptr(P(table)).Ptr(P(output)).Int(count).Int(width).Int(vocab).Ptr(record).UInt(check));
     }
 
     public void EmbeddingBackward(Tensor tokenIds, Tensor dOutput, Tensor dTable)
     {
         int count = tokenIds.Shape[0], vocab = dTable.Shape[0], width = dTable.Shape[1];
-        CheckTokenIds(nameof(IBackend.EmbeddingBackward), tokenIds, count, vocab);
-        if (count == 0 || width == 0) return;
+        if (count == 0 || width == 0) return; // with width 0 no id is dereferenced, so none needs checking
+        var (record, check) = Check(nameof(IBackend.EmbeddingBackward), IndexCheck.TokenId, vocab);
         uint columnBlocks = Ceil(width, 128);
-        int buckets = (int)Math.Clamp(_rt.GridStrideBlocks / columnBlocks, 1, vocab);
+        int buckets = (int)Math.Clamp(_rt.GridStrideBlocks / columnBlocks, 1, Math.Max(1, vocab));
         var a = new KernelArgs();
         _rt.Launch(K("embedding_backward", dOutput.DType), new Dim3((uint)buckets, columnBlocks), 128, 0,
-            ref a.Ptr(P(tokenIds)).Ptr(P(dOutput)).Ptr(P(dTable)).Int(count).Int(width).Int(buckets));
-    }
-
-    private void CheckTokenIds(string op, Tensor tokenIds, int count, int vocab)
-    {
-        var (bad, value) = FirstBadIndex(P(tokenIds), count, 0, vocab);
-        if (bad >= 0)
-            throw new ArgumentException($"{op}: argument 'tokenIds' has id {value} at position {bad}, outside the table's vocabulary [0, {vocab})", "tokenIds");
+            ref a.Ptr(P(tokenIds)).Ptr(P(dOutput)).Ptr(P(dTable)).Int(count).Int(width).Int(buckets).Int(vocab).Ptr(record).UInt(check));
     }
 
     // ---------------------------------------------------------------- RMSNorm, RoPE, SwiGLU
@@ -225,14 +211,13 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     public void Rope(Tensor input, Tensor positions, int numHeads, int headDim, float theta, Tensor output, bool inverse)
     {
         int rows = input.Shape[0];
-        var (bad, value) = FirstBadIndex(P(positions), rows, 0, int.MaxValue);
-        if (bad >= 0)
-            throw new ArgumentException($"{(inverse ? "RopeBackward" : "RopeForward")}: argument 'positions' has {value} at row {bad}; positions must be non-negative", "positions");
         long pairs = (long)rows * numHeads * (headDim / 2);
         if (pairs == 0) return;
+        var (record, check) = Check(inverse ? "RopeBackward" : "RopeForward", IndexCheck.Position, 0);
         var a = new KernelArgs();
         _rt.Launch(K("rope_apply", input.DType), StrideGrid(pairs), 256, 0,
-            ref a.Ptr(P(input)).Ptr(P(positions)).Ptr(P(output)).Int(rows).Int(numHeads).Int(headDim).Float(theta).Float(inverse ? -1f : 1f));
+            ref a.Ptr(P(input)).Ptr(P(positions)).Ptr(P(output)).Int(rows).Int(numHeads).Int(headDim).Float(theta).Float(inverse ? -1f : 1f)
+                .Ptr(record).UInt(check));
     }
 
     public void SwiGluForward(Tensor gate, Tensor up, Tensor output)
@@ -310,20 +295,17 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     {
         CheckHeadDim(nameof(IBackend.AttentionDecode), heads);
         int batch = q.Shape[0], slots = keyCache.Shape[0], maxLength = keyCache.Shape[1];
-        var (badSlot, slot) = FirstBadIndex(P(cacheSlots), batch, 0, slots);
-        if (badSlot >= 0)
-            throw new ArgumentException($"AttentionDecode: cacheSlots[{badSlot}] = {slot} is outside [0, {slots})", "cacheSlots");
-        var (badLength, length) = FirstBadIndex(P(lengths), batch, 1, maxLength + 1);
-        if (badLength >= 0)
-            throw new ArgumentException($"AttentionDecode: lengths[{badLength}] = {length} is outside [1, {maxLength}]", "lengths");
         if (batch == 0) return;
+        // The kernel reports slots under one id and lengths under the next (attention.cu).
+        var (record, check) = Check(nameof(IBackend.AttentionDecode), IndexCheck.CacheSlot, slots);
+        Check(nameof(IBackend.AttentionDecode), IndexCheck.Length, maxLength);
         int shared = (heads.HeadDim + 32) * sizeof(float);
         string kernel = K("attention_decode", q.DType);
         Shared(kernel, shared);
         var a = new KernelArgs();
         _rt.Launch(kernel, new Dim3((uint)heads.NumHeads, (uint)batch), 32, shared,
             ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output))
-                .Int(maxLength).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale));
+                .Int(maxLength).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale).Int(slots).Ptr(record).UInt(check));
     }
 
     // ---------------------------------------------------------------- log-prob
@@ -335,18 +317,11 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         return (rowBlock, chunk);
     }
 
-    private void CheckTargets(string op, Tensor targets, int rows, int vocab)
-    {
-        var (bad, value) = FirstBadIndex(P(targets), rows, 0, vocab);
-        if (bad >= 0)
-            throw new ArgumentException($"{op}: argument 'targets' has token {value} at row {bad}, outside the vocabulary [0, {vocab})", "targets");
-    }
-
     public void LogProbForward(Tensor hidden, Tensor weight, Tensor targets, float temperature, Tensor logProbs, Tensor entropy, Tensor logSumExp)
     {
         int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
-        CheckTargets(nameof(IBackend.LogProbForward), targets, rows, vocab);
         if (rows == 0) return;
+        var (record, check) = Check(nameof(IBackend.LogProbForward), IndexCheck.Target, vocab);
         var (rowBlock, chunk) = LogProbTiling(rows, vocab);
         nint stats = _scratch.Get(ScratchBuffers.Slot.Stats, 4L * rows * sizeof(float));
         nint m = stats, s = stats + rows * sizeof(float), u = s + rows * sizeof(float), target = u + rows * sizeof(float);
@@ -367,7 +342,8 @@ internal sealed unsafe class KernelLaunchers : IDisposable
                     Row(P(weight), c0, width, storage), width, 0, 0f, tile, cols, 0, 1);
                 var fold = new KernelArgs();
                 _rt.Launch("logprob_fold", tileRows, _rt.RowThreads, 0,
-                    ref fold.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(m).Ptr(s).Ptr(u).Ptr(target));
+                    ref fold.Ptr(tile).Int(cols).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(m).Ptr(s).Ptr(u).Ptr(target)
+                        .Int(vocab).Ptr(record).UInt(check));
             }
         }
         var fin = new KernelArgs();
@@ -385,9 +361,8 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight)
     {
         int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
-        CheckTargets(nameof(IBackend.LogProbBackward), targets, rows, vocab);
-        if (rows == 0) return;
-        if (width == 0) return;
+        if (rows == 0 || width == 0) return;
+        var (record, check) = Check(nameof(IBackend.LogProbBackward), IndexCheck.Target, vocab);
         var s = hidden.DType;
         bool fp32 = s == DType.Float32;
         var (rowBlock, chunk) = LogProbTiling(rows, vocab);
@@ -410,7 +385,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
                 var grad = new KernelArgs();
                 _rt.Launch(K("logprob_grad", s), tileRows, _rt.RowThreads, 0,
                     ref grad.Ptr(tile).Int(cols).Ptr(dzTile).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
-                        .Ptr(P(dEntropy, true)).Ptr(P(entropy)).Ptr(P(logSumExp)));
+                        .Ptr(P(dEntropy, true)).Ptr(P(entropy)).Ptr(P(logSumExp)).Int(vocab).Ptr(record).UInt(check));
                 // dHidden[rows] += dz . W[chunk] / T ; dW[chunk] += dz^T . hidden[rows] / T, both accumulating in fp32
                 _rt.Gemm(logitTypes, false, false, tileRows, width, cols, invT, dzTile, cols, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
                 _rt.Gemm(logitTypes, true, false, cols, width, tileRows, invT, dzTile, cols, 0, hiddenRows, width, 0, 1f,
@@ -479,12 +454,14 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     public void AdamWStep(IReadOnlyList<AdamWSlot> slots, AdamWOptions options, int step, float gradientScale)
     {
-        // The device table: 8 longs per tensor (see struct AdamWTensor in kernels/adamw.cu).
-        var table = new long[Math.Max(1, slots.Count) * 8];
+        // The device table: 8 longs per tensor (see struct AdamWTensor in kernels/adamw.cu), built in a reused host array.
+        if (_adamWTable.Length < slots.Count * 8) _adamWTable = new long[Math.Max(8, slots.Count * 8)];
+        var table = _adamWTable;
         int tensors = 0;
         long chunks = 0;
-        foreach (var slot in slots)
+        for (int i = 0; i < slots.Count; i++)
         {
+            var slot = slots[i];
             long n = slot.Parameter.ElementCount;
             if (n == 0) continue;
             int o = tensors * 8;
@@ -515,28 +492,34 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     public float GlobalNorm(IReadOnlyList<Tensor> tensors)
     {
-        int total = 0;
-        Span<int> blocks = tensors.Count <= 256 ? stackalloc int[tensors.Count] : new int[tensors.Count];
+        // The device table: 3 longs per non-empty tensor (see struct SumsqTensor in kernels/reduce.cu). The host copy
+        // grows once to the model's tensor count and is reused, so a step allocates nothing here.
+        if (_normTable.Length < tensors.Count * 3) _normTable = new long[tensors.Count * 3];
+        int count = 0;
+        long chunks = 0;
         for (int i = 0; i < tensors.Count; i++)
         {
-            blocks[i] = (int)Math.Min(StrideGrid(tensors[i].ElementCount, 256 * 8), 256);
-            if (tensors[i].ElementCount == 0) blocks[i] = 0;
-            total += blocks[i];
+            long n = tensors[i].ElementCount;
+            if (n == 0) continue;
+            int o = count * 3;
+            _normTable[o + 0] = P(tensors[i]);
+            _normTable[o + 1] = n;
+            _normTable[o + 2] = chunks;
+            chunks += (n + SumsqChunk - 1) / SumsqChunk;
+            count++;
         }
-        if (total == 0) return 0f;
-        nint partials = _scratch.Get(ScratchBuffers.Slot.Partials, (total + 1L) * sizeof(double));
-        int at = 0;
-        for (int i = 0; i < tensors.Count; i++)
-        {
-            if (blocks[i] == 0) continue;
-            var a = new KernelArgs();
-            _rt.Launch("sumsq_partial", blocks[i], 256, 0,
-                ref a.Ptr(P(tensors[i])).Long(tensors[i].ElementCount).Ptr(partials + at * sizeof(double)));
-            at += blocks[i];
-        }
-        nint result = partials + total * sizeof(double);
+        if (count == 0) return 0f;
+        long tableBytes = (long)count * 3 * sizeof(long);
+        // Its own slot, so the norm's table and the AdamW table of the same step never share a buffer.
+        nint device = _scratch.Get(ScratchBuffers.Slot.NormTable, tableBytes);
+        fixed (long* host = _normTable) _rt.CopyHostToDevice(host, device, tableBytes);
+        uint blocks = (uint)Math.Min(chunks, _rt.GridStrideBlocks);
+        nint partials = _scratch.Get(ScratchBuffers.Slot.Partials, (blocks + 1L) * sizeof(double));
+        nint result = partials + (nint)blocks * sizeof(double);
+        var a = new KernelArgs();
+        _rt.Launch("sumsq_multi", blocks, SumsqThreads, 0, ref a.Ptr(device).Int(count).Long(chunks).Ptr(partials));
         var f = new KernelArgs();
-        _rt.Launch("sumsq_final", 1, 256, 0, ref f.Ptr(partials).Int(total).Ptr(result));
+        _rt.Launch("sumsq_final", 1, 256, 0, ref f.Ptr(partials).Int((int)blocks).Ptr(result));
         double sum;
         _rt.CopyDeviceToHost(result, &sum, sizeof(double));
         return (float)Math.Sqrt(sum);

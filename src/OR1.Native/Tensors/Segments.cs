@@ -47,6 +47,31 @@ public sealed class Segments : IDisposable
     public static Segments FromLengths(IBackend backend, ReadOnlySpan<int> lengths)
     {
         ArgumentNullException.ThrowIfNull(backend);
+        return Upload(backend, OffsetsOf(lengths));
+    }
+
+    /// <summary>
+    /// Builds segments from their lengths (each non-negative) whose device offsets live in the first Count + 1
+    /// elements of <paramref name="offsetStorage"/>, an Int32 vector the caller owns and reuses: the offsets are
+    /// uploaded into it and nothing is allocated on the device (a micro-batch loop must not allocate); disposing the
+    /// result leaves the storage alone. The next call over the same storage overwrites it, which is safe for work
+    /// already issued with these offsets: the upload is ordered after that work.
+    /// </summary>
+    public static Segments FromLengths(ReadOnlySpan<int> lengths, Tensor offsetStorage) =>
+        UploadInto(offsetStorage, OffsetsOf(lengths), nameof(offsetStorage));
+
+    /// <summary>
+    /// Builds segments from offsets [Count + 1] (first 0, never decreasing) into caller-owned device storage, as
+    /// <see cref="FromLengths(ReadOnlySpan{int}, Tensor)"/> does: no device allocation, disposing leaves the storage alone.
+    /// </summary>
+    public static Segments FromOffsets(ReadOnlySpan<int> offsets, Tensor offsetStorage)
+    {
+        CheckOffsets(offsets);
+        return UploadInto(offsetStorage, offsets.ToArray(), nameof(offsetStorage));
+    }
+
+    private static int[] OffsetsOf(ReadOnlySpan<int> lengths)
+    {
         var offsets = new int[lengths.Length + 1];
         long total = 0;
         for (int i = 0; i < lengths.Length; i++)
@@ -58,13 +83,19 @@ public sealed class Segments : IDisposable
                 throw new ArgumentException($"segment lengths add up to more than {int.MaxValue}", nameof(lengths));
             offsets[i + 1] = (int)total;
         }
-        return Upload(backend, offsets);
+        return offsets;
     }
 
     /// <summary>Builds segments from offsets [Count + 1]: first 0, never decreasing.</summary>
     public static Segments FromOffsets(IBackend backend, ReadOnlySpan<int> offsets)
     {
         ArgumentNullException.ThrowIfNull(backend);
+        CheckOffsets(offsets);
+        return Upload(backend, offsets.ToArray());
+    }
+
+    private static void CheckOffsets(ReadOnlySpan<int> offsets)
+    {
         if (offsets.Length < 1)
             throw new ArgumentException("offsets need at least one element (the leading 0)", nameof(offsets));
         if (offsets[0] != 0)
@@ -74,7 +105,6 @@ public sealed class Segments : IDisposable
             if (offsets[i] < offsets[i - 1])
                 throw new ArgumentException($"offsets must not decrease: offsets[{i}] = {offsets[i]} < offsets[{i - 1}] = {offsets[i - 1]}", nameof(offsets));
         }
-        return Upload(backend, offsets.ToArray());
     }
 
     private static Segments Upload(IBackend backend, int[] offsets)
@@ -84,7 +114,19 @@ public sealed class Segments : IDisposable
         return new Segments(offsets, device);
     }
 
-    /// <summary>Frees the device copy of the offsets.</summary>
+    private static Segments UploadInto(Tensor storage, int[] offsets, string argument)
+    {
+        ArgumentNullException.ThrowIfNull(storage, argument);
+        if (storage.DType != DType.Int32 || storage.Rank != 1 || storage.ElementCount < offsets.Length)
+            throw new ArgumentException(
+                $"{storage.Describe()} cannot hold the {offsets.Length} offsets of {offsets.Length - 1} segments; it must be an Int32 vector of at least that many elements", argument);
+        // A view: Tensor.Dispose frees only tensors that own their buffer, so Dispose of these segments frees nothing.
+        var device = storage.SliceRows(0, offsets.Length);
+        storage.Backend.Upload<int>(offsets, device);
+        return new Segments(offsets, device);
+    }
+
+    /// <summary>Frees the device copy of the offsets (nothing when it lives in caller-owned storage).</summary>
     public void Dispose() => DeviceOffsets.Dispose();
 
     /// <inheritdoc />

@@ -96,14 +96,46 @@ public sealed class CudaDeviceTests
     }
 
     [Test]
-    public void AnIndexErrorIsAnArgumentExceptionBeforeAnyKernelRuns()
+    public void AnIndexErrorIsFoundByTheKernelAndRaisedAtTheNextWaitWithTheDeviceStillHealthy()
     {
         using var gpu = Open();
         using var table = gpu.Zeros(10, 4);
         using var ids = gpu.Ints([0, 3, 10], 3);
         using var output = gpu.Zeros(3, 4);
-        var e = Assert.Throws<ArgumentException>(() => gpu.EmbeddingForward(ids, table, output))!;
-        Assert.That(e.Message, Does.Contain("id 10 at position 2"));
-        gpu.Synchronize(); // the device is still healthy
+        var before = gpu.Counters;
+        gpu.EmbeddingForward(ids, table, output);
+        Assert.That((gpu.Counters - before).Synchronizations, Is.Zero, "the op waited for the host");
+        var e = Assert.Throws<ArgumentException>(() => gpu.Synchronize())!;
+        Assert.That(e.Message, Does.Contain("EmbeddingForward").And.Contain("id 10 at position 2"));
+        Assert.That(output.ToFloats(), Is.All.EqualTo(0f)); // the device is still healthy and the bad row was not read
+    }
+
+    [Test]
+    public void CallsFromOtherThreadsAndAfterAnotherContextWasMadeCurrentRunOnTheBackendsContext()
+    {
+        using var gpu = Open();
+        using var x = gpu.Floats([1f, 2f, 3f, 4f], 4);
+        // Another thread (a thread-pool thread, as a parallel reward or data loader would use) with no context of its own.
+        float[] fromOtherThread = Task.Run(() =>
+        {
+            gpu.Scale(x, 2f);
+            return x.ToFloats();
+        }).GetAwaiter().GetResult();
+        Assert.That(fromOtherThread, Is.EqualTo(new[] { 2f, 4f, 6f, 8f }));
+
+        // Two threads issuing work one after the other on the same backend.
+        var barrier = new Barrier(2);
+        var first = new Thread(() => { barrier.SignalAndWait(); lock (gpu) gpu.Scale(x, 0.5f); });
+        var second = new Thread(() => { barrier.SignalAndWait(); lock (gpu) gpu.Scale(x, 3f); });
+        first.Start();
+        second.Start();
+        first.Join();
+        second.Join();
+        Assert.That(x.ToFloats(), Is.EqualTo(new[] { 3f, 6f, 9f, 12f }));
+
+        // A thread where something else left no (or another) context current: unset it, then call.
+        Assert.That(OR1.Native.Cuda.CudaDriver.cuCtxSetCurrent(0), Is.Zero);
+        gpu.Scale(x, 1f / 3f);
+        Assert.That(x.ToFloats(), Is.EqualTo(new[] { 1f, 2f, 3f, 4f }));
     }
 }

@@ -57,7 +57,7 @@ public sealed unsafe class EmuSelfTests
     {
         var names = EmuBackend.KernelNames();
         foreach (var kernel in new[] { "attention_forward_f32", "attention_backward_dkv_bf16", "attention_decode_bf16", "rmsnorm_forward_f32",
-                     "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows", "adamw_step", "sumsq_partial",
+                     "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows", "adamw_step", "sumsq_multi",
                      "embedding_backward_bf16", "policy_loss_forward", "gemm_f32", "gemm_bf16", "gemm_bf16_f32", "convert_f32_bf16", "convert_bf16_f32" })
             Assert.That(names, Does.Contain(kernel));
         // Every kernel every source exports is in the library (the registration macros and the emulator agree).

@@ -91,7 +91,7 @@ public sealed class MixedPrecisionTests
         var builder = new ResponseBatch.Builder();
         foreach (var s in sequences) builder.BeginGroup(s.Take(1).ToArray()).AddResponse(s.Skip(1).ToArray());
         var batch = builder.Build();
-        using var buffers = new MicroBatchBuffers(backend);
+        using var buffers = new MicroBatchBuffers(backend, model.Config.VocabSize);
         using var micro = buffers.Load(batch, batch.Range(0, batch.SequenceCount));
         using var act = new Qwen2Activations(backend, model.Config, batch.TokenCount, model.Storage);
         model.Forward(micro.Packed, act);

@@ -70,7 +70,7 @@ public sealed class ResponseBatchTests
     public void MicroBatchBuffers_UploadTheRangeAndAreReused()
     {
         using var backend = new CpuBackend(threads: 1);
-        using var buffers = new MicroBatchBuffers(backend);
+        using var buffers = new MicroBatchBuffers(backend, vocabSize: 1000);
         var batch = Small();
         int capacity;
         using (var micro = buffers.Load(batch, batch.Range(0, 2)))

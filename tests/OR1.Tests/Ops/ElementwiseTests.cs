@@ -72,7 +72,8 @@ public sealed class ElementwiseTests(BackendCase backendCase) : OpTestBase(backe
 
     [Test]
     public void GatherIndexOutOfRangeIsAnArgumentError() =>
-        Assert.That(() => Backend.GatherRows(Zeros(2, 2), Ints([0, 2], 2), Zeros(2, 2)),
+        // Kernel backends raise a device-held bad index at the next wait (see DeviceIndexCheckTests).
+        Assert.That(() => { Backend.GatherRows(Zeros(2, 2), Ints([0, 2], 2), Zeros(2, 2)); Backend.Synchronize(); },
             Throws.ArgumentException.With.Message.Contains("GatherRows").And.Message.Contains("position 1"));
 
     [Test]
