@@ -69,12 +69,28 @@ internal sealed unsafe class DeviceErrors : IDisposable
     /// <summary>Numbers a check of <paramref name="kind"/> made by <paramref name="op"/>; the kernel gets the id.</summary>
     public uint Register(string op, IndexCheck kind, int bound)
     {
+        uint id = Reserve(1);
+        _checks[id % Ring] = (op, kind, bound);
+        return id;
+    }
+
+    /// <summary>Two consecutive ids for a kernel that checks two arguments (it reports the second under id + 1).</summary>
+    public uint RegisterPair(string op, IndexCheck first, int firstBound, IndexCheck second, int secondBound)
+    {
+        uint id = Reserve(2);
+        _checks[id % Ring] = (op, first, firstBound);
+        _checks[(id + 1) % Ring] = (op, second, secondBound);
+        return id;
+    }
+
+    private uint Reserve(uint count)
+    {
         _ = Record;
         // A check id's slot must not be reused before the record was read past it; and ids restart before they wrap.
-        if (_next - _verified >= Ring || _next >= IdLimit) Drain();
-        if (_next >= IdLimit) _next = _verified = 0;
-        uint id = _next++;
-        _checks[id % Ring] = (op, kind, bound);
+        if (_next + count - _verified > Ring || _next + count > IdLimit) Drain();
+        if (_next + count > IdLimit) _next = _verified = 0;
+        uint id = _next;
+        _next += count;
         return id;
     }
 

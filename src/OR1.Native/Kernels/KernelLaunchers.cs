@@ -297,8 +297,9 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int batch = q.Shape[0], slots = keyCache.Shape[0], maxLength = keyCache.Shape[1];
         if (batch == 0) return;
         // The kernel reports slots under one id and lengths under the next (attention.cu).
-        var (record, check) = Check(nameof(IBackend.AttentionDecode), IndexCheck.CacheSlot, slots);
-        Check(nameof(IBackend.AttentionDecode), IndexCheck.Length, maxLength);
+        var errors = _rt.Errors;
+        uint check = errors.RegisterPair(nameof(IBackend.AttentionDecode), IndexCheck.CacheSlot, slots, IndexCheck.Length, maxLength);
+        nint record = errors.Record;
         int shared = (heads.HeadDim + 32) * sizeof(float);
         string kernel = K("attention_decode", q.DType);
         Shared(kernel, shared);
