@@ -24,16 +24,8 @@ public sealed class EmuVersusCpuTests
     public void Create()
     {
         _cpu = new CpuBackend(threads: 2);
-        try
-        {
-            _emu = new EmuBackend();
-            _emuGpu = new EmuBackend(EmuLaunchShapes.Gpu);
-        }
-        catch (BackendUnavailableException e)
-        {
-            if (Environment.GetEnvironmentVariable("OR1_REQUIRE_EMU") == "1") Assert.Fail(e.Message);
-            Assert.Ignore(e.Message);
-        }
+        _emu = EmuOrIgnore.Open(() => new EmuBackend());
+        _emuGpu = new EmuBackend(EmuLaunchShapes.Gpu);
     }
 
     [OneTimeTearDown]

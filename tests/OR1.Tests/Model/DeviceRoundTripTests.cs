@@ -4,6 +4,7 @@ using OR1.Model.Generation;
 using OR1.Native;
 using OR1.Native.Emu;
 using OR1.Native.Kernels;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Model;
 
@@ -21,15 +22,7 @@ public sealed class DeviceRoundTripTests
     [OneTimeSetUp]
     public void Create()
     {
-        try
-        {
-            _emu = new EmuBackend();
-        }
-        catch (BackendUnavailableException e)
-        {
-            if (Environment.GetEnvironmentVariable("OR1_REQUIRE_EMU") == "1") Assert.Fail(e.Message);
-            Assert.Ignore(e.Message);
-        }
+        _emu = EmuOrIgnore.Open(() => new EmuBackend());
     }
 
     [OneTimeTearDown]

@@ -22,15 +22,7 @@ public sealed class MixedPrecisionTests
     [OneTimeSetUp]
     public void Create()
     {
-        try
-        {
-            _emu = new EmuBackend();
-        }
-        catch (BackendUnavailableException e)
-        {
-            if (Environment.GetEnvironmentVariable("OR1_REQUIRE_EMU") == "1") Assert.Fail(e.Message);
-            Assert.Ignore(e.Message);
-        }
+        _emu = EmuOrIgnore.Open(() => new EmuBackend());
         _cpu = new CpuBackend(threads: 2);
     }
 
