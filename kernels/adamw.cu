@@ -21,10 +21,10 @@ struct AdamWTensor {
 
 #define ADAMW_CHUNK 4096
 
-/// Launch: grid = total chunks (ADAMW_CHUNK elements each, per tensor), any block size.
-OR1_KERNEL void adamw_step(const AdamWTensor* __restrict__ tensors, int tensorCount, float beta1, float beta2,
-                           float oneMinusBeta1, float oneMinusBeta2, float eps, float stepSize, float bc2Sqrt,
-                           float decayFactor, float gradientScale) {
+/// Launch: grid = total chunks (ADAMW_CHUNK elements each, per tensor), any block size up to 256 threads.
+OR1_BOUNDED_KERNEL(adamw_step, (256), (const AdamWTensor* __restrict__ tensors, int tensorCount, float beta1, float beta2,
+                                      float oneMinusBeta1, float oneMinusBeta2, float eps, float stepSize, float bc2Sqrt,
+                                      float decayFactor, float gradientScale)) {
     long long chunk = blockIdx.x;
     // Binary search for the tensor owning this chunk (tensors are in chunk order).
     int lo = 0, hi = tensorCount - 1;
@@ -48,4 +48,3 @@ OR1_KERNEL void adamw_step(const AdamWTensor* __restrict__ tensors, int tensorCo
         if (t.workingCopy) t.workingCopy[i] = from_f32<bf16>(p);
     }
 }
-OR1_REGISTER(adamw_step)

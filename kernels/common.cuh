@@ -25,6 +25,24 @@
 #define OR1_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::or1emu::tl_dynamicShared)
 #endif
 
+/// A kernel entry with its launch bounds, defined and registered in one place:
+///   OR1_BOUNDED_KERNEL(name, (maxThreadsPerBlock[, minBlocksPerSM]), (parameters)) { body }
+/// BOUNDS are __launch_bounds__'s arguments. ptxas budgets registers for them (65,536 / (threads x blocks), at
+/// most 255) instead of assuming the worst, and a GPU refuses a launch whose block has more threads than
+/// maxThreadsPerBlock; the emulator records maxThreadsPerBlock and refuses the same launch, so a launcher that
+/// outgrows its kernel fails in CI. The bound is the largest block the kernel's launcher in
+/// src/OR1.Native/Kernels/KernelLaunchers.cs can ask for. Every entry that ships as PTX has one
+/// (tests/OR1.Tests/Kernels/CompiledCodeTests.cs checks the compiled code).
+#if defined(OR1_CUDA)
+#define OR1_BOUNDED_KERNEL(name, BOUNDS, PARAMS) OR1_KERNEL void __launch_bounds__ BOUNDS name PARAMS
+#else
+// Declared before the registration, which takes the kernel's address, so that the body can follow the macro.
+#define OR1_BOUNDED_KERNEL(name, BOUNDS, PARAMS)                                                    \
+    OR1_KERNEL void name PARAMS;                                                                    \
+    OR1_EMU_REGISTER_BOUNDED(name, OR1_EMU_MAX_THREADS BOUNDS)                                      \
+    OR1_KERNEL void name PARAMS
+#endif
+
 #define OR1_FULL_MASK 0xffffffffu
 
 // ------------------------------------------------------------------ constants (NVRTC has no <cmath>)
@@ -98,6 +116,15 @@ namespace or1_storage_bf16 { using S = bf16; }
     namespace or1_storage_bf16 {                                                                    \
     OR1_KERNEL void name##_bf16 PARAMS { name<S> ARGS; }                                            \
     OR1_REGISTER(name##_bf16)                                                                       \
+    }
+
+/// OR1_STORAGE_KERNELS with launch bounds (see OR1_BOUNDED_KERNEL) on both instantiations.
+#define OR1_BOUNDED_STORAGE_KERNELS(name, BOUNDS, PARAMS, ARGS)                                     \
+    namespace or1_storage_f32 {                                                                     \
+    OR1_BOUNDED_KERNEL(name##_f32, BOUNDS, PARAMS) { name<S> ARGS; }                                \
+    }                                                                                               \
+    namespace or1_storage_bf16 {                                                                    \
+    OR1_BOUNDED_KERNEL(name##_bf16, BOUNDS, PARAMS) { name<S> ARGS; }                               \
     }
 
 // ------------------------------------------------------------------ reductions
@@ -180,3 +207,7 @@ static __device__ __forceinline__ bool index_ok(int v, int lo, int hi, unsigned 
     report_bad_index(record, check, position, v);
     return false;
 }
+
+// ------------------------------------------------------------------ warp matrix instructions and cp.async
+
+#include "mma.cuh"

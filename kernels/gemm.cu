@@ -41,12 +41,12 @@ static __device__ __forceinline__ void gemm(int transA, int transB, int m, int n
 }
 
 #define OR1_GEMM_KERNEL(name, T, U)                                                                 \
-    OR1_KERNEL void name(int transA, int transB, int m, int n, int k, float alpha, const T* __restrict__ A, int lda, \
-                         long long strideA, const T* __restrict__ B, int ldb, long long strideB, float beta,       \
-                         U* __restrict__ C, int ldc, long long strideC) {                           \
+    OR1_BOUNDED_KERNEL(name, (GEMM_TILE * GEMM_TILE),                                               \
+                       (int transA, int transB, int m, int n, int k, float alpha, const T* __restrict__ A, int lda, \
+                        long long strideA, const T* __restrict__ B, int ldb, long long strideB, float beta,       \
+                        U* __restrict__ C, int ldc, long long strideC)) {                           \
         gemm<T, U>(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC); \
-    }                                                                                               \
-    OR1_REGISTER(name)
+    }
 
 // The three combinations the model uses: fp32 throughout; bf16 throughout; bf16 inputs into an fp32 C.
 OR1_GEMM_KERNEL(gemm_f32, float, float)

@@ -3,9 +3,9 @@
 #include "common.cuh"
 
 /// A = (r - mean) / (std + eps) per group with the unbiased std; a group of one uses mean 0, std 1
-/// (verl's rule). Groups are small: one thread per group, in double. Launch: 1-D grid-stride over groups.
-OR1_KERNEL void grpo_advantages(const float* __restrict__ rewards, const int* __restrict__ offsets, int groups,
-                                float epsilon, float* __restrict__ advantages) {
+/// (verl's rule). Groups are small: one thread per group, in double. Launch: 1-D grid-stride over groups, blocks of up to 64 threads.
+OR1_BOUNDED_KERNEL(grpo_advantages, (64), (const float* __restrict__ rewards, const int* __restrict__ offsets, int groups,
+                                           float epsilon, float* __restrict__ advantages)) {
     OR1_GRID_STRIDE(g, groups) {
         int start = offsets[g], count = offsets[g + 1] - start;
         if (count == 0) continue;
@@ -25,17 +25,15 @@ OR1_KERNEL void grpo_advantages(const float* __restrict__ rewards, const int* __
             advantages[start + i] = static_cast<float>((rewards[start + i] - mean) / (stdev + epsilon));
     }
 }
-OR1_REGISTER(grpo_advantages)
 
-/// output[t] = values[s] for t in segment s. Launch: grid-stride over segments, threads over the segment.
-OR1_KERNEL void broadcast_segments(const float* __restrict__ values, const int* __restrict__ offsets, int segments,
-                                   float* __restrict__ output) {
+/// output[t] = values[s] for t in segment s. Launch: grid-stride over segments, threads (up to 128) over the segment.
+OR1_BOUNDED_KERNEL(broadcast_segments, (128), (const float* __restrict__ values, const int* __restrict__ offsets, int segments,
+                                               float* __restrict__ output)) {
     for (int s = blockIdx.x; s < segments; s += gridDim.x) {
         float v = values[s];
         for (int t = offsets[s] + threadIdx.x; t < offsets[s + 1]; t += blockDim.x) output[t] = v;
     }
 }
-OR1_REGISTER(broadcast_segments)
 
 struct TokenTerms {
     float ratio, surrogate;
@@ -77,12 +75,12 @@ static __device__ __forceinline__ float clamped_k3_gradient(float referenceLogPr
 
 /// lossTerms = [total, policy gradient, entropy, kl, clip fraction, clip fraction low, clip fraction high,
 /// ppo_kl] (PolicyLossTerms), sums in double over a fixed partition (deterministic). referenceLogProbs may
-/// be null when klCoefficient is 0. Launch: exactly one block, blockDim a multiple of 32.
-OR1_KERNEL void policy_loss_forward(const float* __restrict__ logProbs, const float* __restrict__ oldLogProbs,
-                                    const float* __restrict__ advantages, const float* __restrict__ entropy,
-                                    const float* __restrict__ weights, const float* __restrict__ referenceLogProbs,
-                                    float clipLow, float clipHigh, float entropyCoefficient, float klCoefficient,
-                                    int count, float* __restrict__ lossTerms) {
+/// be null when klCoefficient is 0. Launch: exactly one block, blockDim a multiple of 32 up to 256.
+OR1_BOUNDED_KERNEL(policy_loss_forward, (256), (const float* __restrict__ logProbs, const float* __restrict__ oldLogProbs,
+                                                const float* __restrict__ advantages, const float* __restrict__ entropy,
+                                                const float* __restrict__ weights, const float* __restrict__ referenceLogProbs,
+                                                float clipLow, float clipHigh, float entropyCoefficient, float klCoefficient,
+                                                int count, float* __restrict__ lossTerms)) {
     __shared__ double scratch[32];
     double pg = 0.0, ent = 0.0, kl = 0.0, clippedLow = 0.0, clippedHigh = 0.0, ppoKl = 0.0;
     bool useKl = klCoefficient != 0.f;
@@ -119,14 +117,13 @@ OR1_KERNEL void policy_loss_forward(const float* __restrict__ logProbs, const fl
         lossTerms[0] = static_cast<float>(pg - entropyCoefficient * ent + klCoefficient * kl);
     }
 }
-OR1_REGISTER(policy_loss_forward)
 
-/// dL/dlogp and dL/dH per token (overwrite). Launch: 1-D grid-stride over tokens.
-OR1_KERNEL void policy_loss_backward(const float* __restrict__ logProbs, const float* __restrict__ oldLogProbs,
-                                     const float* __restrict__ advantages, const float* __restrict__ weights,
-                                     const float* __restrict__ referenceLogProbs, float clipLow, float clipHigh,
-                                     float entropyCoefficient, float klCoefficient, int count,
-                                     float* __restrict__ dLogProbs, float* __restrict__ dEntropy) {
+/// dL/dlogp and dL/dH per token (overwrite). Launch: 1-D grid-stride over tokens, blocks of up to 256 threads.
+OR1_BOUNDED_KERNEL(policy_loss_backward, (256), (const float* __restrict__ logProbs, const float* __restrict__ oldLogProbs,
+                                                 const float* __restrict__ advantages, const float* __restrict__ weights,
+                                                 const float* __restrict__ referenceLogProbs, float clipLow, float clipHigh,
+                                                 float entropyCoefficient, float klCoefficient, int count,
+                                                 float* __restrict__ dLogProbs, float* __restrict__ dEntropy)) {
     bool useKl = klCoefficient != 0.f;
     OR1_GRID_STRIDE(t, count) {
         float w = weights[t];
@@ -138,4 +135,3 @@ OR1_KERNEL void policy_loss_backward(const float* __restrict__ logProbs, const f
         dEntropy[t] = -w * entropyCoefficient;
     }
 }
-OR1_REGISTER(policy_loss_backward)

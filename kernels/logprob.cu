@@ -10,24 +10,23 @@
 // Reference: src/OR1.Native/Cpu/LogProb.cs.
 #include "common.cuh"
 
-/// Launch: 1-D grid-stride over rows.
-OR1_KERNEL void logprob_init(float* __restrict__ m, float* __restrict__ s, float* __restrict__ u, int rows) {
+/// Launch: 1-D grid-stride over rows, blocks of up to 256 threads.
+OR1_BOUNDED_KERNEL(logprob_init, (256), (float* __restrict__ m, float* __restrict__ s, float* __restrict__ u, int rows)) {
     OR1_GRID_STRIDE(i, rows) {
         m[i] = OR1_NEG_INF;
         s[i] = 0.f;
         u[i] = 0.f;
     }
 }
-OR1_REGISTER(logprob_init)
 
 /// Folds a tile of logits (rows [rowStart, rowStart + tileRows), vocabulary [chunkStart, chunkStart +
 /// cols)) into the running statistics and captures the target logits it contains. A target outside
 /// [0, vocab) is reported to the error record (common.cuh) by the first chunk and its log-prob made NaN.
-/// Launch: one block per tile row (grid = tileRows), blockDim a multiple of 32.
-OR1_KERNEL void logprob_fold(const float* __restrict__ logits, int ldLogits, int tileRows, int cols, int chunkStart,
-                             int rowStart, const int* __restrict__ targets, float* __restrict__ m, float* __restrict__ s,
-                             float* __restrict__ u, float* __restrict__ targetLogits, int vocab,
-                             unsigned long long* errors, unsigned check) {
+/// Launch: one block per tile row (grid = tileRows), blockDim a multiple of 32 up to 256.
+OR1_BOUNDED_KERNEL(logprob_fold, (256), (const float* __restrict__ logits, int ldLogits, int tileRows, int cols, int chunkStart,
+                                         int rowStart, const int* __restrict__ targets, float* __restrict__ m, float* __restrict__ s,
+                                         float* __restrict__ u, float* __restrict__ targetLogits, int vocab,
+                                         unsigned long long* errors, unsigned check)) {
     __shared__ float scratch[32];
     int r = blockIdx.x;
     if (r >= tileRows) return;
@@ -65,12 +64,12 @@ OR1_KERNEL void logprob_fold(const float* __restrict__ logits, int ldLogits, int
         if (chunkStart == 0 && !index_ok(t, 0, vocab, errors, check, n)) targetLogits[n] = __int_as_float(0x7fc00000);
     }
 }
-OR1_REGISTER(logprob_fold)
 
 /// lse = m + ln s, H = ln s - u / s, logp = z_target - lse (in double, as the Cpu backend merges).
-OR1_KERNEL void logprob_finalize(const float* __restrict__ m, const float* __restrict__ s, const float* __restrict__ u,
-                                 const float* __restrict__ targetLogits, float* __restrict__ logProbs,
-                                 float* __restrict__ entropy, float* __restrict__ logSumExp, int rows) {
+/// Launch: 1-D grid-stride over rows, blocks of up to 256 threads.
+OR1_BOUNDED_KERNEL(logprob_finalize, (256), (const float* __restrict__ m, const float* __restrict__ s, const float* __restrict__ u,
+                                             const float* __restrict__ targetLogits, float* __restrict__ logProbs,
+                                             float* __restrict__ entropy, float* __restrict__ logSumExp, int rows)) {
     OR1_GRID_STRIDE(i, rows) {
         double ls = log(static_cast<double>(s[i]));
         float lse = static_cast<float>(m[i] + ls);
@@ -79,13 +78,12 @@ OR1_KERNEL void logprob_finalize(const float* __restrict__ m, const float* __res
         logProbs[i] = targetLogits[i] - lse;
     }
 }
-OR1_REGISTER(logprob_finalize)
 
 /// Turns a tile of logits z into dz (written to dz, which may be the tile itself when S is float):
 /// dz_j = -p_j (dH z_j + dlogp + dH (H - lse)) + dlogp [j = target], p_j = e^(z_j - lse).
 /// With bf16 storage dz is rounded to bf16 for the two GEMMs that follow (cuBLAS takes A and B of one type).
 /// dEntropy may be null (no entropy gradient). A target outside [0, vocab) is reported (first chunk) and gets
-/// no +dlogp term. Launch: one block per tile row.
+/// no +dlogp term. Launch: one block of up to 256 threads per tile row.
 template <typename S>
 static __device__ __forceinline__ void logprob_grad(const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart,
                                                     int rowStart, const int* __restrict__ targets, const float* __restrict__ dLogProbs,
@@ -112,10 +110,10 @@ static __device__ __forceinline__ void logprob_grad(const float* logits, int ldL
         out[c] = from_f32<S>(g);
     }
 }
-OR1_STORAGE_KERNELS(logprob_grad,
-                    (const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart, int rowStart,
-                     const int* __restrict__ targets, const float* __restrict__ dLogProbs, const float* __restrict__ dEntropy,
-                     const float* __restrict__ entropy, const float* __restrict__ logSumExp, int vocab,
-                     unsigned long long* errors, unsigned check),
-                    (logits, ldLogits, dz, tileRows, cols, chunkStart, rowStart, targets, dLogProbs, dEntropy, entropy, logSumExp, vocab,
-                     errors, check))
+OR1_BOUNDED_STORAGE_KERNELS(logprob_grad, (256),
+                            (const float* logits, int ldLogits, S* dz, int tileRows, int cols, int chunkStart, int rowStart,
+                             const int* __restrict__ targets, const float* __restrict__ dLogProbs, const float* __restrict__ dEntropy,
+                             const float* __restrict__ entropy, const float* __restrict__ logSumExp, int vocab,
+                             unsigned long long* errors, unsigned check),
+                            (logits, ldLogits, dz, tileRows, cols, chunkStart, rowStart, targets, dLogProbs, dEntropy, entropy, logSumExp, vocab,
+                             errors, check))

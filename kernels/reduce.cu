@@ -57,8 +57,8 @@ static __device__ __forceinline__ double sumsq_chunk(const float* __restrict__ p
 /// only on the grid, each thread adds its elements in a fixed order and block_sum_d's order is fixed, so the same
 /// tensors and grid give bit-identical partials on every run.
 /// Launch: grid = min(total chunks, any cap) blocks (at least one), block = SUMSQ_THREADS (a multiple of 32 up to it).
-OR1_KERNEL void __launch_bounds__(SUMSQ_THREADS)
-sumsq_multi(const SumsqTensor* __restrict__ tensors, int tensorCount, long long chunks, double* __restrict__ partials) {
+OR1_BOUNDED_KERNEL(sumsq_multi, (SUMSQ_THREADS),
+                   (const SumsqTensor* __restrict__ tensors, int tensorCount, long long chunks, double* __restrict__ partials)) {
     __shared__ double scratch[32];
     double sum = 0.0;
     int owner = 0;
@@ -77,14 +77,12 @@ sumsq_multi(const SumsqTensor* __restrict__ tensors, int tensorCount, long long 
     sum = block_sum_d(sum, scratch);
     if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
-OR1_REGISTER(sumsq_multi)
 
-/// result[0] = sum of partials[0 .. count). Launch: exactly one block.
-OR1_KERNEL void sumsq_final(const double* __restrict__ partials, int count, double* __restrict__ result) {
+/// result[0] = sum of partials[0 .. count). Launch: exactly one block, of up to 256 threads.
+OR1_BOUNDED_KERNEL(sumsq_final, (256), (const double* __restrict__ partials, int count, double* __restrict__ result)) {
     __shared__ double scratch[32];
     double sum = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
     sum = block_sum_d(sum, scratch);
     if (threadIdx.x == 0) result[0] = sum;
 }
-OR1_REGISTER(sumsq_final)

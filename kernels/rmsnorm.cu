@@ -3,7 +3,7 @@
 // dw += sum_n g x r (fp32, the parameter gradient). Sums in fp32. Reference: src/OR1.Native/Cpu/RmsNorm.cs.
 #include "common.cuh"
 
-/// Launch: one block per row (grid = rows), blockDim a multiple of 32.
+/// Launch: one block per row (grid = rows), blockDim a multiple of 32 up to 256.
 template <typename S>
 static __device__ __forceinline__ void rmsnorm_forward(const S* __restrict__ x, const S* __restrict__ weight, float eps,
                                                        S* __restrict__ y, float* __restrict__ invRms, int rows, int width) {
@@ -22,12 +22,12 @@ static __device__ __forceinline__ void rmsnorm_forward(const S* __restrict__ x, 
     if (threadIdx.x == 0) invRms[row] = r;
     for (int i = threadIdx.x; i < width; i += blockDim.x) yr[i] = from_f32<S>(to_f32(xr[i]) * r * to_f32(weight[i]));
 }
-OR1_STORAGE_KERNELS(rmsnorm_forward,
-                    (const S* __restrict__ x, const S* __restrict__ weight, float eps, S* __restrict__ y,
-                     float* __restrict__ invRms, int rows, int width),
-                    (x, weight, eps, y, invRms, rows, width))
+OR1_BOUNDED_STORAGE_KERNELS(rmsnorm_forward, (256),
+                            (const S* __restrict__ x, const S* __restrict__ weight, float eps, S* __restrict__ y,
+                             float* __restrict__ invRms, int rows, int width),
+                            (x, weight, eps, y, invRms, rows, width))
 
-/// dx for every row (overwrites). Launch: one block per row.
+/// dx for every row (overwrites). Launch: one block per row, as the forward.
 template <typename S>
 static __device__ __forceinline__ void rmsnorm_backward_dx(const S* __restrict__ dy, const S* __restrict__ x,
                                                            const S* __restrict__ weight, const float* __restrict__ invRms,
@@ -44,13 +44,13 @@ static __device__ __forceinline__ void rmsnorm_backward_dx(const S* __restrict__
     for (int i = threadIdx.x; i < width; i += blockDim.x)
         dx[base + i] = from_f32<S>(r * to_f32(dy[base + i]) * to_f32(weight[i]) + c * to_f32(x[base + i]));
 }
-OR1_STORAGE_KERNELS(rmsnorm_backward_dx,
-                    (const S* __restrict__ dy, const S* __restrict__ x, const S* __restrict__ weight,
-                     const float* __restrict__ invRms, S* __restrict__ dx, int rows, int width),
-                    (dy, x, weight, invRms, dx, rows, width))
+OR1_BOUNDED_STORAGE_KERNELS(rmsnorm_backward_dx, (256),
+                            (const S* __restrict__ dy, const S* __restrict__ x, const S* __restrict__ weight,
+                             const float* __restrict__ invRms, S* __restrict__ dx, int rows, int width),
+                            (dy, x, weight, invRms, dx, rows, width))
 
 /// dWeight[c] += sum_n dy[n, c] x[n, c] invRms[n] (accumulates, fp32). One thread per column walks the rows
-/// in order: deterministic, no atomics. Launch: grid ceil(width / blockDim.x).
+/// in order: deterministic, no atomics. Launch: grid ceil(width / blockDim.x), blocks of up to 128 threads.
 template <typename S>
 static __device__ __forceinline__ void rmsnorm_backward_dw(const S* __restrict__ dy, const S* __restrict__ x,
                                                            const float* __restrict__ invRms, float* __restrict__ dWeight,
@@ -64,7 +64,7 @@ static __device__ __forceinline__ void rmsnorm_backward_dw(const S* __restrict__
     }
     dWeight[c] += sum;
 }
-OR1_STORAGE_KERNELS(rmsnorm_backward_dw,
-                    (const S* __restrict__ dy, const S* __restrict__ x, const float* __restrict__ invRms,
-                     float* __restrict__ dWeight, int rows, int width),
-                    (dy, x, invRms, dWeight, rows, width))
+OR1_BOUNDED_STORAGE_KERNELS(rmsnorm_backward_dw, (128),
+                            (const S* __restrict__ dy, const S* __restrict__ x, const float* __restrict__ invRms,
+                             float* __restrict__ dWeight, int rows, int width),
+                            (dy, x, invRms, dWeight, rows, width))

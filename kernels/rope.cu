@@ -5,7 +5,7 @@
 
 /// out may alias in: each thread reads its pair before writing it. sign = +1 forward, -1 inverse.
 /// A negative position is reported to the error record (common.cuh; it indexes no memory, so the row is still
-/// rotated). Launch: 1-D grid-stride over rows*heads*D/2.
+/// rotated). Launch: 1-D grid-stride over rows*heads*D/2, blocks of up to 256 threads.
 template <typename S>
 static __device__ __forceinline__ void rope_apply(const S* in, const int* __restrict__ positions, S* out, int rows,
                                                   int numHeads, int headDim, float theta, float sign,
@@ -27,7 +27,7 @@ static __device__ __forceinline__ void rope_apply(const S* in, const int* __rest
         out[base + half + i] = from_f32<S>(x2 * c + x1 * s);
     }
 }
-OR1_STORAGE_KERNELS(rope_apply,
-                    (const S* in, const int* __restrict__ positions, S* out, int rows, int numHeads, int headDim, float theta,
-                     float sign, unsigned long long* errors, unsigned check),
-                    (in, positions, out, rows, numHeads, headDim, theta, sign, errors, check))
+OR1_BOUNDED_STORAGE_KERNELS(rope_apply, (256),
+                            (const S* in, const int* __restrict__ positions, S* out, int rows, int numHeads, int headDim, float theta,
+                             float sign, unsigned long long* errors, unsigned check),
+                            (in, positions, out, rows, numHeads, headDim, theta, sign, errors, check))

@@ -66,9 +66,9 @@ static __device__ void mass_upto(const float* row, const float* e, int vocab, fl
 /// Launch: grid = rows, block 32 (small vocabularies) or 256, a multiple of 32; dynamic shared
 /// sortCapacity * 8 bytes where sortCapacity is 0 or a power of two >= vocab (rows that need
 /// filtering are then sorted in shared memory). exps: scratch [rows, vocab].
-OR1_KERNEL void sample_rows(const float* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
-                            unsigned long long seed, unsigned long long counter, int* __restrict__ tokens,
-                            float* __restrict__ logProbs, float* __restrict__ exps, int sortCapacity) {
+OR1_BOUNDED_KERNEL(sample_rows, (256), (const float* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
+                                        unsigned long long seed, unsigned long long counter, int* __restrict__ tokens,
+                                        float* __restrict__ logProbs, float* __restrict__ exps, int sortCapacity)) {
     __shared__ float fscratch[32];
     __shared__ double dscratch[32];
     __shared__ int iscratch[32];
@@ -241,4 +241,3 @@ OR1_KERNEL void sample_rows(const float* __restrict__ logits, int rows, int voca
         logProbs[b] = row[token] / temperature - lse;
     }
 }
-OR1_REGISTER(sample_rows)

@@ -4,7 +4,7 @@
 
 static __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
-/// Launch: 1-D grid-stride over n.
+/// Launch: 1-D grid-stride over n, blocks of up to 256 threads.
 template <typename S>
 static __device__ __forceinline__ void swiglu_forward(const S* __restrict__ gate, const S* __restrict__ up,
                                                       S* __restrict__ out, long long n) {
@@ -13,8 +13,8 @@ static __device__ __forceinline__ void swiglu_forward(const S* __restrict__ gate
         out[i] = from_f32<S>(g * sigmoid(g) * to_f32(up[i]));
     }
 }
-OR1_STORAGE_KERNELS(swiglu_forward, (const S* __restrict__ gate, const S* __restrict__ up, S* __restrict__ out, long long n),
-                    (gate, up, out, n))
+OR1_BOUNDED_STORAGE_KERNELS(swiglu_forward, (256), (const S* __restrict__ gate, const S* __restrict__ up, S* __restrict__ out, long long n),
+                            (gate, up, out, n))
 
 template <typename S>
 static __device__ __forceinline__ void swiglu_backward(const S* __restrict__ dy, const S* __restrict__ gate,
@@ -28,7 +28,7 @@ static __device__ __forceinline__ void swiglu_backward(const S* __restrict__ dy,
         dGate[i] = from_f32<S>(t * u * (1.0f + g * (1.0f - s)));
     }
 }
-OR1_STORAGE_KERNELS(swiglu_backward,
-                    (const S* __restrict__ dy, const S* __restrict__ gate, const S* __restrict__ up, S* __restrict__ dGate,
-                     S* __restrict__ dUp, long long n),
-                    (dy, gate, up, dGate, dUp, n))
+OR1_BOUNDED_STORAGE_KERNELS(swiglu_backward, (256),
+                            (const S* __restrict__ dy, const S* __restrict__ gate, const S* __restrict__ up, S* __restrict__ dGate,
+                             S* __restrict__ dUp, long long n),
+                            (dy, gate, up, dGate, dUp, n))

@@ -31,6 +31,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
+// A bare __launch_bounds__ is invisible here; OR1_BOUNDED_KERNEL's bounds reach the emulator, which enforces them.
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __shared__ static thread_local
@@ -86,6 +87,27 @@ unsigned warp_ballot(unsigned mask, int predicate, const char* what);
 unsigned active_mask();
 [[noreturn]] void trap(const char* what);
 
+// Warp matrix instructions and cp.async (emu_runtime.cpp), called only through kernels/mma.cuh's wrappers, which
+// document the semantics. ldmatrix and mma are collectives of all 32 lanes (file/line: the wrapper's call site, to
+// tell a diverged warp from a converged one): every lane deposits its operands, the last to arrive executes the
+// instruction for the whole warp before any lane resumes, and each lane takes its own results.
+void cp_async_16(void* sharedDst, const void* globalSrc, bool valid);
+void cp_async_commit();
+void cp_async_wait(int pendingGroups);
+void ldmatrix(unsigned* regs, int matrices, bool trans, const void* row, const char* file, int line);
+void mma_m16n8k16_bf16(float* d, const unsigned* a, const unsigned* b, const float* c, const char* file, int line);
+void mma_m16n8k8_tf32(float* d, const unsigned* a, const unsigned* b, const float* c, const char* file, int line);
+
+/// cvt.rna.tf32.f32: round to the 10 mantissa bits of tf32, to nearest with ties away from zero (add half of the
+/// dropped 13 bits' range, then clear them; a carry into the exponent is the correct rounding, up to infinity).
+/// A NaN becomes the canonical NaN 0x7fffffff (clearing its low bits could otherwise turn it into an infinity).
+inline unsigned float_to_tf32_rna(float v) {
+    unsigned b;
+    std::memcpy(&b, &v, 4);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return 0x7fffffffu;
+    return (b + 0x1000u) & 0xffffe000u;
+}
+
 /// float -> bfloat16 bits as the hardware's cvt.rn.bf16.f32: round to nearest, ties to even; a NaN stays a NaN
 /// (sign and top payload kept, quiet bit set, as the .NET BFloat16 does; the GPU writes the canonical 0x7FFF,
 /// a different NaN with the same meaning).
@@ -113,6 +135,9 @@ struct KernelInfo {
     Adapter adapter;
     int arity;
     const int* argSizes;
+    /// maxThreadsPerBlock of the kernel's __launch_bounds__ (OR1_BOUNDED_KERNEL), 0 where it declares none: a
+    /// launch of a larger block is refused, as a GPU refuses it.
+    int maxThreads = 0;
 };
 
 void register_kernel(const KernelInfo& info);
@@ -174,6 +199,17 @@ inline T atomic_cas_loop_add(T* address, T value) {
     static ::or1emu::Registrar or1emu_registrar_##name(::or1emu::KernelInfo{                         \
         #name, &::or1emu::KernelAdapter<&name>::invoke, ::or1emu::KernelAdapter<&name>::arity,       \
         ::or1emu::KernelAdapter<&name>::sizes});
+
+/// OR1_EMU_REGISTER with the maxThreadsPerBlock of the kernel's launch bounds (kernels/common.cuh, OR1_BOUNDED_KERNEL).
+#define OR1_EMU_REGISTER_BOUNDED(name, maxThreads)                                                  \
+    static_assert((maxThreads) >= 1 && (maxThreads) <= 1024, #name ": launch bounds allow 1 to 1024 threads per block"); \
+    static ::or1emu::Registrar or1emu_registrar_##name(::or1emu::KernelInfo{                         \
+        #name, &::or1emu::KernelAdapter<&name>::invoke, ::or1emu::KernelAdapter<&name>::arity,       \
+        ::or1emu::KernelAdapter<&name>::sizes, (maxThreads)});
+
+/// The first of __launch_bounds__'s arguments: OR1_EMU_MAX_THREADS (256, 2) is 256.
+#define OR1_EMU_MAX_THREADS(...) OR1_EMU_FIRST_(__VA_ARGS__, 0)
+#define OR1_EMU_FIRST_(first, ...) first
 
 // ------------------------------------------------------------------ built-in variables
 

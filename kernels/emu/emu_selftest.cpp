@@ -19,6 +19,7 @@ int or1_emu_set_device_arch(int arch);
 int or1_emu_max_shared_optin();
 int or1_emu_set_max_dynamic_shared(const void* kernel, int bytes);
 int or1_emu_get_max_dynamic_shared(const void* kernel);
+int or1_emu_kernel_max_threads(const void* kernel);
 }
 
 static int failures = 0;
@@ -165,6 +166,19 @@ int main() {
         void* args[] = {&p};
         check(or1_emu_launch("no_such_kernel", 1, 1, 1, 32, 1, 1, 0, args) == 1, "unknown kernel is error 1");
         check(or1_emu_launch("emu_selftest_race", 1, 1, 1, 2048, 1, 1, 0, args) == 2, "a 2048-thread block is rejected like on a GPU");
+    }
+    { // a block above the kernel's __launch_bounds__ (64 threads) is refused, as on a GPU; the bound counts x * y * z
+        std::vector<int> out(1024, -1);
+        int* p = out.data();
+        std::vector<void*> args{&p};
+        const void* kernel = or1_emu_find_kernel("emu_selftest_bounded");
+        check(or1_emu_kernel_max_threads(kernel) == 64, "the bound is the kernel's CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK");
+        check(or1_emu_kernel_max_threads(or1_emu_find_kernel("emu_selftest_race")) == 1024, "a kernel without bounds may use 1024 threads");
+        check(or1_emu_launch("emu_selftest_bounded", 1, 1, 1, 8, 8, 1, 0, args.data()) == 0 && out[63] == 63, "a block of exactly the bound runs");
+        int rc = or1_emu_launch("emu_selftest_bounded", 1, 1, 1, 8, 9, 1, 0, args.data());
+        check(rc == 2 && contains(or1_emu_last_error(), {"emu_selftest_bounded", "block (8, 9, 1) = 72 threads", "__launch_bounds__", "64"}),
+              std::string("a block above the bound is refused: ") + or1_emu_last_error());
+        check(out[64] == -1, "a refused launch runs nothing");
     }
     { // dynamic shared memory above 48 KB needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, as on a GPU
         const char* name = "emu_selftest_dynamic_shared";

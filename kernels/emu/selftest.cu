@@ -123,3 +123,11 @@ OR1_KERNEL void emu_selftest_live_mask(int* out, int live) {
     out[3 * t + 2] = sum;
 }
 OR1_REGISTER(emu_selftest_live_mask)
+
+/// Launch bounds: out[linear thread id] = that id, in blocks of at most 64 threads (any shape). A larger block is
+/// refused by a GPU (ptxas fitted the kernel to the bound) and so by the emulator. The other self-test kernels
+/// declare no bounds on purpose: they are launched at odd sizes up to the 1024-thread limit and never ship as PTX.
+OR1_BOUNDED_KERNEL(emu_selftest_bounded, (64), (int* out)) {
+    int t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    out[t] = t;
+}

@@ -10,7 +10,7 @@ namespace OR1.Bench;
 public static class BenchSelection
 {
     private static IReadOnlyList<string>? s_available;
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string?> s_descriptions = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, BackendFacts?> s_facts = new();
 
     private static IReadOnlyList<string>? s_backendFilter;
 
@@ -48,12 +48,19 @@ public static class BenchSelection
     /// when it cannot start here. Each backend is started once per process: starting a GPU backend costs a
     /// device context, and both the case list and the peak columns need to know.
     /// </summary>
-    public static string? Description(string backend) => s_descriptions.GetOrAdd(backend, static name =>
+    public static string? Description(string backend) => Facts(backend)?.Description;
+
+    /// <summary>The tensor dtypes <paramref name="backend"/> stores (<see cref="IBackend.StorageTypes"/>); empty when it cannot start.</summary>
+    public static IReadOnlyList<DType> StorageTypes(string backend) => Facts(backend)?.StorageTypes ?? [];
+
+    private sealed record BackendFacts(string Description, IReadOnlyList<DType> StorageTypes);
+
+    private static BackendFacts? Facts(string backend) => s_facts.GetOrAdd(backend, static name =>
     {
         try
         {
             using var started = Backends.Create(name);
-            return started.Description;
+            return new BackendFacts(started.Description, started.StorageTypes.ToArray());
         }
         catch (BackendUnavailableException)
         {

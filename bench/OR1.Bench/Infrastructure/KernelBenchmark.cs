@@ -81,6 +81,24 @@ public abstract class KernelBenchmark : IThroughputBenchmark, IPeakReferenced, I
 
     protected Tensor Floats(Random random, int rows, int columns, float scale = 1f) => Floats(random, new TensorShape(rows, columns), scale);
 
+    /// <summary>Uniform values in [-scale, scale) in the case's storage dtype (<see cref="KernelCase.Storage"/>), rounded once on the device.</summary>
+    protected Tensor Stored(Random random, TensorShape shape, float scale = 1f)
+    {
+        var values = Floats(random, shape, scale);
+        if (Case.Storage == DType.Float32) return values;
+        var stored = StoredZeros(shape);
+        Backend.Convert(values, stored);
+        return stored;
+    }
+
+    /// <summary>A zero-filled tensor in the case's storage dtype.</summary>
+    protected Tensor StoredZeros(TensorShape shape)
+    {
+        var t = Own(Backend.Allocate(Case.Storage, shape));
+        Backend.Fill(t, 0f);
+        return t;
+    }
+
     protected Tensor Floats(Random random, int count, float scale = 1f) => Floats(random, new TensorShape(count), scale);
 
     /// <summary>An Int32 tensor of <paramref name="count"/> values in [0, maxExclusive).</summary>

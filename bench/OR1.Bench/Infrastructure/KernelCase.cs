@@ -1,11 +1,15 @@
+using OR1.Native;
+
 namespace OR1.Bench;
 
 /// <summary>
 /// One benchmark case of a kernel family: a backend (by <see cref="OR1.Native.Backends"/> name), the
-/// scale it runs at, and the shape: a model's widths, or for the GRPO ops a rollout batch.
-/// Shown in the summary as "backend/shape".
+/// scale it runs at, the shape (a model's widths, or for the GRPO ops a rollout batch) and the storage
+/// dtype of the family's activations (fp32, or bf16 where the family runs both and the backend stores it).
+/// Shown in the summary as "backend/shape", "backend/shape/bf16".
 /// </summary>
-public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Model = null, RolloutShape? Rollout = null)
+public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Model = null, RolloutShape? Rollout = null,
+    DType Storage = DType.Float32)
 {
     /// <summary>The model shape, for the families sized by one.</summary>
     public ModelShape ModelShape => Model ?? throw new InvalidOperationException($"case {this} has no model shape");
@@ -33,6 +37,11 @@ public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Mo
     public static IEnumerable<KernelCase> ForModels() =>
         Enumerate(ModelShape.Real, ModelShape.OddTiny, (backend, scale, shape) => new KernelCase(backend, scale, Model: shape));
 
+    /// <summary><see cref="ForModels"/>, and again in bf16 storage on the backends that store bf16.</summary>
+    public static IEnumerable<KernelCase> ForModelsInEachStorage() =>
+        ForModels().Concat(ForModels().Where(c => BenchSelection.StorageTypes(c.Backend).Contains(DType.BFloat16))
+            .Select(c => c with { Storage = DType.BFloat16 }));
+
     /// <summary>Every selected backend with every rollout batch it can run.</summary>
     public static IEnumerable<KernelCase> ForRollouts() =>
         Enumerate(RolloutShape.Real, RolloutShape.OddTiny, (backend, scale, shape) => new KernelCase(backend, scale, Rollout: shape));
@@ -45,5 +54,10 @@ public sealed record KernelCase(string Backend, BenchScale Scale, ModelShape? Mo
         where BenchSelection.KeepsShape(shape.Name)
         select create(backend, scale, shape);
 
-    public override string ToString() => $"{Backend}/{Shape.Name}";
+    public override string ToString() => Storage switch
+    {
+        DType.Float32 => $"{Backend}/{Shape.Name}",
+        DType.BFloat16 => $"{Backend}/{Shape.Name}/bf16",
+        _ => $"{Backend}/{Shape.Name}/{Storage}",
+    };
 }

@@ -8,7 +8,9 @@ namespace OR1.Bench.Kernels;
 /// over packed sequences, forward and backward, counted as FlashAttention does (<see cref="KernelCost"/>:
 /// 4 S² H D per sequence, halved for causal; backward 2.5x). Decode is one query row per sequence
 /// against its KV cache: bound by reading the cache, so it reports GB/s and runs
-/// <see cref="KernelBenchmark.Launches"/> launches per operation.
+/// <see cref="KernelBenchmark.Launches"/> launches per operation. Each case runs in fp32 storage (the CUDA-core
+/// kernels of attention_simt.cu on the kernel backends) and, on the backends that store bf16, in bf16 storage
+/// (the tensor-core kernels of attention.cu): the cases ending in "/bf16".
 /// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Attention*'</code>
 /// </summary>
 public class AttentionBenchmarks : KernelBenchmark
@@ -24,29 +26,32 @@ public class AttentionBenchmarks : KernelBenchmark
 
     private int[] CacheLengths => Case.Lengths(Scale.DecodeRows, Scale.DecodeLength);
 
+    /// <inheritdoc />
+    public override IEnumerable<KernelCase> Cases() => KernelCase.ForModelsInEachStorage();
+
     protected override void Allocate(Random random)
     {
         var lengths = SequenceLengths;
         int n = lengths.Sum();
         _sequences = SegmentsOf(lengths);
-        _q = Floats(random, n, Heads.QueryWidth);
-        _k = Floats(random, n, Heads.KvWidth);
-        _v = Floats(random, n, Heads.KvWidth);
-        _o = Zeros(new TensorShape(n, Heads.QueryWidth));
-        _lse = Zeros(new TensorShape(n, Heads.NumHeads));
-        _dO = Floats(random, n, Heads.QueryWidth);
-        _dq = Zeros(new TensorShape(n, Heads.QueryWidth));
-        _dk = Zeros(new TensorShape(n, Heads.KvWidth));
-        _dv = Zeros(new TensorShape(n, Heads.KvWidth));
+        _q = Stored(random, new TensorShape(n, Heads.QueryWidth));
+        _k = Stored(random, new TensorShape(n, Heads.KvWidth));
+        _v = Stored(random, new TensorShape(n, Heads.KvWidth));
+        _o = StoredZeros(new TensorShape(n, Heads.QueryWidth));
+        _lse = Zeros(new TensorShape(n, Heads.NumHeads)); // fp32 in both storages
+        _dO = Stored(random, new TensorShape(n, Heads.QueryWidth));
+        _dq = StoredZeros(new TensorShape(n, Heads.QueryWidth));
+        _dk = StoredZeros(new TensorShape(n, Heads.KvWidth));
+        _dv = StoredZeros(new TensorShape(n, Heads.KvWidth));
         Backend.AttentionForward(_q, _k, _v, _sequences, Heads, Heads.DefaultScale, _o, _lse);
 
         int rows = Scale.DecodeRows;
-        _decodeQ = Floats(random, rows, Heads.QueryWidth);
-        _keyCache = Floats(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
-        _valueCache = Floats(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
+        _decodeQ = Stored(random, new TensorShape(rows, Heads.QueryWidth));
+        _keyCache = Stored(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
+        _valueCache = Stored(random, new TensorShape(rows, Scale.DecodeLength, Heads.KvWidth));
         _slots = Ints(Enumerable.Range(0, rows).ToArray());
         _lengths = Ints(CacheLengths);
-        _decodeOut = Zeros(new TensorShape(rows, Heads.QueryWidth));
+        _decodeOut = StoredZeros(new TensorShape(rows, Heads.QueryWidth));
     }
 
     [Benchmark]
@@ -70,7 +75,7 @@ public class AttentionBenchmarks : KernelBenchmark
     public override long BytesMoved(string method) => method switch
     {
         // Each row reads its cache prefix (keys and values), its query and writes its output.
-        nameof(Decode) => CacheLengths.Sum(l => 2L * l * Heads.KvWidth * sizeof(float)) + 2L * Scale.DecodeRows * Heads.QueryWidth * sizeof(float),
+        nameof(Decode) => (CacheLengths.Sum(l => 2L * l * Heads.KvWidth) + 2L * Scale.DecodeRows * Heads.QueryWidth) * Case.Storage.SizeOf(),
         _ => 0, // compute-bound: judged by GFLOP/s
     };
 

@@ -22,6 +22,12 @@ public abstract class KernelBackend : BackendBase
     /// <summary>The device runtime (CudaRuntime or EmuRuntime) under the instrumentation.</summary>
     private protected IKernelRuntime Runtime => _runtime.Device;
 
+    /// <summary>
+    /// The same device runtime, for launching kernels that no op launches (the probes of kernels/tensorcore_check.cu)
+    /// from the tests: raw launches, allocations and copies, bypassing the op layer and its counters.
+    /// </summary>
+    internal IKernelRuntime DeviceRuntime => _runtime.Device;
+
     /// <summary>The environment switch of debug sync: OR1_DEBUG_SYNC=1 (as CUDA_LAUNCH_BLOCKING=1 is CUDA's).</summary>
     public static bool DebugSyncRequested() => Environment.GetEnvironmentVariable("OR1_DEBUG_SYNC") is "1" or "true";
 

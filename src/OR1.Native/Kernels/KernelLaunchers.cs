@@ -12,10 +12,6 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     /// <summary>Attention kernels keep up to 8 head-dim columns per lane.</summary>
     public const int MaxHeadDim = 256;
 
-    private const int AttentionQueryTile = 16;   // ATT_BQ
-    private const int AttentionKeyTile = 32;     // ATT_BK
-    private const int AttentionKvTile = 16;      // ATT_BKV
-    private const int AttentionThreads = 128;
     private const int AdamWChunk = 4096;         // ADAMW_CHUNK
     private const int SumsqChunk = 16384;        // SUMSQ_CHUNK
     private const int SumsqThreads = 256;        // SUMSQ_THREADS
@@ -249,12 +245,13 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         CheckHeadDim(nameof(IBackend.AttentionForward), heads);
         if (sequences.Total == 0 || sequences.MaxLength == 0) return;
         int d = heads.HeadDim;
-        int shared = (2 * AttentionKeyTile * (d + 1) + AttentionQueryTile * d + 4 * 32) * sizeof(float);
-        string kernel = K("attention_forward", q.DType);
+        var kernels = AttentionKernels.For(q.DType, d, q, k, v, output);
+        int shared = kernels.ForwardSharedBytes(d);
+        string kernel = kernels.Forward(q.DType);
         Shared(kernel, shared);
-        var grid = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
+        var grid = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), (uint)sequences.Count, (uint)heads.NumHeads);
         var a = new KernelArgs();
-        _rt.Launch(kernel, grid, AttentionThreads, shared,
+        _rt.Launch(kernel, grid, AttentionKernels.Threads, shared,
             ref a.Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(sequences.DeviceOffsets)).Ptr(P(output)).Ptr(P(logSumExp))
                 .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
     }
@@ -271,23 +268,28 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         _rt.Launch(K("attention_backward_dot", q.DType), Math.Min(Ceil((long)n * heads.NumHeads, 4), (uint)_rt.GridStrideBlocks), 128, 0,
             ref a.Ptr(P(dOutput)).Ptr(P(output)).Ptr(di).Int(n).Int(heads.NumHeads).Int(d));
 
-        int sharedQ = (2 * AttentionKeyTile * (d + 1) + 2 * AttentionQueryTile * d + 4 * 32) * sizeof(float);
-        string kernelQ = K("attention_backward_dq", q.DType);
+        var kernels = AttentionKernels.For(q.DType, d, dOutput, q, k, v, dq, dk, dv);
+        int sharedQ = kernels.DqSharedBytes(d);
+        string kernelQ = kernels.BackwardDq(q.DType);
         Shared(kernelQ, sharedQ);
-        var gridQ = new Dim3(Ceil(sequences.MaxLength, AttentionQueryTile), (uint)sequences.Count, (uint)heads.NumHeads);
+        var gridQ = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), (uint)sequences.Count, (uint)heads.NumHeads);
         var b = new KernelArgs();
-        _rt.Launch(kernelQ, gridQ, AttentionThreads, sharedQ,
+        _rt.Launch(kernelQ, gridQ, AttentionKernels.Threads, sharedQ,
             ref b.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dq))
                 .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
 
-        int sharedKv = (2 * AttentionKvTile * (d + 1) + 2 * 32 * (d + 1) + 2 * 32 + 2 * 4 * 32) * sizeof(float);
-        string kernelKv = K("attention_backward_dkv", q.DType);
-        Shared(kernelKv, sharedKv);
-        var gridKv = new Dim3(Ceil(sequences.MaxLength, AttentionKvTile), (uint)sequences.Count, (uint)heads.NumKvHeads);
-        var c = new KernelArgs();
-        _rt.Launch(kernelKv, gridKv, AttentionThreads, sharedKv,
-            ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dk)).Ptr(P(dv))
-                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        int sharedKv = kernels.DkvSharedBytes(d);
+        var gridKv = new Dim3(Ceil(sequences.MaxLength, kernels.KeyRows), (uint)sequences.Count, (uint)heads.NumKvHeads);
+        var (first, second) = kernels.BackwardKv(q.DType);
+        foreach (string? kernelKv in (ReadOnlySpan<string?>)[first, second])
+        {
+            if (kernelKv is null) continue;
+            Shared(kernelKv, sharedKv);
+            var c = new KernelArgs();
+            _rt.Launch(kernelKv, gridKv, AttentionKernels.Threads, sharedKv,
+                ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dk)).Ptr(P(dv))
+                    .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        }
     }
 
     public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,

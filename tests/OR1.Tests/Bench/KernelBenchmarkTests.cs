@@ -2,6 +2,8 @@ using System.Reflection;
 using BenchmarkDotNet.Attributes;
 using OR1.Bench;
 using OR1.Bench.Kernels;
+using OR1.Native;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Bench;
 
@@ -19,12 +21,21 @@ public class KernelBenchmarkTests
     private static IEnumerable<MethodInfo> BenchmarkMethods(Type family) =>
         family.GetMethods().Where(m => m.GetCustomAttribute<BenchmarkAttribute>() is not null);
 
-    private static KernelBenchmark Tiny(Type family, string backend)
+    private static KernelBenchmark Tiny(Type family, string backend, DType storage = DType.Float32)
     {
         var benchmark = (KernelBenchmark)Activator.CreateInstance(family)!;
-        benchmark.Case = new KernelCase(backend, BenchScale.Simulator, ModelShape.OddTiny, RolloutShape.OddTiny);
+        benchmark.Case = new KernelCase(backend, BenchScale.Simulator, ModelShape.OddTiny, RolloutShape.OddTiny, storage);
         return benchmark;
     }
+
+    /// <summary>kernels/*.cu files that hold no op family, and why.</summary>
+    private static readonly Dictionary<string, string> s_notFamilies = new()
+    {
+        ["tensorcore_check"] = "probes of the warp matrix instructions, tested by Emu/TensorCoreInstructionTests, never benchmarked",
+    };
+
+    /// <summary>The family a kernels/*.cu file belongs to: "attention_simt" (the CUDA-core variant) is the attention family.</summary>
+    private static string FamilyOf(string file) => file.Split('_')[0];
 
     [Test]
     public void EveryKernelFamilyHasABenchmarkClass()
@@ -32,11 +43,13 @@ public class KernelBenchmarkTests
         // The build copies kernels/*.cu next to the assemblies (the Cuda backend's NVRTC fallback reads them there).
         var kernels = Path.Combine(AppContext.BaseDirectory, "kernels", "src");
         Assert.That(Directory.Exists(kernels), Is.True, $"{kernels} is missing: the build did not copy kernels/*.cu");
-        var families = Directory.GetFiles(kernels, "*.cu").Select(Path.GetFileNameWithoutExtension).ToArray();
-        Assert.That(families, Has.Length.GreaterThanOrEqualTo(12));
-        foreach (var family in families)
-            Assert.That(s_families.Select(t => t.Name.ToLowerInvariant()), Does.Contain(family + "benchmarks"),
-                $"kernels/{family}.cu has no {family}Benchmarks class in bench/OR1.Bench/Kernels");
+        var files = Directory.GetFiles(kernels, "*.cu").Select(f => Path.GetFileNameWithoutExtension(f)!).ToArray();
+        Assert.That(files, Has.Length.GreaterThanOrEqualTo(12));
+        foreach (var file in files.Where(f => !s_notFamilies.ContainsKey(f)))
+            Assert.That(s_families.Select(t => t.Name.ToLowerInvariant()), Does.Contain(FamilyOf(file) + "benchmarks"),
+                $"kernels/{file}.cu has no {FamilyOf(file)}Benchmarks class in bench/OR1.Bench/Kernels");
+        foreach (var (file, why) in s_notFamilies)
+            Assert.That(files, Does.Contain(file), $"kernels/{file}.cu is listed as no family ({why}) but does not exist");
     }
 
     [TestCase("cpu")]
@@ -56,6 +69,38 @@ public class KernelBenchmarkTests
             {
                 benchmark.Dispose();
             }
+        }
+    }
+
+    [Test]
+    public void AttentionRunsInBf16StorageWhereTheBackendStoresIt()
+    {
+        // The bf16 cases run attention.cu's tensor-core kernels at the real shapes (head dims 64 and 128); the tiny odd
+        // shape the emulator runs (head dim 22, not a multiple of 8) takes the bf16 CUDA-core path: the wiring is tested.
+        using (EmuOrIgnore.Open(() => Backends.Create("emu"))) { }
+        var benchmark = Tiny(typeof(AttentionBenchmarks), "emu", DType.BFloat16);
+        try
+        {
+            benchmark.Setup();
+            foreach (var method in BenchmarkMethods(typeof(AttentionBenchmarks)))
+                Assert.DoesNotThrow(() => method.Invoke(benchmark, null), $"AttentionBenchmarks.{method.Name} on emu/bf16");
+            Assert.That(benchmark.BytesMoved(nameof(AttentionBenchmarks.Decode)) * 2,
+                Is.EqualTo(Tiny(typeof(AttentionBenchmarks), "emu").BytesMoved(nameof(AttentionBenchmarks.Decode))), "bf16 decode moves half the bytes");
+        }
+        finally
+        {
+            benchmark.Dispose();
+        }
+        try
+        {
+            BenchSelection.BackendFilter = ["cpu", "emu"];
+            var cases = new AttentionBenchmarks().Cases().Select(c => c.ToString()).ToArray();
+            Assert.That(cases.Any(c => c.StartsWith("emu/") && c.EndsWith("/bf16")), Is.True, $"emu stores bf16, so a bf16 case is listed; cases: {string.Join(", ", cases)}");
+            Assert.That(cases.Where(c => c.StartsWith("cpu/")), Has.None.EndsWith("/bf16"), "the Cpu backend stores fp32 only");
+        }
+        finally
+        {
+            BenchSelection.BackendFilter = null;
         }
     }
 

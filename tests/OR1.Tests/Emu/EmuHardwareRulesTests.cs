@@ -10,7 +10,8 @@ namespace OR1.Tests.Emu;
 /// The emulator refuses what a GPU refuses, so kernels and launchers written without a GPU fail in CI
 /// instead of on the first day they meet one: dynamic shared memory above 48 KB without the kernel's
 /// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (and an attribute above the device's opt-in maximum,
-/// sm_80 or sm_90), and warp collectives whose mask names lanes that have exited or do not exist. The
+/// sm_80 or sm_90), a block above the kernel's __launch_bounds__, and warp collectives whose mask names lanes
+/// that have exited or do not exist. The
 /// self-test kernels are in kernels/emu/selftest.cu; the CTest executable checks the same rules.
 /// </summary>
 [TestFixture]
@@ -20,6 +21,7 @@ public sealed unsafe class EmuHardwareRulesTests
     private const string DynamicShared = "emu_selftest_dynamic_shared";
     private const string FullMask = "emu_selftest_full_mask";
     private const string LiveMask = "emu_selftest_live_mask";
+    private const string Bounded = "emu_selftest_bounded"; // __launch_bounds__(64)
 
     private EmuLibrary.Api _api = null!;
     private EmuRuntime _runtime = null!;
@@ -141,7 +143,7 @@ public sealed unsafe class EmuHardwareRulesTests
     [TestCase(80)]
     public void LaunchersOptInBeforeLaunchingAbove48Kb(int arch)
     {
-        string[] kernels = ["attention_forward_f32", "attention_backward_dq_f32", "attention_backward_dkv_f32", "sample_rows"];
+        string[] kernels = ["attention_forward_simt_f32", "attention_backward_dq_simt_f32", "attention_backward_dkv_simt_f32", "sample_rows"];
         foreach (var kernel in kernels) ResetAttribute(kernel);
         using var emu = new EmuBackend { DeviceArchitecture = arch };
         using var cpu = new CpuBackend(threads: 2);
@@ -193,15 +195,58 @@ public sealed unsafe class EmuHardwareRulesTests
             Assert.That(emuTokens, Is.EqualTo(cpuTokens), "sampled tokens");
             Assert.That(emuLogProbs, Is.EqualTo(cpuLogProbs).Within(2e-5f), "sampled log-probs");
 
-            Assert.That(Attribute("attention_forward_f32"), Is.EqualTo((2 * 32 * 161 + 16 * 160 + 128) * 4));
-            Assert.That(Attribute("attention_backward_dq_f32"), Is.EqualTo((2 * 32 * 161 + 2 * 16 * 160 + 128) * 4));
-            Assert.That(Attribute("attention_backward_dkv_f32"), Is.EqualTo((2 * 16 * 161 + 2 * 32 * 161 + 64 + 256) * 4));
+            Assert.That(Attribute("attention_forward_simt_f32"), Is.EqualTo((2 * 32 * 161 + 16 * 160 + 128) * 4));
+            Assert.That(Attribute("attention_backward_dq_simt_f32"), Is.EqualTo((2 * 32 * 161 + 2 * 16 * 160 + 128) * 4));
+            Assert.That(Attribute("attention_backward_dkv_simt_f32"), Is.EqualTo((2 * 16 * 161 + 2 * 32 * 161 + 64 + 256) * 4));
             Assert.That(Attribute("sample_rows"), Is.EqualTo(8192 * 8));
         }
         finally
         {
             foreach (var kernel in kernels) ResetAttribute(kernel);
         }
+    }
+
+    // ---------------------------------------------------------------- launch bounds
+
+    private void LaunchBounded(Dim3 block, int[] output)
+    {
+        fixed (int* o = output)
+        {
+            var args = new KernelArgs();
+            _runtime.Launch(Bounded, 1, block, 0, ref args.Ptr((nint)o));
+        }
+    }
+
+    /// <summary>
+    /// ptxas fits a kernel's registers to its launch bounds, and a GPU refuses a larger block; so does the emulator,
+    /// whatever the block's shape (the bound counts x * y * z), and a refused launch runs nothing.
+    /// </summary>
+    [TestCase(65, 1u, 1u)]
+    [TestCase(8, 9u, 1u)]
+    [TestCase(4, 4u, 5u)]
+    [TestCase(1024, 1u, 1u)]
+    public void ABlockAboveTheKernelsLaunchBoundsIsRefused(int x, uint y, uint z)
+    {
+        var output = Enumerable.Repeat(-1, 1024).ToArray();
+        var block = new Dim3((uint)x, y, z);
+        var e = Assert.Throws<KernelException>(() => LaunchBounded(block, output))!;
+        Assert.That(e.Kernel, Is.EqualTo(Bounded));
+        Assert.That(e.Message, Does.Contain($"{Bounded}: launch with block {block} = {block.Volume} threads, above the 64 threads per block of " +
+                                            "the kernel's __launch_bounds__").And.Contain("CUDA_ERROR_INVALID_VALUE").And.Contain("OR1_BOUNDED_KERNEL"));
+        Assert.That(output, Is.All.EqualTo(-1), "a refused launch runs nothing");
+    }
+
+    [TestCase(64, 1u, 1u)]
+    [TestCase(8, 8u, 1u)]
+    [TestCase(4, 4u, 4u)]
+    [TestCase(32, 1u, 1u)]
+    public void ABlockWithinTheLaunchBoundsRuns(int x, uint y, uint z)
+    {
+        var block = new Dim3((uint)x, y, z);
+        var output = Enumerable.Repeat(-1, 128).ToArray();
+        LaunchBounded(block, output);
+        Assert.That(output.Take((int)block.Volume), Is.EqualTo(Enumerable.Range(0, (int)block.Volume)));
+        Assert.That(output.Skip((int)block.Volume), Is.All.EqualTo(-1));
     }
 
     // ---------------------------------------------------------------- warp collectives

@@ -52,7 +52,7 @@ public sealed class AsynchronousFaultTests
         using var runtime = new InstrumentedRuntime(device, debugSync: false);
         runtime.LastOp = "AttentionForward";
         var args = new KernelArgs();
-        runtime.Launch("attention_forward_bf16", 1, 32, 0, ref args);
+        runtime.Launch("attention_forward_bf16_d128", 1, 32, 0, ref args);
         Assert.That(device.Waits, Is.Zero, "a launch waited for the device without debug sync");
         device.Faulted = true;
         runtime.LastOp = "SwiGluForward";
@@ -74,8 +74,8 @@ public sealed class AsynchronousFaultTests
         Assert.That(device.Waits, Is.EqualTo(1));
         device.Faulted = true;
         runtime.LastOp = "AttentionBackward";
-        var e = Assert.Throws<KernelException>(() => runtime.Launch("attention_backward_dkv_bf16", 1, 128, 0, ref args))!;
-        Assert.That(e.Message, Does.Contain("op AttentionBackward failed in attention_backward_dkv_bf16 (debug sync)"));
+        var e = Assert.Throws<KernelException>(() => runtime.Launch("attention_backward_dkv_bf16_d128", 1, 128, 0, ref args))!;
+        Assert.That(e.Message, Does.Contain("op AttentionBackward failed in attention_backward_dkv_bf16_d128 (debug sync)"));
         Assert.That(e.Message, Does.Not.Contain("may come from an earlier op"));
     }
 
