@@ -66,27 +66,34 @@ public static class KernelBenchmark
             rows.Add(new("AdamWStep", shape, Time(() => gpu.AdamWStep([slot], new AdamWOptions(1e-6), 1, 1f)), 7.0 * n * 4, 0));
         }
 
-        // ---- attention: 4 sequences of 4096 (2 of 8192 in quick mode: the same tokens), 28 query heads over 4 kv heads, head dim 128
-        int seqLen = quick ? 2048 : 4096, sequences = 4, hq = 28, hkv = 4, hd = 128;
-        var heads = new AttentionHeads(hq, hkv, hd);
-        int tokens = seqLen * sequences;
-        using (var seqs = Segments.FromLengths(gpu, Enumerable.Repeat(seqLen, sequences).ToArray()))
-        using (var q = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.QueryWidth)))
-        using (var k = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.KvWidth)))
-        using (var v = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.KvWidth)))
-        using (var o = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.QueryWidth)))
-        using (var lse = gpu.Allocate(DType.Float32, new TensorShape(tokens, hq)))
-        using (var dO = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.QueryWidth)))
-        using (var dq = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.QueryWidth)))
-        using (var dk = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.KvWidth)))
-        using (var dv = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.KvWidth)))
+        // ---- attention: the fp32 CUDA-core kernels (attention_simt.cu) and the bf16 tensor-core kernels (attention.cu) at
+        // 4 sequences of 4096 (2048 in quick mode), 28 query heads over 4 kv heads, head dim 128; and the bf16 kernels at
+        // the tensor-core issue's target: one causal sequence of 16K tokens, 12 query heads over 2 kv heads, head dim 128.
+        int seqLen = quick ? 2048 : 4096;
+        Attention(DType.Float32, seqLen, 4, new AttentionHeads(28, 4, 128));
+        Attention(DType.BFloat16, seqLen, 4, new AttentionHeads(28, 4, 128));
+        Attention(DType.BFloat16, quick ? 8192 : 16384, 1, new AttentionHeads(12, 2, 128));
+
+        void Attention(DType storage, int length, int sequences, AttentionHeads heads)
         {
+            int tokens = length * sequences;
+            var lengths = Enumerable.Repeat(length, sequences).ToArray();
+            using var seqs = Segments.FromLengths(gpu, lengths);
+            using var q = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
+            using var k = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
+            using var v = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
+            using var o = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
+            using var lse = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.NumHeads));
+            using var dO = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
+            using var dq = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
+            using var dk = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
+            using var dv = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
             gpu.Fill(q, 0.01f);
             gpu.Fill(k, 0.02f);
             gpu.Fill(v, 0.03f);
             gpu.Fill(dO, 0.01f);
-            var lengths = Enumerable.Repeat(seqLen, sequences).ToArray();
-            string shape = $"{sequences} x {seqLen}, {hq}/{hkv} heads, d {hd}, causal, fp32";
+            string shape = $"{sequences} x {length}, {heads.NumHeads}/{heads.NumKvHeads} heads, d {heads.HeadDim}, causal, " +
+                           (storage == DType.BFloat16 ? "bf16 (tensor cores)" : "fp32 (CUDA cores)");
             rows.Add(new("AttentionForward", shape, Time(() => gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse)), 0,
                 KernelCost.AttentionForwardFlops(lengths, heads)));
             rows.Add(new("AttentionBackward", shape, Time(() => gpu.AttentionBackward(dO, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)), 0,
