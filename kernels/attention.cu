@@ -177,14 +177,7 @@ static __device__ __forceinline__ void attention_forward_tc(const bf16* __restri
     float m[2] = {OR1_NEG_INF, OR1_NEG_INF}, l[2] = {0.f, 0.f};
     for (int j = 0; j < tiles; j++) {
         const int buffer = j & 1;
-        if (j + 1 < tiles) {
-            loadKv(j + 1, buffer ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        pipeline_step(j, tiles, loadKv);
 
         AccTile<T::kBlockN> s;
         scores<kDp>(s, qs, 16 * warp, buffered<KeyTile>(kTiles, buffer), 0, lane);
@@ -290,14 +283,7 @@ static __device__ __forceinline__ void attention_backward_dq_tc(const bf16* __re
     dqAcc.zero();
     for (int j = 0; j < tiles; j++) {
         const int buffer = j & 1;
-        if (j + 1 < tiles) {
-            loadKv(j + 1, buffer ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        pipeline_step(j, tiles, loadKv);
 
         const KeyTile ks = buffered<KeyTile>(kTiles, buffer);
         AccTile<kTile> p, dp;
@@ -369,14 +355,7 @@ static __device__ __forceinline__ void attention_backward_kv_tc(const bf16* __re
     if (kDk) dkAcc.zero();
     for (int item = 0; item < items; item++) {
         const int buffer = item & 1;
-        if (item + 1 < items) {
-            loadQuery(item + 1, buffer ^ 1);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        pipeline_step(item, items, loadQuery);
 
         const int head = hk * group + item / tilesPerHead;
         const int tq0 = (firstTile + item % tilesPerHead) * T::kBlockQ;

@@ -44,6 +44,22 @@ static __device__ __forceinline__ void tile_load_async(SharedTile<R, C> tile, co
     }
 }
 
+/// One step of a two-stage cp.async pipeline, at the top of step j of `steps`: starts loading step j + 1's tiles
+/// (`load(j + 1, buffer)` into the other buffer) and waits for step j's, which an earlier call (or the prologue)
+/// committed; the last step only waits. The __syncthreads publishes every thread's copies to the block. The caller
+/// ends each step with a __syncthreads too, before the next call overwrites the buffer it read.
+template <typename Load>
+static __device__ __forceinline__ void pipeline_step(int j, int steps, Load load) {
+    if (j + 1 < steps) {
+        load(j + 1, (j + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
+}
+
 // ------------------------------------------------------------------ operand fragments
 
 /// The A operand of one m16n8k16: the 16x16 block at (row, col) of a row-major tile. ldmatrix.x4 takes matrix i
