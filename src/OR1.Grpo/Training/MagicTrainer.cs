@@ -124,6 +124,7 @@ public sealed class MagicTrainer : IDisposable
         }
 
         var step = new StepSums();
+        int largestMicroBatch = 0;
         var perMiniBatch = new List<MiniBatchMetrics>(miniBatches.Count);
         float alpha = (float)CurrentAlpha;
         var adam = new AdamWOptions(Options.LearningRate, Options.Beta1, Options.Beta2, Options.AdamEpsilon, Options.WeightDecay);
@@ -132,6 +133,7 @@ public sealed class MagicTrainer : IDisposable
             var mini = miniBatches[m];
             var sums = new StepSums();
             var microBatches = batch.SplitByTokens(mini.FirstSequence, mini.EndSequence, Options.MicroBatchTokens);
+            foreach (var range in microBatches) largestMicroBatch = Math.Max(largestMicroBatch, range.TokenCount);
             var source = precomputedOld is not null ? OldSource.Precomputed : sampler ? OldSource.Sampler : OldSource.ThisForward;
             _readback.Begin(microBatches);
             Optimizer.ZeroGradients();
@@ -151,8 +153,12 @@ public sealed class MagicTrainer : IDisposable
         if (Options.FixedEntropyCoefficient is null && step.Tokens > 0)
             Controller = EntropyController.Update(Controller, entropyEstimate, Options.EntropyControl);
         int steps = perMiniBatch.Count;
+        var tiling = _backend.PlanLogProb(largestMicroBatch, _policy.Config.VocabSize, _policy.Config.HiddenSize, _policy.Storage);
         return metrics with
         {
+            LogProbRowBlock = tiling.RowBlock,
+            LogProbVocabChunk = tiling.VocabChunk,
+            LogProbScratchMib = tiling.ScratchBytes / 1048576.0,
             Entropy = entropyEstimate,
             FullEntropy = step.Tokens == 0 ? 0 : step.SumEntropy / step.Tokens,
             PolicyLoss = step.PolicyGradient / steps,

@@ -63,6 +63,14 @@ public sealed record StepMetrics
     public int KeptTokens { get; init; }
     /// <summary>Prompt + response tokens of the kept groups (what each forward pass ran over).</summary>
     public int KeptSequenceTokens { get; init; }
+    /// <summary>
+    /// The log-prob's tiling for the step's largest micro-batch (<see cref="OR1.Native.IBackend.PlanLogProb"/>): rows and
+    /// vocabulary columns per logit tile, chosen from the device's free memory, and its peak scratch in MiB (the
+    /// [tokens x vocab] logits are never formed). 0 for a skipped step.
+    /// </summary>
+    public int LogProbRowBlock { get; init; }
+    public int LogProbVocabChunk { get; init; }
+    public double LogProbScratchMib { get; init; }
     public double GenerateSeconds { get; init; }
     public double RewardSeconds { get; init; }
     /// <summary>The forward pass that computes log p_old before the first update (0 when none was needed).</summary>

@@ -151,6 +151,9 @@ public sealed unsafe class CpuBackend : BackendBase
     // ---------------------------------------------------------------- log-prob
 
     /// <inheritdoc />
+    public override LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage) => CpuLogProb.Tiling(rows, vocab, width);
+
+    /// <inheritdoc />
     protected override void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
         Tensor logProbs, Tensor entropy, Tensor logSumExp) =>
         CpuLogProb.Forward(F(hidden), F(weight), I(targets), temperature, F(logProbs), F(entropy), F(logSumExp),

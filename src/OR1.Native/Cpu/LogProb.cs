@@ -37,6 +37,16 @@ internal static unsafe class CpuLogProb
         }
     }
 
+    /// <summary>Every thread folds tiles of <see cref="TokenBlock"/> x <see cref="VocabChunk"/> logits (its own, reused); the
+    /// running statistics take 3 floats per row and vocabulary part, plus the target logits.</summary>
+    public static LogProbTiling Tiling(int rows, int vocab, int width)
+    {
+        var plan = Plan.For(rows, vocab, width);
+        long tiles = (long)Math.Min(plan.Parts, CpuParallel.ThreadCount) * (TokenBlock * VocabChunk + VocabChunk) * sizeof(float);
+        long stats = (3L * plan.VocabParts + 1) * rows * sizeof(float);
+        return new LogProbTiling(rows, vocab, Math.Min(TokenBlock, Math.Max(1, rows)), Math.Min(VocabChunk, vocab), tiles + stats);
+    }
+
     public static void Forward(float* hidden, float* weight, int* targets, float temperature,
         float* logProbs, float* entropy, float* logSumExp, int rows, int vocab, int width)
     {

@@ -51,6 +51,16 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
 
     public int VocabChunk => 8192;
 
+    public long FreeMemoryBytes
+    {
+        get
+        {
+            MakeCurrent();
+            CudaErrors.Driver(CudaDriver.cuMemGetInfo(out nuint free, out _), "cuMemGetInfo");
+            return (long)free;
+        }
+    }
+
     public int MaxDynamicSharedMemory { get; }
 
     /// <summary>The stream every operation is issued on.</summary>

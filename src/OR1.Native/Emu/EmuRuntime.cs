@@ -52,6 +52,16 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public int VocabChunk { get; }
 
+    /// <summary>The host memory the process may still use: the emulator's device memory is host memory.</summary>
+    public long FreeMemoryBytes
+    {
+        get
+        {
+            var gc = GC.GetGCMemoryInfo();
+            return Math.Max(0, gc.TotalAvailableMemoryBytes - gc.MemoryLoadBytes);
+        }
+    }
+
     /// <summary>The emulated device's opt-in maximum of shared memory per block (sm_90: 232,448 bytes; sm_80: 166,912).</summary>
     public int MaxDynamicSharedMemory => _api.MaxSharedOptIn();
 

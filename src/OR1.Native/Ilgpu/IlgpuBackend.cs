@@ -403,6 +403,15 @@ public sealed class IlgpuBackend : BackendBase
     // ---------------------------------------------------------------- log-prob
 
     /// <inheritdoc />
+    public override LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage)
+    {
+        // All rows at once against chunks of the vocabulary, and the per-row state.
+        int chunk = IlgpuLogProb.ChunkColumns(Device, rows, vocab);
+        long scratch = ((long)rows * chunk + (long)IlgpuLogProb.StateFields * rows) * sizeof(float);
+        return new LogProbTiling(rows, vocab, Math.Max(1, rows), chunk, scratch);
+    }
+
+    /// <inheritdoc />
     protected override void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
         Tensor logProbs, Tensor entropy, Tensor logSumExp)
     {

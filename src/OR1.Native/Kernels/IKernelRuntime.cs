@@ -23,6 +23,9 @@ internal interface IKernelRuntime : IDisposable
     /// <summary>Vocabulary columns per log-prob chunk.</summary>
     int VocabChunk { get; }
 
+    /// <summary>Device memory free now, in bytes (cuMemGetInfo; the emulator: the host memory the process may still use).</summary>
+    long FreeMemoryBytes { get; }
+
     /// <summary>Launches a kernel; throws <see cref="KernelException"/> when the launch fails.</summary>
     void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args);
 

@@ -32,6 +32,7 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
     public int RowThreads => device.RowThreads;
     public long LogitTileFloats => device.LogitTileFloats;
     public int VocabChunk => device.VocabChunk;
+    public long FreeMemoryBytes => device.FreeMemoryBytes;
     public int MaxDynamicSharedMemory => device.MaxDynamicSharedMemory;
 
     public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)

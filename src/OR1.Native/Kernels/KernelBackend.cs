@@ -137,6 +137,9 @@ public abstract class KernelBackend : BackendBase
         Op("SwiGluBackward").SwiGluBackward(dOutput, gate, up, dGate, dUp);
 
     /// <inheritdoc />
+    public override LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage) => _launch.PlanLogProb(rows, vocab, width, storage);
+
+    /// <inheritdoc />
     protected override void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
         Tensor logProbs, Tensor entropy, Tensor logSumExp) =>
         Op("LogProbForward").LogProbForward(hidden, weight, targets, temperature, logProbs, entropy, logSumExp);

@@ -313,19 +313,27 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     // ---------------------------------------------------------------- log-prob
 
-    private (int RowBlock, int Chunk) LogProbTiling(int rows, int vocab)
+    /// <summary>
+    /// The tiling of a log-prob over <paramref name="rows"/> rows (see <see cref="LogProbTiling.Plan"/>), from the free
+    /// memory at the backend's first log-prob. Read once and kept: the row block decides the GEMMs' shapes, and a
+    /// cuBLAS result may depend on its M, so a tiling that followed the free memory from call to call could change the
+    /// bits of a log-prob mid-run (and a resumed run's, which must match).
+    /// </summary>
+    public LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage)
     {
-        int chunk = Math.Min(vocab, _rt.VocabChunk);
-        int rowBlock = (int)Math.Clamp(_rt.LogitTileFloats / Math.Max(1, chunk), 1, Math.Max(1, rows));
-        return (rowBlock, chunk);
+        if (_logProbFreeBytes < 0) _logProbFreeBytes = _rt.FreeMemoryBytes;
+        return LogProbTiling.Plan(rows, vocab, width, storage, _logProbFreeBytes, _rt.LogitTileFloats, _rt.VocabChunk);
     }
+
+    private long _logProbFreeBytes = -1;
 
     public void LogProbForward(Tensor hidden, Tensor weight, Tensor targets, float temperature, Tensor logProbs, Tensor entropy, Tensor logSumExp)
     {
         int rows = hidden.Shape[0], width = hidden.Shape[1], vocab = weight.Shape[0];
         if (rows == 0) return;
         var (record, check) = Check(nameof(IBackend.LogProbForward), IndexCheck.Target, vocab);
-        var (rowBlock, chunk) = LogProbTiling(rows, vocab);
+        var plan = PlanLogProb(rows, vocab, width, hidden.DType);
+        int rowBlock = plan.RowBlock, chunk = plan.VocabChunk;
         nint stats = _scratch.Get(ScratchBuffers.Slot.Stats, 4L * rows * sizeof(float));
         nint m = stats, s = stats + rows * sizeof(float), u = s + rows * sizeof(float), target = u + rows * sizeof(float);
         nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
@@ -355,10 +363,11 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     }
 
     /// <remarks>
-    /// Per tile: recompute the logits (fp32), turn them into dz, then dHidden += dz . W / T and dW += dz^T . hidden / T.
-    /// cuBLAS takes A and B of one type, so with bf16 storage dz is written as bf16 into its own tile and dHidden is
-    /// accumulated over the vocabulary chunks in an fp32 scratch (a bf16 running sum would lose the small chunks),
-    /// converted to bf16 once at the end; dW is the fp32 parameter gradient in both cases.
+    /// Per tile: recompute the logits (fp32), turn them into dz in place, then dHidden += dz . W / T and dW += dz^T . hidden / T.
+    /// cuBLAS takes A and B of one type, so with bf16 storage dz is bf16, written over the first half of each fp32 tile row
+    /// (row pitch 2 x cols bf16 elements), and dHidden is accumulated over the vocabulary chunks in an fp32 scratch (a bf16
+    /// running sum would lose the small chunks), converted to bf16 once at the end; dW is the fp32 parameter gradient in
+    /// both cases.
     /// </remarks>
     public void LogProbBackward(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
         float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight)
@@ -368,9 +377,9 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         var (record, check) = Check(nameof(IBackend.LogProbBackward), IndexCheck.Target, vocab);
         var s = hidden.DType;
         bool fp32 = s == DType.Float32;
-        var (rowBlock, chunk) = LogProbTiling(rows, vocab);
+        var plan = PlanLogProb(rows, vocab, width, s);
+        int rowBlock = plan.RowBlock, chunk = plan.VocabChunk;
         nint tile = _scratch.Get(ScratchBuffers.Slot.Tile, (long)rowBlock * chunk * sizeof(float));
-        nint dzTile = fp32 ? tile : _scratch.Get(ScratchBuffers.Slot.GradientTile, (long)rowBlock * chunk * s.SizeOf());
         nint dHiddenAcc = fp32 ? P(dHidden) : _scratch.Get(ScratchBuffers.Slot.HiddenGradient, (long)rows * width * sizeof(float));
         FillFloats(dHiddenAcc, (long)rows * width, 0f);
         float invT = 1f / temperature;
@@ -383,15 +392,16 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             for (int c0 = 0; c0 < vocab; c0 += chunk)
             {
                 int cols = Math.Min(chunk, vocab - c0);
+                int ldDz = fp32 ? cols : 2 * cols; // in storage elements: a bf16 dz row starts where its fp32 logits row did
                 nint weightRows = Row(P(weight), c0, width, s);
                 _rt.Gemm(logitTypes, false, true, tileRows, cols, width, invT, hiddenRows, width, 0, weightRows, width, 0, 0f, tile, cols, 0, 1);
                 var grad = new KernelArgs();
                 _rt.Launch(K("logprob_grad", s), tileRows, _rt.RowThreads, 0,
-                    ref grad.Ptr(tile).Int(cols).Ptr(dzTile).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
+                    ref grad.Ptr(tile).Int(cols).Int(ldDz).Int(tileRows).Int(cols).Int(c0).Int(r0).Ptr(P(targets)).Ptr(P(dLogProbs))
                         .Ptr(P(dEntropy, true)).Ptr(P(entropy)).Ptr(P(logSumExp)).Int(vocab).Ptr(record).UInt(check));
                 // dHidden[rows] += dz . W[chunk] / T ; dW[chunk] += dz^T . hidden[rows] / T, both accumulating in fp32
-                _rt.Gemm(logitTypes, false, false, tileRows, width, cols, invT, dzTile, cols, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
-                _rt.Gemm(logitTypes, true, false, cols, width, tileRows, invT, dzTile, cols, 0, hiddenRows, width, 0, 1f,
+                _rt.Gemm(logitTypes, false, false, tileRows, width, cols, invT, tile, ldDz, 0, weightRows, width, 0, 1f, dHiddenRows, width, 0, 1);
+                _rt.Gemm(logitTypes, true, false, cols, width, tileRows, invT, tile, ldDz, 0, hiddenRows, width, 0, 1f,
                     Row(P(dWeight), c0, width, DType.Float32), width, 0, 1);
             }
         }

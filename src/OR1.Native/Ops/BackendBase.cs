@@ -475,6 +475,9 @@ public abstract class BackendBase : IBackend
     }
 
     /// <summary>Validated log-prob forward; target ids out of range are the kernel's to report where it can.</summary>
+    /// <inheritdoc />
+    public abstract LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage);
+
     protected abstract void LogProbForwardCore(Tensor hidden, Tensor weight, Tensor targets, float temperature,
         Tensor logProbs, Tensor entropy, Tensor logSumExp);
     /// <summary>Validated log-prob backward.</summary>

@@ -168,6 +168,13 @@ public interface IBackend : IDisposable
     void LogProbBackward(Tensor dLogProbs, Tensor? dEntropy, Tensor hidden, Tensor weight, Tensor targets,
         float temperature, Tensor entropy, Tensor logSumExp, Tensor dHidden, Tensor dWeight);
 
+    /// <summary>
+    /// How <see cref="LogProbForward"/> and <see cref="LogProbBackward"/> would tile <paramref name="rows"/> hidden
+    /// states of <paramref name="width"/> against a <paramref name="vocab"/>-row LM head stored as
+    /// <paramref name="storage"/> if called now: rows and vocabulary columns per logit tile and the peak scratch.
+    /// </summary>
+    LogProbTiling PlanLogProb(int rows, int vocab, int width, DType storage);
+
     // ---------------------------------------------------------------- GRPO
 
     /// <summary>

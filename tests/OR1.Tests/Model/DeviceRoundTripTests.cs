@@ -107,6 +107,10 @@ public sealed class DeviceRoundTripTests
         TestContext.Out.WriteLine($"{precision} each further micro-batch: {perMicroBatch}");
         Assert.That(metrics.Skipped, Is.False);
         Assert.That(metrics.SamplerLogProbDiffTokens, Is.EqualTo(12), "the sampler comparison ran over every response token");
+        TestContext.Out.WriteLine($"log-prob tiling: {metrics.LogProbRowBlock} rows x {metrics.LogProbVocabChunk} columns, {metrics.LogProbScratchMib:F3} MiB");
+        Assert.That(metrics.LogProbRowBlock, Is.InRange(1, metrics.KeptSequenceTokens), "the metrics state the log-prob's row block");
+        Assert.That(metrics.LogProbVocabChunk, Is.GreaterThan(0), "and its vocabulary chunk");
+        Assert.That(metrics.LogProbScratchMib, Is.GreaterThan(0), "and its peak scratch");
         Assert.That(warmUp.Allocations, Is.GreaterThan(0), "the counters see the warm-up's allocations (the assertions below can fail)");
         Assert.That(step.Allocations, Is.Zero, "a step of one micro-batch allocates nothing once warm");
         Assert.That(splitStep.Allocations, Is.Zero, "a step of five micro-batches allocates nothing once warm");
