@@ -16,11 +16,19 @@ public static class KernelBenchmark
 {
     private const double PeakBandwidth = 4.8e12;
 
-    private sealed record Row(string Op, string Shape, double Milliseconds, double Bytes, double Flops)
+    /// <summary>
+    /// One timed op. <paramref name="Baseline"/> names the row it is judged against in the "% of baseline" column: the
+    /// measured device copy for memory-bound rows (its GB/s), the cuBLAS GEMM of the same shape for the fused log-prob
+    /// (its TFLOP/s).
+    /// </summary>
+    private sealed record Row(string Op, string Shape, double Milliseconds, double Bytes, double Flops, string? Baseline = null)
     {
         public double GBs => Bytes / (Milliseconds * 1e-3) / 1e9;
         public double TFlops => Flops / (Milliseconds * 1e-3) / 1e12;
     }
+
+    private const string CopyRow = "Copy";
+    private const string GemmRow = "MatMul (cuBLAS bf16, log-prob tiles)";
 
     public static void Run(string outDir, bool quick = false)
     {
@@ -52,18 +60,18 @@ public static class KernelBenchmark
             gpu.Fill(b, 0.25f);
             gpu.Fill(w, 1f);
             string shape = $"[{rowsN}, {width}]";
-            rows.Add(new("Copy", shape, Time(() => gpu.Copy(a, c)), 2.0 * n * 4, 0));
-            rows.Add(new("Fill", shape, Time(() => gpu.Fill(c, 1f)), 1.0 * n * 4, 0));
-            rows.Add(new("Add", shape, Time(() => gpu.Add(a, b, c)), 3.0 * n * 4, 0));
-            rows.Add(new("Scale", shape, Time(() => gpu.Scale(c, 0.999f)), 2.0 * n * 4, 0));
-            rows.Add(new("SwiGluForward", shape, Time(() => gpu.SwiGluForward(a, b, c)), 3.0 * n * 4, 0));
-            rows.Add(new("SwiGluBackward", shape, Time(() => gpu.SwiGluBackward(c, a, b, d, c)), 5.0 * n * 4, 0));
-            rows.Add(new("RmsNormForward", shape, Time(() => gpu.RmsNormForward(a, w, 1e-6f, c, inv)), 2.0 * n * 4, 0));
-            rows.Add(new("RopeForward (32 heads x 128)", shape, Time(() => gpu.RopeForward(a, pos, 32, 128, 1e6f, c)), 2.0 * n * 4, 0));
-            rows.Add(new("GlobalNorm", shape, Time(() => gpu.GlobalNorm([a])), 1.0 * n * 4, 0));
+            rows.Add(new(CopyRow, shape, Time(() => gpu.Copy(a, c)), 2.0 * n * 4, 0));
+            rows.Add(new("Fill", shape, Time(() => gpu.Fill(c, 1f)), 1.0 * n * 4, 0, CopyRow));
+            rows.Add(new("Add", shape, Time(() => gpu.Add(a, b, c)), 3.0 * n * 4, 0, CopyRow));
+            rows.Add(new("Scale", shape, Time(() => gpu.Scale(c, 0.999f)), 2.0 * n * 4, 0, CopyRow));
+            rows.Add(new("SwiGluForward", shape, Time(() => gpu.SwiGluForward(a, b, c)), 3.0 * n * 4, 0, CopyRow));
+            rows.Add(new("SwiGluBackward", shape, Time(() => gpu.SwiGluBackward(c, a, b, d, c)), 5.0 * n * 4, 0, CopyRow));
+            rows.Add(new("RmsNormForward", shape, Time(() => gpu.RmsNormForward(a, w, 1e-6f, c, inv)), 2.0 * n * 4, 0, CopyRow));
+            rows.Add(new("RopeForward (32 heads x 128)", shape, Time(() => gpu.RopeForward(a, pos, 32, 128, 1e6f, c)), 2.0 * n * 4, 0, CopyRow));
+            rows.Add(new("GlobalNorm", shape, Time(() => gpu.GlobalNorm([a])), 1.0 * n * 4, 0, CopyRow));
             using var gradient = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width));
             var slot = new AdamWSlot(c, a, b, d);
-            rows.Add(new("AdamWStep", shape, Time(() => gpu.AdamWStep([slot], new AdamWOptions(1e-6), 1, 1f)), 7.0 * n * 4, 0));
+            rows.Add(new("AdamWStep", shape, Time(() => gpu.AdamWStep([slot], new AdamWOptions(1e-6), 1, 1f)), 7.0 * n * 4, 0, CopyRow));
         }
 
         // ---- attention: the fp32 CUDA-core kernels (attention_simt.cu) and the bf16 tensor-core kernels (attention.cu) at
@@ -131,20 +139,110 @@ public static class KernelBenchmark
             rows.Add(new("Sample (T = 1)", "64 x 152064", Time(() => gpu.Sample(logits, new SamplingOptions(), 1, 2, tok, tlp)), 64.0 * 152064 * 4 * 2, 0));
         }
 
+        // ---- the same memory-bound ops in bf16 storage (the training path), judged against the fp32 copy's GB/s
+        using (var a = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
+        using (var b = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
+        using (var c = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
+        using (var d = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
+        using (var w = gpu.Allocate(DType.BFloat16, new TensorShape(width)))
+        using (var dw = gpu.Allocate(DType.Float32, new TensorShape(width)))
+        using (var inv = gpu.Allocate(DType.Float32, new TensorShape(rowsN)))
+        using (var pos = gpu.Allocate(DType.Int32, new TensorShape(rowsN)))
+        {
+            gpu.Fill(a, 0.5f);
+            gpu.Fill(b, 0.25f);
+            gpu.Fill(w, 1f);
+            string shape = $"[{rowsN}, {width}] bf16";
+            rows.Add(new("SwiGluForward", shape, Time(() => gpu.SwiGluForward(a, b, c)), 3.0 * n * 2, 0, CopyRow));
+            rows.Add(new("SwiGluBackward", shape, Time(() => gpu.SwiGluBackward(c, a, b, d, c)), 5.0 * n * 2, 0, CopyRow));
+            rows.Add(new("RmsNormForward", shape, Time(() => gpu.RmsNormForward(a, w, 1e-6f, c, inv)), 2.0 * n * 2, 0, CopyRow));
+            rows.Add(new("RmsNormBackward (dx and dW)", shape, Time(() => gpu.RmsNormBackward(b, a, w, inv, d, dw)), 3.0 * n * 2, 0, CopyRow));
+            rows.Add(new("RopeForward (32 heads x 128)", shape, Time(() => gpu.RopeForward(a, pos, 32, 128, 1e6f, c)), 2.0 * n * 2, 0, CopyRow));
+        }
+
+        // ---- decode attention over a bf16 KV cache (Qwen2.5-1.5B's 12/2 heads, d 128): bytes = the cached K and V read
+        foreach (var (batch, cache) in new[] { (64, 4096), (1, quick ? 8192 : 32768) })
+        {
+            var heads = new AttentionHeads(12, 2, 128);
+            using var q = gpu.Allocate(DType.BFloat16, new TensorShape(batch, heads.QueryWidth));
+            using var keys = gpu.Allocate(DType.BFloat16, new TensorShape(batch, cache, heads.KvWidth));
+            using var values = gpu.Allocate(DType.BFloat16, new TensorShape(batch, cache, heads.KvWidth));
+            using var slots = gpu.Allocate(DType.Int32, new TensorShape(batch));
+            using var lengths = gpu.Allocate(DType.Int32, new TensorShape(batch));
+            using var output = gpu.Allocate(DType.BFloat16, new TensorShape(batch, heads.QueryWidth));
+            gpu.Fill(q, 0.01f);
+            gpu.Fill(keys, 0.02f);
+            gpu.Fill(values, 0.03f);
+            gpu.Upload<int>(Enumerable.Range(0, batch).ToArray(), slots);
+            gpu.Upload<int>(Enumerable.Repeat(cache, batch).ToArray(), lengths);
+            rows.Add(new("AttentionDecode", $"batch {batch} x cache {cache}, 12/2 heads, d 128, bf16",
+                Time(() => gpu.AttentionDecode(q, keys, values, slots, lengths, heads, heads.DefaultScale, output)),
+                2.0 * batch * cache * heads.KvWidth * 2, 0, CopyRow));
+        }
+
+        // ---- the fused LM head + log-prob in bf16 at the 1.5B shape, against cuBLAS's bf16 GEMM of the same shape alone
+        {
+            int tokens = quick ? 1024 : 4096, hidden15 = 1536, vocab15 = 151936;
+            using var h = gpu.Allocate(DType.BFloat16, new TensorShape(tokens, hidden15));
+            using var lm = gpu.Allocate(DType.BFloat16, new TensorShape(vocab15, hidden15));
+            using var targets = gpu.Allocate(DType.Int32, new TensorShape(tokens));
+            using var lp = gpu.Allocate(DType.Float32, new TensorShape(tokens));
+            using var ent = gpu.Allocate(DType.Float32, new TensorShape(tokens));
+            using var lse = gpu.Allocate(DType.Float32, new TensorShape(tokens));
+            gpu.Fill(h, 0.01f);
+            gpu.Fill(lm, 0.01f);
+            string shape = $"{tokens} x {hidden15} -> {vocab15}, bf16";
+            var plan = gpu.PlanLogProb(tokens, vocab15, hidden15, DType.BFloat16);
+            // The GEMM alone over the same tiles the log-prob runs (the whole logits would not fit beside a model).
+            using (var tile = gpu.Allocate(DType.Float32, new TensorShape(plan.RowBlock, plan.VocabChunk)))
+            {
+                var hRows = h.SliceRows(0, plan.RowBlock);
+                var wRows = lm.SliceRows(0, plan.VocabChunk);
+                int tiles = (tokens + plan.RowBlock - 1) / plan.RowBlock * ((vocab15 + plan.VocabChunk - 1) / plan.VocabChunk);
+                rows.Add(new(GemmRow, $"{shape}, {tiles} tiles of {plan.RowBlock} x {plan.VocabChunk}",
+                    Time(() => { for (int t = 0; t < tiles; t++) gpu.MatMul(hRows, false, wRows, true, tile); }), 0,
+                    (double)tiles * KernelCost.MatMulFlops(plan.RowBlock, plan.VocabChunk, hidden15)));
+            }
+            rows.Add(new("LogProbForward (fused)", $"{shape}; {plan}", Time(() => gpu.LogProbForward(h, lm, targets, 1f, lp, ent, lse)), 0,
+                KernelCost.LogProbForwardFlops(tokens, hidden15, vocab15), GemmRow));
+        }
+
+        // ---- sampling at batch 64 over Qwen2's 151,936-token vocabulary (target: top-p under 50 us)
+        using (var logits = gpu.Allocate(DType.Float32, new TensorShape(64, 151936)))
+        using (var tok = gpu.Allocate(DType.Int32, new TensorShape(64)))
+        using (var tlp = gpu.Allocate(DType.Float32, new TensorShape(64)))
+        {
+            var values = new float[64 * 151936];
+            var random = new Random(5);
+            for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 12 - 6);
+            gpu.Upload<float>(values, logits);
+            foreach (var (name, options) in new[]
+                     {
+                         ("Sample top-p 0.95", new SamplingOptions(1f, 0.95f)), ("Sample top-k 50", new SamplingOptions(1f, 1f, 50)),
+                         ("Sample top-k 50, top-p 0.9, T 0.7", new SamplingOptions(0.7f, 0.9f, 50)),
+                     })
+                rows.Add(new(name, "64 x 151936, random logits", Time(() => gpu.Sample(logits, options, 1, 2, tok, tlp)), 64.0 * 151936 * 4, 0, CopyRow));
+        }
+
         var table = new StringBuilder();
         table.AppendLine($"Device: {gpu.Description}");
         table.AppendLine();
-        table.AppendLine("| op | shape | ms | GB/s | % of 4.8 TB/s | TFLOP/s |");
-        table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: |");
-        var csv = new StringBuilder("op,shape,ms,GBps,percent_of_peak_bandwidth,TFLOPs\n");
+        table.AppendLine("| op | shape | ms | GB/s | % of 4.8 TB/s | TFLOP/s | % of baseline | baseline |");
+        table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+        var csv = new StringBuilder("op,shape,ms,GBps,percent_of_peak_bandwidth,TFLOPs,percent_of_baseline,baseline\n");
         var ic = CultureInfo.InvariantCulture;
         foreach (var r in rows)
         {
             string gbs = r.Bytes > 0 ? r.GBs.ToString("F0", ic) : "";
             string pct = r.Bytes > 0 ? (100 * r.Bytes / (r.Milliseconds * 1e-3) / PeakBandwidth).ToString("F0", ic) : "";
             string tf = r.Flops > 0 ? r.TFlops.ToString("F1", ic) : "";
-            table.AppendLine($"| {r.Op} | {r.Shape} | {r.Milliseconds.ToString("F3", ic)} | {gbs} | {pct} | {tf} |");
-            csv.AppendLine($"\"{r.Op}\",\"{r.Shape}\",{r.Milliseconds.ToString("F4", ic)},{gbs},{pct},{tf}");
+            // Bandwidth against the measured copy (the ceiling a memory-bound kernel can reach on this device), rate against the baseline GEMM.
+            var baseline = r.Baseline is null ? null : rows.First(b => b.Op == r.Baseline);
+            string ofBaseline = baseline is null ? "" :
+                (100 * (r.Bytes > 0 ? r.GBs / baseline.GBs : r.TFlops / baseline.TFlops)).ToString("F0", ic);
+            string us = r.Milliseconds < 1 ? $" ({(r.Milliseconds * 1000).ToString("F1", ic)} us)" : "";
+            table.AppendLine($"| {r.Op} | {r.Shape} | {r.Milliseconds.ToString("F3", ic)}{us} | {gbs} | {pct} | {tf} | {ofBaseline} | {r.Baseline} |");
+            csv.AppendLine($"\"{r.Op}\",\"{r.Shape}\",{r.Milliseconds.ToString("F4", ic)},{gbs},{pct},{tf},{ofBaseline},\"{r.Baseline}\"");
         }
         Console.WriteLine();
         Console.Write(table);
