@@ -51,6 +51,9 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
 
     public int VocabChunk => 8192;
 
+    public long BuiltinGemms => Interlocked.Read(ref _builtinGemms);
+    private long _builtinGemms;
+
     public long FreeMemoryBytes
     {
         get
@@ -227,6 +230,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         MakeCurrent();
         if (_cublas == 0 || k == 0)
         {
+            Interlocked.Increment(ref _builtinGemms);
             // gemm: builtin, or k = 0 (C = beta C, with beta = 0 ignoring NaN), which the tiled kernel handles without
             // relying on cuBLAS's corner cases.
             var args = new KernelArgs();

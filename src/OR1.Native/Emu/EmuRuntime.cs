@@ -52,6 +52,9 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public int VocabChunk { get; }
 
+    public long BuiltinGemms => Interlocked.Read(ref _builtinGemms);
+    private long _builtinGemms;
+
     /// <summary>The host memory the process may still use: the emulator's device memory is host memory.</summary>
     public long FreeMemoryBytes
     {
@@ -116,6 +119,7 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
     public void Gemm(GemmTypes types, bool transA, bool transB, int m, int n, int k, float alpha, nint a, int lda, long strideA,
         nint b, int ldb, long strideB, float beta, nint c, int ldc, long strideC, int batch)
     {
+        Interlocked.Increment(ref _builtinGemms);
         var args = new KernelArgs();
         var grid = new Dim3((uint)((n + 15) / 16), (uint)((m + 15) / 16), (uint)batch);
         Launch(types.BuiltinKernel, grid, new Dim3(16, 16), 0,

@@ -23,6 +23,9 @@ internal interface IKernelRuntime : IDisposable
     /// <summary>Vocabulary columns per log-prob chunk.</summary>
     int VocabChunk { get; }
 
+    /// <summary>GEMMs run so far on the builtin kernel (gemm.cu) instead of cuBLAS: every one on the emulator.</summary>
+    long BuiltinGemms { get; }
+
     /// <summary>Device memory free now, in bytes (cuMemGetInfo; the emulator: the host memory the process may still use).</summary>
     long FreeMemoryBytes { get; }
 

@@ -25,7 +25,27 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
 
     public DeviceCounters Counters => new(
         Interlocked.Read(ref _launches), Interlocked.Read(ref _gemms), Interlocked.Read(ref _syncs), Interlocked.Read(ref _allocations),
-        Interlocked.Read(ref _frees), Interlocked.Read(ref _uploads), Interlocked.Read(ref _downloads));
+        Interlocked.Read(ref _frees), Interlocked.Read(ref _uploads), Interlocked.Read(ref _downloads), device.BuiltinGemms);
+
+    /// <summary>Bytes of device memory this runtime has allocated and not freed, and their high-water mark since the last reset.</summary>
+    public (long InUse, long Peak) DeviceBytes
+    {
+        get
+        {
+            lock (_sizes) return (_inUse, _peak);
+        }
+    }
+
+    /// <summary>Starts a new high-water mark at the bytes in use now (before a phase whose peak is wanted).</summary>
+    public void ResetPeakDeviceBytes()
+    {
+        lock (_sizes) _peak = _inUse;
+    }
+
+    // Sizes of the live allocations: device allocations are few (tensors, arenas, scratch that grows), so a locked
+    // dictionary costs nothing next to the cuMemAlloc itself.
+    private readonly Dictionary<nint, long> _sizes = [];
+    private long _inUse, _peak;
 
     public BackendKind Kind => device.Kind;
     public int GridStrideBlocks => device.GridStrideBlocks;
@@ -33,6 +53,7 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
     public long LogitTileFloats => device.LogitTileFloats;
     public int VocabChunk => device.VocabChunk;
     public long FreeMemoryBytes => device.FreeMemoryBytes;
+    public long BuiltinGemms => device.BuiltinGemms;
     public int MaxDynamicSharedMemory => device.MaxDynamicSharedMemory;
 
     public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)
@@ -55,13 +76,22 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
     public nint Allocate(long bytes)
     {
         Interlocked.Increment(ref _allocations);
-        return device.Allocate(bytes);
+        nint pointer = device.Allocate(bytes);
+        lock (_sizes)
+        {
+            _sizes[pointer] = bytes;
+            _inUse += bytes;
+            _peak = Math.Max(_peak, _inUse);
+        }
+        return pointer;
     }
 
     public void Free(nint pointer)
     {
         Interlocked.Increment(ref _frees);
         device.Free(pointer);
+        lock (_sizes)
+            if (_sizes.Remove(pointer, out long bytes)) _inUse -= bytes;
     }
 
     public void CopyHostToDevice(void* source, nint destination, long bytes)

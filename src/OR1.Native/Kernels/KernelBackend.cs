@@ -45,6 +45,12 @@ public abstract class KernelBackend : BackendBase
     /// <summary>What this backend has asked of its device so far (launches, synchronisations, allocations, copies).</summary>
     public DeviceCounters Counters => _runtime.Counters;
 
+    /// <summary>Device memory this backend holds now (tensors, arenas, scratch) and its peak since <see cref="ResetPeakDeviceBytes"/>.</summary>
+    public (long InUse, long Peak) DeviceBytes => _runtime.DeviceBytes;
+
+    /// <summary>Starts a new peak of <see cref="DeviceBytes"/> at what is in use now.</summary>
+    public void ResetPeakDeviceBytes() => _runtime.ResetPeakDeviceBytes();
+
     /// <inheritdoc />
     public override IReadOnlyList<DType> StorageTypes { get; } = [DType.Float32, DType.BFloat16];
 

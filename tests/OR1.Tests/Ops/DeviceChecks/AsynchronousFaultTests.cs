@@ -21,6 +21,7 @@ public sealed class AsynchronousFaultTests
         public long LogitTileFloats => 1024;
         public int VocabChunk => 64;
         public long FreeMemoryBytes => 1L << 30;
+        public long BuiltinGemms => 0;
         public int MaxDynamicSharedMemory => 232448;
         public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args) { }
         public void EnsureDynamicSharedMemory(string kernel, int bytes) { }
