@@ -21,8 +21,8 @@ public static class GpuCheckProgram
         if (!args.Contains("--gpu-check"))
         {
             Console.Error.WriteLine("OR1.Tests runs under `dotnet test`. Run directly:\n" +
-                                    "  dotnet OR1.Tests.dll --gpu-check [--tests-only | --bench-only] [--out DIR] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
-                                    "runs the Gpu test category and the kernel benchmark on a CUDA device (see bench/README.md).");
+                                    "  dotnet OR1.Tests.dll --gpu-check [--tests-only | --bench-only | --model-only] [--out DIR] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
+                                    "runs the Gpu test category, the kernel benchmark and the whole-model check on a CUDA device (see bench/README.md).");
             return 2;
         }
         string outDir = Option(args, "--out") ?? Path.Combine(Directory.GetCurrentDirectory(), "gpu-check-results");
@@ -35,8 +35,29 @@ public static class GpuCheckProgram
         }
         Console.WriteLine($"gpu-check: {device}");
         int rc = 0;
-        if (!args.Contains("--bench-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
-        if (!args.Contains("--tests-only"))
+        bool only = args.Contains("--tests-only") || args.Contains("--bench-only") || args.Contains("--model-only");
+        if (!only || args.Contains("--tests-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
+        if (!only || args.Contains("--model-only"))
+        {
+            try
+            {
+                using var gpu = new CudaBackend();
+                var records = ModelCheck.Run(gpu, args.Contains("--quick") ? ModelCheck.Quick : ModelCheck.Full, OR1.Model.Precision.Bf16, Console.WriteLine);
+                GpuCheckRecord.Save(Path.Combine(outDir, "ours-model.json"), records);
+                var path = records.SelectMany(r => r.Counters ?? []).Where(c => c.Key == "builtin_gemms").Sum(c => c.Value);
+                if (path > 0)
+                {
+                    Console.Error.WriteLine($"gpu-check: {path} GEMMs of the model check ran on the builtin kernel, not cuBLAS (see ours-model.json)");
+                    rc |= 8;
+                }
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"gpu-check: the model check failed: {e}");
+                rc |= 8;
+            }
+        }
+        if (!only || args.Contains("--bench-only"))
         {
             try
             {
