@@ -61,7 +61,12 @@ public static class GpuCheckProgram
         {
             try
             {
-                KernelBenchmark.Run(outDir, quick: args.Contains("--quick"));
+                var cases = KernelCaseSpec.Load(Option(args, "--cases") ?? RepositoryFile("bench/compare/gpu_cases.json"));
+                using var gpu = new CudaBackend();
+                Console.WriteLine($"gpu-check: {cases.Count} kernel cases (median of {(args.Contains("--quick") ? 5 : 15)} calls each)");
+                var records = KernelBenchmark.Run(gpu, cases, call => gpu.TimeMilliseconds(call), args.Contains("--quick") ? 5 : 15, Console.WriteLine);
+                GpuCheckRecord.Save(Path.Combine(outDir, "ours-kernels.json"), records);
+                if (records.Any(r => r.Error is not null)) rc |= 4;
             }
             catch (Exception e)
             {
@@ -70,6 +75,14 @@ public static class GpuCheckProgram
             }
         }
         return rc;
+    }
+
+    /// <summary>A file of the repository the check runs in (the working directory or a folder above it).</summary>
+    private static string RepositoryFile(string relative)
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, relative))) return Path.Combine(dir.FullName, relative);
+        return Path.Combine(Directory.GetCurrentDirectory(), relative); // Load names it in its error
     }
 
     private static string? Option(string[] args, string name)

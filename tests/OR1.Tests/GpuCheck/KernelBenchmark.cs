@@ -1,252 +1,246 @@
 using System.Globalization;
-using System.Text;
 using OR1.Native;
-using OR1.Native.Cuda;
+using OR1.Native.Kernels;
 
 namespace OR1.Tests.GpuCheck;
 
 /// <summary>
-/// A short benchmark of the CUDA kernels, timed with CUDA events (mean of several launches after a
-/// warm-up). Memory-bound ops report GB/s (bytes read + written) against the H200's 4.8 TB/s;
-/// attention reports TFLOP/s with FlashAttention's counting (forward 4 N^2 D H per sequence, halved
-/// when causal; backward 2.5 times the forward); GEMM-shaped ops report TFLOP/s (2 M N K).
-/// Sizes are a few hundred MB per tensor: well past the 60 MB L2, well under the device memory.
+/// Our side of the GPU check's kernel phase: every case of bench/compare/gpu_cases.json (the cases PyTorch's
+/// gpu_kernels.py runs at the same shapes and dtypes) on a kernel backend, each timed as the median of several calls
+/// after a warm-up, as <see cref="GpuCheckRecord"/>s with the rate under the counting the cases file states, and the
+/// GEMMs that did not run on cuBLAS. A few of our own rows follow (the CUDA-core fp32 attention, top-k sampling) with
+/// keys PyTorch does not have. Written against <see cref="KernelBackend"/> and a timer, so CI runs every case on the
+/// emulator at shrunken shapes (<see cref="KernelCaseSpec.Shrunk"/>) and a lent GPU meets no untried code.
 /// </summary>
 public static class KernelBenchmark
 {
-    private const double PeakBandwidth = 4.8e12;
+    /// <summary>Times one call: CUDA events on a GPU (see <see cref="OR1.Native.Cuda.CudaBackend.TimeMilliseconds"/>).</summary>
+    public delegate double Timer(Action call);
 
-    /// <summary>
-    /// One timed op. <paramref name="Baseline"/> names the row it is judged against in the "% of baseline" column: the
-    /// measured device copy for memory-bound rows (its GB/s), the cuBLAS GEMM of the same shape for the fused log-prob
-    /// (its TFLOP/s).
-    /// </summary>
-    private sealed record Row(string Op, string Shape, double Milliseconds, double Bytes, double Flops, string? Baseline = null)
+    public static IReadOnlyList<GpuCheckRecord> Run(KernelBackend backend, IReadOnlyList<KernelCaseSpec> cases, Timer time, int repeats,
+        Action<string> log, bool ourExtras = true)
     {
-        public double GBs => Bytes / (Milliseconds * 1e-3) / 1e9;
-        public double TFlops => Flops / (Milliseconds * 1e-3) / 1e12;
+        var records = new List<GpuCheckRecord>();
+        foreach (var spec in ourExtras ? cases.Concat(Extras(cases)) : cases)
+        {
+            try
+            {
+                var before = backend.Counters;
+                var record = Measure(backend, spec, call => Median(call, time, repeats));
+                var used = backend.Counters - before;
+                record = record with { Counters = new() { ["gemms"] = used.Gemms, ["builtin_gemms"] = used.BuiltinGemms, ["launches"] = used.Launches } };
+                records.Add(record);
+                log($"  {record.Key,-40} {Format(record)}");
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                records.Add(new GpuCheckRecord { Key = spec.Key, Side = "ours", Name = spec.Op, Shape = spec.ShapeText, Dtype = spec.Dtype, Error = e.Message });
+                log($"  {spec.Key,-40} failed: {e.Message}");
+            }
+        }
+        return records;
     }
 
-    private const string CopyRow = "Copy";
-    private const string GemmRow = "MatMul (cuBLAS bf16, log-prob tiles)";
-
-    public static void Run(string outDir, bool quick = false)
+    private static string Format(GpuCheckRecord r)
     {
-        using var gpu = new CudaBackend();
-        var rows = new List<Row>();
-        int repeats = quick ? 3 : 10;
-        float Time(Action op)
-        {
-            op();
-            gpu.Synchronize();
-            return gpu.TimeMilliseconds(() =>
-            {
-                for (int i = 0; i < repeats; i++) op();
-            }) / repeats;
-        }
-
-        // ---- memory-bound, 64 M floats (256 MB) per tensor
-        long n = quick ? 16L << 20 : 64L << 20;
-        int rowsN = (int)(n / 4096), width = 4096;
-        using (var a = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width)))
-        using (var b = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width)))
-        using (var c = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width)))
-        using (var d = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width)))
-        using (var w = gpu.Allocate(DType.Float32, new TensorShape(width)))
-        using (var inv = gpu.Allocate(DType.Float32, new TensorShape(rowsN)))
-        using (var pos = gpu.Allocate(DType.Int32, new TensorShape(rowsN)))
-        {
-            gpu.Fill(a, 0.5f);
-            gpu.Fill(b, 0.25f);
-            gpu.Fill(w, 1f);
-            string shape = $"[{rowsN}, {width}]";
-            rows.Add(new(CopyRow, shape, Time(() => gpu.Copy(a, c)), 2.0 * n * 4, 0));
-            rows.Add(new("Fill", shape, Time(() => gpu.Fill(c, 1f)), 1.0 * n * 4, 0, CopyRow));
-            rows.Add(new("Add", shape, Time(() => gpu.Add(a, b, c)), 3.0 * n * 4, 0, CopyRow));
-            rows.Add(new("Scale", shape, Time(() => gpu.Scale(c, 0.999f)), 2.0 * n * 4, 0, CopyRow));
-            rows.Add(new("SwiGluForward", shape, Time(() => gpu.SwiGluForward(a, b, c)), 3.0 * n * 4, 0, CopyRow));
-            rows.Add(new("SwiGluBackward", shape, Time(() => gpu.SwiGluBackward(c, a, b, d, c)), 5.0 * n * 4, 0, CopyRow));
-            rows.Add(new("RmsNormForward", shape, Time(() => gpu.RmsNormForward(a, w, 1e-6f, c, inv)), 2.0 * n * 4, 0, CopyRow));
-            rows.Add(new("RopeForward (32 heads x 128)", shape, Time(() => gpu.RopeForward(a, pos, 32, 128, 1e6f, c)), 2.0 * n * 4, 0, CopyRow));
-            rows.Add(new("GlobalNorm", shape, Time(() => gpu.GlobalNorm([a])), 1.0 * n * 4, 0, CopyRow));
-            using var gradient = gpu.Allocate(DType.Float32, new TensorShape(rowsN, width));
-            var slot = new AdamWSlot(c, a, b, d);
-            rows.Add(new("AdamWStep", shape, Time(() => gpu.AdamWStep([slot], new AdamWOptions(1e-6), 1, 1f)), 7.0 * n * 4, 0, CopyRow));
-        }
-
-        // ---- attention: the fp32 CUDA-core kernels (attention_simt.cu) and the bf16 tensor-core kernels (attention.cu) at
-        // 4 sequences of 4096 (2048 in quick mode), 28 query heads over 4 kv heads, head dim 128; and the bf16 kernels at
-        // the tensor-core issue's target: one causal sequence of 16K tokens, 12 query heads over 2 kv heads, head dim 128.
-        int seqLen = quick ? 2048 : 4096;
-        Attention(DType.Float32, seqLen, 4, new AttentionHeads(28, 4, 128));
-        Attention(DType.BFloat16, seqLen, 4, new AttentionHeads(28, 4, 128));
-        Attention(DType.BFloat16, quick ? 8192 : 16384, 1, new AttentionHeads(12, 2, 128));
-
-        void Attention(DType storage, int length, int sequences, AttentionHeads heads)
-        {
-            int tokens = length * sequences;
-            var lengths = Enumerable.Repeat(length, sequences).ToArray();
-            using var seqs = Segments.FromLengths(gpu, lengths);
-            using var q = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
-            using var k = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
-            using var v = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
-            using var o = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
-            using var lse = gpu.Allocate(DType.Float32, new TensorShape(tokens, heads.NumHeads));
-            using var dO = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
-            using var dq = gpu.Allocate(storage, new TensorShape(tokens, heads.QueryWidth));
-            using var dk = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
-            using var dv = gpu.Allocate(storage, new TensorShape(tokens, heads.KvWidth));
-            gpu.Fill(q, 0.01f);
-            gpu.Fill(k, 0.02f);
-            gpu.Fill(v, 0.03f);
-            gpu.Fill(dO, 0.01f);
-            string shape = $"{sequences} x {length}, {heads.NumHeads}/{heads.NumKvHeads} heads, d {heads.HeadDim}, causal, " +
-                           (storage == DType.BFloat16 ? "bf16 (tensor cores)" : "fp32 (CUDA cores)");
-            rows.Add(new("AttentionForward", shape, Time(() => gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse)), 0,
-                KernelCost.AttentionForwardFlops(lengths, heads)));
-            rows.Add(new("AttentionBackward", shape, Time(() => gpu.AttentionBackward(dO, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)), 0,
-                KernelCost.AttentionBackwardFlops(lengths, heads)));
-        }
-
-        // ---- GEMM (cuBLAS fp32) and the chunked log-prob (Qwen2-7B's hidden and vocabulary sizes)
-        int m = quick ? 2048 : 4096;
-        using (var x = gpu.Allocate(DType.Float32, new TensorShape(m, m)))
-        using (var y = gpu.Allocate(DType.Float32, new TensorShape(m, m)))
-        using (var z = gpu.Allocate(DType.Float32, new TensorShape(m, m)))
-        {
-            gpu.Fill(x, 0.001f);
-            gpu.Fill(y, 0.001f);
-            rows.Add(new("MatMul (cuBLAS sgemm)", $"{m}^3", Time(() => gpu.MatMul(x, false, y, true, z)), 0, KernelCost.MatMulFlops(m, m, m)));
-        }
-        int lpRows = quick ? 512 : 2048, hidden = 3584, vocab = 152064;
-        using (var h = gpu.Allocate(DType.Float32, new TensorShape(lpRows, hidden)))
-        using (var lm = gpu.Allocate(DType.Float32, new TensorShape(vocab, hidden)))
-        using (var targets = gpu.Allocate(DType.Int32, new TensorShape(lpRows)))
-        using (var lp = gpu.Allocate(DType.Float32, new TensorShape(lpRows)))
-        using (var ent = gpu.Allocate(DType.Float32, new TensorShape(lpRows)))
-        using (var lse = gpu.Allocate(DType.Float32, new TensorShape(lpRows)))
-        {
-            gpu.Fill(h, 0.01f);
-            gpu.Fill(lm, 0.01f);
-            rows.Add(new("LogProbForward", $"{lpRows} x {hidden} -> {vocab}", Time(() => gpu.LogProbForward(h, lm, targets, 1f, lp, ent, lse)), 0,
-                KernelCost.LogProbForwardFlops(lpRows, hidden, vocab)));
-        }
-        using (var logits = gpu.Allocate(DType.Float32, new TensorShape(64, 152064)))
-        using (var tok = gpu.Allocate(DType.Int32, new TensorShape(64)))
-        using (var tlp = gpu.Allocate(DType.Float32, new TensorShape(64)))
-        {
-            gpu.Fill(logits, 0.5f);
-            rows.Add(new("Sample (T = 1)", "64 x 152064", Time(() => gpu.Sample(logits, new SamplingOptions(), 1, 2, tok, tlp)), 64.0 * 152064 * 4 * 2, 0));
-        }
-
-        // ---- the same memory-bound ops in bf16 storage (the training path), judged against the fp32 copy's GB/s
-        using (var a = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
-        using (var b = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
-        using (var c = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
-        using (var d = gpu.Allocate(DType.BFloat16, new TensorShape(rowsN, width)))
-        using (var w = gpu.Allocate(DType.BFloat16, new TensorShape(width)))
-        using (var dw = gpu.Allocate(DType.Float32, new TensorShape(width)))
-        using (var inv = gpu.Allocate(DType.Float32, new TensorShape(rowsN)))
-        using (var pos = gpu.Allocate(DType.Int32, new TensorShape(rowsN)))
-        {
-            gpu.Fill(a, 0.5f);
-            gpu.Fill(b, 0.25f);
-            gpu.Fill(w, 1f);
-            string shape = $"[{rowsN}, {width}] bf16";
-            rows.Add(new("SwiGluForward", shape, Time(() => gpu.SwiGluForward(a, b, c)), 3.0 * n * 2, 0, CopyRow));
-            rows.Add(new("SwiGluBackward", shape, Time(() => gpu.SwiGluBackward(c, a, b, d, c)), 5.0 * n * 2, 0, CopyRow));
-            rows.Add(new("RmsNormForward", shape, Time(() => gpu.RmsNormForward(a, w, 1e-6f, c, inv)), 2.0 * n * 2, 0, CopyRow));
-            rows.Add(new("RmsNormBackward (dx and dW)", shape, Time(() => gpu.RmsNormBackward(b, a, w, inv, d, dw)), 3.0 * n * 2, 0, CopyRow));
-            rows.Add(new("RopeForward (32 heads x 128)", shape, Time(() => gpu.RopeForward(a, pos, 32, 128, 1e6f, c)), 2.0 * n * 2, 0, CopyRow));
-        }
-
-        // ---- decode attention over a bf16 KV cache (Qwen2.5-1.5B's 12/2 heads, d 128): bytes = the cached K and V read
-        foreach (var (batch, cache) in new[] { (64, 4096), (1, quick ? 8192 : 32768) })
-        {
-            var heads = new AttentionHeads(12, 2, 128);
-            using var q = gpu.Allocate(DType.BFloat16, new TensorShape(batch, heads.QueryWidth));
-            using var keys = gpu.Allocate(DType.BFloat16, new TensorShape(batch, cache, heads.KvWidth));
-            using var values = gpu.Allocate(DType.BFloat16, new TensorShape(batch, cache, heads.KvWidth));
-            using var slots = gpu.Allocate(DType.Int32, new TensorShape(batch));
-            using var lengths = gpu.Allocate(DType.Int32, new TensorShape(batch));
-            using var output = gpu.Allocate(DType.BFloat16, new TensorShape(batch, heads.QueryWidth));
-            gpu.Fill(q, 0.01f);
-            gpu.Fill(keys, 0.02f);
-            gpu.Fill(values, 0.03f);
-            gpu.Upload<int>(Enumerable.Range(0, batch).ToArray(), slots);
-            gpu.Upload<int>(Enumerable.Repeat(cache, batch).ToArray(), lengths);
-            rows.Add(new("AttentionDecode", $"batch {batch} x cache {cache}, 12/2 heads, d 128, bf16",
-                Time(() => gpu.AttentionDecode(q, keys, values, slots, lengths, heads, heads.DefaultScale, output)),
-                2.0 * batch * cache * heads.KvWidth * 2, 0, CopyRow));
-        }
-
-        // ---- the fused LM head + log-prob in bf16 at the 1.5B shape, against cuBLAS's bf16 GEMM of the same shape alone
-        {
-            int tokens = quick ? 1024 : 4096, hidden15 = 1536, vocab15 = 151936;
-            using var h = gpu.Allocate(DType.BFloat16, new TensorShape(tokens, hidden15));
-            using var lm = gpu.Allocate(DType.BFloat16, new TensorShape(vocab15, hidden15));
-            using var targets = gpu.Allocate(DType.Int32, new TensorShape(tokens));
-            using var lp = gpu.Allocate(DType.Float32, new TensorShape(tokens));
-            using var ent = gpu.Allocate(DType.Float32, new TensorShape(tokens));
-            using var lse = gpu.Allocate(DType.Float32, new TensorShape(tokens));
-            gpu.Fill(h, 0.01f);
-            gpu.Fill(lm, 0.01f);
-            string shape = $"{tokens} x {hidden15} -> {vocab15}, bf16";
-            var plan = gpu.PlanLogProb(tokens, vocab15, hidden15, DType.BFloat16);
-            // The GEMM alone over the same tiles the log-prob runs (the whole logits would not fit beside a model).
-            using (var tile = gpu.Allocate(DType.Float32, new TensorShape(plan.RowBlock, plan.VocabChunk)))
-            {
-                var hRows = h.SliceRows(0, plan.RowBlock);
-                var wRows = lm.SliceRows(0, plan.VocabChunk);
-                int tiles = (tokens + plan.RowBlock - 1) / plan.RowBlock * ((vocab15 + plan.VocabChunk - 1) / plan.VocabChunk);
-                rows.Add(new(GemmRow, $"{shape}, {tiles} tiles of {plan.RowBlock} x {plan.VocabChunk}",
-                    Time(() => { for (int t = 0; t < tiles; t++) gpu.MatMul(hRows, false, wRows, true, tile); }), 0,
-                    (double)tiles * KernelCost.MatMulFlops(plan.RowBlock, plan.VocabChunk, hidden15)));
-            }
-            rows.Add(new("LogProbForward (fused)", $"{shape}; {plan}", Time(() => gpu.LogProbForward(h, lm, targets, 1f, lp, ent, lse)), 0,
-                KernelCost.LogProbForwardFlops(tokens, hidden15, vocab15), GemmRow));
-        }
-
-        // ---- sampling at batch 64 over Qwen2's 151,936-token vocabulary (target: top-p under 50 us)
-        using (var logits = gpu.Allocate(DType.Float32, new TensorShape(64, 151936)))
-        using (var tok = gpu.Allocate(DType.Int32, new TensorShape(64)))
-        using (var tlp = gpu.Allocate(DType.Float32, new TensorShape(64)))
-        {
-            var values = new float[64 * 151936];
-            var random = new Random(5);
-            for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 12 - 6);
-            gpu.Upload<float>(values, logits);
-            foreach (var (name, options) in new[]
-                     {
-                         ("Sample top-p 0.95", new SamplingOptions(1f, 0.95f)), ("Sample top-k 50", new SamplingOptions(1f, 1f, 50)),
-                         ("Sample top-k 50, top-p 0.9, T 0.7", new SamplingOptions(0.7f, 0.9f, 50)),
-                     })
-                rows.Add(new(name, "64 x 151936, random logits", Time(() => gpu.Sample(logits, options, 1, 2, tok, tlp)), 64.0 * 151936 * 4, 0, CopyRow));
-        }
-
-        var table = new StringBuilder();
-        table.AppendLine($"Device: {gpu.Description}");
-        table.AppendLine();
-        table.AppendLine("| op | shape | ms | GB/s | % of 4.8 TB/s | TFLOP/s | % of baseline | baseline |");
-        table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
-        var csv = new StringBuilder("op,shape,ms,GBps,percent_of_peak_bandwidth,TFLOPs,percent_of_baseline,baseline\n");
         var ic = CultureInfo.InvariantCulture;
-        foreach (var r in rows)
+        string rate = r.Tflops is { } tf ? $"{tf.ToString("F1", ic)} TFLOP/s" : r.Gbps is { } gb ? $"{gb.ToString("F0", ic)} GB/s" : "";
+        return $"{r.Ms!.Value.ToString("F3", ic)} ms  {rate}";
+    }
+
+    private static double Median(Action call, Timer time, int repeats)
+    {
+        time(call); // warm-up: kernels loaded, scratch sized, caches warm
+        var samples = new double[repeats];
+        for (int i = 0; i < repeats; i++) samples[i] = time(call);
+        Array.Sort(samples);
+        return repeats % 2 == 1 ? samples[repeats / 2] : 0.5 * (samples[repeats / 2 - 1] + samples[repeats / 2]);
+    }
+
+    /// <summary>The fp32 CUDA-core attention and top-k sampling at the shapes of the cases they follow.</summary>
+    private static IEnumerable<KernelCaseSpec> Extras(IReadOnlyList<KernelCaseSpec> cases)
+    {
+        foreach (var c in cases.Where(c => c.Op == "attention_forward").Take(1))
+            yield return Rewritten(c, "dtype", "fp32");
+        foreach (var c in cases.Where(c => c.Op == "sample").Take(1))
+            yield return Rewritten(Rewritten(c, "top_k", 50), "top_p", 1.0);
+    }
+
+    private static KernelCaseSpec Rewritten(KernelCaseSpec spec, string name, object value)
+    {
+        var fields = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, System.Text.Json.JsonElement>>(spec.Raw)!;
+        fields[name] = System.Text.Json.JsonSerializer.SerializeToElement(value);
+        fields["key"] = System.Text.Json.JsonSerializer.SerializeToElement($"{(spec.Key.StartsWith("ours/") ? "" : "ours/")}{spec.Key}/{name}={value}");
+        return new KernelCaseSpec(System.Text.Json.JsonSerializer.SerializeToElement(fields));
+    }
+
+    private static DType Storage(KernelCaseSpec spec) => spec.Dtype == "fp32" ? DType.Float32 : DType.BFloat16;
+
+    private static GpuCheckRecord Measure(KernelBackend gpu, KernelCaseSpec spec, Func<Action, double> median)
+    {
+        var owned = new List<IDisposable>();
+        T Own<T>(T d) where T : IDisposable
         {
-            string gbs = r.Bytes > 0 ? r.GBs.ToString("F0", ic) : "";
-            string pct = r.Bytes > 0 ? (100 * r.Bytes / (r.Milliseconds * 1e-3) / PeakBandwidth).ToString("F0", ic) : "";
-            string tf = r.Flops > 0 ? r.TFlops.ToString("F1", ic) : "";
-            // Bandwidth against the measured copy (the ceiling a memory-bound kernel can reach on this device), rate against the baseline GEMM.
-            var baseline = r.Baseline is null ? null : rows.First(b => b.Op == r.Baseline);
-            string ofBaseline = baseline is null ? "" :
-                (100 * (r.Bytes > 0 ? r.GBs / baseline.GBs : r.TFlops / baseline.TFlops)).ToString("F0", ic);
-            string us = r.Milliseconds < 1 ? $" ({(r.Milliseconds * 1000).ToString("F1", ic)} us)" : "";
-            table.AppendLine($"| {r.Op} | {r.Shape} | {r.Milliseconds.ToString("F3", ic)}{us} | {gbs} | {pct} | {tf} | {ofBaseline} | {r.Baseline} |");
-            csv.AppendLine($"\"{r.Op}\",\"{r.Shape}\",{r.Milliseconds.ToString("F4", ic)},{gbs},{pct},{tf},{ofBaseline},\"{r.Baseline}\"");
+            owned.Add(d);
+            return d;
         }
-        Console.WriteLine();
-        Console.Write(table);
-        File.WriteAllText(Path.Combine(outDir, "kernel-benchmark.md"), table.ToString());
-        File.WriteAllText(Path.Combine(outDir, "kernel-benchmark.csv"), csv.ToString());
+        Tensor Make(DType dtype, params int[] shape)
+        {
+            var t = Own(gpu.Allocate(dtype, new TensorShape(shape)));
+            gpu.Fill(t, 0.01f);
+            return t;
+        }
+        var storage = Storage(spec);
+        var record = new GpuCheckRecord { Key = spec.Key, Side = "ours", Name = spec.Op, Shape = spec.ShapeText, Dtype = spec.Dtype };
+        GpuCheckRecord Bandwidth(double ms, double bytes, string counting) =>
+            record with { Ms = ms, Gbps = bytes / (ms * 1e-3) / 1e9, Counting = counting };
+        GpuCheckRecord Compute(double ms, double flops, string counting) =>
+            record with { Ms = ms, Tflops = flops / (ms * 1e-3) / 1e12, Counting = counting };
+        try
+        {
+            switch (spec.Op)
+            {
+                case "copy":
+                {
+                    int n = (int)(spec.Long("bytes") / 2);
+                    var a = Make(DType.BFloat16, n);
+                    var b = Make(DType.BFloat16, n);
+                    return Bandwidth(median(() => gpu.Copy(a, b)), 2.0 * n * 2, "bytes read + written");
+                }
+                case "attention_forward" or "attention_backward":
+                {
+                    var heads = new AttentionHeads(spec.Int("heads"), spec.Int("kv_heads"), spec.Int("head_dim"));
+                    var lengths = Enumerable.Repeat(spec.Int("length"), spec.Int("sequences")).ToArray();
+                    int n = lengths.Sum();
+                    var seqs = Own(Segments.FromLengths(gpu, lengths));
+                    var q = Make(storage, n, heads.QueryWidth);
+                    var k = Make(storage, n, heads.KvWidth);
+                    var v = Make(storage, n, heads.KvWidth);
+                    var o = Make(storage, n, heads.QueryWidth);
+                    var lse = Make(DType.Float32, n, heads.NumHeads);
+                    gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse);
+                    string implementation = storage == DType.BFloat16 && heads.HeadDim % 8 == 0 ? "attention.cu (tensor cores)" : "attention_simt.cu (CUDA cores)";
+                    if (spec.Op == "attention_forward")
+                        return Compute(median(() => gpu.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, o, lse)),
+                            KernelCost.AttentionForwardFlops(lengths, heads), "4 N^2 D H per sequence, halved (causal)") with { Implementation = implementation };
+                    var dq = Make(storage, n, heads.QueryWidth);
+                    var dk = Make(storage, n, heads.KvWidth);
+                    var dv = Make(storage, n, heads.KvWidth);
+                    return Compute(median(() => gpu.AttentionBackward(o, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)),
+                        KernelCost.AttentionBackwardFlops(lengths, heads), "2.5x the forward's") with { Implementation = implementation };
+                }
+                case "attention_decode":
+                {
+                    var heads = new AttentionHeads(spec.Int("heads"), spec.Int("kv_heads"), spec.Int("head_dim"));
+                    int batch = spec.Int("batch"), cache = spec.Int("cache");
+                    var q = Make(storage, batch, heads.QueryWidth);
+                    var keys = Make(storage, batch, cache, heads.KvWidth);
+                    var values = Make(storage, batch, cache, heads.KvWidth);
+                    var slots = Own(gpu.Allocate(DType.Int32, new TensorShape(batch)));
+                    gpu.Upload<int>(Enumerable.Range(0, batch).ToArray(), slots);
+                    var lengths = Own(gpu.Allocate(DType.Int32, new TensorShape(batch)));
+                    gpu.Upload<int>(Enumerable.Repeat(cache, batch).ToArray(), lengths);
+                    var output = Make(storage, batch, heads.QueryWidth);
+                    return Bandwidth(median(() => gpu.AttentionDecode(q, keys, values, slots, lengths, heads, heads.DefaultScale, output)),
+                        2.0 * batch * cache * heads.KvWidth * storage.SizeOf(), "the cached K and V read once");
+                }
+                case "rmsnorm_forward" or "rmsnorm_backward":
+                {
+                    int rows = spec.Int("rows"), width = spec.Int("width");
+                    var x = Make(storage, rows, width);
+                    var w = Make(storage, width);
+                    var y = Make(storage, rows, width);
+                    var inv = Make(DType.Float32, rows);
+                    gpu.RmsNormForward(x, w, 1e-6f, y, inv);
+                    double matrix = (double)rows * width * storage.SizeOf();
+                    if (spec.Op == "rmsnorm_forward")
+                        return Bandwidth(median(() => gpu.RmsNormForward(x, w, 1e-6f, y, inv)), 2 * matrix, "x read, y written");
+                    var dx = Make(storage, rows, width);
+                    var dw = Make(DType.Float32, width);
+                    return Bandwidth(median(() => gpu.RmsNormBackward(y, x, w, inv, dx, dw)), 3 * matrix, "dy and x read, dx written");
+                }
+                case "rope_forward":
+                {
+                    int rows = spec.Int("rows"), heads = spec.Int("heads"), headDim = spec.Int("head_dim");
+                    var x = Make(storage, rows, heads * headDim);
+                    var y = Make(storage, rows, heads * headDim);
+                    var positions = Own(gpu.Allocate(DType.Int32, new TensorShape(rows)));
+                    gpu.Upload<int>(Enumerable.Range(0, rows).ToArray(), positions);
+                    return Bandwidth(median(() => gpu.RopeForward(x, positions, heads, headDim, 1e6f, y)),
+                        2.0 * rows * heads * headDim * storage.SizeOf(), "x read, y written");
+                }
+                case "swiglu_forward" or "swiglu_backward":
+                {
+                    int rows = spec.Int("rows"), width = spec.Int("width");
+                    var gate = Make(storage, rows, width);
+                    var up = Make(storage, rows, width);
+                    var output = Make(storage, rows, width);
+                    double matrix = (double)rows * width * storage.SizeOf();
+                    if (spec.Op == "swiglu_forward")
+                        return Bandwidth(median(() => gpu.SwiGluForward(gate, up, output)), 3 * matrix, "gate and up read, output written");
+                    var dGate = Make(storage, rows, width);
+                    var dUp = Make(storage, rows, width);
+                    return Bandwidth(median(() => gpu.SwiGluBackward(output, gate, up, dGate, dUp)), 5 * matrix, "dOut, gate, up read, dGate, dUp written");
+                }
+                case "adamw":
+                {
+                    var slots = spec.Shapes("parameters").Select(shape => new AdamWSlot(Make(DType.Float32, shape), Make(DType.Float32, shape),
+                        Make(DType.Float32, shape), Make(DType.Float32, shape), WorkingCopy: Make(DType.BFloat16, shape))).ToArray();
+                    long elements = slots.Sum(s => s.Parameter.ElementCount);
+                    return Bandwidth(median(() => gpu.AdamWStep(slots, new AdamWOptions(1e-6), 1, 1f)), 30.0 * elements,
+                        "parameter, gradient, two moments read (16 B), three written (12 B), bf16 working copy written (2 B)");
+                }
+                case "logprob_forward" or "logprob_backward":
+                {
+                    int rows = spec.Int("rows"), hidden = spec.Int("hidden"), vocab = spec.Int("vocab");
+                    var h = Make(storage, rows, hidden);
+                    var lm = Make(storage, vocab, hidden);
+                    var targets = Own(gpu.Allocate(DType.Int32, new TensorShape(rows)));
+                    var logp = Make(DType.Float32, rows);
+                    var entropy = Make(DType.Float32, rows);
+                    var lse = Make(DType.Float32, rows);
+                    gpu.LogProbForward(h, lm, targets, 1f, logp, entropy, lse);
+                    var plan = gpu.PlanLogProb(rows, vocab, hidden, storage);
+                    if (spec.Op == "logprob_forward")
+                        return Compute(median(() => gpu.LogProbForward(h, lm, targets, 1f, logp, entropy, lse)),
+                            KernelCost.LogProbForwardFlops(rows, hidden, vocab), "2 M N K of the logits GEMM") with { Implementation = plan.ToString() };
+                    var dLogp = Make(DType.Float32, rows);
+                    var dHidden = Make(storage, rows, hidden);
+                    var dWeight = Make(DType.Float32, vocab, hidden);
+                    return Compute(median(() => gpu.LogProbBackward(dLogp, dLogp, h, lm, targets, 1f, entropy, lse, dHidden, dWeight)),
+                        KernelCost.LogProbBackwardFlops(rows, hidden, vocab), "3 GEMMs of 2 M N K (logits recomputed, dHidden, dWeight)") with { Implementation = plan.ToString() };
+                }
+                case "gemm":
+                {
+                    int m = spec.Int("m"), n = spec.Int("n"), k = spec.Int("k");
+                    var a = Make(storage, m, k);
+                    var b = Make(storage, n, k); // a weight [out, in], as the model's projections
+                    var c = Make(storage, m, n);
+                    return Compute(median(() => gpu.MatMul(a, false, b, true, c)), KernelCost.MatMulFlops(m, n, k), "2 M N K") with
+                    {
+                        Implementation = "MatMul (cuBLAS where the backend has it)",
+                    };
+                }
+                case "sample":
+                {
+                    int batch = spec.Int("batch"), vocab = spec.Int("vocab");
+                    var logits = Own(gpu.Allocate(DType.Float32, new TensorShape(batch, vocab)));
+                    var values = new float[batch * vocab];
+                    var random = new Random(5);
+                    for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 12 - 6);
+                    gpu.Upload<float>(values, logits);
+                    var tokens = Own(gpu.Allocate(DType.Int32, new TensorShape(batch)));
+                    var sampled = Make(DType.Float32, batch);
+                    var options = new SamplingOptions(spec.Float("temperature"), spec.Float("top_p"), spec.Int("top_k"));
+                    return Bandwidth(median(() => gpu.Sample(logits, options, 1, 2, tokens, sampled)), (double)batch * vocab * 4, "the logits read once");
+                }
+                default:
+                    return record with { Skipped = $"op '{spec.Op}' is not one this check knows" };
+            }
+        }
+        finally
+        {
+            foreach (var d in owned) d.Dispose();
+        }
     }
 }
