@@ -21,7 +21,7 @@ public static class GpuCheckProgram
         if (!args.Contains("--gpu-check"))
         {
             Console.Error.WriteLine("OR1.Tests runs under `dotnet test`. Run directly:\n" +
-                                    "  dotnet OR1.Tests.dll --gpu-check [--tests-only | --bench-only | --model-only] [--out DIR] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
+                                    "  dotnet OR1.Tests.dll --gpu-check [--info-only | --tests-only | --bench-only | --model-only] [--out DIR] [--cases FILE] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
                                     "runs the Gpu test category, the kernel benchmark and the whole-model check on a CUDA device (see bench/README.md).");
             return 2;
         }
@@ -34,6 +34,12 @@ public static class GpuCheckProgram
             return 3;
         }
         Console.WriteLine($"gpu-check: {device}");
+        if (args.Contains("--info-only"))
+        {
+            foreach ((string name, bool available, string detail) in OR1.Native.Backends.Survey())
+                Console.WriteLine($"  {name,-11} {(available ? "available  " : "unavailable")} {detail.Split('\n')[0].Trim()}");
+            return 0;
+        }
         int rc = 0;
         bool only = args.Contains("--tests-only") || args.Contains("--bench-only") || args.Contains("--model-only");
         if (!only || args.Contains("--tests-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
