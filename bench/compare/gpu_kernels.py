@@ -10,11 +10,15 @@ judged against what a user would otherwise get. Each record names the row of our
               1 x 16K (12/2); packed variable-length sequences (torch.nn.attention.varlen where public) against
               the same sequences padded to the longest; decode (one query token against a bf16 KV cache).
   memory-bound  copy, RMSNorm (F.rms_norm, else the written-out formula), RoPE (rotate_half), SwiGLU
-              (silu(gate) * up), forward and backward, fp32 and bf16, [16384, 4096]; AdamW over one
+              (silu(gate) * up), forward and backward, fp32 and bf16, 16,384 rows at the 1.5B widths (RMSNorm
+              and RoPE 1536 = 12 heads x 128, SwiGLU 8960); AdamW over one
               Qwen2.5-1.5B layer's projection weights (fused on CUDA, foreach on the CPU).
   GEMM-shaped the log-prob (bf16 logits GEMM, fp32 log_softmax + gather, entropy) at 4096 x 1536 -> 151,936;
               the 1.5B projections at 16K tokens (forward, backward-input, backward-weight); fp32 4096^3.
   sampling    multinomial at temperature 1 and sort-based top-p 0.95 over 64 x 151,936 logits.
+
+Records whose work is a case of bench/compare/gpu_cases.json carry that case's "key" (case_key below), which
+gpu_report.py pairs with our record of the same key; the others are PyTorch-only context.
 
 Counting, as our side counts: attention forward 4 S^2 D H per sequence, halved when causal, backward 2.5x;
 GEMM 2 M N K; log-prob forward 2 N D V, backward 3x that; memory-bound ops the bytes a perfect kernel reads
@@ -38,16 +42,22 @@ ATTENTION_FLOPS = "4*S^2*D*H per sequence (H query heads), halved when causal"
 ATTENTION_BACKWARD_FLOPS = "2.5 x forward (" + ATTENTION_FLOPS + ")"
 
 
+def case_key(op, *dims):
+    """The key bench/compare/gpu_cases.json gives this work ("rmsnorm_forward/16384x1536"); gpu_report.py keeps a
+    pair only where our side has the same key, so a shape that is no case simply stays PyTorch-only."""
+    return "%s/%s" % (op, "x".join(str(d) for d in dims))
+
+
 def shapes(tiny):
     """The sizes of each section: KernelBenchmark.cs's (and Qwen2.5-1.5B's widths) or tiny stand-ins."""
     if tiny:
         return dict(
-            rows=64, width=256, head_dim=128,
+            rows=64, width=256, head_dim=128, rope_heads=2,
             attention=[(2, 64, 12, 2)], varlen=[16, 32, 48], decode=[(4, 64)],
             hidden=64, intermediate=128, kv_heads=2, proj_head_dim=16, vocab=1000,
             gemm_tokens=64, logprob_tokens=32, sgemm=64, sample_rows=4)
     return dict(
-        rows=16384, width=4096, head_dim=128,
+        rows=16384, width=4096, head_dim=128, rope_heads=12,
         attention=[(4, 4096, 28, 4), (4, 4096, 12, 2), (1, 16384, 12, 2)],
         varlen=[1024, 2048, 3072, 4096, 6144], decode=[(64, 4096), (1, 32768)],
         hidden=1536, intermediate=8960, kv_heads=2, proj_head_dim=128, vocab=151936,
@@ -156,8 +166,10 @@ def attention_inputs(batch, length, heads, kv_heads, head_dim, dtype, device):
     return make(heads), make(kv_heads), make(kv_heads)
 
 
-def measure_attention_pair(report, name, shape, q, k, v, sequence_lengths, ours_forward=None, ours_backward=None, **extra):
-    """Forward and backward of one causal attention call, with the implementation that ran."""
+def measure_attention_pair(report, name, shape, q, k, v, sequence_lengths, ours_forward=None, ours_backward=None, keys=(None, None),
+                           **extra):
+    """Forward and backward of one causal attention call, with the implementation that ran; keys: the
+    (forward, backward) case keys, or None."""
     heads, head_dim = q.shape[1], q.shape[-1]
     flops = attention_flops(sequence_lengths, heads, head_dim)
     for backward in (False, True):
@@ -173,7 +185,7 @@ def measure_attention_pair(report, name, shape, q, k, v, sequence_lengths, ours_
         if not backward:
             report.measure(record_name, shape, q.dtype, in_context(context, lambda: call(q, kk, vv, True)),
                            ours=ours_forward, implementation=label, flops=flops, flops_counting=ATTENTION_FLOPS,
-                           **notes, **extra)
+                           **notes, **extra, **({"key": keys[0]} if keys[0] else {}))
         else:
             with context():
                 out = call(q, kk, vv, True)
@@ -181,7 +193,8 @@ def measure_attention_pair(report, name, shape, q, k, v, sequence_lengths, ours_
             report.measure(record_name, shape, q.dtype,
                            lambda: torch.autograd.grad(out, (q, kk, vv), grad_out, retain_graph=True),
                            ours=ours_backward, implementation="autograd of: " + label + " (dQ, dK, dV)",
-                           flops=2.5 * flops, flops_counting=ATTENTION_BACKWARD_FLOPS, **notes, **extra)
+                           flops=2.5 * flops, flops_counting=ATTENTION_BACKWARD_FLOPS, **notes, **extra,
+                           **({"key": keys[1]} if keys[1] else {}))
             del out, grad_out
         del kk, vv
 
@@ -192,8 +205,11 @@ def attention_section(report):
     for batch, length, heads, kv_heads in s["attention"]:
         shape = "%d x %d, %d/%d heads, d %d, causal" % (batch, length, heads, kv_heads, s["head_dim"])
         q, k, v = attention_inputs(batch, length, heads, kv_heads, s["head_dim"], torch.bfloat16, report.device)
+        # The cases are the 1.5B model's 12/2 heads; the 28/4 rows stay PyTorch-only context.
+        keys = ((case_key("attention_forward", batch, length), case_key("attention_backward", batch, length))
+                if (heads, kv_heads) == (12, 2) else (None, None))
         measure_attention_pair(report, "attention", shape, q, k, v, [length] * batch,
-                               ours_forward="AttentionForward", ours_backward="AttentionBackward")
+                               ours_forward="AttentionForward", ours_backward="AttentionBackward", keys=keys)
         del q, k, v
         refbench.free_memory(report.device)
 
@@ -340,6 +356,7 @@ def decode_section(report):
                 continue
             nbytes = 2.0 * batch * cache * kv_heads * d * 2
             report.measure("attention_decode", shape, torch.bfloat16, lambda: chosen[1](q, k, v), ours="AttentionDecode",
+                           key=case_key("attention_decode", batch, cache),
                            implementation=chosen[0], nbytes=nbytes,
                            bytes_counting="the cached K and V read once: 2 * batch * cache * Hkv * D * 2 bytes",
                            **decode_check(chosen[1], report.device), **({"rejected": rejected} if rejected else {}))
@@ -457,64 +474,75 @@ def rope_tables(tokens, head_dim, theta, dtype, device):
 
 
 def memory_bound_section(report):
-    """Copy, RMSNorm, RoPE and SwiGLU at [16384, 4096] in fp32 and bf16, bytes as KernelBenchmark.cs counts."""
+    """Copy at [16384, 4096]; RMSNorm [16384, 1536], RoPE 16384 x 12 heads x 128 and SwiGLU [16384, 8960] (the
+    1.5B widths, our cases' shapes); fp32 and bf16 (bf16 carries the case keys); bytes as KernelBenchmark.cs counts."""
     s = shapes(report.args.tiny)
-    rows, width, d = s["rows"], s["width"], s["head_dim"]
-    heads = width // d
+    rows, d = s["rows"], s["head_dim"]
     rms_norm, rms_label = rms_norm_implementation()
     for dtype in (torch.float32, torch.bfloat16):
         e = torch.tensor([], dtype=dtype).element_size()
-        n = rows * width
-        shape = "[%d, %d]" % (rows, width)
 
-        def tensor(scale=1.0):
+        def tensor(width, scale=1.0):
             return (torch.randn(rows, width, device=report.device) * scale).to(dtype)
 
-        def counted(multiple, what):
+        def counted(multiple, width, what):
+            n = rows * width
             return dict(nbytes=float(multiple * n * e), bytes_counting="%s: %d x %d elements x %d bytes" % (what, multiple, n, e))
 
-        a, b = tensor(), tensor()
-        report.measure("copy", shape, dtype, lambda: b.copy_(a), ours="Copy" if dtype == torch.float32 else None,
-                       implementation="Tensor.copy_", **counted(2, "x read, y written"))
-        del b
+        def keyed(op, *dims):
+            return {"key": case_key(op, *dims)} if dtype == torch.bfloat16 else {}
 
-        x = a.requires_grad_()
-        w = torch.ones(width, device=report.device, dtype=dtype).requires_grad_()
+        width = s["width"]
+        a, b = tensor(width), tensor(width)
+        report.measure("copy", "[%d, %d]" % (rows, width), dtype, lambda: b.copy_(a), ours="Copy" if dtype == torch.float32 else None,
+                       implementation="Tensor.copy_", **counted(2, width, "x read, y written"))
+        del a, b
+
+        hidden = s["hidden"]
+        shape = "[%d, %d]" % (rows, hidden)
+        x = tensor(hidden).requires_grad_()
+        w = torch.ones(hidden, device=report.device, dtype=dtype).requires_grad_()
         report.measure("rmsnorm_forward", shape, dtype, lambda: rms_norm(x, w, 1e-6), ours="RmsNormForward",
-                       implementation=rms_label, **counted(2, "x read, y written (weight not counted)"))
+                       implementation=rms_label, **counted(2, hidden, "x read, y written (weight not counted)"),
+                       **keyed("rmsnorm_forward", rows, hidden))
         y = rms_norm(x, w, 1e-6)
         dy = torch.randn_like(y)
         report.measure("rmsnorm_backward", shape, dtype,
                        lambda: torch.autograd.grad(y, (x, w), dy, retain_graph=True),
                        ours="RmsNormBackward (dx and dW)" if dtype == torch.bfloat16 else None,
                        implementation="autograd of " + rms_label + " (dx and dW)",
-                       **counted(3, "dy and x read, dx written (weight and dW not counted)"))
+                       **counted(3, hidden, "dy and x read, dx written (weight and dW not counted)"),
+                       **keyed("rmsnorm_backward", rows, hidden))
         del y, dy
 
+        heads = s["rope_heads"]
         cos, sin = rope_tables(rows, d, 1e6, dtype, report.device)
-        xr = x.detach().view(rows, heads, d).requires_grad_()
-        rope_shape = shape + ", %d heads x %d" % (heads, d)
+        xr = tensor(heads * d).view(rows, heads, d).requires_grad_()
+        rope_shape = "[%d, %d], %d heads x %d" % (rows, heads * d, heads, d)
         report.measure("rope_forward", rope_shape, dtype, lambda: rope(xr, cos, sin),
                        ours="RopeForward (%d heads x %d)" % (heads, d),
                        implementation="x*cos + rotate_half(x)*sin (HF; cos/sin tables precomputed, not timed or counted)",
-                       **counted(2, "x read, y written"))
+                       **counted(2, heads * d, "x read, y written"), **keyed("rope_forward", rows, heads, d))
         yr = rope(xr, cos, sin)
         dyr = torch.randn_like(yr)
         report.measure("rope_backward", rope_shape, dtype,
                        lambda: torch.autograd.grad(yr, (xr,), dyr, retain_graph=True),
-                       implementation="autograd of the rotate_half formula", **counted(2, "dy read, dx written"))
+                       implementation="autograd of the rotate_half formula", **counted(2, heads * d, "dy read, dx written"))
         del xr, yr, dyr, cos, sin
 
-        gate, up = x, tensor().requires_grad_()
+        inner = s["intermediate"]
+        shape = "[%d, %d]" % (rows, inner)
+        gate, up = tensor(inner).requires_grad_(), tensor(inner).requires_grad_()
         report.measure("swiglu_forward", shape, dtype, lambda: F.silu(gate) * up, ours="SwiGluForward",
-                       implementation="F.silu(gate) * up", **counted(3, "gate and up read, y written"))
+                       implementation="F.silu(gate) * up", **counted(3, inner, "gate and up read, y written"),
+                       **keyed("swiglu_forward", rows, inner))
         ys = F.silu(gate) * up
         dys = torch.randn_like(ys)
         report.measure("swiglu_backward", shape, dtype,
                        lambda: torch.autograd.grad(ys, (gate, up), dys, retain_graph=True), ours="SwiGluBackward",
                        implementation="autograd of F.silu(gate) * up",
-                       **counted(5, "dy, gate and up read, dgate and dup written"))
-        del ys, dys, gate, up, x, w, a
+                       **counted(5, inner, "dy, gate and up read, dgate and dup written"), **keyed("swiglu_backward", rows, inner))
+        del ys, dys, gate, up, x, w
         refbench.free_memory(report.device)
 
 
@@ -556,6 +584,7 @@ def adamw_section(report):
     shape = "%d tensors, %.1fM parameters (%s)" % (len(params), count / 1e6,
                                                    ", ".join("%s %dx%d" % (n, a, b) for n, (a, b) in weights))
     report.measure("adamw_step", shape, torch.float32, optimizer.step, ours="AdamWStep", implementation=label,
+                   key="adamw/1.5B-layer" if not report.args.tiny else "adamw/tiny-layer",
                    nbytes=28.0 * count,
                    bytes_counting="28 bytes a parameter: weight, gradient, m, v read (16), weight, m, v written (12)",
                    parameters=count, **({"rejected": failures} if failures else {}))
@@ -588,6 +617,7 @@ def logprob_section(report):
                        ours="MatMul (cuBLAS bf16, log-prob tiles)", implementation="torch.matmul (the logits alone)",
                        flops=gemm, flops_counting="2*N*D*V")
     report.measure("logprob_forward", shape, torch.bfloat16, lambda: log_prob_and_entropy(hidden, weight, targets),
+                   key=case_key("logprob_forward", n, d, vocab),
                    ours="LogProbForward (fused)",
                    implementation="matmul (bf16 logits) + log_softmax (fp32) + gather + entropy, autograd recording",
                    flops=gemm, flops_counting="2*N*D*V (the logits GEMM; softmax and entropy not counted)")
@@ -595,6 +625,7 @@ def logprob_section(report):
     d_chosen, d_entropy = torch.randn_like(chosen), torch.randn_like(entropy)
     report.measure("logprob_backward", shape, torch.bfloat16,
                    lambda: torch.autograd.grad((chosen, entropy), (hidden, weight), (d_chosen, d_entropy), retain_graph=True),
+                   key=case_key("logprob_backward", n, d, vocab),
                    implementation="autograd (d hidden and d weight, entropy gradient on)",
                    flops=3 * gemm,
                    flops_counting="3 x 2*N*D*V, our KernelCost count (our fused backward recomputes the logits; "
@@ -616,9 +647,12 @@ def gemm_section(report):
         cases = [("forward", "Y = X W^T", lambda: torch.matmul(x, w.t())),
                  ("backward_input", "dX = dY W", lambda: torch.matmul(dy, w)),
                  ("backward_weight", "dW = dY^T X", lambda: torch.matmul(dy.t(), x))]
+        # One key per distinct forward shape, named as gpu_cases.json names it (q and o share a shape, as k and v do).
+        label = {"q": "q_o", "k": "k_v", "gate": "gate_up", "down": "down", "lm_head": "lm_head"}.get(name)
         for case, formula, fn in cases:
+            keyed = {"key": "gemm/%s/%dx%dx%d" % (label, tokens, out_features, in_features)} if label and case == "forward" else {}
             report.measure("gemm_%s_%s" % (name, case), base + ", " + formula, torch.bfloat16, fn,
-                           implementation="torch.matmul", flops=flops, flops_counting="2*M*N*K")
+                           implementation="torch.matmul", flops=flops, flops_counting="2*M*N*K", **keyed)
         del x, w, dy
         refbench.free_memory(report.device)
     m = s["sgemm"]
@@ -657,6 +691,7 @@ def sampling_section(report):
     report.measure("sample_temperature_1", shape, torch.float32, lambda: sample_temperature_one(logits),
                    ours="Sample (T = 1)", implementation="torch.multinomial(softmax(logits))", **read)
     report.measure("sample_top_p_0.95", shape, torch.float32, lambda: sample_top_p(logits, 0.95),
+                   key=case_key("sample_top_p", rows, vocab),
                    ours="Sample top-p 0.95", implementation="sort + cumsum + mask + multinomial (HF's top-p)", **read)
 
 
@@ -664,11 +699,25 @@ SECTIONS = [attention_section, varlen_section, decode_section, logprob_section, 
             memory_bound_section, adamw_section, sampling_section]
 
 
+def add_cases_argument(parser):
+    parser.add_argument("--cases", default=None,
+                        help="bench/compare/gpu_cases.json: its keys that this run did not produce are listed as cases_missing")
+
+
 def main(argv=None):
-    args = refbench.parse_args(__doc__.split("\n\n")[0], argv=argv)
+    args = refbench.parse_args(__doc__.split("\n\n")[0], add_cases_argument, argv=argv)
     torch.manual_seed(0)
     report = refbench.Report("gpu_kernels.py", args)
-    return report.run(SECTIONS)
+    code = report.run(SECTIONS)
+    if args.cases:
+        import json  # noqa: PLC0415 - only with --cases
+        with open(args.cases) as f:
+            keys = {c["key"] for c in json.load(f)["cases"]}
+        produced = {r.get("key") for r in report.records}
+        # The 1 GiB copy is gpu_roofline.py's.
+        report.document["cases_missing"] = sorted(keys - produced - {"copy/1GiB"})
+        report.write()
+    return code
 
 
 if __name__ == "__main__":

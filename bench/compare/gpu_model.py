@@ -282,7 +282,7 @@ def train_section(report, model, config, shape, implementation):
     reset_peak(device)
     flops = model_flops(config, args.tokens, args.seq_len)
     record = report.measure(
-        "train_step", shape, torch.bfloat16, step, repeats=min(report.args.repeats, 3), warmup=1,
+        "train_step", shape, torch.bfloat16, step, repeats=min(report.args.repeats, 3), warmup=1, key="model/train_step/bf16",
         ours="TrainingStep (bench/OR1.Bench ModelBenchmarks)",
         implementation="%s, fp32 weights under torch.autocast(bfloat16), log_softmax in fp32, MAGIC loss, "
                        "clip_grad_norm_(1.0), %s" % (implementation, optimizer_label),
@@ -335,7 +335,7 @@ def generation_section(report, model, config, shape, implementation):
         report.fail("generation", shape, torch.bfloat16, error)
         return
     record = report.measure(
-        "generation", shape, torch.bfloat16, lambda: generate(args.gen_tokens), repeats=1, warmup=0,
+        "generation", shape, torch.bfloat16, lambda: generate(args.gen_tokens), repeats=1, warmup=0, key="model/generate/bf16",
         ours="Generation (bench/OR1.Bench ModelBenchmarks)",
         implementation="%s, bf16 weights, model.generate(%s), KV cache as transformers defaults" % (implementation, sampling),
         tokens=args.gen_batch * args.gen_tokens)

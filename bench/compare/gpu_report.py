@@ -40,9 +40,30 @@ def read_records(path):
             data = json.load(f)
     except (OSError, ValueError) as e:
         return [{"key": "error/" + os.path.basename(path), "side": "?", "error": f"unreadable: {e}"}]
+    device = None
     if isinstance(data, dict):
-        data = data.get("records", [])
-    return [r for r in data if isinstance(r, dict) and "key" in r]
+        if isinstance(data.get("device"), dict):
+            device = data["device"].get("name")  # refbench.py's documents name the device once, at the top
+        data = data.get("records", data.get("measurements", []))
+    records, seen = [], set()
+    for r in data:
+        if not isinstance(r, dict):
+            continue
+        if "key" not in r:
+            # A PyTorch-only row (no case of gpu_cases.json): kept as context under its own name.
+            key = "%s/%s/%s" % (r.get("side", "torch"), r.get("name", "?"), r.get("dtype") or "")
+            n = 2
+            while key in seen:
+                key = "%s/%s/%s#%d" % (r.get("side", "torch"), r.get("name", "?"), r.get("dtype") or "", n)
+                n += 1
+            r = dict(r, key=key)
+        seen.add(r["key"])
+        if device and not r.get("device"):
+            r = dict(r, device=device)
+        if "peak_bytes" not in r and r.get("peak_memory_bytes") is not None:
+            r = dict(r, peak_bytes=r["peak_memory_bytes"])
+        records.append(r)
+    return records
 
 
 def read_phases(path):
@@ -139,6 +160,8 @@ def pair(ours, torch, roofline):
             row["missing"] = "ours"
         elif t is None and not key.startswith("ours/"):
             row["missing"] = "torch"
+        if o is None and key.startswith("torch/"):
+            row.pop("missing", None)  # PyTorch-only context, not a case
         rows.append(row)
     return rows
 
@@ -147,6 +170,8 @@ def roofline_of(records):
     """This machine's measured copy bandwidth (GB/s) and bf16 GEMM rate (TFLOP/s) from PyTorch's roofline records."""
     result = {}
     for r in records:
+        if isinstance(r.get("device"), dict):
+            r = dict(r, device=r["device"].get("name"))
         if r["key"] == ROOFLINE_COPY and r.get("gbps"):
             result["gbps"] = r["gbps"]
         if r["key"] == ROOFLINE_GEMM and r.get("tflops"):
@@ -236,6 +261,8 @@ def build(work):
     roofline_records = read_records(j("roofline.json"))
     roofline = roofline_of(roofline_records)
     ours_kernels, torch_kernels = read_records(j("ours-kernels.json")), read_records(j("torch-kernels.json"))
+    # PyTorch's 1 GiB copy of the roofline is the torch side of the copy case.
+    torch_kernels += [dict(r, key="copy/1GiB") for r in roofline_records if r["key"] == ROOFLINE_COPY]
     ours_model, torch_model = read_records(j("ours-model.json")), read_records(j("torch-model.json"))
     info = open(j("info.txt"), encoding="utf-8", errors="replace").read() if os.path.exists(j("info.txt")) else ""
     return {

@@ -41,7 +41,7 @@ def copy_bandwidth(report):
     elements = size // 4
     src = torch.full((elements,), 0.5, dtype=torch.float32, device=report.device)
     dst = torch.empty_like(src)
-    report.measure("copy", "%d MiB" % (size >> 20), torch.float32, lambda: dst.copy_(src), ours="Copy",
+    report.measure("copy", "%d MiB" % (size >> 20), torch.float32, lambda: dst.copy_(src), ours="Copy", key="roofline/copy_1GiB",
                    implementation="Tensor.copy_ (device to device)", nbytes=2.0 * size,
                    bytes_counting="read + written: 2 x %d bytes" % size)
 
@@ -51,7 +51,7 @@ def gemm_throughput(report):
     n = 128 if report.args.tiny else 8192
     a = torch.randn(n, n, device=report.device).to(torch.bfloat16)
     b = torch.randn(n, n, device=report.device).to(torch.bfloat16)
-    report.measure("matmul_bf16", "%d^3" % n, torch.bfloat16, lambda: torch.matmul(a, b),
+    report.measure("matmul_bf16", "%d^3" % n, torch.bfloat16, lambda: torch.matmul(a, b), key="roofline/matmul_bf16_8192",
                    implementation="torch.matmul",
                    flops=2.0 * n ** 3, flops_counting="2*M*N*K")
 

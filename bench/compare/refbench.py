@@ -272,6 +272,7 @@ class Report:
 
     def add(self, record):
         """Keeps a record, prints a line of it and writes the file."""
+        record.setdefault("side", "torch")  # gpu_report.py pairs it with ours by "key" (bench/compare/gpu_cases.json)
         self.records.append(record)
         print(summary_line(record), flush=True)
         self.write()

@@ -88,6 +88,31 @@ public class TorchReferenceScriptTests
         foreach (var record in records) CheckRecord(script, record);
     }
 
+    /// <summary>
+    /// gpu_kernels.py keys its records by the scheme of bench/compare/gpu_cases.json ("op/dims"), so gpu_report.py can
+    /// pair them with ours: at tiny shapes the dims differ, but every case's kind of work is keyed (the 1 GiB copy is
+    /// gpu_roofline.py's), no other kind is, and each record of the two sides is PyTorch's.
+    /// </summary>
+    [Test]
+    public async Task KernelRecordsCarryTheCaseKeysOfTheCasesFile()
+    {
+        RequireTorch();
+        string outFile = Path.Combine(_work, "out.json");
+        string cases = Path.Combine(RepositoryPaths.Root, "bench", "compare", "gpu_cases.json");
+        var (exitCode, output, error) = await RunScriptAsync("gpu_kernels.py", "--device", "cpu", "--tiny", "--out", outFile, "--cases", cases);
+        Assert.That(exitCode, Is.Zero, $"{output}\n{error}");
+        using var document = JsonDocument.Parse(File.ReadAllText(outFile));
+        using var caseFile = JsonDocument.Parse(File.ReadAllText(cases));
+        static string Kind(string key) => key.Contains('/') && key.Split('/') is var parts && parts[0] == "gemm" ? parts[0] + "/" + parts[1] : key.Split('/')[0];
+        var caseKinds = caseFile.RootElement.GetProperty("cases").EnumerateArray().Select(c => Kind(c.GetProperty("key").GetString()!))
+            .Where(k => k != "copy").ToHashSet();
+        var records = document.RootElement.GetProperty("measurements").EnumerateArray().ToList();
+        var keyedKinds = records.Where(r => r.TryGetProperty("key", out _)).Select(r => Kind(r.GetProperty("key").GetString()!)).ToHashSet();
+        Assert.That(keyedKinds, Is.EquivalentTo(caseKinds));
+        Assert.That(records.Select(r => r.GetProperty("side").GetString()), Is.All.EqualTo("torch"));
+        Assert.That(document.RootElement.GetProperty("cases_missing").GetArrayLength(), Is.GreaterThan(0), "tiny shapes are not the cases'");
+    }
+
     [Test]
     public async Task ATimeLimitStopsTheRunWithValidJsonAndExitCodeZero()
     {
