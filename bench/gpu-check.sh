@@ -18,8 +18,9 @@
 #                                      same bundle) on the GPU backends, quick job, default filter
 #                                      '*.Kernels.*'; results (markdown, CSV) under $OUT/bdn. About 1-2 s
 #                                      a case: narrow FILTER (e.g. '*Attention*') when device time is short.
-# Exit code 0: a device opened, every Gpu test passed, the benchmark ran. Finishes in under 8 minutes
-# on an H200 (the test run is bounded by `timeout`).
+# It prints the backend table of `or1 info` first (saved as info.json).
+# Exit code 0: a device opened, every backend that starts passed the table's op check, every Gpu test
+# passed, the benchmark ran. Finishes in under 8 minutes on an H200 (the test run is bounded by `timeout`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

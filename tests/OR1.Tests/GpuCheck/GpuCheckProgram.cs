@@ -4,6 +4,7 @@ using NUnit.Framework.Api;
 using NUnit.Framework.Interfaces;
 using NUnit.Framework.Internal;
 using OR1.Native.Cuda;
+using OR1.Runner.Commands;
 
 namespace OR1.Tests.GpuCheck;
 
@@ -11,8 +12,9 @@ namespace OR1.Tests.GpuCheck;
 /// The entry point of OR1.Tests.dll when it is run directly rather than by `dotnet test`: on a GPU
 /// machine that has only a .NET runtime (no SDK, no network), `dotnet OR1.Tests.dll --gpu-check` runs the
 /// tests of category "Gpu" in-process with NUnit's own runner, then the short kernel benchmark
-/// (<see cref="KernelBenchmark"/>). bench/gpu-check.sh drives it. Exit code 0 = the device opened,
-/// every Gpu test passed, and the benchmark ran.
+/// (<see cref="KernelBenchmark"/>), after the backend table of <c>or1 info</c> (saved as info.json).
+/// bench/gpu-check.sh drives it. Exit code 0 = the device opened, every backend that starts passed the
+/// table's op check, every Gpu test passed, and the benchmark ran.
 /// </summary>
 public static class GpuCheckProgram
 {
@@ -27,6 +29,10 @@ public static class GpuCheckProgram
         }
         string outDir = Option(args, "--out") ?? Path.Combine(Directory.GetCurrentDirectory(), "gpu-check-results");
         Directory.CreateDirectory(outDir);
+        // What `or1 info` prints, first: which backends start on this machine, the device's facts, each one's op check.
+        var info = InfoReport.Collect();
+        InfoText.Write(info, Console.Out);
+        File.WriteAllText(Path.Combine(outDir, "info.json"), InfoJson.Serialize(info));
         // --skip-probe: run the selected tests even without a device (to try the runner itself).
         if (!CudaBackend.TryProbe(out string device) && !args.Contains("--skip-probe"))
         {
@@ -35,6 +41,11 @@ public static class GpuCheckProgram
         }
         Console.WriteLine($"gpu-check: {device}");
         int rc = 0;
+        if (InfoText.Failures(info) is { Count: > 0 } failures)
+        {
+            Console.Error.WriteLine($"gpu-check: the op check of the backend table failed on {string.Join("; ", failures)}");
+            rc |= 8;
+        }
         if (!args.Contains("--bench-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
         if (!args.Contains("--tests-only"))
         {
