@@ -22,6 +22,8 @@
 #                                      same bundle) on the GPU backends, quick job, default filter
 #                                      '*.Kernels.*'; results (markdown, CSV) under $OUT/bdn. About 1-2 s
 #                                      a case: narrow FILTER (e.g. '*Attention*') when device time is short.
+# The first phase prints the backend table of `or1 info` (every backend: starts or why not, the device's facts, a
+# tiny op checked against the Cpu backend).
 # Exit code 0: every phase finished in time, every Gpu test passed, the sanitizers found nothing, every kernel
 # case ran on our side and no GEMM left cuBLAS (gpu_report.py's "problems" list says what failed otherwise).
 set -euo pipefail

@@ -12,6 +12,13 @@ public static class Devices
         DefaultValueFactory = _ => "cpu",
     };
 
+    /// <summary>Throws the same <see cref="CliException"/> as <see cref="Create"/> when <paramref name="device"/> names no backend of this build.</summary>
+    public static void RequireKnown(string device)
+    {
+        if (!Backends.Names.Contains(device, StringComparer.OrdinalIgnoreCase))
+            throw new CliException($"--device '{device}' is not a backend this build has; available: {string.Join(", ", Backends.Names)}");
+    }
+
     public static IBackend Create(string device)
     {
         try

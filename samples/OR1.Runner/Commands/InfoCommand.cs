@@ -1,51 +1,47 @@
 using System.CommandLine;
 using OR1.Native;
-using OR1.Runner.Cli;
 
 namespace OR1.Runner.Commands;
 
 /// <summary>
-/// <c>or1 info</c>: the chosen backend with a visible kernel check, then every backend this build has (available, or
-/// why not) and the kernel files beside OR1.Native.dll, so an installed tool or package shows what it carries.
+/// <c>or1 info</c>, what a user with a GPU runs first: every backend this build has in a table, whether it starts here
+/// (or why not), its device facts, and a tiny op check against the Cpu backend with the largest difference; then the
+/// kernel files beside OR1.Native.dll and the CUDA libraries, so an installed tool or package shows what it carries.
+/// <c>--device X</c> runs the earlier check on X first; <c>--json</c> prints the same as JSON.
 /// </summary>
 public static class InfoCommand
 {
     public static Command Create()
     {
-        var device = Devices.CreateOption();
-        var command = new Command("info", "Show the backend and run a small kernel check") { device };
-        command.SetAction(r => Run(r.GetValue(device)!));
+        var device = new Option<string?>("--device")
+        {
+            Description = "Before the table, run the GRPO-advantage check on this backend and show its device work: " + Backends.Help,
+        };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON (snake_case) instead of text" };
+        var command = new Command("info",
+            "Every backend: whether it starts here (or why not), its device facts, and a small op check against cpu. " +
+            "Exit code 1 when a backend that starts fails its check, 2 when the --device backend does not start")
+        {
+            device, json,
+        };
+        command.SetAction(r => Run(r.GetValue(device), r.GetValue(json), Console.Out, Console.Error));
         return command;
     }
 
-    private static string FirstLine(string text) => text.Split('\n')[0].Trim();
-
-    public static int Run(string device)
+    /// <summary>Prints the report to <paramref name="output"/> and problems to <paramref name="error"/>; returns the exit code.</summary>
+    /// <param name="device">The --device backend, or null.</param>
+    /// <param name="json">JSON instead of text.</param>
+    /// <param name="output">Where the report goes.</param>
+    /// <param name="error">Where a failed check or a --device backend that does not start is reported.</param>
+    /// <param name="beforeCompare">A test seam: sees (and may perturb) each backend's op results before they are compared.</param>
+    public static int Run(string? device, bool json, TextWriter output, TextWriter error, Action<string, string, float[]>? beforeCompare = null)
     {
-        using var backend = Devices.Create(device);
-        Console.WriteLine($"Backend: {backend.Description}");
-        using var rewards = backend.Allocate(DType.Float32, new TensorShape(4), "rewards");
-        using var advantages = backend.Allocate(DType.Float32, new TensorShape(4), "advantages");
-        using var groups = Segments.FromLengths(backend, [4]);
-        backend.Upload<float>([1f, 0f, 1f, 1f], rewards);
-        backend.GrpoAdvantages(rewards, groups, 1e-6f, advantages);
-        var result = new float[4];
-        backend.Download<float>(advantages, result);
-        Console.WriteLine($"GRPO advantages of rewards [1, 0, 1, 1]: [{string.Join(", ", result.Select(a => a.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)))}]");
-        if (backend is OR1.Native.Kernels.KernelBackend kernels)
-            Console.WriteLine($"Device work for that check: {kernels.Counters}; debug sync {(kernels.DebugSync ? "on (a wait after every launch)" : "off")}");
-
-        Console.WriteLine("Backends on this machine:");
-        foreach ((string name, bool available, string detail) in Backends.Survey())
-            Console.WriteLine($"  {name,-11} {(available ? "available  " : "unavailable")} {FirstLine(detail)}");
-
-        Console.WriteLine($"Kernel files ({KernelFiles.Directory}):");
-        var ptx = KernelFiles.PrebuiltPtx();
-        Console.WriteLine(ptx.Count == 0
-            ? "  prebuilt PTX: none (the Cuda backend compiles the sources with NVRTC)"
-            : $"  prebuilt PTX: {string.Join(", ", ptx.Select(a => $"{a.Architecture} ({a.PtxFiles} files)"))}");
-        Console.WriteLine($"  CUDA sources for NVRTC: {KernelFiles.SourceFiles} files");
-        Console.WriteLine($"  emulator library: {KernelFiles.EmulatorLibrary ?? "not found (the Emu backend is unavailable)"}");
-        return 0;
+        var report = InfoReport.Collect(device, beforeCompare);
+        if (json) output.WriteLine(InfoJson.Serialize(report));
+        else InfoText.Write(report, output);
+        if (report.Device?.Error is { } reason) error.WriteLine($"or1: --device '{device}': {reason}");
+        var failures = InfoText.Failures(report);
+        if (failures.Count > 0) error.WriteLine($"or1: the op check failed on {string.Join("; ", failures)}");
+        return report.ExitCode;
     }
 }

@@ -25,6 +25,16 @@ public sealed unsafe class CpuBackend : BackendBase
     public override string Description =>
         $"Cpu ({CpuParallel.ThreadCount} threads, {(Avx512F.IsSupported ? "AVX-512" : Avx2.IsSupported ? "AVX2" : "SSE")}{(Fma.IsSupported ? "+FMA" : "")})";
 
+    /// <inheritdoc />
+    public override BackendFacts Facts() => new(Kind, Description, StorageTypes,
+        "managed C# (System.Numerics.Tensors, Vector256 and FMA; GEMM micro-kernel " + CpuGemm.ActiveKernel switch
+        {
+            CpuGemm.Kernel.Avx512 => "12x32 AVX-512)",
+            CpuGemm.Kernel.Fma256 => "6x16 AVX2+FMA)",
+            _ => "4x8 Vector128)",
+        },
+        Host: HostFacts.ForThisCpu(ThreadCount));
+
     /// <summary>Threads the kernels use.</summary>
     public int ThreadCount => CpuParallel.ThreadCount;
 

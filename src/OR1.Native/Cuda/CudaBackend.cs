@@ -29,6 +29,13 @@ public sealed class CudaBackend : KernelBackend
     /// <inheritdoc />
     public override string Description => ((CudaRuntime)Runtime).Description;
 
+    /// <inheritdoc />
+    public override BackendFacts Facts()
+    {
+        var runtime = (CudaRuntime)Runtime;
+        return new BackendFacts(Kind, Description, StorageTypes, runtime.KernelSource, Gpu: runtime.Facts());
+    }
+
     /// <summary>Device milliseconds that <paramref name="work"/> (ops issued on this backend) takes, from CUDA events.</summary>
     public float TimeMilliseconds(Action work) => ((CudaRuntime)Runtime).Time(work);
 

@@ -115,6 +115,12 @@ internal static unsafe partial class Cublas
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasDestroy_v2")] public static partial int cublasDestroy(nint handle);
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasSetStream_v2")] public static partial int cublasSetStream(nint handle, nint stream);
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasGetVersion_v2")] public static partial int cublasGetVersion(nint handle, out int version);
+    [LibraryImport(CudaLibraries.Cublas)] public static partial int cublasGetProperty(int type, out int value);
+
+    // libraryPropertyType (library_types.h): cublasGetProperty answers without a handle, so without a GPU.
+    public const int MAJOR_VERSION = 0;
+    public const int MINOR_VERSION = 1;
+    public const int PATCH_LEVEL = 2;
 
     [LibraryImport(CudaLibraries.Cublas, EntryPoint = "cublasSgemm_v2")]
     public static partial int cublasSgemm(nint handle, int transA, int transB, int m, int n, int k, float* alpha,

@@ -17,8 +17,11 @@ internal sealed unsafe class CudaModules : IDisposable
 
     private CudaModules(string source) => Source = source;
 
-    /// <summary>Where the kernels came from, for descriptions.</summary>
-    public string Source { get; }
+    /// <summary>
+    /// Where the kernels came from, for descriptions: the prebuilt folder with how many modules loaded as cubin (native
+    /// code for this device) and how many as PTX (compiled by the driver at load), or NVRTC with its version.
+    /// </summary>
+    public string Source { get; private set; }
 
     /// <summary>The kernels folder beside OR1.Native.dll.</summary>
     public static string KernelDirectory =>
@@ -33,16 +36,32 @@ internal sealed unsafe class CudaModules : IDisposable
         string prebuilt = Path.Combine(dir, $"sm_{arch}");
         if (mode != "nvrtc" && arch > 0 && Directory.Exists(prebuilt) && Directory.EnumerateFiles(prebuilt, "*.ptx").Any())
         {
-            var modules = new CudaModules($"prebuilt {(capability / 10 == arch / 10 ? "cubin/PTX" : "PTX")} from {prebuilt}");
+            var modules = new CudaModules($"prebuilt from {prebuilt}");
             try
             {
+                int cubins = 0, ptxs = 0;
                 foreach (var ptx in Directory.EnumerateFiles(prebuilt, "*.ptx").Order(StringComparer.Ordinal))
                 {
                     string name = Path.GetFileNameWithoutExtension(ptx);
                     string cubin = Path.Combine(prebuilt, name + ".cubin");
-                    if (capability / 10 == arch / 10 && File.Exists(cubin)) modules.LoadImage(name, File.ReadAllBytes(cubin), isText: false);
-                    else modules.LoadImage(name, File.ReadAllBytes(ptx), isText: true);
+                    if (capability / 10 == arch / 10 && File.Exists(cubin))
+                    {
+                        modules.LoadImage(name, File.ReadAllBytes(cubin), isText: false);
+                        cubins++;
+                    }
+                    else
+                    {
+                        modules.LoadImage(name, File.ReadAllBytes(ptx), isText: true);
+                        ptxs++;
+                    }
                 }
+                string loaded = (cubins, ptxs) switch
+                {
+                    (_, 0) => $"{cubins} cubin",
+                    (0, _) => $"{ptxs} PTX, JIT-compiled by the driver for sm_{capability}",
+                    _ => $"{cubins} cubin, {ptxs} PTX JIT-compiled by the driver",
+                };
+                modules.Source = $"prebuilt sm_{arch} ({loaded}) from {prebuilt}";
                 return modules;
             }
             catch

@@ -22,11 +22,14 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     private readonly Dictionary<string, int> _sharedAttribute = new(StringComparer.Ordinal);
     private readonly int _capability;
     private readonly bool _tf32;
+    // The device's facts as read at start-up; free memory is asked again whenever they are.
+    private readonly GpuFacts _facts;
     private bool _disposed;
 
     private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn,
-        int capability, bool tf32)
+        int capability, bool tf32, GpuFacts facts)
     {
+        _facts = facts;
         _tf32 = tf32;
         _capability = capability;
         _device = device;
@@ -65,6 +68,25 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     }
 
     public int MaxDynamicSharedMemory { get; }
+
+    /// <summary>Where the kernels were loaded from (prebuilt cubin or PTX, or NVRTC).</summary>
+    public string KernelSource => _modules.Source;
+
+    /// <summary>The device's facts with its free memory as of now (null if the driver will not say).</summary>
+    public GpuFacts Facts()
+    {
+        long? free;
+        try
+        {
+            free = FreeMemoryBytes;
+        }
+        catch (CudaException)
+        {
+            free = null;
+        }
+        // NVRTC is asked here rather than at start-up, which loads it only when the kernels need it.
+        return _facts with { FreeMemoryBytes = free, NvrtcVersion = CudaLibraryVersions.NvrtcVersion() };
+    }
 
     /// <summary>The stream every operation is issued on.</summary>
     public nint Stream => _stream;
@@ -119,6 +141,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
             CudaErrors.Driver(CudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
             CudaErrors.Driver(CudaDriver.cuStreamCreate(out stream, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
             string gemm;
+            string? cublasVersionText = null;
             if (options.BuiltinGemm)
             {
                 gemm = "the builtin gemm kernels (gemm: builtin)";
@@ -129,8 +152,8 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                 {
                     CudaErrors.Cublas(Cublas.cublasCreate(out cublas), "cublasCreate");
                     CudaErrors.Cublas(Cublas.cublasSetStream(cublas, stream), "cublasSetStream");
-                    Cublas.cublasGetVersion(cublas, out int cublasVersion);
-                    gemm = $"cuBLAS {cublasVersion}{(options.Tf32 ? ", TF32 for fp32" : "")}";
+                    cublasVersionText = Cublas.cublasGetVersion(cublas, out int cublasVersion) == 0 ? CudaLibraryVersions.FormatCublas(cublasVersion) : "(version unknown)";
+                    gemm = $"cuBLAS {cublasVersionText}{(options.Tf32 ? ", TF32 for fp32" : "")}";
                 }
                 catch (DllNotFoundException e)
                 {
@@ -148,8 +171,10 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                 throw new BackendUnavailableException(BackendKind.Cuda,
                     $"no prebuilt PTX for sm_{capability} next to OR1.Native.dll and no NVRTC ({CudaLibraries.Describe(CudaLibraries.Nvrtc)}) to compile kernels/src", e);
             }
-            string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driverVersion / 1000}.{driverVersion % 1000 / 10}; kernels: {modules.Source}; GEMM: {gemm})";
-            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability, options.Tf32);
+            string driver = CudaLibraryVersions.FormatDriver(driverVersion);
+            string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driver}; kernels: {modules.Source}; GEMM: {gemm})";
+            var facts = new GpuFacts(name, ordinal, sms, major, minor, (long)totalMemory, null, driver, null, cublasVersionText);
+            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability, options.Tf32, facts);
         }
         catch
         {

@@ -30,6 +30,17 @@ public sealed class EmuBackend : KernelBackend
     /// <inheritdoc />
     public override string Description => $"Emu (CUDA kernels on the host emulator as sm_{DeviceArchitecture}, {Shapes} launch shapes, {((EmuRuntime)Runtime).LibraryPath})";
 
+    /// <inheritdoc />
+    public override BackendFacts Facts()
+    {
+        var runtime = (EmuRuntime)Runtime;
+        int arch = runtime.DeviceArchitecture;
+        return new BackendFacts(Kind, Description, StorageTypes,
+            $"kernels/*.cu compiled for the host against the CUDA execution-model emulator: {runtime.LibraryPath}",
+            Host: HostFacts.ForThisCpu(runtime.Threads, arch,
+                $"emulates sm_{arch}: {runtime.MaxDynamicSharedMemory:N0} B of shared memory per block (opt-in), {Shapes} launch shapes, each CUDA thread a fiber"));
+    }
+
     /// <summary>
     /// Runs the threads of each block in descending instead of ascending order between barriers: a kernel
     /// whose result changes is racy (a GPU would leave the order undefined). Process-wide.

@@ -68,6 +68,9 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
     /// <summary>The emulated device's opt-in maximum of shared memory per block (sm_90: 232,448 bytes; sm_80: 166,912).</summary>
     public int MaxDynamicSharedMemory => _api.MaxSharedOptIn();
 
+    /// <summary>Host threads the emulator runs blocks on.</summary>
+    public int Threads => _api.Threads();
+
     /// <summary>The emulated device architecture (90 unless set otherwise; process-wide).</summary>
     public int DeviceArchitecture => _api.DeviceArch();
 

@@ -145,6 +145,34 @@ public sealed class IlgpuBackend : BackendBase
         }
     }
 
+    /// <inheritdoc />
+    public override BackendFacts Facts()
+    {
+        var a = _device.Accelerator;
+        var p = _device.Profile;
+        if (a is CudaAccelerator cuda)
+        {
+            long? free;
+            try
+            {
+                free = cuda.GetFreeMemory();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                free = null;
+            }
+            var architecture = cuda.Architecture;
+            return new BackendFacts(Kind, Description, StorageTypes,
+                $"ILGPU's PTX backend (PTX ISA {cuda.InstructionSet}): each kernel compiled from .NET IL at its first use",
+                Gpu: new GpuFacts(cuda.Name, cuda.DeviceId, cuda.NumMultiprocessors, architecture.Major, architecture.Minor,
+                    cuda.MemorySize, free, $"{cuda.DriverVersion.Major}.{cuda.DriverVersion.Minor}", NvrtcVersion: null, CublasVersion: null));
+        }
+        return new BackendFacts(Kind, Description, StorageTypes,
+            "ILGPU kernels run by ILGPU's CPU accelerator from .NET IL",
+            Host: HostFacts.ForThisCpu(a.NumMultiprocessors * a.MaxNumThreadsPerMultiprocessor, emulation:
+                $"ILGPU's GPU simulator: {a.NumMultiprocessors} multiprocessors, warps of {p.WarpSize}, groups of {p.BlockThreads}, one OS thread per GPU thread"));
+    }
+
     /// <summary>The accelerator the kernels run on.</summary>
     public Accelerator Accelerator => _device.Accelerator;
 

@@ -19,6 +19,9 @@ public abstract class BackendBase : IBackend
     /// <inheritdoc />
     public virtual IReadOnlyList<DType> StorageTypes { get; } = [DType.Float32];
 
+    /// <inheritdoc />
+    public abstract BackendFacts Facts();
+
     /// <summary>True once <see cref="Dispose()"/> ran.</summary>
     protected bool IsDisposed { get; private set; }
 

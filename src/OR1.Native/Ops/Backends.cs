@@ -57,6 +57,50 @@ public static class Backends
         return result;
     }
 
+    /// <summary>
+    /// Every backend of <see cref="Names"/> started in turn, its <see cref="IBackend.Facts"/> read and its
+    /// <see cref="BackendCheck"/> run against the Cpu backend (the Cpu backend's own against the host's double-precision
+    /// formulas), then disposed: what <c>or1 info</c> and the GPU check print first. A backend that does not start is a
+    /// row saying why, never an exception, and one whose ops throw is a failed check.
+    /// </summary>
+    /// <param name="beforeCompare">Called with the backend's name, the op's name and the backend's results before they are
+    /// compared (see <see cref="BackendCheck.Run"/>): a test seam.</param>
+    public static IReadOnlyList<BackendReport> Inspect(Action<string, string, float[]>? beforeCompare = null)
+    {
+        var result = new List<BackendReport>();
+        using IBackend reference = Create("cpu");
+        foreach (string name in Names)
+        {
+            IBackend backend;
+            try
+            {
+                backend = Create(name);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                result.Add(new BackendReport(name, null, e is BackendUnavailableException ? e.Message : $"{e.GetType().Name}: {e.Message}", null));
+                continue;
+            }
+            using (backend)
+            {
+                BackendFacts facts;
+                try
+                {
+                    facts = backend.Facts();
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // The backend started, so it keeps its row and its check; only the facts are missing, and say why.
+                    facts = new BackendFacts(backend.Kind, backend.Description, backend.StorageTypes, $"(facts unavailable: {e.GetType().Name}: {e.Message})");
+                }
+                var hook = beforeCompare is null ? null : new Action<string, float[]>((op, values) => beforeCompare(name, op, values));
+                var check = BackendCheck.Run(backend, backend.Kind == BackendKind.Cpu ? null : reference, hook);
+                result.Add(new BackendReport(name, facts, null, check));
+            }
+        }
+        return result;
+    }
+
     /// <summary>Whether <paramref name="name"/> can start on this machine (starts it and disposes it).</summary>
     public static bool CanStart(string name)
     {

@@ -37,6 +37,13 @@ public interface IBackend : IDisposable
     /// </summary>
     IReadOnlyList<DType> StorageTypes { get; }
 
+    /// <summary>
+    /// What this backend runs on, read now: the CUDA device and libraries (name, SMs, memory total and free, compute
+    /// capability, driver, NVRTC and cuBLAS versions), or the host CPU (threads, SIMD) and what an emulator emulates;
+    /// where the kernels come from; the storage dtypes. For diagnostics: <c>or1 info</c> and the GPU check print it.
+    /// </summary>
+    BackendFacts Facts();
+
     /// <summary>Allocates a zero-filled tensor owned by this backend.</summary>
     Tensor Allocate(DType dtype, TensorShape shape, string? name = null);
 

@@ -33,6 +33,19 @@ public sealed partial class CudaBindingTests
     }
 
     [Test]
+    public void LibraryVersionsReadAsTheirHeadersEncodeThem()
+    {
+        Assert.That(CudaLibraryVersions.FormatDriver(12040), Is.EqualTo("12.4"), "CUDA_VERSION: 1000 * major + 10 * minor");
+        Assert.That(CudaLibraryVersions.FormatDriver(11080), Is.EqualTo("11.8"));
+        Assert.That(CudaLibraryVersions.FormatCublas(111103), Is.EqualTo("11.11.3"), "CUBLAS_VERSION: 10000 * major + 100 * minor + patch");
+        Assert.That(CudaLibraryVersions.FormatCublas(120405), Is.EqualTo("12.4.5"));
+        // Without a GPU too: each library either answers with a version or is reported missing, never throws.
+        var probed = CudaLibraryVersions.Probe();
+        Assert.That(new[] { probed.Driver, probed.Nvrtc }, Has.All.Null.Or.Match(@"^\d+\.\d+$"));
+        Assert.That(probed.Cublas, Is.Null.Or.Match(@"^\d+\.\d+\.\d+$"));
+    }
+
+    [Test]
     public void AFailedCallBecomesAnExceptionWithCallAndName()
     {
         var e = Assert.Throws<CudaException>(() => CudaErrors.Driver(700, "cuStreamSynchronize"))!;

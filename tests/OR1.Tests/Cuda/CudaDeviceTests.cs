@@ -40,6 +40,28 @@ public sealed class CudaDeviceTests
     }
 
     [Test]
+    public void FactsDescribeTheDeviceAndTheOpCheckPasses()
+    {
+        using var gpu = Open();
+        var facts = gpu.Facts();
+        Assert.That(facts.Kind, Is.EqualTo(BackendKind.Cuda));
+        Assert.That(facts.Host, Is.Null);
+        var device = facts.Gpu!;
+        Assert.That(device.Name, Is.Not.Empty);
+        Assert.That(device.Multiprocessors, Is.GreaterThan(0));
+        Assert.That(device.ComputeCapabilityMajor * 10 + device.ComputeCapabilityMinor, Is.GreaterThanOrEqualTo(80));
+        Assert.That(device.FreeMemoryBytes, Is.GreaterThan(0).And.LessThanOrEqualTo(device.TotalMemoryBytes));
+        Assert.That(device.DriverVersion, Does.Match(@"^\d+\.\d$"));
+        Assert.That(device.CublasVersion, Does.Match(@"^\d+\.\d+\.\d+$"), "the default GEMMs run on cuBLAS");
+        Assert.That(facts.Kernels, Does.StartWith("prebuilt sm_").Or.StartWith("NVRTC ("));
+        Assert.That(facts.StorageTypes, Is.EqualTo(new[] { DType.Float32, DType.BFloat16 }));
+
+        using var cpu = new OR1.Native.Cpu.CpuBackend();
+        var check = BackendCheck.Run(gpu, cpu);
+        Assert.That(check.Passed, Is.True, string.Join(", ", check.Ops) + check.Error);
+    }
+
+    [Test]
     public void EventTimingMeasuresIssuedWork()
     {
         using var gpu = Open();

@@ -4,6 +4,7 @@ using NUnit.Framework.Api;
 using NUnit.Framework.Interfaces;
 using NUnit.Framework.Internal;
 using OR1.Native.Cuda;
+using OR1.Runner.Commands;
 
 namespace OR1.Tests.GpuCheck;
 
@@ -11,8 +12,9 @@ namespace OR1.Tests.GpuCheck;
 /// The entry point of OR1.Tests.dll when it is run directly rather than by `dotnet test`: on a GPU
 /// machine that has only a .NET runtime (no SDK, no network), `dotnet OR1.Tests.dll --gpu-check` runs the
 /// tests of category "Gpu" in-process with NUnit's own runner, then the short kernel benchmark
-/// (<see cref="KernelBenchmark"/>). bench/gpu-check.sh drives it. Exit code 0 = the device opened,
-/// every Gpu test passed, and the benchmark ran.
+/// (<see cref="KernelBenchmark"/>), after the backend table of <c>or1 info</c> (saved as info.json).
+/// bench/gpu-check.sh drives it. Exit code 0 = the device opened, every backend that starts passed the
+/// table's op check, every Gpu test passed, and the benchmark ran.
 /// </summary>
 public static class GpuCheckProgram
 {
@@ -27,6 +29,20 @@ public static class GpuCheckProgram
         }
         string outDir = Option(args, "--out") ?? Path.Combine(Directory.GetCurrentDirectory(), "gpu-check-results");
         Directory.CreateDirectory(outDir);
+        // --info-only (the check's first phase): what `or1 info` prints, which backends start on this machine, the
+        // device's facts and each one's op check; info.json beside. Only there: every backend starts for it.
+        if (args.Contains("--info-only"))
+        {
+            var info = InfoReport.Collect();
+            InfoText.Write(info, Console.Out);
+            File.WriteAllText(Path.Combine(outDir, "info.json"), InfoJson.Serialize(info));
+            if (InfoText.Failures(info) is { Count: > 0 } failures)
+            {
+                Console.Error.WriteLine($"gpu-check: the op check of the backend table failed on {string.Join("; ", failures)}");
+                return 8;
+            }
+            return 0;
+        }
         // --skip-probe: run the selected tests even without a device (to try the runner itself).
         if (!CudaBackend.TryProbe(out string device) && !args.Contains("--skip-probe"))
         {
@@ -34,12 +50,6 @@ public static class GpuCheckProgram
             return 3;
         }
         Console.WriteLine($"gpu-check: {device}");
-        if (args.Contains("--info-only"))
-        {
-            foreach ((string name, bool available, string detail) in OR1.Native.Backends.Survey())
-                Console.WriteLine($"  {name,-11} {(available ? "available  " : "unavailable")} {detail.Split('\n')[0].Trim()}");
-            return 0;
-        }
         int rc = 0;
         bool only = args.Contains("--tests-only") || args.Contains("--bench-only") || args.Contains("--model-only");
         if (!only || args.Contains("--tests-only")) rc |= RunTests(Option(args, "--where") ?? "cat == Gpu", outDir);
@@ -54,13 +64,13 @@ public static class GpuCheckProgram
                 if (path > 0)
                 {
                     Console.Error.WriteLine($"gpu-check: {path} GEMMs of the model check ran on the builtin kernel, not cuBLAS (see ours-model.json)");
-                    rc |= 8;
+                    rc |= 16;
                 }
             }
             catch (Exception e)
             {
                 Console.Error.WriteLine($"gpu-check: the model check failed: {e}");
-                rc |= 8;
+                rc |= 16;
             }
         }
         if (!only || args.Contains("--bench-only"))

@@ -36,6 +36,10 @@ public sealed class IlgpuBackendTests
         Assert.That(zeros.ToFloats(), Is.All.EqualTo(0f), "allocations are zero-filled");
         Assert.That(_ilgpu.Kind, Is.EqualTo(BackendKind.Ilgpu));
         Assert.That(_ilgpu.Description, Does.Contain("CPU simulator"));
+        var facts = _ilgpu.Facts();
+        Assert.That(facts.Gpu, Is.Null);
+        Assert.That(facts.Host!.Emulation, Does.Contain("warps of 4, groups of 8"));
+        Assert.That(facts.StorageTypes, Is.EqualTo(new[] { DType.Float32 }));
     }
 
     [Test]
@@ -45,6 +49,12 @@ public sealed class IlgpuBackendTests
         {
             using var cuda = IlgpuBackend.CreateCuda();
             Assert.That(cuda.IsCuda, Is.True);
+            var facts = cuda.Facts();
+            Assert.That(facts.Host, Is.Null);
+            Assert.That(facts.Gpu!.Multiprocessors, Is.GreaterThan(0));
+            Assert.That(facts.Gpu.FreeMemoryBytes, Is.GreaterThan(0).And.LessThanOrEqualTo(facts.Gpu.TotalMemoryBytes));
+            Assert.That(facts.Gpu.CublasVersion, Is.Null, "ILGPU's GEMM is its own kernel");
+            Assert.That(facts.Kernels, Does.Contain("ILGPU's PTX backend"));
         }
         catch (BackendUnavailableException e)
         {

@@ -41,14 +41,21 @@ public sealed class ToolPackageTests
             Assert.That(help.ExitCode, Is.Zero, help.Output);
             Assert.That(help.Output, Does.Contain("sample").And.Contain("train").And.Contain("info"));
 
-            var info = ChildProcess.Run(or1, work, "info");
+            var info = ChildProcess.Run(or1, work, "info", "--device", "cpu");
             Assert.That(info.ExitCode, Is.Zero, info.Output);
             Assert.That(info.Output, Does.Contain("GRPO advantages of rewards [1, 0, 1, 1]: [0.5000, -1.5000, 0.5000, 0.5000]"));
-            Assert.That(info.Output, Does.Match(@"emu\s+available"), "the emulator inside the tool package is found and starts");
+            Assert.That(info.Output, Does.Match(@"emu\W+yes\W"), "the emulator inside the tool package is found and starts");
             Assert.That(info.Output, Does.Match(@"CUDA sources for NVRTC: [1-9]\d* files"));
             Assert.That(info.Output, Does.Contain(Path.Combine(tools, ".store")), "the kernel files are those of the installed tool");
             if (Directory.Exists(Path.Combine(root, "build", "kernels", "out", "ptx")))
                 Assert.That(info.Output, Does.Match(@"prebuilt PTX: sm_80 \(\d+ files\), sm_90 \(\d+ files\)"), "nvcc built PTX here, so the tool carries it");
+
+            // The table's op check as JSON: the emulator of the installed tool computes what the Cpu backend does.
+            var json = ChildProcess.Run(or1, work, "info", "--json");
+            Assert.That(json.ExitCode, Is.Zero, json.Output);
+            using var report = System.Text.Json.JsonDocument.Parse(json.Output);
+            var emu = report.RootElement.GetProperty("backends").EnumerateArray().Single(b => b.GetProperty("name").GetString() == "emu");
+            Assert.That(emu.GetProperty("check").GetProperty("passed").GetBoolean(), Is.True, json.Output);
         }
         finally
         {
