@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using OR1.Tests.Support;
 
@@ -17,12 +16,9 @@ public sealed class GpuReportTests
     private static (int Exit, string Output) Run(string work, string output)
     {
         if (!File.Exists("/usr/bin/python3")) Assert.Ignore("no /usr/bin/python3 (CI installs it)");
-        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Script, "--work", work, "--out", output }) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        string text = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, text);
+        var (exit, stdout, stderr) = ChildProcess.RunAsync("/usr/bin/python3", [Script, "--work", work, "--out", output], TimeSpan.FromMinutes(1))
+            .GetAwaiter().GetResult();
+        return (exit, stdout + stderr);
     }
 
     private static string Folder()

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using OR1.Tests.Support;
 
@@ -190,26 +189,8 @@ public class TorchReferenceScriptTests
         return await RunAsync(Python, [path, .. arguments], TimeSpan.FromMinutes(3), _work);
     }
 
-    private static async Task<(int ExitCode, string Output, string Error)> RunAsync(string program, IEnumerable<string> arguments, TimeSpan timeout,
-        string? workingDirectory = null)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (workingDirectory is not null) start.WorkingDirectory = workingDirectory;
-        start.Environment["PYTHONDONTWRITEBYTECODE"] = "1"; // no __pycache__ beside the scripts in the checkout
-        foreach (string argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {program}");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(deadline.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', start.ArgumentList)} ran longer than {timeout.TotalSeconds:0} s");
-        }
-        return (process.ExitCode, await output, await error);
-    }
+    // no __pycache__ beside the scripts in the checkout
+    private static Task<(int ExitCode, string Output, string Error)> RunAsync(string program, IEnumerable<string> arguments, TimeSpan timeout,
+        string? workingDirectory = null) =>
+        ChildProcess.RunAsync(program, arguments, timeout, workingDirectory, new Dictionary<string, string> { ["PYTHONDONTWRITEBYTECODE"] = "1" });
 }

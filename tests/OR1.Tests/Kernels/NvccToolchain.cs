@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.Kernels;
 
@@ -32,24 +32,7 @@ internal sealed record NvccToolchain(string Nvcc, string HostCompiler, string Cu
         return directories.Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
     }
 
-    /// <summary>Runs a tool to completion; its standard output and error are kept apart (SASS on one, ptxas -v on the other).</summary>
-    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string tool, IEnumerable<string> arguments, TimeSpan timeout)
-    {
-        var start = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {tool}");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(deadline.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{tool} {string.Join(' ', start.ArgumentList)} ran longer than {timeout.TotalSeconds:0} s");
-        }
-        return (process.ExitCode, await output, await error);
-    }
+    /// <summary>Runs a tool to completion (see <see cref="ChildProcess.RunAsync"/>).</summary>
+    public static Task<(int ExitCode, string Output, string Error)> RunAsync(string tool, IEnumerable<string> arguments, TimeSpan timeout) =>
+        ChildProcess.RunAsync(tool, arguments, timeout);
 }
