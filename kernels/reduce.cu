@@ -1,8 +1,12 @@
-// reduce.cu — sum of squares for the global gradient norm over every gradient tensor in two launches (apex's
-// multi_tensor_apply: one launch over a device table of tensors, so the launch count does not grow with the
-// model's tensor count): per-block partials in double over a fixed chunk partition, then one block adds the
-// partials in order. Deterministic for a fixed launch shape. Reference: src/OR1.Native/Cpu/Reduce.cs.
+// reduce.cu — the deterministic reductions across blocks:
+//  - sum of squares for the global gradient norm over every gradient tensor in two launches (apex's
+//    multi_tensor_apply: one launch over a device table of tensors, so the launch count does not grow with the
+//    model's tensor count): per-block partials in double over a fixed chunk partition, then one block adds the
+//    partials in order. Deterministic for a fixed launch shape. Reference: src/OR1.Native/Cpu/Reduce.cs.
+//  - the second stage of the column sums (column_sums.cuh): the per-row-block partial column sums of the bias and
+//    RMSNorm weight gradients added in row-block order.
 #include "common.cuh"
+#include "vector_io.cuh"
 
 /// One tensor of a global norm: 3 fields of 8 bytes, written by the launcher into a device table. Tensors with no
 /// elements are left out of the table, so every entry owns at least one chunk.
@@ -85,4 +89,39 @@ OR1_BOUNDED_KERNEL(sumsq_final, (256), (const double* __restrict__ partials, int
     for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
     sum = block_sum_d(sum, scratch);
     if (threadIdx.x == 0) result[0] = sum;
+}
+
+#define COLUMN_REDUCE_LANES 32 // row lanes of a column_partials_reduce block; its 256 threads are 8 packs of 4 columns x 32 lanes
+
+/// out[c] += sum over b < blocks of partials[b * stride + c], for c < width: stage 2 of column_sums.cuh. Row lane l of a
+/// block adds the partial rows l, l + 32, ... in order, then the lanes' sums are added in lane order, so the result
+/// depends on the shape only. partials is 16-byte aligned and stride a multiple of 8 (rows of whole packs); out is any
+/// fp32 view (scalar read-modify-write, one writer per element).
+/// Launch: grid ceil(width / 32), blocks of 256 threads.
+OR1_BOUNDED_KERNEL(column_partials_reduce, (256),
+                   (const float* __restrict__ partials, int blocks, int stride, int width, float* __restrict__ out)) {
+    // Padded rows: lanes of a warp write 4 rows x 8 packs, all in different banks.
+    __shared__ float laneSums[COLUMN_REDUCE_LANES][33];
+    int pack = threadIdx.x & 7, rowLane = threadIdx.x >> 3;
+    int c = blockIdx.x * 32 + pack * 4;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (c < width) {
+        // Unrolled so that several partial rows are in flight before the first add needs one.
+#pragma unroll 4
+        for (int b = rowLane; b < blocks; b += COLUMN_REDUCE_LANES) {
+            Pack<float> p = load_pack(partials + static_cast<long long>(b) * stride + c);
+#pragma unroll
+            for (int k = 0; k < 4; k++) acc[k] += p.v[k];
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < 4; k++) laneSums[rowLane][pack * 4 + k] = acc[k];
+    __syncthreads();
+    int column = blockIdx.x * 32 + static_cast<int>(threadIdx.x);
+    if (threadIdx.x < 32 && column < width) {
+        float sum = laneSums[0][threadIdx.x];
+#pragma unroll
+        for (int l = 1; l < COLUMN_REDUCE_LANES; l++) sum += laneSums[l][threadIdx.x];
+        out[column] += sum;
+    }
 }

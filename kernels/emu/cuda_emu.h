@@ -44,9 +44,11 @@ struct dim3 {
     unsigned int x, y, z;
     constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct float2 { float x, y; };
+struct __attribute__((aligned(8))) float2 { float x, y; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct int2 { int x, y; };
+struct __attribute__((aligned(8))) int2 { int x, y; };
+struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 
 namespace or1emu {
 
@@ -86,6 +88,16 @@ unsigned long long warp_exchange(unsigned mask, unsigned long long value, int sr
 unsigned warp_ballot(unsigned mask, int predicate, const char* what);
 unsigned active_mask();
 [[noreturn]] void trap(const char* what);
+
+/// A global access of `bytes` bytes at an address that is not a multiple of them: a GPU raises
+/// CUDA_ERROR_MISALIGNED_ADDRESS, so the launch fails naming the lane, the access (`what`) and the address.
+[[noreturn]] void misaligned_access(const void* p, unsigned bytes, const char* what);
+
+/// Every global access of a GPU is naturally aligned; 8- and 16-byte vector accesses are the ones a kernel can get
+/// wrong (a view at an odd element offset), and the host would perform them anyway.
+inline void check_alignment(const void* p, unsigned bytes, const char* what) {
+    if (reinterpret_cast<std::uintptr_t>(p) & (bytes - 1u)) misaligned_access(p, bytes, what);
+}
 
 // Warp matrix instructions and cp.async (emu_runtime.cpp), called only through kernels/mma.cuh's wrappers, which
 // document the semantics. ldmatrix and mma are collectives of all 32 lanes (file/line: the wrapper's call site, to
@@ -345,7 +357,12 @@ inline unsigned __brev(unsigned x) {
     return (x >> 16) | (x << 16);
 }
 template <typename T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+    ::or1emu::check_alignment(p, alignof(T), "__ldg");
+    return *p;
+}
+/// Address-space predicates: kernels only ever see global memory through their pointer arguments here.
+inline unsigned __isGlobal(const void*) { return 1; }
 
 // ------------------------------------------------------------------ bfloat16 with CUDA's names and semantics
 // For code written against cuda_bf16.h: the same conversions (round to nearest even; NaN stays NaN) on the host.

@@ -851,6 +851,12 @@ void perform(const AsyncCopy& c) {
 
 } // namespace
 
+void misaligned_access(const void* p, unsigned bytes, const char* what) {
+    lane_error(tl_fiber, std::string(what) + ": address " + pointer_text(address(p)) + " is not " + std::to_string(bytes) +
+                             "-byte aligned (a GPU faults with CUDA_ERROR_MISALIGNED_ADDRESS: split the range into an aligned body " +
+                             "and scalar ends, or take the scalar path)");
+}
+
 void cp_async_16(void* sharedDst, const void* globalSrc, bool valid) {
     Fiber* f = tl_fiber;
     BlockState* b = tl_block;

@@ -2,6 +2,7 @@
 // except emu_selftest_race, whose outcome a GPU leaves undefined). Run by emu_selftest.cpp (CTest) and by
 // the .NET suite (EmuSelfTests) through or1_emu_launch.
 #include "../common.cuh"
+#include "../vector_io.cuh"
 
 /// Barrier-ordered exchange through static shared memory: out[i] = 2 * ((i + 1) % n) + 1 + 1000 * block.
 OR1_KERNEL void emu_selftest_exchange(int* out) {
@@ -131,3 +132,8 @@ OR1_BOUNDED_KERNEL(emu_selftest_bounded, (64), (int* out)) {
     int t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     out[t] = t;
 }
+
+/// One 16-byte copy through vector_io.cuh's load16 / store16 (LDG.E.128 / STG.E.128 on a GPU), by one thread. A GPU
+/// faults on either pointer off the 16-byte grid (CUDA_ERROR_MISALIGNED_ADDRESS), so the emulator fails the launch.
+OR1_KERNEL void emu_selftest_vector_copy(const float* in, float* out) { store16(out, load16(in)); }
+OR1_REGISTER(emu_selftest_vector_copy)

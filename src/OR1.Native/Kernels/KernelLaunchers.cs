@@ -44,6 +44,9 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     /// <summary>The address of row <paramref name="row"/> of a row-major matrix of <paramref name="width"/> elements of <paramref name="dtype"/>.</summary>
     private static nint Row(nint matrix, long row, int width, DType dtype) => matrix + (nint)(row * width * dtype.SizeOf());
 
+    /// <summary>Elements of <paramref name="storage"/> in one 16-byte pack (Pack&lt;S&gt;::N in kernels/vector_io.cuh).</summary>
+    private static int PackElements(DType storage) => 16 / storage.SizeOf();
+
     /// <summary>Blocks for a grid-stride loop over <paramref name="n"/> items of <paramref name="threads"/> threads each.</summary>
     private uint StrideGrid(long n, int threads = 256) => (uint)Math.Clamp((n + threads - 1) / threads, 1, _rt.GridStrideBlocks);
 
@@ -125,9 +128,24 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     public void BiasBackward(Tensor dOutput, Tensor dBias)
     {
         int rows = dOutput.Shape[0], width = dOutput.Shape[1];
-        if (width == 0) return;
+        if (rows == 0 || width == 0) return;
+        var plan = ColumnSumPlan.For(rows, width, dOutput.DType);
+        nint partials = ColumnPartials(plan);
         var a = new KernelArgs();
-        _rt.Launch(K("bias_backward", dOutput.DType), Ceil(width, 128), 128, 0, ref a.Ptr(P(dOutput)).Ptr(P(dBias)).Int(rows).Int(width));
+        _rt.Launch(K("bias_backward", dOutput.DType), new Dim3(plan.RowBlocks, plan.Tiles), ColumnSumPlan.Threads, 0,
+            ref a.Ptr(P(dOutput)).Int(rows).Int(width).Int(plan.RowsPerBlock).Ptr(partials).Int(plan.Stride));
+        ReduceColumnPartials(plan, partials, width, P(dBias));
+    }
+
+    /// <summary>Scratch for the partial sums of <paramref name="plan"/>.</summary>
+    private nint ColumnPartials(in ColumnSumPlan plan) => _scratch.Get(ScratchBuffers.Slot.ColumnPartials, plan.PartialBytes);
+
+    /// <summary>Stage 2: <paramref name="output"/>[c] += the sum of column c's partials in row-block order (fp32, accumulating).</summary>
+    private void ReduceColumnPartials(in ColumnSumPlan plan, nint partials, int width, nint output)
+    {
+        var a = new KernelArgs();
+        _rt.Launch("column_partials_reduce", Ceil(width, ColumnSumPlan.ReduceColumns), ColumnSumPlan.ReduceThreads, 0,
+            ref a.Ptr(partials).Int((int)plan.RowBlocks).Int(plan.Stride).Int(width).Ptr(output));
     }
 
     public void GatherRows(Tensor source, Tensor rowIndices, Tensor destination) =>
@@ -174,7 +192,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int count = tokenIds.Shape[0], vocab = dTable.Shape[0], width = dTable.Shape[1];
         if (count == 0 || width == 0) return; // with width 0 no id is dereferenced, so none needs checking
         var (record, check) = Check(nameof(IBackend.EmbeddingBackward), IndexCheck.TokenId, vocab);
-        uint columnBlocks = Ceil(width, 128);
+        uint columnBlocks = Ceil(width, 128 * PackElements(dOutput.DType)); // a thread owns one pack of columns
         int buckets = (int)Math.Clamp(_rt.GridStrideBlocks / columnBlocks, 1, Math.Max(1, vocab));
         var a = new KernelArgs();
         _rt.Launch(K("embedding_backward", dOutput.DType), new Dim3((uint)buckets, columnBlocks), 128, 0,
@@ -199,9 +217,12 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         var a = new KernelArgs();
         _rt.Launch(K("rmsnorm_backward_dx", x.DType), rows, _rt.RowThreads, 0,
             ref a.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(weight)).Ptr(P(invRms)).Ptr(P(dx)).Int(rows).Int(width));
+        var plan = ColumnSumPlan.For(rows, width, x.DType);
+        nint partials = ColumnPartials(plan);
         var b = new KernelArgs();
-        _rt.Launch(K("rmsnorm_backward_dw", x.DType), Ceil(width, 128), 128, 0,
-            ref b.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(invRms)).Ptr(P(dWeight)).Int(rows).Int(width));
+        _rt.Launch(K("rmsnorm_backward_dw", x.DType), new Dim3(plan.RowBlocks, plan.Tiles), ColumnSumPlan.Threads, 0,
+            ref b.Ptr(P(dOutput)).Ptr(P(x)).Ptr(P(invRms)).Int(rows).Int(width).Int(plan.RowsPerBlock).Ptr(partials).Int(plan.Stride));
+        ReduceColumnPartials(plan, partials, width, P(dWeight));
     }
 
     public void Rope(Tensor input, Tensor positions, int numHeads, int headDim, float theta, Tensor output, bool inverse)

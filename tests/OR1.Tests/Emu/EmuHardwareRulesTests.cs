@@ -10,8 +10,8 @@ namespace OR1.Tests.Emu;
 /// The emulator refuses what a GPU refuses, so kernels and launchers written without a GPU fail in CI
 /// instead of on the first day they meet one: dynamic shared memory above 48 KB without the kernel's
 /// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (and an attribute above the device's opt-in maximum,
-/// sm_80 or sm_90), a block above the kernel's __launch_bounds__, and warp collectives whose mask names lanes
-/// that have exited or do not exist. The
+/// sm_80 or sm_90), a block above the kernel's __launch_bounds__, warp collectives whose mask names lanes
+/// that have exited or do not exist, and 16-byte vector accesses off the 16-byte grid. The
 /// self-test kernels are in kernels/emu/selftest.cu; the CTest executable checks the same rules.
 /// </summary>
 [TestFixture]
@@ -22,6 +22,7 @@ public sealed unsafe class EmuHardwareRulesTests
     private const string FullMask = "emu_selftest_full_mask";
     private const string LiveMask = "emu_selftest_live_mask";
     private const string Bounded = "emu_selftest_bounded"; // __launch_bounds__(64)
+    private const string VectorCopy = "emu_selftest_vector_copy";
 
     private EmuLibrary.Api _api = null!;
     private EmuRuntime _runtime = null!;
@@ -314,6 +315,47 @@ public sealed unsafe class EmuHardwareRulesTests
             Assert.That(output[3 * t], Is.EqualTo(100), $"broadcast from lane 0, thread {t}");
             Assert.That((uint)output[3 * t + 1], Is.EqualTo(odd), $"ballot, thread {t}");
             if (lane == 0) Assert.That(output[3 * t + 2], Is.EqualTo(lanes * (lanes - 1) / 2), $"guarded shuffle-down sum, warp {t / 32}");
+        }
+    }
+
+    // ---------------------------------------------------------------- alignment
+
+    /// <summary>
+    /// A 16-byte access (kernels/vector_io.cuh's load16 / store16: LDG.E.128 / STG.E.128) off the 16-byte grid faults
+    /// on a GPU with CUDA_ERROR_MISALIGNED_ADDRESS; the emulator fails the launch naming the access, so a kernel that
+    /// moves a view at an odd offset in 16-byte packs without splitting off its scalar ends fails in CI.
+    /// </summary>
+    [TestCase(0, 0, null)]
+    [TestCase(4, 0, "16-byte global load")]
+    [TestCase(0, 8, "16-byte global store")]
+    public void A16ByteAccessOffThe16ByteGridFails(int sourceOffsetBytes, int destinationOffsetBytes, string? refused)
+    {
+        float* source = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(64, 16);
+        float* destination = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(64, 16);
+        try
+        {
+            for (int i = 0; i < 16; i++) (source[i], destination[i]) = (i + 1, -1);
+            nint from = (nint)source + sourceOffsetBytes, to = (nint)destination + destinationOffsetBytes;
+            void Copy()
+            {
+                var args = new KernelArgs();
+                _runtime.Launch(VectorCopy, 1, 1, 0, ref args.Ptr(from).Ptr(to));
+            }
+            if (refused is null)
+            {
+                Copy();
+                Assert.That(new ReadOnlySpan<float>(destination, 5).ToArray(), Is.EqualTo(new float[] { 1, 2, 3, 4, -1 }));
+                return;
+            }
+            var e = Assert.Throws<KernelException>(Copy)!;
+            Assert.That(e.Kernel, Is.EqualTo(VectorCopy));
+            Assert.That(e.Message, Does.Contain(refused).And.Contain("is not 16-byte aligned").And.Contain("CUDA_ERROR_MISALIGNED_ADDRESS"));
+            Assert.That(new ReadOnlySpan<float>(destination, 16).ToArray(), Is.All.EqualTo(-1f), "the refused access wrote nothing");
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(source);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(destination);
         }
     }
 }

@@ -214,6 +214,18 @@ public sealed unsafe class EmuSelfTests
                 backend.RmsNormForward(q, w, 1e-6f, normed, inv);
                 results.AddRange([normed.ToFloats(), inv.ToFloats()]);
 
+                // The column sums of the weight and bias gradients reduce through shared memory (kernels/column_sums.cuh).
+                using var dNormed = backend.Floats(TestData.Normal(n * heads.QueryWidth, 9), n, heads.QueryWidth);
+                using var dInput = backend.Zeros(n, heads.QueryWidth);
+                using var dw = backend.Zeros(heads.QueryWidth);
+                using var dBias = backend.Zeros(heads.QueryWidth);
+                backend.RmsNormBackward(dNormed, q, w, inv, dInput, dw);
+                backend.BiasBackward(dNormed, dBias);
+                using var dNormed16 = backend.BFloat16s(TestData.Normal(n * heads.QueryWidth, 10), n, heads.QueryWidth);
+                using var dBias16 = backend.Zeros(heads.QueryWidth);
+                backend.BiasBackward(dNormed16, dBias16);
+                results.AddRange([dInput.ToFloats(), dw.ToFloats(), dBias.ToFloats(), dBias16.ToFloats()]);
+
                 const int vocab = 3000;
                 using var weight = backend.Floats(TestData.Normal(vocab * heads.QueryWidth, 6, std: 0.3f), vocab, heads.QueryWidth);
                 using var targets = backend.Ints(TestData.Ints(n, vocab, 7), n);

@@ -11,8 +11,9 @@ namespace OR1.Tests.Kernels;
 /// Checks on the machine code of every kernels/*.cu (what ships as PTX, which the driver compiles with the same ptxas)
 /// for sm_80 and sm_90, so that what only a GPU would show fails in CI: nothing spills to local memory; every entry
 /// declares launch bounds and fits the registers they leave; static shared memory fits the 48 KB that needs no opt-in;
-/// the bf16 attention forward and backward run on tensor cores (HMMA); the emulator enforces the bounds the compiled
-/// code has. The table of every entry (registers, shared memory, spills, HMMA, bounds) is in the test output.
+/// the bf16 attention forward and backward run on tensor cores (HMMA); the memory-bound kernels load in 16-byte accesses
+/// (LDG.E.128); the emulator enforces the bounds the compiled code has. The table of every entry (registers, shared
+/// memory, spills, HMMA, LDG.128, bounds) is in the test output.
 /// Dynamic shared memory is not checked here: the launchers compute it, and the emulator refuses a launch above the
 /// kernel's opt-in or the device's maximum (EmuHardwareRulesTests); static + dynamic together is not checked.
 /// Without nvcc the fixture is ignored, unless OR1_REQUIRE_NVCC=1 (CI), which fails it instead.
@@ -33,6 +34,27 @@ public sealed class CompiledCodeTests
     [
         new(@"^attention_forward_bf16"),
         new(@"^attention_backward_(?:dq|dkv|dk|dv)_bf16"),
+    ];
+
+    /// <summary>
+    /// The memory-bound kernels (issue 19), which must move their data in 16-byte accesses: at least one LDG.E.128 (or
+    /// LDG.E.128.CONSTANT) in their SASS. fill is not listed (it only stores), nor sumsq_final (one block adding a few
+    /// hundred doubles). Each pattern must match at least one compiled entry, as for <see cref="TensorCoreKernels"/>.
+    /// </summary>
+    private static readonly Regex[] MemoryBoundKernels =
+    [
+        new(@"^rmsnorm_(?:forward|backward_dx|backward_dw)_(?:f32|bf16)$"),
+        new(@"^rope_apply_(?:f32|bf16)$"),
+        new(@"^swiglu_(?:forward|backward)_(?:f32|bf16)$"),
+        new(@"^embedding_(?:forward|backward)_(?:f32|bf16)$"),
+        new(@"^adamw_step$"),
+        new(@"^sumsq_multi$"),
+        new(@"^column_partials_reduce$"),
+        new(@"^(?:add|scale|add_bias|bias_backward)_(?:f32|bf16)$"),
+        new(@"^convert_(?:f32_bf16|bf16_f32)$"),
+        new(@"^(?:gather|scatter)_rows$"),
+        new(@"^logprob_fold$"),
+        new(@"^logprob_grad_(?:f32|bf16)$"),
     ];
 
     private static readonly int[] Architectures = [80, 90];
@@ -90,11 +112,11 @@ public sealed class CompiledCodeTests
                         $"{_kernels.Count} entries, {elapsed.TotalSeconds:0.0} s on {cores} cores " +
                         $"(slowest: {string.Join(", ", _compilations.OrderByDescending(c => c.Elapsed).Take(3).Select(c => $"{c.File} sm_{c.Arch} {c.Elapsed.TotalSeconds:0.0} s"))})");
         text.AppendLine();
-        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA |");
-        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA | LDG.128 |");
+        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var k in _kernels)
             text.AppendLine($"| {k.File} | {k.Name} | sm_{k.Arch} | {k.Registers} | {k.RegisterBudget} | {k.LaunchBounds} | {k.StaticSharedBytes} | " +
-                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} |");
+                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} | {k.Ldg128} |");
         return text.ToString();
     }
 
@@ -174,6 +196,25 @@ public sealed class CompiledCodeTests
                                                    "renamed, or attention.cu missing?):" + Environment.NewLine + List(unmatched));
             Assert.That(without, Is.Empty, () => "bf16 attention kernels without a tensor-core instruction (HMMA) in their SASS (issue 18 §2; the attention " +
                                                  "rewrite is in progress, and the lead decides when this check becomes a gate):" + Environment.NewLine + List(without));
+        });
+    }
+
+    /// <summary>
+    /// Issue 19: the memory-bound kernels load in 16-byte accesses (kernels/vector_io.cuh). Only sm_90 is required: the
+    /// same source gives sm_80 the same loads, and the table shows both.
+    /// </summary>
+    [Test]
+    public void MemoryBoundKernelsLoadIn16ByteAccesses()
+    {
+        var unmatched = MemoryBoundKernels.Where(p => !_kernels.Any(k => p.IsMatch(k.Name))).Select(p => p.ToString()).ToList();
+        var without = _kernels.Where(k => k.Arch == 90 && MemoryBoundKernels.Any(p => p.IsMatch(k.Name)) && k.Ldg128 == 0)
+            .Select(k => $"{k.File} {k.Name} sm_{k.Arch}").ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(unmatched, Is.Empty, () => "no compiled entry matches these memory-bound kernel patterns (CompiledCodeTests.MemoryBoundKernels; " +
+                                                   "renamed or removed?):" + Environment.NewLine + List(unmatched));
+            Assert.That(without, Is.Empty, () => "memory-bound kernels without a 16-byte global load (LDG.E.128) in their sm_90 SASS: move the data in " +
+                                                 "packs (kernels/vector_io.cuh), with scalar ends for views at odd offsets:" + Environment.NewLine + List(without));
         });
     }
 

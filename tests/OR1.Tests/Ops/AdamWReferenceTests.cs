@@ -7,8 +7,14 @@ namespace OR1.Tests.Ops;
 [TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
 public sealed class AdamWReferenceTests(BackendCase backendCase) : OpTestBase(backendCase)
 {
-    [Test]
-    public void SeveralStepsOverSeveralTensorsMatchReference()
+    /// <summary>
+    /// Sizes across the kernel's chunks and its 4-float packs; offsets put parameters and moments (and gradients) off the
+    /// 16-byte grid, by the same amount (a scalar head, then packs) or by different amounts (the scalar path).
+    /// </summary>
+    [TestCase(0, 0)]
+    [TestCase(1, 1)]
+    [TestCase(3, 2)]
+    public void SeveralStepsOverSeveralTensorsMatchReference(int offset, int gradientOffset)
     {
         int[] sizes = [1, 13, 70_001];
         var options = new AdamWOptions(1e-3, 0.9, 0.95, 1e-8, 0.1);
@@ -18,7 +24,9 @@ public sealed class AdamWReferenceTests(BackendCase backendCase) : OpTestBase(ba
         {
             var p = TestData.Uniform(sizes[i], 10 + i);
             bool decay = i != 1;
-            slots.Add(new AdamWSlot(Floats(p, sizes[i]), Zeros(sizes[i]), Zeros(sizes[i]), Zeros(sizes[i]), decay));
+            var zeros = new float[sizes[i]];
+            slots.Add(new AdamWSlot(ViewAt(offset, DType.Float32, p, sizes[i]), ViewAt(gradientOffset, DType.Float32, zeros, sizes[i]),
+                ViewAt(offset, DType.Float32, zeros, sizes[i]), ViewAt(offset, DType.Float32, zeros, sizes[i]), decay));
             refState.Add((TestData.ToDouble(p), new double[sizes[i]], new double[sizes[i]], decay));
         }
         for (int step = 1; step <= 3; step++)

@@ -1,3 +1,4 @@
+using OR1.Native;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -6,22 +7,28 @@ namespace OR1.Tests.Ops;
 [TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
 public sealed class EmbeddingTests(BackendCase backendCase) : OpTestBase(backendCase)
 {
+    /// <summary>Widths on the 4-float pack (64, 80, 1536) and off it; an offset puts every tensor off the 16-byte grid.</summary>
     [TestCase(1, 1, 1)]
     [TestCase(5, 11, 7)]
     [TestCase(2000, 50, 64)]
     [TestCase(37, 1000, 129)]
-    public void ForwardAndBackwardMatchReference(int count, int vocab, int width)
+    [TestCase(17, 100, 80)]
+    [TestCase(129, 50, 67, 1)]
+    [TestCase(17, 30, 64, 2)]
+    [TestCase(1, 10, 1536, 3)]
+    public void ForwardAndBackwardMatchReference(int count, int vocab, int width, int offset = 0)
     {
+        var f32 = DType.Float32;
         var ids = TestData.Ints(count, vocab, count + vocab);
         var table = TestData.Uniform(vocab * width, 2);
-        var y = Poisoned(count, width);
-        Backend.EmbeddingForward(Ints(ids, count), Floats(table, vocab, width), y);
+        var y = PoisonedViewAt(offset, f32, count, width);
+        Backend.EmbeddingForward(Ints(ids, count), ViewAt(offset, f32, table, vocab, width), y);
         TensorAssert.Close(y.ToFloats(), EmbeddingReference.Forward(ids, TestData.ToDouble(table), vocab, width), 0, 0, "embedding rows", [count, width]);
 
         var dy = TestData.Uniform(count * width, 3);
         var initial = TestData.Uniform(vocab * width, 4);
-        var dTable = Floats(initial, vocab, width);
-        Backend.EmbeddingBackward(Ints(ids, count), Floats(dy, count, width), dTable);
+        var dTable = ViewAt(offset, f32, initial, vocab, width);
+        Backend.EmbeddingBackward(Ints(ids, count), ViewAt(offset, f32, dy, count, width), dTable);
         var expected = TestData.ToDouble(initial);
         EmbeddingReference.Backward(ids, TestData.ToDouble(dy), vocab, width, expected);
         TensorAssert.Close(dTable.ToFloats(), expected, Tol(1e-5), Tol(1e-5), "dTable (accumulated)", [vocab, width]);

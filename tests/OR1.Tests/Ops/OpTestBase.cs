@@ -43,6 +43,29 @@ public abstract class OpTestBase
     protected Tensor Poisoned(params int[] shape) => Own(Backend.Poisoned(shape));
     protected Segments Lengths(params int[] lengths) => Own(Segments.FromLengths(Backend, lengths));
 
+    /// <summary>
+    /// <paramref name="data"/> in a view of <paramref name="shape"/> at element <paramref name="offset"/> of a fresh buffer
+    /// of <paramref name="dtype"/> (Float32 or BFloat16, the elements before it NaN), as the model's packed buffers hand
+    /// tensors to ops. An offset that is not a multiple of the 16-byte pack (4 floats, 8 bf16) moves every row off the
+    /// 16-byte grid, so the kernels run their scalar ends, or their scalar path where operands are off by different amounts.
+    /// </summary>
+    protected Tensor ViewAt(int offset, DType dtype, float[] data, params int[] shape)
+    {
+        var view = PoisonedViewAt(offset, dtype, shape);
+        if (dtype == DType.BFloat16) Backend.Upload<BFloat16>(data.Select(v => (BFloat16)v).ToArray(), view);
+        else Backend.Upload<float>(data, view);
+        return view;
+    }
+
+    /// <summary>A view as <see cref="ViewAt"/> filled with NaN, for outputs an op must overwrite completely.</summary>
+    protected Tensor PoisonedViewAt(int offset, DType dtype, params int[] shape)
+    {
+        var layout = new TensorShape(shape);
+        var whole = Own(Backend.Allocate(dtype, new TensorShape(checked((int)(offset + layout.ElementCount)))));
+        Backend.Fill(whole, float.NaN);
+        return whole.View(offset, layout);
+    }
+
     /// <summary>Ignores a large case on backends that run tiny shapes only (the ILGPU CPU simulator).</summary>
     protected void SkipIfLarge(bool isLarge, string what) => Case.SkipIfLarge(isLarge, what);
 

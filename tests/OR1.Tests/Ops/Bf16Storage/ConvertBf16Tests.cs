@@ -90,6 +90,36 @@ public sealed class ConvertBf16Tests(BackendCase backendCase) : OpTestBase(backe
         Assert.That(converted.Where((_, i) => float.IsNaN(floats[i])).All(Bf16Bits.IsNaN), "every NaN stays a NaN");
     }
 
+    /// <summary>
+    /// Views at element offsets, off the 16-byte grid together (a scalar head, then packs of 8) or by different amounts
+    /// (the scalar path): both directions convert exactly as the aligned tensors do.
+    /// </summary>
+    [TestCase(0, 0)]
+    [TestCase(1, 1)]
+    [TestCase(5, 5)]
+    [TestCase(1, 2)]
+    [TestCase(0, 3)]
+    public void ViewsAtAnyOffsetConvertTheSame(int floatOffset, int bf16Offset)
+    {
+        const int n = 1003;
+        var random = new Random(13);
+        var floats = Enumerable.Range(0, n).Select(_ => Bf16Bits.F((uint)random.NextInt64(0x1_0000_0000L))).ToArray();
+        var bf16 = PoisonedViewAt(bf16Offset, DType.BFloat16, n);
+        Backend.Convert(ViewAt(floatOffset, DType.Float32, floats, n), bf16);
+        var converted = bf16.ToBFloat16s();
+        Bf16Bits.Equal(converted, Bf16Bits.Round(floats), $"Convert Float32 (offset {floatOffset}) -> BFloat16 (offset {bf16Offset})");
+
+        var widened = PoisonedViewAt(floatOffset, DType.Float32, n);
+        Backend.Convert(bf16, widened);
+        var back = widened.ToFloats();
+        for (int i = 0; i < n; i++)
+        {
+            uint got = BitConverter.SingleToUInt32Bits(back[i]);
+            bool ok = Bf16Bits.IsNaN(converted[i]) ? float.IsNaN(back[i]) : got == (uint)converted[i].Bits << 16;
+            if (!ok) Assert.Fail($"element {i}: BFloat16 0x{converted[i].Bits:X4} widened to 0x{got:X8}");
+        }
+    }
+
     [Test]
     public void NaNsStayNaNs()
     {

@@ -17,8 +17,8 @@ namespace OR1.Tests.Ops.Bf16Storage;
 /// <item>BiasBackward: dBias is fp32 and accumulates; the column sums of bf16 dOutput run in fp32, so the tolerance is
 /// the fp32 suite's (atol 1e-4, rtol 1e-5 for 2000 rows of |x| &lt;= 1): a dBias rounded to bf16 would be off by up
 /// to 2^-8 relative, far outside it.</item>
-/// <item>GatherRows/ScatterRows: byte copies, every bit (NaN payloads included) kept; odd widths take the
-/// kernels' byte path, even ones the 4-byte path.</item>
+/// <item>GatherRows/ScatterRows: byte copies, every bit (NaN payloads included) kept; rows take the kernels' 16-byte
+/// pieces where source and destination rows share their offset from the 16-byte grid, single bytes elsewhere.</item>
 /// </list>
 /// </summary>
 [TestFixtureSource(typeof(Bf16BackendCases), nameof(Bf16BackendCases.All))]
@@ -48,10 +48,14 @@ public sealed class ElementwiseBf16Tests(BackendCase backendCase) : OpTestBase(b
         Bf16Bits.Equal(x.ToBFloat16s(), Enumerable.Repeat((BFloat16)value, n).ToArray(), $"fill({value:R} = 0x{BitConverter.SingleToUInt32Bits(value):X8})");
     }
 
+    /// <summary>Lengths around the 8-element pack; offsets put the operands off the 16-byte grid, together or by different amounts.</summary>
     [TestCase(1)]
     [TestCase(37)]
     [TestCase(100_003)]
-    public void AddAndScaleRoundTheFp32ResultOnce(int n)
+    [TestCase(67, 1, 1)]
+    [TestCase(1003, 5, 5)]
+    [TestCase(1003, 3, 0)]
+    public void AddAndScaleRoundTheFp32ResultOnce(int n, int offset = 0, int otherOffset = 0)
     {
         var a = Bf16.Round(TestData.Normal(n, 1, std: 3));
         var b = Bf16.Round(TestData.Uniform(n, 2, -4, 4));
@@ -59,9 +63,9 @@ public sealed class ElementwiseBf16Tests(BackendCase backendCase) : OpTestBase(b
         float[] specials = [3e38f, float.PositiveInfinity, float.NaN, 1f, -0f, 256f];
         float[] partners = [3e38f, 1f, 2f, 1f / 256, -0f, 1f];
         for (int i = 0; i < Math.Min(n, specials.Length); i++) (a[i], b[i]) = ((float)(BFloat16)specials[i], (float)(BFloat16)partners[i]);
-        var at = Own(Backend.BFloat16s(a, n));
-        var bt = Own(Backend.BFloat16s(b, n));
-        var sum = Own(Backend.PoisonedBFloat16(n));
+        var at = ViewAt(offset, DType.BFloat16, a, n);
+        var bt = ViewAt(otherOffset, DType.BFloat16, b, n);
+        var sum = PoisonedViewAt(offset, DType.BFloat16, n);
         Backend.Add(at, bt, sum);
         var expectedSum = Bf16Bits.Round(a.Zip(b, (p, q) => p + q));
         Bf16Bits.Equal(sum.ToBFloat16s(), expectedSum, "a + b");
@@ -76,15 +80,21 @@ public sealed class ElementwiseBf16Tests(BackendCase backendCase) : OpTestBase(b
         Bf16Bits.Equal(at.ToBFloat16s(), Bf16Bits.Round(a.Select(p => p + p)), "a + a written over a");
     }
 
+    /// <summary>Widths on the 8-element pack (64, 80, 896, 1536) and off it; offsets put x, dOutput, the bias and dBias off the 16-byte grid.</summary>
     [TestCase(3, 5)]
     [TestCase(2000, 37)]
     [TestCase(17, 896)]
-    public void BiasForwardAndBackward(int rows, int width)
+    [TestCase(1, 64)]
+    [TestCase(129, 80)]
+    [TestCase(129, 66, 1, 1)]
+    [TestCase(17, 67, 3, 0)]
+    [TestCase(17, 1536, 5, 5)]
+    public void BiasForwardAndBackward(int rows, int width, int offset = 0, int biasOffset = 0)
     {
         var data = Bf16.Round(TestData.Uniform(rows * width, 3));
         var bias = Bf16.Round(TestData.Uniform(width, 4, -2, 2));
-        var x = Own(Backend.BFloat16s(data, rows, width));
-        Backend.AddBias(x, Own(Backend.BFloat16s(bias, width)));
+        var x = ViewAt(offset, DType.BFloat16, data, rows, width);
+        Backend.AddBias(x, ViewAt(biasOffset, DType.BFloat16, bias, width));
         var expected = new BFloat16[rows * width];
         var exact = new double[rows * width];
         for (int n = 0; n < rows; n++)
@@ -97,8 +107,8 @@ public sealed class ElementwiseBf16Tests(BackendCase backendCase) : OpTestBase(b
         AssertWithinRounding(x, exact, "x + bias against the exact sum");
 
         var dBiasInit = TestData.Uniform(width, 5);
-        var dBias = Floats(dBiasInit, width);
-        Backend.BiasBackward(Own(Backend.BFloat16s(data, rows, width)), dBias);
+        var dBias = ViewAt(biasOffset, DType.Float32, dBiasInit, width);
+        Backend.BiasBackward(ViewAt(offset, DType.BFloat16, data, rows, width), dBias);
         var sums = TestData.ToDouble(dBiasInit);
         for (int d = 0; d < width; d++)
             for (int n = 0; n < rows; n++) sums[d] += data[n * width + d];
@@ -115,17 +125,20 @@ public sealed class ElementwiseBf16Tests(BackendCase backendCase) : OpTestBase(b
         Assert.That(() => Backend.BiasBackward(Own(Backend.PoisonedBFloat16(2, 3)), Own(Backend.PoisonedBFloat16(3))),
             Throws.ArgumentException.With.Message.Contains("BiasBackward").And.Message.Contains("'dBias'").And.Message.Contains("expected Float32"));
 
+    /// <summary>Rows of 2 to 128 bytes; a source offset moves its rows off the 16-byte grid against the destination's.</summary>
     [TestCase(1)]
     [TestCase(2)]
     [TestCase(33)]
     [TestCase(64)]
-    public void GatherAndScatterCopyEveryBit(int width)
+    [TestCase(64, 3)]
+    [TestCase(64, 8)]
+    public void GatherAndScatterCopyEveryBit(int width, int sourceOffset = 0)
     {
         const int sourceRows = 23, count = 40;
         // Raw bit patterns: any bf16 value, NaN payloads, -0 and subnormals included, must move unchanged.
         var random = new Random(width);
         var bits = Enumerable.Range(0, sourceRows * width).Select(_ => new BFloat16((ushort)random.Next(0x10000))).ToArray();
-        var source = Own(Backend.Allocate(DType.BFloat16, new TensorShape(sourceRows, width)));
+        var source = PoisonedViewAt(sourceOffset, DType.BFloat16, sourceRows, width);
         Backend.Upload<BFloat16>(bits, source);
 
         var indices = TestData.Ints(count, sourceRows, width + 1); // repeats included

@@ -1,3 +1,4 @@
+using OR1.Native;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -15,29 +16,37 @@ public sealed class RmsNormBf16Tests(BackendCase backendCase) : OpTestBase(backe
 {
     const double RoundingRtol = 1.0 / 256 + 1e-5;
 
+    /// <summary>Shapes and offsets as the fp32 suite's (RmsNormTests): widths on and off the 8-element pack, views off the 16-byte grid.</summary>
     [TestCase(1, 1)]
     [TestCase(3, 7)]
     [TestCase(17, 1000)]
     [TestCase(64, 1536)]
-    public void ForwardAndBackwardMatchReference(int rows, int width)
+    [TestCase(1, 64, 1, 1)]
+    [TestCase(17, 80)]
+    [TestCase(129, 66)]
+    [TestCase(17, 67, 5, 0)]
+    [TestCase(17, 22, 1, 1)]
+    [TestCase(129, 1536, 3, 3)]
+    public void ForwardAndBackwardMatchReference(int rows, int width, int offset = 0, int weightOffset = 0)
     {
         const float eps = 1e-6f;
+        var b16 = DType.BFloat16;
         var x = Bf16.Round(TestData.Normal(rows * width, rows + width));
         var w = Bf16.Round(TestData.Uniform(width, 2, 0.5f, 1.5f));
         var dy = Bf16.Round(TestData.Uniform(rows * width, 3));
-        var xt = Own(Backend.BFloat16s(x, rows, width));
-        var wt = Own(Backend.BFloat16s(w, width));
-        var y = Own(Backend.PoisonedBFloat16(rows, width));
+        var xt = ViewAt(offset, b16, x, rows, width);
+        var wt = ViewAt(weightOffset, b16, w, width);
+        var y = PoisonedViewAt(offset, b16, rows, width);
         var invRms = Poisoned(rows);
         Backend.RmsNormForward(xt, wt, eps, y, invRms);
         var (refY, refInv) = RmsNormReference.Forward(TestData.ToDouble(x), TestData.ToDouble(w), rows, width, eps);
         TensorAssert.Close(y.ToFloatsWidened(), refY, 1e-6, RoundingRtol, "bf16 output", [rows, width]);
         TensorAssert.Close(invRms.ToFloats(), refInv, 1e-5, 1e-5, "invRms (fp32)");
 
-        var dx = Own(Backend.PoisonedBFloat16(rows, width));
+        var dx = PoisonedViewAt(offset, b16, rows, width);
         var dwInit = TestData.Uniform(width, 4);
-        var dw = Floats(dwInit, width);
-        Backend.RmsNormBackward(Own(Backend.BFloat16s(dy, rows, width)), xt, wt, invRms, dx, dw);
+        var dw = ViewAt(weightOffset, DType.Float32, dwInit, width);
+        Backend.RmsNormBackward(ViewAt(offset, b16, dy, rows, width), xt, wt, invRms, dx, dw);
         var refDw = TestData.ToDouble(dwInit);
         var refDx = RmsNormReference.Backward(TestData.ToDouble(dy), TestData.ToDouble(x), TestData.ToDouble(w), refInv, rows, width, refDw);
         TensorAssert.Close(dx.ToFloatsWidened(), refDx, 1e-5, RoundingRtol, "bf16 dx", [rows, width]);

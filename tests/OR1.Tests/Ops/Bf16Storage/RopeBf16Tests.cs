@@ -1,3 +1,4 @@
+using OR1.Native;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -19,11 +20,16 @@ public sealed class RopeBf16Tests(BackendCase backendCase) : OpTestBase(backendC
     private const double Atol = 7e-4;
     private static readonly double Rtol = Math.Pow(2, -8);
 
+    /// <summary>Head dims whose half is a multiple of the 8-element pack (16, 64, 80, 128) and one that is not (12); an offset
+    /// puts input and output off the 16-byte grid (the scalar path).</summary>
     [TestCase(7, 3, 16, 10000f)]
     [TestCase(33, 2, 64, 1_000_000f)]
     [TestCase(20, 4, 128, 10000f)]
     [TestCase(5, 14, 64, 1_000_000f)]
-    public void ForwardAndBackwardMatchReference(int rows, int heads, int headDim, float theta)
+    [TestCase(17, 2, 80, 1_000_000f)]
+    [TestCase(17, 3, 12, 10000f)]
+    [TestCase(17, 3, 64, 10000f, 3)]
+    public void ForwardAndBackwardMatchReference(int rows, int heads, int headDim, float theta, int offset = 0)
     {
         int width = heads * headDim;
         var x = Bf16.Round(TestData.Uniform(rows * width, rows + headDim));
@@ -33,16 +39,16 @@ public sealed class RopeBf16Tests(BackendCase backendCase) : OpTestBase(backendC
         var pos = Ints(positions, rows);
         int[] shape = [rows, heads, headDim];
 
-        var y = Own(Backend.PoisonedBFloat16(rows, width));
-        Backend.RopeForward(Own(Backend.BFloat16s(x, rows, width)), pos, heads, headDim, theta, y);
+        var y = PoisonedViewAt(offset, DType.BFloat16, rows, width);
+        Backend.RopeForward(ViewAt(offset, DType.BFloat16, x, rows, width), pos, heads, headDim, theta, y);
         var expected = RopeReference.Forward(TestData.ToDouble(x), positions, heads, headDim, theta);
         TensorAssert.Close(y.ToFloatsWidened(), expected, Tol(Atol), Rtol, "bf16 rope(x)", shape);
         var y32 = Poisoned(rows, width);
         Backend.RopeForward(Floats(x, rows, width), pos, heads, headDim, theta, y32);
         Bf16Bits.RoundedFromFp32(y, y32, Case, "rope(x)", shape);
 
-        var dx = Own(Backend.PoisonedBFloat16(rows, width));
-        Backend.RopeBackward(Own(Backend.BFloat16s(dy, rows, width)), pos, heads, headDim, theta, dx);
+        var dx = PoisonedViewAt(offset, DType.BFloat16, rows, width);
+        Backend.RopeBackward(ViewAt(offset, DType.BFloat16, dy, rows, width), pos, heads, headDim, theta, dx);
         var expectedDx = RopeReference.Backward(TestData.ToDouble(dy), positions, heads, headDim, theta);
         TensorAssert.Close(dx.ToFloatsWidened(), expectedDx, Tol(Atol), Rtol, "bf16 rope backward", shape);
         var dx32 = Poisoned(rows, width);

@@ -1,3 +1,4 @@
+using OR1.Native;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -18,10 +19,14 @@ public sealed class SwiGluBf16Tests(BackendCase backendCase) : OpTestBase(backen
     private const double Atol = 2e-5;
     private static readonly double Rtol = Math.Pow(2, -8);
 
+    /// <summary>Sizes on and off the 8-element pack; offsets as the fp32 suite's (SwiGluTests).</summary>
     [TestCase(1, 1)]
     [TestCase(3, 37)]
     [TestCase(64, 4864)]
-    public void ForwardAndBackwardMatchReference(int rows, int width)
+    [TestCase(17, 80, 1, 1)]
+    [TestCase(129, 67, 3, 0)]
+    [TestCase(1, 1536, 5, 5)]
+    public void ForwardAndBackwardMatchReference(int rows, int width, int offset = 0, int upOffset = 0)
     {
         int n = rows * width;
         var gate = TestData.Uniform(n, 1 + n, -8, 8);
@@ -31,17 +36,18 @@ public sealed class SwiGluBf16Tests(BackendCase backendCase) : OpTestBase(backen
         var up = Bf16.Round(TestData.Uniform(n, 2 + n, -2, 2));
         var dy = Bf16.Round(TestData.Uniform(n, 3 + n));
         int[] shape = [rows, width];
-        var g = Own(Backend.BFloat16s(gate, rows, width));
-        var u = Own(Backend.BFloat16s(up, rows, width));
+        var b16 = DType.BFloat16;
+        var g = ViewAt(offset, b16, gate, rows, width);
+        var u = ViewAt(upOffset, b16, up, rows, width);
 
-        var y = Own(Backend.PoisonedBFloat16(rows, width));
+        var y = PoisonedViewAt(offset, b16, rows, width);
         Backend.SwiGluForward(g, u, y);
         TensorAssert.Close(y.ToFloatsWidened(), SwiGluReference.Forward(TestData.ToDouble(gate), TestData.ToDouble(up)), Tol(Atol), Rtol,
             "bf16 silu(gate) * up", shape);
 
-        var dGate = Own(Backend.PoisonedBFloat16(rows, width));
-        var dUp = Own(Backend.PoisonedBFloat16(rows, width));
-        Backend.SwiGluBackward(Own(Backend.BFloat16s(dy, rows, width)), g, u, dGate, dUp);
+        var dGate = PoisonedViewAt(offset, b16, rows, width);
+        var dUp = PoisonedViewAt(upOffset, b16, rows, width);
+        Backend.SwiGluBackward(ViewAt(offset, b16, dy, rows, width), g, u, dGate, dUp);
         var (refDGate, refDUp) = SwiGluReference.Backward(TestData.ToDouble(dy), TestData.ToDouble(gate), TestData.ToDouble(up));
         TensorAssert.Close(dGate.ToFloatsWidened(), refDGate, Tol(Atol), Rtol, "bf16 dGate", shape);
         TensorAssert.Close(dUp.ToFloatsWidened(), refDUp, Tol(Atol), Rtol, "bf16 dUp", shape);
