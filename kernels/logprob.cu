@@ -11,6 +11,7 @@
 // dWeight. The full [tokens x vocab] logits never exist. Rows fold chunks in order: deterministic.
 // Reference: src/OR1.Native/Cpu/LogProb.cs.
 #include "common.cuh"
+#include "vector_io.cuh"
 
 /// Launch: 1-D grid-stride over rows, blocks of up to 256 threads.
 OR1_BOUNDED_KERNEL(logprob_init, (256), (float* __restrict__ m, float* __restrict__ s, float* __restrict__ u, int rows)) {
@@ -62,8 +63,7 @@ static __device__ __forceinline__ void add_logits(SoftmaxMoments& a, const float
 static __device__ __forceinline__ int load_logits(const float* row, int c, int cols, bool vectorized, float (&z)[4]) {
     int k = min(4, cols - c);
     if (vectorized && k == 4) {
-        float4 v = *reinterpret_cast<const float4*>(row + c);
-        z[0] = v.x, z[1] = v.y, z[2] = v.z, z[3] = v.w;
+        load_floats<4>(row + c, z);
     } else {
 #pragma unroll
         for (int i = 0; i < 4; i++) z[i] = i < k ? row[c + i] : OR1_NEG_INF;
@@ -149,7 +149,7 @@ OR1_BOUNDED_KERNEL(logprob_finalize, (256), (const float* __restrict__ m, const 
 /// caller's alignment allows.
 static __device__ __forceinline__ void store4(float* out, const float (&g)[4], int k, bool vectorized) {
     if (vectorized && k == 4) {
-        *reinterpret_cast<float4*>(out) = float4{g[0], g[1], g[2], g[3]};
+        store_floats<4>(out, g);
         return;
     }
     for (int i = 0; i < k; i++) out[i] = g[i];
@@ -157,9 +157,7 @@ static __device__ __forceinline__ void store4(float* out, const float (&g)[4], i
 
 static __device__ __forceinline__ void store4(bf16* out, const float (&g)[4], int k, bool vectorized) {
     if (vectorized && k == 4) {
-        bf16x2 lo = pack_bf16x2(g[0], g[1]), hi = pack_bf16x2(g[2], g[3]);
-        unsigned long long both = (static_cast<unsigned long long>(hi.bits) << 32) | lo.bits;
-        *reinterpret_cast<unsigned long long*>(out) = both;
+        store8(out, uint2{pack_bf16x2(g[0], g[1]).bits, pack_bf16x2(g[2], g[3]).bits});
         return;
     }
     for (int i = 0; i < k; i++) out[i] = from_f32<bf16>(g[i]);
