@@ -127,6 +127,19 @@ namespace or1_storage_bf16 { using S = bf16; }
     OR1_BOUNDED_KERNEL(name##_bf16, BOUNDS, PARAMS) { name<S> ARGS; }                               \
     }
 
+// ------------------------------------------------------------------ 16-byte global loads
+
+/// 16 bytes of global memory in one instruction (LDG.E.128): a warp whose lanes read consecutive 16-byte pieces of a row
+/// moves it in whole 32-byte sectors. The address must be 16-byte aligned: a GPU faults on a misaligned vector load
+/// (CUDA_ERROR_MISALIGNED_ADDRESS), and the emulator refuses it the same way, so a launcher that picks the vector path for
+/// a misaligned view fails in CI. Read-only for the kernel's lifetime (the non-coherent path, __ldg).
+static __device__ __forceinline__ uint4 load_global_16(const void* p) {
+#if !defined(OR1_CUDA)
+    if (reinterpret_cast<unsigned long long>(p) % 16 != 0) ::or1emu::trap("load_global_16: a 16-byte global load from an address that is not 16-byte aligned");
+#endif
+    return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
 // ------------------------------------------------------------------ reductions
 
 static __device__ __forceinline__ float warp_sum(float v) {

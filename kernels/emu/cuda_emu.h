@@ -46,6 +46,7 @@ struct dim3 {
 };
 struct float2 { float x, y; };
 struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 struct int2 { int x, y; };
 
 namespace or1emu {

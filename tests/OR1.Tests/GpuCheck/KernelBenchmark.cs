@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using OR1.Native;
 using OR1.Native.Cuda;
+using OR1.Tests.Support;
 
 namespace OR1.Tests.GpuCheck;
 
@@ -98,6 +99,32 @@ public static class KernelBenchmark
                 KernelCost.AttentionForwardFlops(lengths, heads)));
             rows.Add(new("AttentionBackward", shape, Time(() => gpu.AttentionBackward(dO, q, k, v, o, lse, seqs, heads, heads.DefaultScale, dq, dk, dv)), 0,
                 KernelCost.AttentionBackwardFlops(lengths, heads)));
+        }
+
+        // ---- decode (attention_decode.cu, flash-decoding): one query row per sequence against its KV cache, GB/s of cache
+        // read. 64 rows of 4K and one row of 32K (only the split over the sequence fills the device there), Qwen2.5-7B's
+        // heads (28/4) and 1.5B's (12/2), head dim 128; bf16, and fp32 once.
+        int decodeLength = quick ? 2048 : 4096, longLength = quick ? 16384 : 32768;
+        Decode(DType.BFloat16, 64, decodeLength, new AttentionHeads(28, 4, 128));
+        Decode(DType.BFloat16, 1, longLength, new AttentionHeads(28, 4, 128));
+        Decode(DType.BFloat16, 64, decodeLength, new AttentionHeads(12, 2, 128));
+        Decode(DType.BFloat16, 1, longLength, new AttentionHeads(12, 2, 128));
+        Decode(DType.Float32, 64, decodeLength, new AttentionHeads(28, 4, 128));
+
+        void Decode(DType storage, int batch, int length, AttentionHeads heads)
+        {
+            using var q = gpu.Allocate(storage, new TensorShape(batch, heads.QueryWidth));
+            using var keys = gpu.Allocate(storage, new TensorShape(batch, length, heads.KvWidth));
+            using var values = gpu.Allocate(storage, new TensorShape(batch, length, heads.KvWidth));
+            using var o = gpu.Allocate(storage, new TensorShape(batch, heads.QueryWidth));
+            using var slots = gpu.Ints(Enumerable.Range(0, batch).ToArray(), batch);
+            using var lengths = gpu.Ints(Enumerable.Repeat(length, batch).ToArray(), batch);
+            gpu.Fill(q, 0.01f);
+            gpu.Fill(keys, 0.02f);
+            gpu.Fill(values, 0.03f);
+            double bytes = (2.0 * batch * length * heads.KvWidth + 2.0 * batch * heads.QueryWidth) * storage.SizeOf();
+            string shape = $"{batch} x {length}, {heads.NumHeads}/{heads.NumKvHeads} heads, d {heads.HeadDim}, {(storage == DType.BFloat16 ? "bf16" : "fp32")}";
+            rows.Add(new("AttentionDecode", shape, Time(() => gpu.AttentionDecode(q, keys, values, slots, lengths, heads, heads.DefaultScale, o)), bytes, 0));
         }
 
         // ---- GEMM (cuBLAS fp32) and the chunked log-prob (Qwen2-7B's hidden and vocabulary sizes)

@@ -11,8 +11,9 @@ namespace OR1.Tests.Kernels;
 /// Checks on the machine code of every kernels/*.cu (what ships as PTX, which the driver compiles with the same ptxas)
 /// for sm_80 and sm_90, so that what only a GPU would show fails in CI: nothing spills to local memory; every entry
 /// declares launch bounds and fits the registers they leave; static shared memory fits the 48 KB that needs no opt-in;
-/// the bf16 attention forward and backward run on tensor cores (HMMA); the emulator enforces the bounds the compiled
-/// code has. The table of every entry (registers, shared memory, spills, HMMA, bounds) is in the test output.
+/// the bf16 attention forward and backward run on tensor cores (HMMA); decode reads its cache with 16-byte loads
+/// (LDG.E.128); the emulator enforces the bounds the compiled code has. The table of every entry (registers, shared
+/// memory, spills, HMMA, 16-byte loads, bounds) is in the test output.
 /// Dynamic shared memory is not checked here: the launchers compute it, and the emulator refuses a launch above the
 /// kernel's opt-in or the device's maximum (EmuHardwareRulesTests); static + dynamic together is not checked.
 /// Without nvcc the fixture is ignored, unless OR1_REQUIRE_NVCC=1 (CI), which fails it instead.
@@ -25,7 +26,7 @@ public sealed class CompiledCodeTests
     /// <summary>
     /// Kernels that must do their matrix products on tensor cores: the bf16 attention forward and the backward's dQ and
     /// dK/dV kernels (attention.cu exports them per head dim: attention_forward_bf16_d64, ...). Not the Di pre-pass
-    /// (attention_backward_dot: a row-wise dot product), not decode (one query row per warp), not attention_simt.cu
+    /// (attention_backward_dot: a row-wise dot product), not decode (one query row per (batch row, head): CUDA cores, bandwidth-bound), not attention_simt.cu
     /// (the CUDA-core path for fp32 storage and head dims that are not a multiple of 8). Each pattern must match at least
     /// one compiled entry, so a rename cannot make the check pass by matching nothing.
     /// </summary>
@@ -33,6 +34,16 @@ public sealed class CompiledCodeTests
     [
         new(@"^attention_forward_bf16"),
         new(@"^attention_backward_(?:dq|dkv|dk|dv)_bf16"),
+    ];
+
+    /// <summary>
+    /// Kernels that must read global memory with 16-byte loads (LDG.E.128): decode's split kernels on their vector path
+    /// (kernels/attention_decode.cu), where lanes read whole cache rows 16 bytes at a time. The scalar path
+    /// (attention_decode_split_scalar_*) is the fallback for head dims that are not a multiple of 8 and is not held to it.
+    /// </summary>
+    private static readonly Regex[] SixteenByteLoadKernels =
+    [
+        new(@"^attention_decode_split_g\d+_(?:f32|bf16)$"),
     ];
 
     private static readonly int[] Architectures = [80, 90];
@@ -90,11 +101,11 @@ public sealed class CompiledCodeTests
                         $"{_kernels.Count} entries, {elapsed.TotalSeconds:0.0} s on {cores} cores " +
                         $"(slowest: {string.Join(", ", _compilations.OrderByDescending(c => c.Elapsed).Take(3).Select(c => $"{c.File} sm_{c.Arch} {c.Elapsed.TotalSeconds:0.0} s"))})");
         text.AppendLine();
-        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA |");
-        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA | LDG.128 |");
+        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var k in _kernels)
             text.AppendLine($"| {k.File} | {k.Name} | sm_{k.Arch} | {k.Registers} | {k.RegisterBudget} | {k.LaunchBounds} | {k.StaticSharedBytes} | " +
-                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} |");
+                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} | {k.Ldg128} |");
         return text.ToString();
     }
 
@@ -174,6 +185,24 @@ public sealed class CompiledCodeTests
                                                    "renamed, or attention.cu missing?):" + Environment.NewLine + List(unmatched));
             Assert.That(without, Is.Empty, () => "bf16 attention kernels without a tensor-core instruction (HMMA) in their SASS (issue 18 §2; the attention " +
                                                  "rewrite is in progress, and the lead decides when this check becomes a gate):" + Environment.NewLine + List(without));
+        });
+    }
+
+    /// <summary>
+    /// Issue 19: decode reads the KV cache in 16-byte loads, a warp taking whole contiguous rows (coalesced), on both
+    /// architectures and in both storages.
+    /// </summary>
+    [Test]
+    public void DecodeReadsTheCacheWithSixteenByteLoads()
+    {
+        var unmatched = SixteenByteLoadKernels.Where(p => !_kernels.Any(k => p.IsMatch(k.Name))).Select(p => p.ToString()).ToList();
+        var without = _kernels.Where(k => SixteenByteLoadKernels.Any(p => p.IsMatch(k.Name)) && k.Ldg128 == 0)
+            .Select(k => $"{k.File} {k.Name} sm_{k.Arch}").ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(unmatched, Is.Empty, () => "no compiled entry matches these expected 16-byte-load kernel patterns (CompiledCodeTests.SixteenByteLoadKernels; " +
+                                                   "renamed, or attention_decode.cu missing?):" + Environment.NewLine + List(unmatched));
+            Assert.That(without, Is.Empty, () => "kernels without a 16-byte global load (LDG.E.128) in their SASS:" + Environment.NewLine + List(without));
         });
     }
 
