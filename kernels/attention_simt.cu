@@ -1,7 +1,7 @@
 // attention_simt.cu — fused causal grouped-query attention over packed variable-length sequences on the CUDA cores
 // (no tensor cores): the fp32 path (exact to fp32, which TF32 tensor-core math would not be), bf16 with a head dim
-// that is not a multiple of 8 (rows not 16-byte aligned for cp.async), the Di pre-pass of the backward and decode.
-// The tensor-core bf16 kernels are in attention.cu.
+// that is not a multiple of 8 (rows not 16-byte aligned for cp.async) and the Di pre-pass of the backward.
+// The tensor-core bf16 kernels are in attention.cu, decode over a KV cache in attention_decode.cu.
 //
 // Forward: FlashAttention-2 tiling with an online softmax. A block owns ATT_BQ query rows of one
 // sequence and one query head; it walks the key/value rows of that sequence up to its last query row
@@ -16,7 +16,7 @@
 //   attention_backward_dq_simt   per query tile: dQ = scale * sum_j dS_ij K_j
 //   attention_backward_dkv_simt  per key tile and kv head: dV = sum_i P_ij dO_i, dK = scale * sum_i dS_ij Q_i,
 //                           summed over the G query heads that share the kv head
-// with dS_ij = P_ij (dO_i . V_j - Di). Decode: one warp per (batch row, query head) over its KV cache.
+// with dS_ij = P_ij (dO_i . V_j - Di).
 //
 // Every kernel exists for float and bf16 storage (q, k, v, outputs and their gradients; the log-sum-exp, Di
 // and all arithmetic are fp32). Head dims up to 256 (ATT_MAX_DPL columns per lane).
@@ -378,77 +378,3 @@ static __device__ __forceinline__ void attention_backward_dkv_simt(const S* __re
 OR1_BOUNDED_STORAGE_KERNELS(attention_backward_dkv_simt, (128),
                     (const S* __restrict__ dOut, const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ Di, const int* __restrict__ offsets, S* __restrict__ dk, S* __restrict__ dv, int numHeads, int numKvHeads, int headDim, float scale),
                     (dOut, q, k, v, lse, Di, offsets, dk, dv, numHeads, numKvHeads, headDim, scale))
-
-/// One query row per batch entry against its KV cache slot: positions [0, lengths[b]).
-/// A slot outside [0, slots) (check id `check`) or a length outside [1, maxLength] (id check + 1) is reported to
-/// the error record (common.cuh) and the row's output zeroed, without touching the cache.
-/// Launch: grid (numHeads, batch), block 32, dynamic shared (D + 32) floats.
-template <typename S>
-static __device__ __forceinline__ void attention_decode(const S* __restrict__ q, const S* __restrict__ keyCache,
-                                 const S* __restrict__ valueCache, const int* __restrict__ cacheSlots,
-                                 const int* __restrict__ lengths, S* __restrict__ out, int maxLength,
-                                 int numHeads, int numKvHeads, int headDim, float scale, int slots,
-                                 unsigned long long* errors, unsigned check) {
-    int h = blockIdx.x, b = blockIdx.y, lane = threadIdx.x;
-    int D = headDim, dpl = (D + 31) / 32;
-    int hk = h / (numHeads / numKvHeads);
-    long long qStride = static_cast<long long>(numHeads) * D, kvStride = static_cast<long long>(numKvHeads) * D;
-    int length = lengths[b], slot = cacheSlots[b];
-    bool reporter = h == 0 && lane == 0;
-    bool slotOk = slot >= 0 && slot < slots, lengthOk = length >= 1 && length <= maxLength;
-    if (!slotOk || !lengthOk) {
-        // Uniform across the block (one warp), so returning early leaves no lane behind a barrier.
-        if (reporter && !slotOk) report_bad_index(errors, check, b, slot);
-        if (reporter && !lengthOk) report_bad_index(errors, check + 1, b, length);
-        for (int d = lane; d < D; d += 32) out[b * qStride + h * D + d] = from_f32<S>(0.0f);
-        return;
-    }
-    const S* kBase = keyCache + static_cast<long long>(slot) * maxLength * kvStride + hk * D;
-    const S* vBase = valueCache + static_cast<long long>(slot) * maxLength * kvStride + hk * D;
-
-    OR1_DYNAMIC_SHARED(float, smem);
-    float* qs = smem;     // [D], pre-scaled
-    float* ps = qs + D;   // [32]
-    for (int d = lane; d < D; d += 32) qs[d] = to_f32(q[b * qStride + h * D + d]) * scale;
-    __syncwarp();
-
-    float m = OR1_NEG_INF, l = 0.f, acc[ATT_MAX_DPL];
-#pragma unroll
-    for (int i = 0; i < ATT_MAX_DPL; i++) acc[i] = 0.f;
-    for (int kt = 0; kt < length; kt += 32) {
-        int keys = min(32, length - kt);
-        float s = OR1_NEG_INF;
-        if (lane < keys) {
-            const S* kr = kBase + (kt + lane) * kvStride;
-            float dot = 0.f;
-            for (int d = 0; d < D; d++) dot += qs[d] * to_f32(kr[d]);
-            s = dot;
-        }
-        float mNew = fmaxf(m, warp_max(s));
-        float p = s == OR1_NEG_INF ? 0.f : expf(s - mNew);
-        float alpha = expf(m - mNew);
-        l = l * alpha + warp_sum(p);
-        m = mNew;
-        ps[lane] = p;
-        __syncwarp();
-#pragma unroll
-        for (int i = 0; i < ATT_MAX_DPL; i++) {
-            int d = lane + 32 * i;
-            if (i < dpl && d < D) {
-                float a = acc[i] * alpha;
-                for (int t = 0; t < keys; t++) a += ps[t] * to_f32(vBase[(kt + t) * kvStride + d]);
-                acc[i] = a;
-            }
-        }
-        __syncwarp();
-    }
-    float inv = 1.0f / l;
-#pragma unroll
-    for (int i = 0; i < ATT_MAX_DPL; i++) {
-        int d = lane + 32 * i;
-        if (i < dpl && d < D) out[b * qStride + h * D + d] = from_f32<S>(acc[i] * inv);
-    }
-}
-OR1_BOUNDED_STORAGE_KERNELS(attention_decode, (32),
-                    (const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, int maxLength, int numHeads, int numKvHeads, int headDim, float scale, int slots, unsigned long long* errors, unsigned check),
-                    (q, keyCache, valueCache, cacheSlots, lengths, out, maxLength, numHeads, numKvHeads, headDim, scale, slots, errors, check))

@@ -7,10 +7,11 @@ namespace OR1.Bench.Kernels;
 /// Fused causal grouped-query attention (kernels/attention.cu, Cpu/Attention.cs, Ilgpu/Attention.cs)
 /// over packed sequences, forward and backward, counted as FlashAttention does (<see cref="KernelCost"/>:
 /// 4 S² H D per sequence, halved for causal; backward 2.5x). Decode is one query row per sequence
-/// against its KV cache: bound by reading the cache, so it reports GB/s and runs
-/// <see cref="KernelBenchmark.Launches"/> launches per operation. Each case runs in fp32 storage (the CUDA-core
-/// kernels of attention_simt.cu on the kernel backends) and, on the backends that store bf16, in bf16 storage
-/// (the tensor-core kernels of attention.cu): the cases ending in "/bf16".
+/// against its KV cache (kernels/attention_decode.cu, flash-decoding): bound by reading the cache, so it reports GB/s and
+/// runs <see cref="KernelBenchmark.Launches"/> launches per operation; <see cref="DecodeOneLongRow"/> reads the same bytes
+/// as one row with a cache that many times longer, the shape that only a split over the sequence fills a device with.
+/// Each case runs in fp32 storage (the CUDA-core kernels of attention_simt.cu on the kernel backends) and, on the backends
+/// that store bf16, in bf16 storage (the tensor-core kernels of attention.cu): the cases ending in "/bf16".
 /// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Attention*'</code>
 /// </summary>
 public class AttentionBenchmarks : KernelBenchmark
@@ -18,6 +19,7 @@ public class AttentionBenchmarks : KernelBenchmark
     private Tensor _q = null!, _k = null!, _v = null!, _o = null!, _lse = null!, _dO = null!, _dq = null!, _dk = null!, _dv = null!;
     private Segments _sequences = null!;
     private Tensor _decodeQ = null!, _keyCache = null!, _valueCache = null!, _slots = null!, _lengths = null!, _decodeOut = null!;
+    private Tensor _longQ = null!, _longKeyCache = null!, _longValueCache = null!, _longSlot = null!, _longLength = null!, _longOut = null!;
 
     private AttentionHeads Heads => Model.Heads;
 
@@ -25,6 +27,9 @@ public class AttentionBenchmarks : KernelBenchmark
     private int[] SequenceLengths => Case.Lengths(Scale.Sequences, Scale.SequenceLength);
 
     private int[] CacheLengths => Case.Lengths(Scale.DecodeRows, Scale.DecodeLength);
+
+    /// <summary>The long row's cache: as many positions as all decode rows' caches together.</summary>
+    private int LongCacheLength => CacheLengths.Sum();
 
     /// <inheritdoc />
     public override IEnumerable<KernelCase> Cases() => KernelCase.ForModelsInEachStorage();
@@ -52,6 +57,13 @@ public class AttentionBenchmarks : KernelBenchmark
         _slots = Ints(Enumerable.Range(0, rows).ToArray());
         _lengths = Ints(CacheLengths);
         _decodeOut = StoredZeros(new TensorShape(rows, Heads.QueryWidth));
+        // The long row reuses the decode caches' memory, viewed as one slot (the same bytes, contiguous).
+        _longKeyCache = _keyCache.Reshape(1, rows * Scale.DecodeLength, Heads.KvWidth);
+        _longValueCache = _valueCache.Reshape(1, rows * Scale.DecodeLength, Heads.KvWidth);
+        _longSlot = Ints([0]);
+        _longLength = Ints([LongCacheLength]);
+        _longQ = _decodeQ.SliceRows(0, 1);
+        _longOut = _decodeOut.SliceRows(0, 1);
     }
 
     [Benchmark]
@@ -72,8 +84,13 @@ public class AttentionBenchmarks : KernelBenchmark
     public void Decode() => Repeat<AttentionBenchmarks>(static b =>
         b.Backend.AttentionDecode(b._decodeQ, b._keyCache, b._valueCache, b._slots, b._lengths, b.Heads, b.Heads.DefaultScale, b._decodeOut));
 
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void DecodeOneLongRow() => Repeat<AttentionBenchmarks>(static b =>
+        b.Backend.AttentionDecode(b._longQ, b._longKeyCache, b._longValueCache, b._longSlot, b._longLength, b.Heads, b.Heads.DefaultScale, b._longOut));
+
     public override long BytesMoved(string method) => method switch
     {
+        nameof(DecodeOneLongRow) => (2L * LongCacheLength * Heads.KvWidth + 2L * Heads.QueryWidth) * Case.Storage.SizeOf(),
         // Each row reads its cache prefix (keys and values), its query and writes its output.
         nameof(Decode) => (CacheLengths.Sum(l => 2L * l * Heads.KvWidth) + 2L * Scale.DecodeRows * Heads.QueryWidth) * Case.Storage.SizeOf(),
         _ => 0, // compute-bound: judged by GFLOP/s

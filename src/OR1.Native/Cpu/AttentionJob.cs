@@ -27,7 +27,7 @@ internal static unsafe partial class CpuAttention
         public int[] Items = new int[96];
         public int ItemCount;
 
-        public readonly Action<int> PackForward, PackBackward, ForwardTile, DqTile, DkvBlock, DecodeItem;
+        public readonly Action<int> PackForward, PackBackward, ForwardTile, DqTile, DkvBlock, DecodeItem, DecodeMerge;
 
         public Job()
         {
@@ -37,6 +37,7 @@ internal static unsafe partial class CpuAttention
             DqTile = RunDqTile;
             DkvBlock = RunDkvBlock;
             DecodeItem = RunDecodeItem;
+            DecodeMerge = RunDecodeMerge;
         }
 
         public int PackCount => Hkv * PackChunks;
@@ -69,7 +70,7 @@ internal static unsafe partial class CpuAttention
         {
             Offsets = [];
             Q = K = V = O = Lse = DO = DQ = DK = DV = null;
-            Kt = Vt = Di = KCache = VCache = null;
+            Kt = Vt = Di = KCache = VCache = DecodePartials = null;
             Slots = Lengths = null;
         }
 

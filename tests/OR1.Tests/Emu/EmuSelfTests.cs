@@ -48,7 +48,7 @@ public sealed unsafe class EmuSelfTests
     public void RegistryHoldsEveryKernelFamily()
     {
         var names = EmuBackend.KernelNames();
-        foreach (var kernel in new[] { "attention_forward_simt_f32", "attention_backward_dkv_simt_bf16", "attention_forward_bf16_d128", "attention_backward_dkv_bf16_d64", "attention_backward_dq_bf16_d256", "attention_backward_dk_bf16_d256", "attention_decode_bf16", "rmsnorm_forward_f32",
+        foreach (var kernel in new[] { "attention_forward_simt_f32", "attention_backward_dkv_simt_bf16", "attention_forward_bf16_d128", "attention_backward_dkv_bf16_d64", "attention_backward_dq_bf16_d256", "attention_backward_dk_bf16_d256", "attention_decode_split_g8_bf16", "attention_decode_split_scalar_g1_f32", "attention_decode_combine_bf16", "rmsnorm_forward_f32",
                      "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows", "adamw_step", "sumsq_multi",
                      "embedding_backward_bf16", "policy_loss_forward", "gemm_f32", "gemm_bf16", "gemm_bf16_f32", "convert_f32_bf16", "convert_bf16_f32",
                      "tc_probe_mma_bf16", "tc_probe_mma_tf32", "tc_probe_ldmatrix", "tc_probe_cp_async", "tc_matmul_bf16", "tc_matmul_tf32" })
@@ -207,6 +207,21 @@ public sealed unsafe class EmuSelfTests
                 backend.AttentionForward(q, k, v, seqs, heads, heads.DefaultScale, y, lse);
                 backend.AttentionBackward(dy, q, k, v, y, lse, seqs, heads, heads.DefaultScale, dq, dk, dv);
                 results.AddRange([y.ToFloats(), lse.ToFloats(), dq.ToFloats(), dk.ToFloats(), dv.ToFloats()]);
+
+                // Decode of one row with a cache long enough to split (the split kernel's merge through shared memory, then the
+                // combine), on the 16-byte path (head dim 40) and the scalar one (head dim 12).
+                foreach (var decodeHeads in (ReadOnlySpan<AttentionHeads>)[heads, new AttentionHeads(7, 1, 12)])
+                {
+                    const int decodeRows = 1, cacheLength = 1100;
+                    using var dq1 = backend.Floats(TestData.Normal(decodeRows * decodeHeads.QueryWidth, 9), decodeRows, decodeHeads.QueryWidth);
+                    using var kc = backend.Floats(TestData.Normal(decodeRows * cacheLength * decodeHeads.KvWidth, 10), decodeRows, cacheLength, decodeHeads.KvWidth);
+                    using var vc = backend.Floats(TestData.Normal(decodeRows * cacheLength * decodeHeads.KvWidth, 11), decodeRows, cacheLength, decodeHeads.KvWidth);
+                    using var slots = backend.Ints([0], decodeRows);
+                    using var cacheLengths = backend.Ints([cacheLength - 3], decodeRows);
+                    using var decoded = backend.Zeros(decodeRows, decodeHeads.QueryWidth);
+                    backend.AttentionDecode(dq1, kc, vc, slots, cacheLengths, decodeHeads, decodeHeads.DefaultScale, decoded);
+                    results.Add(decoded.ToFloats());
+                }
 
                 using var w = backend.Floats(TestData.Uniform(heads.QueryWidth, 5), heads.QueryWidth);
                 using var normed = backend.Zeros(n, heads.QueryWidth);

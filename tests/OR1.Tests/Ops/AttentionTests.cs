@@ -1,4 +1,5 @@
 using OR1.Native;
+using OR1.Native.Kernels;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -139,5 +140,74 @@ public sealed class AttentionTests(BackendCase backendCase) : OpTestBase(backend
         var lastRow = full.ToFloats().AsSpan((len - 1) * shape.QueryWidth, shape.QueryWidth).ToArray();
         var decodedRow = y.ToFloats().AsSpan(1 * shape.QueryWidth, shape.QueryWidth).ToArray();
         TensorAssert.Close(decodedRow, lastRow, 1e-5, 1e-5, "decode vs last row of forward");
+    }
+
+    /// <summary>Cache lengths mixed in one decode batch: a single position, both sides of 16 (15, 16, 17), and long ones
+    /// (1000 is the cache's capacity) that the kernels cut into several splits where the launch shape splits at all.</summary>
+    private static readonly int[] DecodeLengthPattern = [1, 15, 16, 17, 1000, 257, 511, 2, 640];
+
+    /// <summary>(query heads, kv heads, head dim): GQA 7, 2 and 1; head dims 64, 80 (10 of 16 lanes of a row group hold
+    /// columns) and 128.</summary>
+    private static readonly object[] DecodeBatchCases =
+    [
+        new object[] { 7, 1, 64 },
+        new object[] { 4, 2, 80 },
+        new object[] { 2, 2, 128 },
+    ];
+
+    /// <summary>
+    /// Decodes q [batch, QueryWidth] against seeded caches [slots, maxLength, KvWidth] and the double reference; Launches is
+    /// what the decode call launched on a kernel backend (-1 on the others).
+    /// </summary>
+    private (float[] Output, double[] Expected, long Launches) Decode(AttentionHeads shape, int[] cacheSlots, int[] lengths, int slots, int maxLength, float scale, int seed)
+    {
+        int batch = lengths.Length;
+        var keyCache = TestData.Normal(slots * maxLength * shape.KvWidth, seed);
+        var valueCache = TestData.Normal(slots * maxLength * shape.KvWidth, seed + 1);
+        var q = TestData.Normal(batch * shape.QueryWidth, seed + 2);
+        var y = Poisoned(batch, shape.QueryWidth);
+        var (qt, kc, vc) = (Floats(q, batch, shape.QueryWidth), Floats(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth));
+        var (slotTensor, lengthTensor) = (Ints(cacheSlots, batch), Ints(lengths, batch));
+        var before = (Backend as KernelBackend)?.Counters;
+        Backend.AttentionDecode(qt, kc, vc, slotTensor, lengthTensor, shape, scale, y);
+        long launches = Backend is KernelBackend kernels ? (kernels.Counters - before!.Value).Launches : -1;
+        var expected = AttentionReference.Decode(TestData.ToDouble(q), TestData.ToDouble(keyCache), TestData.ToDouble(valueCache), cacheSlots, lengths, maxLength,
+            shape.NumHeads, shape.NumKvHeads, shape.HeadDim, scale);
+        return (y.ToFloats(), expected, launches);
+    }
+
+    [TestCaseSource(nameof(DecodeBatchCases))]
+    public void DecodeMatchesReferenceForABatchOfMixedCacheLengths(int heads, int kvHeads, int headDim)
+    {
+        SkipIfLarge(true, "33 decode rows with caches of up to 1000 positions");
+        var shape = new AttentionHeads(heads, kvHeads, headDim);
+        const int batch = 33, slots = 8, maxLength = 1000;
+        var lengths = Enumerable.Range(0, batch).Select(b => DecodeLengthPattern[b % DecodeLengthPattern.Length]).ToArray();
+        // Rows share slots (a prompt's samples read one prefix), in an order unlike the rows'.
+        var cacheSlots = Enumerable.Range(0, batch).Select(b => (5 * b + 3) % slots).ToArray();
+        var (output, expected, _) = Decode(shape, cacheSlots, lengths, slots, maxLength, shape.DefaultScale, 30);
+        TensorAssert.Close(output, expected, Tol(2e-5), Tol(1e-4), "decode output", [batch, heads, headDim]);
+    }
+
+    /// <summary>
+    /// One row with a 4097-position cache: the kernel backends cut it into several splits (a split launch and a combine,
+    /// two launches; one launch for a short cache) and the Cpu backend into several chunks, merged by their log-sum-exp in a
+    /// fixed order, so a second run gives the same bits.
+    /// </summary>
+    [Test]
+    public void DecodeSplitsALongCacheAtBatchOneAndRepeatsItsBits()
+    {
+        SkipIfLarge(true, "a 4097-position cache");
+        var shape = new AttentionHeads(7, 1, 128);
+        const int maxLength = 4097;
+        var (first, expected, launches) = Decode(shape, [0], [maxLength], 1, maxLength, shape.DefaultScale, 40);
+        if (launches >= 0) Assert.That(launches, Is.EqualTo(2), "a long cache at batch 1: the split kernel, then the combine");
+        TensorAssert.Close(first, expected, Tol(2e-5), Tol(1e-4), "decode output", [1, shape.NumHeads, shape.HeadDim]);
+        var (second, _, _) = Decode(shape, [0], [maxLength], 1, maxLength, shape.DefaultScale, 40);
+        Assert.That(second, Is.EqualTo(first), "a second decode of the same data");
+
+        var (shortOutput, shortExpected, shortLaunches) = Decode(shape, [0], [17], 1, 17, shape.DefaultScale, 41);
+        if (shortLaunches >= 0) Assert.That(shortLaunches, Is.EqualTo(1), "a 17-position cache: one split, no combine");
+        TensorAssert.Close(shortOutput, shortExpected, Tol(2e-5), Tol(1e-4), "decode output (17 positions)", [1, shape.NumHeads, shape.HeadDim]);
     }
 }

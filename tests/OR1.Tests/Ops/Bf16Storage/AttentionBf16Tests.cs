@@ -1,4 +1,5 @@
 using OR1.Native;
+using OR1.Native.Kernels;
 using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
@@ -203,6 +204,68 @@ public sealed class AttentionBf16Tests(BackendCase backendCase) : OpTestBase(bac
         var rowBound = RoundedSumBound(weightedAbsV.AsSpan((len - 1) * shape.QueryWidth, shape.QueryWidth).ToArray(), TestData.ToDouble(decodeRow), Tol(OutputAtol))
             .Select(b => 2 * b).ToArray(); // the decode's own rounding on top of the forward's
         Bf16Check.Within(forwardRow, TestData.ToDouble(decodeRow), rowBound, "the last row of the packed forward vs decode", [heads, headDim]);
+    }
+
+    /// <summary>Cache lengths of the mixed decode batch: 1, both sides of 16, and long ones that a split launch cuts into chunks.</summary>
+    private static readonly int[] DecodeLengthPattern = [1, 15, 16, 17, 1000, 257, 511, 2, 640];
+
+    /// <summary>(query heads, kv heads, head dim) of the mixed decode batch: GQA 7, 2 and 1 with head dims 64, 80 and 128 on
+    /// the 16-byte path, and 36 (not a multiple of 8) on the scalar path.</summary>
+    private static readonly object[] DecodeBatchCases =
+    [
+        new object[] { 7, 1, 64 },
+        new object[] { 4, 2, 80 },
+        new object[] { 2, 2, 128 },
+        new object[] { 4, 2, 36 },
+    ];
+
+    /// <summary>
+    /// bf16 decode of seeded bf16-valued data against the reference (the error model of the decode test above) and against
+    /// the fp32 kernel on the same values, rounded once; returns the bf16 output and what the bf16 decode launched.
+    /// </summary>
+    private (BFloat16[] Output, long Launches) DecodeAgainstReferenceAndFp32(AttentionHeads shape, int[] cacheSlots, int[] lengths, int slots, int maxLength, int seed)
+    {
+        int b = lengths.Length;
+        float scale = shape.DefaultScale;
+        var keyCache = Bf16.Round(TestData.Normal(slots * maxLength * shape.KvWidth, seed));
+        var valueCache = Bf16.Round(TestData.Normal(slots * maxLength * shape.KvWidth, seed + 1));
+        var q = Bf16.Round(TestData.Normal(b * shape.QueryWidth, seed + 2));
+        var y = Own(Backend.PoisonedBFloat16(b, shape.QueryWidth));
+        var (qt, kc, vc) = (Own(Backend.BFloat16s(q, b, shape.QueryWidth)), Own(Backend.BFloat16s(keyCache, slots, maxLength, shape.KvWidth)),
+            Own(Backend.BFloat16s(valueCache, slots, maxLength, shape.KvWidth)));
+        var (slotTensor, lengthTensor) = (Ints(cacheSlots, b), Ints(lengths, b));
+        var before = ((KernelBackend)Backend).Counters;
+        Backend.AttentionDecode(qt, kc, vc, slotTensor, lengthTensor, shape, scale, y);
+        long launches = (((KernelBackend)Backend).Counters - before).Launches;
+        var expected = AttentionReference.Decode(TestData.ToDouble(q), TestData.ToDouble(keyCache), TestData.ToDouble(valueCache), cacheSlots, lengths, maxLength,
+            shape.NumHeads, shape.NumKvHeads, shape.HeadDim, scale);
+        Bf16Check.Close(y.ToFloatsWidened(), expected, Tol(OutputAtol), U, "bf16 decode output", [b, shape.NumHeads, shape.HeadDim]);
+        var y32 = Poisoned(b, shape.QueryWidth);
+        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), Floats(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth),
+            slotTensor, lengthTensor, shape, scale, y32);
+        Bf16Bits.RoundedFromFp32(y, y32, Case, "decode output", [b, shape.NumHeads, shape.HeadDim]);
+        return (y.ToBFloat16s(), launches);
+    }
+
+    [TestCaseSource(nameof(DecodeBatchCases))]
+    public void DecodeOfAMixedBatchMatchesReferenceAndIsTheFp32KernelRoundedOnce(int heads, int kvHeads, int headDim)
+    {
+        const int batch = 33, slots = 8, maxLength = 1000;
+        var lengths = Enumerable.Range(0, batch).Select(b => DecodeLengthPattern[b % DecodeLengthPattern.Length]).ToArray();
+        var cacheSlots = Enumerable.Range(0, batch).Select(b => (5 * b + 3) % slots).ToArray();
+        DecodeAgainstReferenceAndFp32(new AttentionHeads(heads, kvHeads, headDim), cacheSlots, lengths, slots, maxLength, 50);
+    }
+
+    /// <summary>One row with a 4097-position cache: split (a split launch and the combine), and the same bits on a second run.</summary>
+    [Test]
+    public void DecodeOfALongCacheAtBatchOneSplitsAndRepeatsItsBits()
+    {
+        var shape = new AttentionHeads(7, 1, 128);
+        const int maxLength = 4097;
+        var (first, launches) = DecodeAgainstReferenceAndFp32(shape, [0], [maxLength], 1, maxLength, 60);
+        Assert.That(launches, Is.EqualTo(2), "a long cache at batch 1: the split kernel, then the combine");
+        var (second, _) = DecodeAgainstReferenceAndFp32(shape, [0], [maxLength], 1, maxLength, 60);
+        Bf16Bits.Equal(second, first, "a second decode of the same data");
     }
 
     /// <summary>
