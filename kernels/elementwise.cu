@@ -128,33 +128,34 @@ static __device__ __forceinline__ void copy_row(const unsigned char* __restrict_
         [&](long long b) { to[b] = from[b]; });
 }
 
-/// dst[i, :] = src[idx[i], :] for rows of rowBytes bytes (any dtype), idx[i] in [0, rows). An index outside is
-/// reported to the error record (check id `check`, see common.cuh) and its row of dst left as it was.
-/// Launch: grid over rows (grid-stride), one block of up to 128 threads per row.
-OR1_BOUNDED_KERNEL(gather_rows, (128), (const unsigned char* __restrict__ src, const int* __restrict__ idx,
-                                        unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
-                                        unsigned long long* errors, unsigned check)) {
+/// Moves the rows that idx names: gather (dst[i] = src[idx[i]]) or scatter (dst[idx[i]] = src[i]), rows of rowBytes
+/// bytes (any dtype), idx[i] in [0, rows). An index outside is reported to the error record (check id `check`, see
+/// common.cuh) and its row skipped. Launch: grid over count (grid-stride), one block of up to 128 threads per row.
+template <bool kGather>
+static __device__ __forceinline__ void move_rows(const unsigned char* __restrict__ src, const int* __restrict__ idx,
+                                                 unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
+                                                 unsigned long long* errors, unsigned check) {
     for (int i = blockIdx.x; i < count; i += gridDim.x) {
         int r = idx[i];
         if (r < 0 || r >= rows) {
             if (threadIdx.x == 0) report_bad_index(errors, check, i, r);
             continue;
         }
-        copy_row(src + static_cast<long long>(r) * rowBytes, dst + static_cast<long long>(i) * rowBytes, rowBytes);
+        long long from = kGather ? r : i, to = kGather ? i : r;
+        copy_row(src + from * rowBytes, dst + to * rowBytes, rowBytes);
     }
 }
 
-/// dst[idx[i], :] = src[i, :]; indices are distinct (contract), so rows never collide. An index outside
-/// [0, rows) is reported and its row skipped. Launch: as gather_rows.
+/// dst[i, :] = src[idx[i], :]. Launch: see move_rows.
+OR1_BOUNDED_KERNEL(gather_rows, (128), (const unsigned char* __restrict__ src, const int* __restrict__ idx,
+                                        unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
+                                        unsigned long long* errors, unsigned check)) {
+    move_rows<true>(src, idx, dst, count, rowBytes, rows, errors, check);
+}
+
+/// dst[idx[i], :] = src[i, :]; indices are distinct (contract), so rows never collide. Launch: see move_rows.
 OR1_BOUNDED_KERNEL(scatter_rows, (128), (const unsigned char* __restrict__ src, const int* __restrict__ idx,
                                          unsigned char* __restrict__ dst, int count, long long rowBytes, int rows,
                                          unsigned long long* errors, unsigned check)) {
-    for (int i = blockIdx.x; i < count; i += gridDim.x) {
-        int r = idx[i];
-        if (r < 0 || r >= rows) {
-            if (threadIdx.x == 0) report_bad_index(errors, check, i, r);
-            continue;
-        }
-        copy_row(src + static_cast<long long>(i) * rowBytes, dst + static_cast<long long>(r) * rowBytes, rowBytes);
-    }
+    move_rows<false>(src, idx, dst, count, rowBytes, rows, errors, check);
 }

@@ -77,7 +77,7 @@ public static class GpuCheckProgram
         {
             try
             {
-                var cases = KernelCaseSpec.Load(Option(args, "--cases") ?? RepositoryFile("bench/compare/gpu_cases.json"));
+                var cases = KernelCaseSpec.Load(Option(args, "--cases") ?? Path.Combine(OR1.Tests.Support.RepositoryPaths.Root, "bench", "compare", "gpu_cases.json"));
                 using var gpu = new CudaBackend();
                 Console.WriteLine($"gpu-check: {cases.Count} kernel cases (median of {(args.Contains("--quick") ? 5 : 15)} calls each)");
                 var records = KernelBenchmark.Run(gpu, cases, call => gpu.TimeMilliseconds(call), args.Contains("--quick") ? 5 : 15, Console.WriteLine);
@@ -91,14 +91,6 @@ public static class GpuCheckProgram
             }
         }
         return rc;
-    }
-
-    /// <summary>A file of the repository the check runs in (the working directory or a folder above it).</summary>
-    private static string RepositoryFile(string relative)
-    {
-        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, relative))) return Path.Combine(dir.FullName, relative);
-        return Path.Combine(Directory.GetCurrentDirectory(), relative); // Load names it in its error
     }
 
     private static string? Option(string[] args, string name)
