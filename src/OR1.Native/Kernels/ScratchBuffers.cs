@@ -7,7 +7,7 @@ namespace OR1.Native.Kernels;
 /// </summary>
 internal sealed class ScratchBuffers(IKernelRuntime runtime) : IDisposable
 {
-    public enum Slot { Flag, Stats, Tile, GradientTile, HiddenGradient, Table, NormTable, Partials, Exps, AttentionDi, Count }
+    public enum Slot { Flag, Stats, Tile, GradientTile, HiddenGradient, Table, NormTable, Partials, AttentionDi, Count }
 
     private readonly nint[] _pointers = new nint[(int)Slot.Count];
     private readonly long[] _sizes = new long[(int)Slot.Count];

@@ -129,6 +129,17 @@ public static class KernelBenchmark
         {
             gpu.Fill(logits, 0.5f);
             rows.Add(new("Sample (T = 1)", "64 x 152064", Time(() => gpu.Sample(logits, new SamplingOptions(), 1, 2, tok, tlp)), 64.0 * 152064 * 4 * 2, 0));
+            // Filtered sampling on uniform logits in [-8, 8) (a nucleus of about 19% of the vocabulary at top-p 0.95): the
+            // radix select's passes, in fp32 and bf16 storage. GB/s counts one read of the logits.
+            var random = new Random(7);
+            var values = new float[64 * 152064];
+            for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 16 - 8);
+            gpu.Upload<float>(values, logits);
+            using var stored = gpu.Allocate(DType.BFloat16, new TensorShape(64, 152064));
+            gpu.Convert(logits, stored);
+            rows.Add(new("Sample top-p 0.95", "64 x 152064", Time(() => gpu.Sample(logits, new SamplingOptions(1f, 0.95f), 1, 2, tok, tlp)), 64.0 * 152064 * 4, 0));
+            rows.Add(new("Sample top-k 50, top-p 0.95", "64 x 152064", Time(() => gpu.Sample(logits, new SamplingOptions(1f, 0.95f, 50), 1, 2, tok, tlp)), 64.0 * 152064 * 4, 0));
+            rows.Add(new("Sample top-p 0.95, bf16", "64 x 152064", Time(() => gpu.Sample(stored, new SamplingOptions(1f, 0.95f), 1, 2, tok, tlp)), 64.0 * 152064 * 2, 0));
         }
 
         var table = new StringBuilder();

@@ -11,8 +11,9 @@ namespace OR1.Tests.Kernels;
 /// Checks on the machine code of every kernels/*.cu (what ships as PTX, which the driver compiles with the same ptxas)
 /// for sm_80 and sm_90, so that what only a GPU would show fails in CI: nothing spills to local memory; every entry
 /// declares launch bounds and fits the registers they leave; static shared memory fits the 48 KB that needs no opt-in;
-/// the bf16 attention forward and backward run on tensor cores (HMMA); the emulator enforces the bounds the compiled
-/// code has. The table of every entry (registers, shared memory, spills, HMMA, bounds) is in the test output.
+/// the bf16 attention forward and backward run on tensor cores (HMMA); sampling streams its rows with 16-byte loads
+/// (LDG.E.128); the emulator enforces the bounds the compiled code has. The table of every entry (registers, shared
+/// memory, spills, HMMA, 16-byte loads, bounds) is in the test output.
 /// Dynamic shared memory is not checked here: the launchers compute it, and the emulator refuses a launch above the
 /// kernel's opt-in or the device's maximum (EmuHardwareRulesTests); static + dynamic together is not checked.
 /// Without nvcc the fixture is ignored, unless OR1_REQUIRE_NVCC=1 (CI), which fails it instead.
@@ -33,6 +34,15 @@ public sealed class CompiledCodeTests
     [
         new(@"^attention_forward_bf16"),
         new(@"^attention_backward_(?:dq|dkv|dk|dv)_bf16"),
+    ];
+
+    /// <summary>
+    /// Kernels that stream long rows from global memory and must do it with 16-byte loads (LDG.E.128): sampling reads a
+    /// whole vocabulary per row several times. Each pattern must match at least one compiled entry.
+    /// </summary>
+    private static readonly Regex[] StreamingKernels =
+    [
+        new(@"^sample_rows_(?:f32|bf16)$"),
     ];
 
     private static readonly int[] Architectures = [80, 90];
@@ -90,11 +100,11 @@ public sealed class CompiledCodeTests
                         $"{_kernels.Count} entries, {elapsed.TotalSeconds:0.0} s on {cores} cores " +
                         $"(slowest: {string.Join(", ", _compilations.OrderByDescending(c => c.Elapsed).Take(3).Select(c => $"{c.File} sm_{c.Arch} {c.Elapsed.TotalSeconds:0.0} s"))})");
         text.AppendLine();
-        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA |");
-        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+        text.AppendLine("| file | kernel | arch | registers | register budget | launch bounds | static smem bytes | stack bytes | spill bytes (st/ld) | HMMA | LDG.E.128 |");
+        text.AppendLine("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var k in _kernels)
             text.AppendLine($"| {k.File} | {k.Name} | sm_{k.Arch} | {k.Registers} | {k.RegisterBudget} | {k.LaunchBounds} | {k.StaticSharedBytes} | " +
-                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} |");
+                            $"{k.StackFrameBytes} | {k.SpillStoreBytes}/{k.SpillLoadBytes} | {k.Hmma} | {k.Ldg128} |");
         return text.ToString();
     }
 
@@ -174,6 +184,21 @@ public sealed class CompiledCodeTests
                                                    "renamed, or attention.cu missing?):" + Environment.NewLine + List(unmatched));
             Assert.That(without, Is.Empty, () => "bf16 attention kernels without a tensor-core instruction (HMMA) in their SASS (issue 18 §2; the attention " +
                                                  "rewrite is in progress, and the lead decides when this check becomes a gate):" + Environment.NewLine + List(without));
+        });
+    }
+
+    /// <summary>The streaming kernels read global memory 16 bytes per load on both architectures.</summary>
+    [Test]
+    public void StreamingKernelsUse16ByteLoads()
+    {
+        var unmatched = StreamingKernels.Where(p => !_kernels.Any(k => p.IsMatch(k.Name))).Select(p => p.ToString()).ToList();
+        var without = _kernels.Where(k => StreamingKernels.Any(p => p.IsMatch(k.Name)) && k.Ldg128 == 0)
+            .Select(k => $"{k.File} {k.Name} sm_{k.Arch}").ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(unmatched, Is.Empty, () => "no compiled entry matches these streaming kernel patterns (CompiledCodeTests.StreamingKernels):" +
+                                                   Environment.NewLine + List(unmatched));
+            Assert.That(without, Is.Empty, () => "streaming kernels without a 16-byte global load (LDG.E.128) in their SASS:" + Environment.NewLine + List(without));
         });
     }
 

@@ -20,6 +20,8 @@ internal sealed class CompiledKernel(string file, int arch, string name)
     public int SpillLoadBytes { get; set; }
     /// <summary>Tensor-core matrix multiply-accumulate instructions in the SASS (mma.sync compiles to HMMA).</summary>
     public int Hmma { get; set; }
+    /// <summary>16-byte global loads in the SASS (LDG.E.128, with or without a cache qualifier).</summary>
+    public int Ldg128 { get; set; }
     /// <summary>maxThreadsPerBlock of the launch bounds (.maxntid x * y * z in the PTX); null when the entry has none.</summary>
     public int? MaxThreads { get; set; }
     /// <summary>minBlocksPerSM of the launch bounds (.minnctapersm); 0 when not given.</summary>
@@ -78,10 +80,12 @@ internal sealed partial class KernelCompilation
         var kernels = ParsePtxas(log, file, arch, out var spillingCallees);
         var bounds = ParseLaunchBounds(ptx);
         var hmma = CountHmma(sass);
+        var ldg128 = CountPerFunction(sass, Ldg128());
         foreach (var kernel in kernels)
         {
             if (bounds.TryGetValue(kernel.Name, out var b)) (kernel.MaxThreads, kernel.MinBlocks) = b;
             kernel.Hmma = hmma.GetValueOrDefault(kernel.Name);
+            kernel.Ldg128 = ldg128.GetValueOrDefault(kernel.Name);
         }
         return new KernelCompilation
         {
@@ -151,7 +155,10 @@ internal sealed partial class KernelCompilation
     }
 
     /// <summary>HMMA instructions per function of cuobjdump -sass's listing ("Function : name" starts each function).</summary>
-    internal static Dictionary<string, int> CountHmma(string sass)
+    internal static Dictionary<string, int> CountHmma(string sass) => CountPerFunction(sass, Hmma());
+
+    /// <summary>Lines matching <paramref name="instruction"/> per function of cuobjdump -sass's listing.</summary>
+    internal static Dictionary<string, int> CountPerFunction(string sass, Regex instruction)
     {
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
         string? function = null;
@@ -162,7 +169,7 @@ internal sealed partial class KernelCompilation
                 function = f.Groups["name"].Value;
                 counts.TryAdd(function, 0);
             }
-            else if (function is not null && Hmma().IsMatch(line))
+            else if (function is not null && instruction.IsMatch(line))
             {
                 counts[function]++;
             }
@@ -201,4 +208,7 @@ internal sealed partial class KernelCompilation
 
     [GeneratedRegex(@"\bHMMA\b")]
     private static partial Regex Hmma();
+
+    [GeneratedRegex(@"\bLDG\.E\.128\b")]
+    private static partial Regex Ldg128();
 }
