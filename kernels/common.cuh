@@ -45,6 +45,13 @@
 
 #define OR1_FULL_MASK 0xffffffffu
 
+/// A device function compiled once and called (large control code used from several places), not inlined at each.
+#if defined(OR1_CUDA)
+#define OR1_NOINLINE __noinline__
+#else
+#define OR1_NOINLINE __attribute__((noinline))
+#endif
+
 // ------------------------------------------------------------------ constants (NVRTC has no <cmath>)
 
 #define OR1_INF (__int_as_float(0x7f800000))

@@ -346,6 +346,9 @@ inline unsigned __float_as_uint(float x) { return static_cast<unsigned>(::or1emu
 inline long long __double_as_longlong(double x) { return static_cast<long long>(::or1emu::to_bits(x)); }
 inline double __longlong_as_double(long long x) { return ::or1emu::from_bits<double>(static_cast<unsigned long long>(x)); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
+    return static_cast<unsigned long long>((static_cast<unsigned __int128>(a) * b) >> 64);
+}
 inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
 inline int __ffs(int x) { return __builtin_ffs(x); }

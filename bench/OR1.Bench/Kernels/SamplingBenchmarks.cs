@@ -6,8 +6,9 @@ namespace OR1.Bench.Kernels;
 /// <summary>
 /// Drawing the next token of a generation batch from logits over the model's vocabulary
 /// (kernels/sampling.cu, Cpu/Sampling.cs, Ilgpu/Sampling.cs): the rollout setting (temperature 1, no
-/// filtering), nucleus top-p 0.95 and greedy. GB/s counts one read of the logits, the least any
-/// sampler must do; the filtered modes read them more than once.
+/// filtering), nucleus top-p 0.95, top-k 50 and greedy; the logits in bf16 too on the backends that store
+/// it. GB/s counts one read of the logits, the least any sampler must do; the filtered modes read them more
+/// than once.
 /// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Sampling*'</code>
 /// </summary>
 public class SamplingBenchmarks : KernelBenchmark
@@ -16,9 +17,11 @@ public class SamplingBenchmarks : KernelBenchmark
     private ulong _counter;
     private SamplingOptions _options;
 
+    public override IEnumerable<KernelCase> Cases() => KernelCase.ForModelsInEachStorage();
+
     protected override void Allocate(Random random)
     {
-        _logits = Floats(random, Scale.SampleRows, Model.Vocab, 8f);
+        _logits = Stored(random, new TensorShape(Scale.SampleRows, Model.Vocab), 8f);
         _tokens = Ints(new int[Scale.SampleRows]);
         _logProbs = Zeros(new TensorShape(Scale.SampleRows));
     }
@@ -36,9 +39,12 @@ public class SamplingBenchmarks : KernelBenchmark
     public void TopP() => Draw(new SamplingOptions(1f, 0.95f));
 
     [Benchmark(OperationsPerInvoke = Launches)]
+    public void TopK() => Draw(new SamplingOptions(1f, TopK: 50));
+
+    [Benchmark(OperationsPerInvoke = Launches)]
     public void Greedy() => Draw(new SamplingOptions(0f));
 
-    public override long BytesMoved(string method) => (long)Scale.SampleRows * Model.Vocab * sizeof(float);
+    public override long BytesMoved(string method) => (long)Scale.SampleRows * Model.Vocab * Case.Storage.SizeOf();
 
     public override double Flops(string method) => 0;
 }

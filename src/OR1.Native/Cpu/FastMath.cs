@@ -35,6 +35,56 @@ internal static class FastMath
         return Avx.And(bits.AsSingle(), keep);
     }
 
+    /// <summary>
+    /// e^x for x at most 0 (a probability relative to the largest: sampling's exp(z - max z)), to about one ulp:
+    /// x = n ln 2 + r with n = round(x log2 e) and r reduced in two steps (ln 2 split into a 9-bit head, whose
+    /// product with n is exact, and the rest), |r| &lt;= ln 2 / 2; e^r from its Taylor series to r^7 (truncation below
+    /// 6e-9 relative), by Horner with FMA; then scaled by 2^n. x is clamped at -87.3, where e^x is about 1.2e-38, so
+    /// -inf gives that instead of 0 (sampling's weights round it to 0 either way) and 2^n stays normal. Unlike
+    /// <see cref="Exp2"/> with a scaled argument, the reduction does not multiply the rounding error of x log2 e into
+    /// the result. The 16-lane overload returns the same bits lane for lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ExpNonPositive(Vector256<float> x)
+    {
+        x = Avx.Max(x, Vector256.Create(-87.3f));
+        var n = Avx.RoundToNearestInteger(Avx.Multiply(x, Vector256.Create(1.44269504f)));
+        var p = ExpReduced(Fma.MultiplyAddNegated(n, Vector256.Create(-2.12194440e-4f), Fma.MultiplyAddNegated(n, Vector256.Create(0.693359375f), x)));
+        var scale = Avx2.ShiftLeftLogical(Avx2.Add(Avx.ConvertToVector256Int32(n), Vector256.Create(127)), 23).AsSingle();
+        return Avx.Multiply(p, scale);
+    }
+
+    /// <inheritdoc cref="ExpNonPositive(Vector256{float})"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ExpNonPositive(Vector512<float> x)
+    {
+        x = Avx512F.Max(x, Vector512.Create(-87.3f));
+        var n = Avx512F.RoundScale(Avx512F.Multiply(x, Vector512.Create(1.44269504f)), 0);
+        var r = Avx512F.FusedMultiplyAddNegated(n, Vector512.Create(0.693359375f), x);
+        r = Avx512F.FusedMultiplyAddNegated(n, Vector512.Create(-2.12194440e-4f), r);
+        var p = Avx512F.FusedMultiplyAdd(Vector512.Create(1f / 5040), r, Vector512.Create(1f / 720));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1f / 120));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1f / 24));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1f / 6));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(0.5f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1f));
+        p = Avx512F.FusedMultiplyAdd(p, r, Vector512.Create(1f));
+        return Avx512F.Scale(p, n);
+    }
+
+    /// <summary>e^r for |r| &lt;= ln 2 / 2: Taylor to r^7 by Horner.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> ExpReduced(Vector256<float> r)
+    {
+        var p = Fma.MultiplyAdd(Vector256.Create(1f / 5040), r, Vector256.Create(1f / 720));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(1f / 120));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(1f / 24));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(1f / 6));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(0.5f));
+        p = Fma.MultiplyAdd(p, r, Vector256.Create(1f));
+        return Fma.MultiplyAdd(p, r, Vector256.Create(1f));
+    }
+
     /// <summary>sigmoid(x) = 1 / (1 + 2^(-x log2 e)), with the exponent clamped so that large negative x gives 0, not NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Sigmoid(Vector256<float> x)

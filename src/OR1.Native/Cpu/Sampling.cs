@@ -1,145 +1,302 @@
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace OR1.Native.Cpu;
 
 /// <summary>
-/// Next-token sampling per row: temperature, then top-k, then top-p on the top-k-renormalised
-/// distribution (HF's warper order), then inverse-CDF sampling with the counter-based uniform.
-/// The default of the recipe (top-p 1, no top-k) never sorts: one pass for the max, one for the exps and
-/// one walk for the draw. With filtering, candidates are ordered by (probability desc, id asc).
+/// Next-token sampling per row: temperature, then top-k, then top-p on the top-k-renormalised distribution (HF's
+/// warper order), then inverse-CDF sampling with the counter-based uniform, by the integer rules of
+/// <see cref="SamplingRules"/>, so kernels/sampling.cu draws the same tokens. Every mode starts with two vectorised
+/// passes over the row (16 lanes with AVX-512): the largest logit, then each token's relative probability
+/// e = exp(z - max z) (<see cref="FastMath.ExpNonPositive(Vector256{float})"/>, one exp for every token) and its
+/// integer weight, summed exactly. The recipe's default (no filter) keeps only the weight of each block of
+/// <see cref="WalkBlock"/> tokens and walks the blocks, then one block, to the draw; greedy finds the first maximum
+/// in its log-sum-exp pass. Filtering stores e and finds the top-k boundary, the nucleus boundary and the drawn token
+/// in key order with <see cref="CpuSamplingSelect"/>; nothing is sorted. Rows run in parallel, one row per work item;
+/// nothing is allocated per call once a thread's scratch has grown.
 /// </summary>
 internal static unsafe class CpuSampling
 {
+    /// <summary>The unfiltered draw skips blocks of this many tokens by their total weight.</summary>
+    internal const int WalkBlock = 256;
+
+    [ThreadStatic] private static SampleJob? t_job;
+
     public static void Sample(float* logits, int rows, int vocab, SamplingOptions options, ulong seed, ulong counter,
         int* tokens, float* logProbs)
     {
-        CpuParallel.For(rows, Math.Max(1, CpuElementwise.Grain / Math.Max(1, vocab)), (start, end) =>
-        {
-            var scratch = RowScratch.ForThisThread(vocab);
-            for (int b = start; b < end; b++)
-            {
-                var row = new ReadOnlySpan<float>(logits + (long)b * vocab, vocab);
-                double uniform = CounterRng.Uniform(seed, counter, (ulong)b);
-                tokens[b] = SampleRow(row, options, uniform, scratch, out float logProb);
-                logProbs[b] = logProb;
-            }
-        });
+        var job = t_job ??= new SampleJob();
+        job.Logits = logits;
+        job.Vocab = vocab;
+        job.Options = options;
+        job.Seed = seed;
+        job.Counter = counter;
+        job.Tokens = tokens;
+        job.LogProbs = logProbs;
+        CpuParallel.ForEach(rows, job.Body);
     }
 
-    private static int SampleRow(ReadOnlySpan<float> logits, SamplingOptions options, double uniform, RowScratch scratch, out float logProb)
+    /// <summary>One call's arguments and a delegate made once per calling thread, so a call allocates nothing.</summary>
+    private sealed class SampleJob
     {
-        int vocab = logits.Length;
-        if (options.Temperature == 0f)
+        public float* Logits;
+        public int Vocab;
+        public SamplingOptions Options;
+        public ulong Seed, Counter;
+        public int* Tokens;
+        public float* LogProbs;
+        public readonly Action<int> Body;
+
+        public SampleJob() => Body = Row;
+
+        private void Row(int b)
         {
-            int best = TensorPrimitives.IndexOfMax(logits);
-            logProb = logits[best] - LogSumExp(logits, scratch.Exps.AsSpan(0, vocab));
+            var select = CpuSamplingSelect.ForThisThread(Vocab);
+            Tokens[b] = SampleRow(Logits + (long)b * Vocab, Vocab, Options, SamplingRules.UniformBits(Seed, Counter, (ulong)b), select, out float logProb);
+            LogProbs[b] = logProb;
+        }
+    }
+
+    private static int SampleRow(float* x, int vocab, SamplingOptions options, ulong bits53, CpuSamplingSelect select, out float logProb)
+    {
+        var row = new ReadOnlySpan<float>(x, vocab);
+        float t = options.Temperature;
+        if (t == 0f)
+        {
+            float max = TensorPrimitives.Max(row);
+            double sum = SumOfExps(x, vocab, max, out int best);
+            if (best < 0) best = TensorPrimitives.IndexOfMax(row); // NaN logits
+            logProb = x[best] - (float)(x[best] + Math.Log(sum));
             return best;
         }
-        var z = scratch.Scaled.AsSpan(0, vocab);
-        TensorPrimitives.Divide(logits, options.Temperature, z);
-        float max = TensorPrimitives.Max(z);
-        var exps = scratch.Exps.AsSpan(0, vocab);
-        TensorPrimitives.Subtract(z, max, exps);
-        TensorPrimitives.Exp(exps, exps);
-        double total = 0;
-        foreach (float e in exps) total += e;
-        float lse = (float)(max + Math.Log(total));
 
+        // Division is monotone, so the largest tempered logit is the tempered largest logit.
+        float zMax = Tempered(TensorPrimitives.Max(row), t);
+        int fraction = SamplingRules.FractionBits(vocab);
+        float scale = SamplingRules.Scale(fraction);
+        ulong total;
         int token;
-        bool filter = (options.TopK > 0 && options.TopK < vocab) || options.TopP < 1f;
-        if (!filter)
+        bool topK = options.TopK > 0 && options.TopK < vocab, topP = options.TopP < 1f;
+        if (!topK && !topP)
         {
-            token = Draw(exps, uniform * total);
+            fixed (ulong* blocks = select.Blocks)
+            {
+                total = RelativeProbabilities(x, vocab, t, zMax, scale, null, blocks, null);
+                token = DrawInIdOrder(x, vocab, t, zMax, scale, blocks, SamplingRules.ScaleUniform(total, bits53));
+            }
+            if (token < 0) token = TensorPrimitives.IndexOfMax(row);
         }
         else
         {
-            var order = scratch.Order.AsSpan(0, vocab);
-            for (int j = 0; j < vocab; j++) order[j] = OrderKey(z[j], j);
-            order.Sort();
-            int kept = options.TopK > 0 ? Math.Min(options.TopK, vocab) : vocab;
-            double keptMass = 0;
-            for (int r = 0; r < kept; r++) keptMass += exps[(int)(uint)order[r]];
-            if (options.TopP < 1f)
+            fixed (float* e = select.Exps)
+            fixed (float* sampled = select.SampledExps)
+                total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled);
+            select.BeginRow(x, vocab, t, scale, total);
+            var kept = topK ? select.Find(CpuSamplingSelect.Target.Count, (ulong)options.TopK, CpuSamplingSelect.Bound.None) : CpuSamplingSelect.Bound.None;
+            ulong keptWeight = topK ? kept.Weight : total;
+            if (topP)
             {
-                double cumulative = 0;
-                int nucleus = 0;
-                while (nucleus < kept)
-                {
-                    cumulative += exps[(int)(uint)order[nucleus]];
-                    nucleus++;
-                    if (cumulative >= options.TopP * keptMass) break;
-                }
-                kept = nucleus;
-                keptMass = cumulative;
+                token = select.FindNucleusAndDraw(SamplingRules.CeilMulFraction(options.TopP, keptWeight), bits53, kept).Drawn.Token;
             }
-            double target = uniform * keptMass, running = 0;
-            token = (int)(uint)order[kept - 1];
-            for (int r = 0; r < kept; r++)
+            else
             {
-                int j = (int)(uint)order[r];
-                running += exps[j];
-                if (running > target)
-                {
-                    token = j;
-                    break;
-                }
+                token = select.Find(CpuSamplingSelect.Target.WeightAbove, SamplingRules.ScaleUniform(keptWeight, bits53), kept).Token;
             }
         }
-        logProb = z[token] - lse;
+        logProb = Tempered(x[token], t) - (float)(zMax + SamplingRules.LogTotal(total, fraction));
         return token;
     }
 
-    /// <summary>Inverse CDF over unnormalised weights in id order; falls back to the last positive weight.</summary>
-    private static int Draw(ReadOnlySpan<float> weights, double target)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Tempered(float x, float t) => t == 1f ? x : x / t;
+
+    /// <summary>AVX-512 (F and DQ): the passes go 16 lanes at a time, twice the work per instruction of the 8-lane path.</summary>
+    private static readonly bool Wide = Avx512F.IsSupported && Avx512DQ.IsSupported;
+
+    /// <summary>
+    /// e = exp(x / T - zMax) for 8 logits. Every token of a row goes through one exp (the 8- and 16-lane ones agree lane
+    /// for lane), so equal logits get equal weights.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> RelativeProbability(Vector256<float> x, float t, float zMax)
     {
-        double running = 0;
-        int last = 0;
-        for (int j = 0; j < weights.Length; j++)
+        var d = (t == 1f ? x : x / Vector256.Create(t)) - Vector256.Create(zMax);
+        return FastMath.IsSupported ? FastMath.ExpNonPositive(d) : ExpWithoutAvx2(d);
+    }
+
+    /// <inheritdoc cref="RelativeProbability(Vector256{float}, float, float)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RelativeProbability(Vector512<float> x, float t, float zMax) =>
+        FastMath.ExpNonPositive((t == 1f ? x : x / Vector512.Create(t)) - Vector512.Create(zMax));
+
+    /// <summary>Machines without AVX2 and FMA: the library's exp, lane by lane (out of line: a stackalloc blocks inlining).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Vector256<float> ExpWithoutAvx2(Vector256<float> d)
+    {
+        Span<float> lanes = stackalloc float[8];
+        d.CopyTo(lanes);
+        TensorPrimitives.Exp(lanes, lanes);
+        return Vector256.Create<float>(lanes);
+    }
+
+    /// <summary>
+    /// Adds the weights trunc(e * scale) of 8 relative probabilities to two accumulators of 4 lanes; exact, as the scalar
+    /// rule. AVX-512 converts the exactly scaled floats straight to integers (vcvttps2uqq); otherwise through doubles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void AddWeights(Vector256<float> e, float scale, ref Vector256<ulong> low, ref Vector256<ulong> high)
+    {
+        if (Avx512DQ.VL.IsSupported)
         {
-            if (weights[j] <= 0) continue;
-            running += weights[j];
-            last = j;
-            if (running > target) return j;
+            var scaled = e * Vector256.Create(scale);
+            low += Avx512DQ.VL.ConvertToVector256UInt64WithTruncation(scaled.GetLower());
+            high += Avx512DQ.VL.ConvertToVector256UInt64WithTruncation(scaled.GetUpper());
         }
-        return last;
-    }
-
-    /// <summary>A key whose ascending order is (value descending, id ascending).</summary>
-    private static ulong OrderKey(float value, int id)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        // Map floats to unsigned integers that sort like the floats, then invert for descending order.
-        uint ordered = (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
-        return ((ulong)~ordered << 32) | (uint)id;
-    }
-
-    private static float LogSumExp(ReadOnlySpan<float> logits, Span<float> scratch)
-    {
-        float max = TensorPrimitives.Max(logits);
-        TensorPrimitives.Subtract(logits, max, scratch);
-        TensorPrimitives.Exp(scratch, scratch);
-        double total = 0;
-        foreach (float e in scratch) total += e;
-        return (float)(max + Math.Log(total));
-    }
-
-    private sealed class RowScratch
-    {
-        [ThreadStatic] private static RowScratch? t_instance;
-        public float[] Scaled = [];
-        public float[] Exps = [];
-        public ulong[] Order = [];
-
-        public static RowScratch ForThisThread(int vocab)
+        else
         {
-            var s = t_instance ??= new RowScratch();
-            if (s.Scaled.Length < vocab)
+            var s = Vector256.Create((double)scale);
+            low += Vector256.ConvertToUInt64(Vector256.WidenLower(e) * s);
+            high += Vector256.ConvertToUInt64(Vector256.WidenUpper(e) * s);
+        }
+    }
+
+    /// <summary>The weights of 16 relative probabilities (AVX-512 only), as two vectors of 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Weights(Vector512<float> e, float scale, out Vector512<ulong> low, out Vector512<ulong> high)
+    {
+        var scaled = e * Vector512.Create(scale);
+        low = Avx512DQ.ConvertToVector512UInt64WithTruncation(scaled.GetLower());
+        high = Avx512DQ.ConvertToVector512UInt64WithTruncation(scaled.GetUpper());
+    }
+
+    /// <summary>The logits x[start..end) (fewer than the lanes) as a vector padded with -inf, whose weight is 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Tail<TVector>(float* x, int start, int end) where TVector : unmanaged
+    {
+        TVector lanes = default;
+        float* p = (float*)&lanes;
+        for (int i = 0; i < sizeof(TVector) / sizeof(float); i++) p[i] = start + i < end ? x[start + i] : float.NegativeInfinity;
+        return lanes;
+    }
+
+    /// <summary>
+    /// One pass over a row: the total weight, and, when asked for, the relative probabilities e (e[vocab..padded) = 0),
+    /// the weight of each block of <see cref="WalkBlock"/> tokens, and e of every <see cref="CpuSamplingSelect.SampleStride"/>-th token.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static ulong RelativeProbabilities(float* x, int vocab, float t, float zMax, float scale, float* e, ulong* blocks, float* sampled)
+    {
+        const int stride = CpuSamplingSelect.SampleStride;
+        ulong total = 0;
+        for (int start = 0; start < vocab; start += WalkBlock)
+        {
+            int end = Math.Min(vocab, start + WalkBlock), i = start;
+            ulong block;
+            if (Wide)
             {
-                s.Scaled = new float[vocab];
-                s.Exps = new float[vocab];
-                s.Order = new ulong[vocab];
+                var low = Vector512<ulong>.Zero;
+                var high = Vector512<ulong>.Zero;
+                for (; i < end; i += 16)
+                {
+                    var ev = RelativeProbability(i <= end - 16 ? Vector512.Load(x + i) : Tail<Vector512<float>>(x, i, end), t, zMax);
+                    if (e != null)
+                    {
+                        if (i <= end - 16) ev.Store(e + i);
+                        else
+                            for (int j = i; j < end; j++) e[j] = ev.GetElement(j - i);
+                    }
+                    if (sampled != null && (i & (stride - 1)) == 0 && i <= end - 16) sampled[i / stride] = ev.ToScalar();
+                    Weights(ev, scale, out var wl, out var wh);
+                    low += wl;
+                    high += wh;
+                }
+                block = Vector512.Sum(low + high);
             }
-            return s;
+            else
+            {
+                var low = Vector256<ulong>.Zero;
+                var high = Vector256<ulong>.Zero;
+                for (; i < end; i += 8)
+                {
+                    var ev = RelativeProbability(i <= end - 8 ? Vector256.Load(x + i) : Tail<Vector256<float>>(x, i, end), t, zMax);
+                    if (e != null)
+                    {
+                        if (i <= end - 8) ev.Store(e + i);
+                        else
+                            for (int j = i; j < end; j++) e[j] = ev.GetElement(j - i);
+                    }
+                    if (sampled != null && (i & (stride - 1)) == 0 && i <= end - 8) sampled[i / stride] = ev.ToScalar();
+                    AddWeights(ev, scale, ref low, ref high);
+                }
+                block = Vector256.Sum(low + high);
+            }
+            if (blocks != null) blocks[start / WalkBlock] = block;
+            total += block;
         }
+        if (e != null)
+            for (int j = vocab; j < ((vocab + 15) & ~15); j++) e[j] = 0f;
+        return total;
+    }
+
+    /// <summary>
+    /// The first id whose running weight exceeds target: skips whole blocks by their weights, then recomputes the
+    /// relative probabilities of the one block it lands in. -1 if none (only for NaN logits).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int DrawInIdOrder(float* x, int vocab, float t, float zMax, float scale, ulong* blocks, ulong target)
+    {
+        ulong running = 0;
+        int b = 0, count = (vocab + WalkBlock - 1) / WalkBlock;
+        for (; b < count && running + blocks[b] <= target; b++) running += blocks[b];
+        if (b == count) return -1;
+        int start = b * WalkBlock, end = Math.Min(vocab, start + WalkBlock);
+        float* e = stackalloc float[WalkBlock];
+        RelativeProbabilities(x + start, end - start, t, zMax, scale, e, null, null);
+        for (int j = 0; j < end - start; j++)
+        {
+            running += SamplingRules.Weight(e[j], scale);
+            if (running > target) return start + j;
+        }
+        return -1;
+    }
+
+    /// <summary>
+    /// sum exp(x - max) in double (greedy's log-sum-exp at T = 1), and the first id whose logit is max, bit for bit (+0
+    /// after -0 as the kernels order them; -1 if none); one pass, so the greedy token costs no search of its own.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static double SumOfExps(float* x, int vocab, float max, out int first)
+    {
+        int i = 0;
+        first = -1;
+        uint bits = BitConverter.SingleToUInt32Bits(max);
+        if (Wide)
+        {
+            var acc = Vector512<double>.Zero;
+            var target = Vector512.Create(bits);
+            for (; i < vocab; i += 16)
+            {
+                var xv = i <= vocab - 16 ? Vector512.Load(x + i) : Tail<Vector512<float>>(x, i, vocab);
+                ulong hit = Vector512.Equals(xv.AsUInt32(), target).ExtractMostSignificantBits();
+                if (hit != 0 && first < 0) first = i + BitOperations.TrailingZeroCount(hit);
+                var ev = RelativeProbability(xv, 1f, max);
+                acc += Vector512.WidenLower(ev) + Vector512.WidenUpper(ev);
+            }
+            return Vector512.Sum(acc);
+        }
+        var acc8 = Vector256<double>.Zero;
+        var target8 = Vector256.Create(bits);
+        for (; i < vocab; i += 8)
+        {
+            var xv = i <= vocab - 8 ? Vector256.Load(x + i) : Tail<Vector256<float>>(x, i, vocab);
+            uint hit = Vector256.Equals(xv.AsUInt32(), target8).ExtractMostSignificantBits();
+            if (hit != 0 && first < 0) first = i + BitOperations.TrailingZeroCount(hit);
+            var ev = RelativeProbability(xv, 1f, max);
+            acc8 += Vector256.WidenLower(ev) + Vector256.WidenUpper(ev);
+        }
+        return Vector256.Sum(acc8);
     }
 }

@@ -15,7 +15,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     private const int AdamWChunk = 4096;         // ADAMW_CHUNK
     private const int SumsqChunk = 16384;        // SUMSQ_CHUNK
     private const int SumsqThreads = 256;        // SUMSQ_THREADS
-    private const int SortLimit = 8192;          // sampling rows up to this vocabulary sort in shared memory
+    private const int SampleSharedBytes = 102_400; // SAMPLE_SHARED_BYTES: the radix select's three histograms
 
     private readonly InstrumentedRuntime _rt;
     private readonly ScratchBuffers _scratch;
@@ -579,16 +579,16 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     {
         int rows = logits.Shape[0], vocab = logits.Shape[1];
         if (rows == 0) return;
-        bool filter = (options.TopK > 0 && options.TopK < vocab) || options.TopP < 1f;
-        int sortCapacity = filter && options.Temperature != 0f && vocab <= SortLimit ? (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)vocab) : 0;
-        int shared = sortCapacity * sizeof(ulong);
-        Shared("sample_rows", shared);
-        nint exps = _scratch.Get(ScratchBuffers.Slot.Exps, (long)rows * vocab * sizeof(float));
+        bool filter = options.Temperature != 0f && ((options.TopK > 0 && options.TopK < vocab) || options.TopP < 1f);
+        int shared = filter ? SampleSharedBytes : 0;
+        string kernel = K("sample_rows", logits.DType);
+        Shared(kernel, shared);
+        // A power of two: the block scans the histograms' 2048 and 1024 buckets in equal runs per thread.
         int threads = vocab <= 1024 ? 32 : _rt.RowThreads;
         var a = new KernelArgs();
-        _rt.Launch("sample_rows", rows, threads, shared,
+        _rt.Launch(kernel, rows, threads, shared,
             ref a.Ptr(P(logits)).Int(rows).Int(vocab).Float(options.Temperature).Float(options.TopP).Int(options.TopK)
-                .ULong(seed).ULong(counter).Ptr(P(tokens)).Ptr(P(logProbs)).Ptr(exps).Int(sortCapacity));
+                .ULong(seed).ULong(counter).Ptr(P(tokens)).Ptr(P(logProbs)));
     }
 
     public void Dispose() => _scratch.Dispose();

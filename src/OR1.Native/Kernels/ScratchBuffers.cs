@@ -7,7 +7,7 @@ namespace OR1.Native.Kernels;
 /// </summary>
 internal sealed class ScratchBuffers(IKernelRuntime runtime) : IDisposable
 {
-    public enum Slot { Flag, Stats, Tile, HiddenGradient, Table, NormTable, Partials, ColumnPartials, Exps, AttentionDi, DecodePartials, Count }
+    public enum Slot { Flag, Stats, Tile, HiddenGradient, Table, NormTable, Partials, ColumnPartials, AttentionDi, DecodePartials, Count }
 
     private readonly nint[] _pointers = new nint[(int)Slot.Count];
     private readonly long[] _sizes = new long[(int)Slot.Count];

@@ -616,7 +616,7 @@ public abstract class BackendBase : IBackend
     public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs)
     {
         var check = new OpCheck(nameof(Sample), this);
-        var (b, v) = check.Matrix(logits, nameof(logits));
+        var (b, v) = check.Matrix(logits, nameof(logits), check.Storage(logits, nameof(logits)));
         check.Require(v > 0, nameof(logits), "has an empty vocabulary");
         check.Shaped(tokens, nameof(tokens), DType.Int32, b);
         check.Shaped(logProbs, nameof(logProbs), DType.Float32, b);

@@ -219,7 +219,7 @@ public interface IBackend : IDisposable
     // ---------------------------------------------------------------- sampling
 
     /// <summary>
-    /// Draws one token per row of logits [B, V] with temperature, top-k then top-p filtering. The
+    /// Draws one token per row of logits [B, V] (a storage dtype of the backend) with temperature, top-k then top-p filtering. The
     /// uniform draw for row b is a counter-based hash of (seed, counter, b), so results do not depend
     /// on thread count or backend. tokens Int32 [B]; logProbs [B] receives log softmax(logits / T) at
     /// the drawn token, before filtering (T = 1 when greedy).

@@ -137,14 +137,14 @@ public sealed unsafe class EmuHardwareRulesTests
 
     /// <summary>
     /// The launch layer raises the attribute for every op that needs more than 48 KB (attention with a
-    /// large head dim, sampling that sorts 8192 candidates in shared memory), on either target device,
+    /// large head dim, sampling's radix-select histograms), on either target device,
     /// and its results still match the Cpu backend.
     /// </summary>
     [TestCase(90)]
     [TestCase(80)]
     public void LaunchersOptInBeforeLaunchingAbove48Kb(int arch)
     {
-        string[] kernels = ["attention_forward_simt_f32", "attention_backward_dq_simt_f32", "attention_backward_dkv_simt_f32", "sample_rows"];
+        string[] kernels = ["attention_forward_simt_f32", "attention_backward_dq_simt_f32", "attention_backward_dkv_simt_f32", "sample_rows_f32"];
         foreach (var kernel in kernels) ResetAttribute(kernel);
         using var emu = new EmuBackend { DeviceArchitecture = arch };
         using var cpu = new CpuBackend(threads: 2);
@@ -180,7 +180,7 @@ public sealed unsafe class EmuHardwareRulesTests
             for (int i = 0; i < names.Length; i++)
                 TensorAssert.Close(actual[i], TestData.ToDouble(expected[i]), 2e-4, 2e-4, $"attention {names[i]} at head dim 160, sm_{arch}");
 
-            // 5000 tokens with top-k: sorted in 8192 * 8 = 65,536 bytes of shared memory.
+            // 5000 tokens with top-k: the radix select's three histograms take 102,400 bytes of shared memory.
             const int rows = 3, vocab = 5000;
             var logits = TestData.Normal(rows * vocab, 5, std: 2f);
             (int[], float[]) Sample(IBackend b)
@@ -199,7 +199,7 @@ public sealed unsafe class EmuHardwareRulesTests
             Assert.That(Attribute("attention_forward_simt_f32"), Is.EqualTo((2 * 32 * 161 + 16 * 160 + 128) * 4));
             Assert.That(Attribute("attention_backward_dq_simt_f32"), Is.EqualTo((2 * 32 * 161 + 2 * 16 * 160 + 128) * 4));
             Assert.That(Attribute("attention_backward_dkv_simt_f32"), Is.EqualTo((2 * 16 * 161 + 2 * 32 * 161 + 64 + 256) * 4));
-            Assert.That(Attribute("sample_rows"), Is.EqualTo(8192 * 8));
+            Assert.That(Attribute("sample_rows_f32"), Is.EqualTo((2048 + 2048 + 1024) * 5 * 4));
         }
         finally
         {

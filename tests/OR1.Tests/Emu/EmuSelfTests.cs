@@ -49,7 +49,7 @@ public sealed unsafe class EmuSelfTests
     {
         var names = EmuBackend.KernelNames();
         foreach (var kernel in new[] { "attention_forward_simt_f32", "attention_backward_dkv_simt_bf16", "attention_forward_bf16_d128", "attention_backward_dkv_bf16_d64", "attention_backward_dq_bf16_d256", "attention_backward_dk_bf16_d256", "attention_decode_split_g8_bf16", "attention_decode_split_scalar_g1_f32", "attention_decode_combine_bf16", "rmsnorm_forward_f32",
-                     "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows", "adamw_step", "sumsq_multi",
+                     "rmsnorm_forward_bf16", "rope_apply_bf16", "logprob_fold", "logprob_grad_bf16", "sample_rows_bf16", "adamw_step", "sumsq_multi",
                      "embedding_backward_bf16", "policy_loss_forward", "gemm_f32", "gemm_bf16", "gemm_bf16_f32", "convert_f32_bf16", "convert_bf16_f32",
                      "tc_probe_mma_bf16", "tc_probe_mma_tf32", "tc_probe_ldmatrix", "tc_probe_cp_async", "tc_matmul_bf16", "tc_matmul_tf32" })
             Assert.That(names, Does.Contain(kernel));

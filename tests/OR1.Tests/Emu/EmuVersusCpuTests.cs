@@ -7,10 +7,10 @@ namespace OR1.Tests.Emu;
 
 /// <summary>
 /// The CUDA kernels against the Cpu backend where the op tests' shapes do not reach the kernels' other
-/// paths: sampling over vocabularies too large to sort in shared memory (the bisection over the key
-/// space that a GPU uses for a real vocabulary), and the chunked log-prob over many chunks with the
-/// Cuda backend's tiling. Both backends draw with the same counter-based uniforms, so the sampled
-/// tokens must agree one for one.
+/// paths: sampling over vocabularies whose radix select needs all three digit levels and the
+/// 256-thread blocks a GPU uses for a real vocabulary, and the chunked log-prob over many chunks with
+/// the Cuda backend's tiling. Both backends draw with the same counter-based uniforms and integer
+/// weights, so the sampled tokens must agree one for one.
 /// </summary>
 [TestFixture]
 [NonParallelizable]
@@ -45,7 +45,7 @@ public sealed class EmuVersusCpuTests
         return (tokens.ToInts(), logProbs.ToFloats());
     }
 
-    // (vocab, temperature, topK, topP): above 8192 tokens the kernel bisects the key space instead of sorting.
+    // (vocab, temperature, topK, topP): above 1024 tokens the GPU launch shapes run the radix select in 256-thread blocks.
     [TestCase(9000, 1f, 40, 1f)]
     [TestCase(9000, 0.8f, 0, 0.7f)]
     [TestCase(20000, 1.2f, 300, 0.9f)]

@@ -57,13 +57,16 @@ public static class KernelBenchmark
         return repeats % 2 == 1 ? samples[repeats / 2] : 0.5 * (samples[repeats / 2 - 1] + samples[repeats / 2]);
     }
 
-    /// <summary>The fp32 CUDA-core attention and top-k sampling at the shapes of the cases they follow.</summary>
+    /// <summary>The fp32 CUDA-core attention, top-k sampling and bf16 top-p sampling at the shapes of the cases they follow.</summary>
     private static IEnumerable<KernelCaseSpec> Extras(IReadOnlyList<KernelCaseSpec> cases)
     {
         foreach (var c in cases.Where(c => c.Op == "attention_forward").Take(1))
             yield return Rewritten(c, "dtype", "fp32");
         foreach (var c in cases.Where(c => c.Op == "sample").Take(1))
+        {
             yield return Rewritten(Rewritten(c, "top_k", 50), "top_p", 1.0);
+            yield return Rewritten(c, "dtype", "bf16");
+        }
     }
 
     private static KernelCaseSpec Rewritten(KernelCaseSpec spec, string name, object value)
@@ -229,10 +232,16 @@ public static class KernelBenchmark
                     var random = new Random(5);
                     for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 12 - 6);
                     gpu.Upload<float>(values, logits);
+                    if (storage == DType.BFloat16)
+                    {
+                        var stored = Own(gpu.Allocate(DType.BFloat16, new TensorShape(batch, vocab)));
+                        gpu.Convert(logits, stored);
+                        logits = stored;
+                    }
                     var tokens = Own(gpu.Allocate(DType.Int32, new TensorShape(batch)));
                     var sampled = Make(DType.Float32, batch);
                     var options = new SamplingOptions(spec.Float("temperature"), spec.Float("top_p"), spec.Int("top_k"));
-                    return Bandwidth(median(() => gpu.Sample(logits, options, 1, 2, tokens, sampled)), (double)batch * vocab * 4, "the logits read once");
+                    return Bandwidth(median(() => gpu.Sample(logits, options, 1, 2, tokens, sampled)), (double)batch * vocab * logits.DType.SizeOf(), "the logits read once");
                 }
                 default:
                     return record with { Skipped = $"op '{spec.Op}' is not one this check knows" };

@@ -58,6 +58,8 @@ public sealed class CompiledCodeTests
         // decode's split kernels on their vector path read whole cache rows 16 bytes at a time (the scalar path,
         // attention_decode_split_scalar_*, takes head dims that are not a multiple of 8 and is not held to it)
         new(@"^attention_decode_split_g\d+_(?:f32|bf16)$"),
+        // sampling reads each row's logits 16 bytes at a time in every pass over the vocabulary
+        new(@"^sample_rows_(?:f32|bf16)$"),
     ];
 
     private static readonly int[] Architectures = [80, 90];

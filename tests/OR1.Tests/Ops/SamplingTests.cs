@@ -20,22 +20,34 @@ public sealed class SamplingTests(BackendCase backendCase) : OpTestBase(backendC
         return (tokens.ToInts(), logProbs.ToFloats());
     }
 
-    private static void AssertFrequenciesMatch(int[] tokens, double[] probabilities)
+    /// <summary>
+    /// Ties at 1.0 (ids 1, 2, 3 and 6) straddle the boundaries of the cases below, so a sampler that keeps the wrong tied
+    /// ids, or one token too many or too few at the top-k or nucleus boundary, draws from a visibly different distribution
+    /// (at T = 1 the probabilities are 0.347, 0.128 for each tie, 0.078, 0.047, 0.017).
+    /// </summary>
+    private static readonly float[] BoundaryRow = [2.0f, 1.0f, 1.0f, 1.0f, 0.5f, 0.0f, 1.0f, -1.0f];
+
+    /// <summary>
+    /// Draws from copies of a row (one call, so each row has its own counter-based uniform) fit the exact filtered
+    /// distribution: no draw of a filtered-out token, and Pearson's chi-square over the kept ones with a p-value above
+    /// 1e-6. The seed is fixed, so the p-value is too; a sampler off by one token at a boundary scores far below.
+    /// </summary>
+    private static void AssertDrawsFit(int[] tokens, double[] probabilities, string what)
     {
-        int n = tokens.Length;
-        for (int j = 0; j < probabilities.Length; j++)
+        var counts = new int[probabilities.Length];
+        foreach (int t in tokens)
         {
-            double p = probabilities[j];
-            int count = tokens.Count(t => t == j);
-            if (p == 0)
-            {
-                Assert.That(count, Is.Zero, $"token {j} has probability 0 after filtering but was drawn {count} times");
-                continue;
-            }
-            // Five binomial standard deviations: a false alarm is ~1e-6 per token.
-            double sigma = Math.Sqrt(n * p * (1 - p));
-            Assert.That(count, Is.EqualTo(n * p).Within(5 * sigma + 1), $"token {j}: drawn {count} of {n}, expected {n * p:F1}");
+            Assert.That(t, Is.InRange(0, probabilities.Length - 1), $"{what}: token out of range");
+            counts[t]++;
         }
+        for (int j = 0; j < probabilities.Length; j++)
+            if (probabilities[j] == 0)
+                Assert.That(counts[j], Is.Zero, $"{what}: token {j} has probability 0 after filtering but was drawn {counts[j]} times");
+        var (statistic, df) = ChiSquare.Statistic(counts, probabilities);
+        double p = ChiSquare.PValue(statistic, df);
+        string observed = string.Join(", ", counts.Select((c, j) => $"{j}: {c} (expected {tokens.Length * probabilities[j]:F0})"));
+        TestContext.Out.WriteLine($"{what}: chi-square {statistic:F2} with {df} degrees of freedom, p = {p:G3}; {observed}");
+        Assert.That(p, Is.GreaterThan(1e-6), $"{what}: the draws do not fit the filtered distribution (chi-square {statistic:F1}, {df} df, p = {p:G3}): {observed}");
     }
 
     [TestCase(1f, 0, 1f)]
@@ -47,10 +59,23 @@ public sealed class SamplingTests(BackendCase backendCase) : OpTestBase(backendC
     {
         var (tokens, logProbs) = Draw(Row, new SamplingOptions(temperature, topP, topK), 20000);
         var probabilities = SamplingReference.Probabilities(TestData.ToDouble(Row), temperature, topK, topP);
-        AssertFrequenciesMatch(tokens, probabilities);
+        AssertDrawsFit(tokens, probabilities, $"T {temperature}, top-k {topK}, top-p {topP}");
         for (int b = 0; b < 50; b++)
             Assert.That(logProbs[b], Is.EqualTo(SamplingReference.LogSoftmaxAt(TestData.ToDouble(Row), tokens[b], temperature)).Within(1e-5),
                 "log-prob is of the unfiltered tempered distribution");
+    }
+
+    // top-k 3 keeps id 0 and the two lowest tied ids (1, 2); top-p 0.6 ends at the second tie (0.347 + 0.128 = 0.475,
+    // + 0.128 = 0.603); top-k 5 then top-p 0.7 at T 1.3 cuts inside the ties as well.
+    [TestCase(1f, 3, 1f)]
+    [TestCase(1f, 0, 0.6f)]
+    [TestCase(1.3f, 5, 0.7f)]
+    public void TiesAtTheBoundariesKeepTheLowestIds(float temperature, int topK, float topP)
+    {
+        // 6000 draws: a token missing at a boundary (a kept one has probability 0.128 or more) would be about 770 draws short.
+        var (tokens, _) = Draw(BoundaryRow, new SamplingOptions(temperature, topP, topK), 6000, seed: 5, counter: 11);
+        var probabilities = SamplingReference.Probabilities(TestData.ToDouble(BoundaryRow), temperature, topK, topP);
+        AssertDrawsFit(tokens, probabilities, $"T {temperature}, top-k {topK}, top-p {topP}");
     }
 
     [Test]
