@@ -91,6 +91,17 @@ public abstract class KernelBenchmark : IThroughputBenchmark, IPeakReferenced, I
         return stored;
     }
 
+    /// <summary><paramref name="values"/> in the case's storage dtype, rounded once on the device.</summary>
+    protected Tensor Stored(float[] values, TensorShape shape)
+    {
+        var t = Own(Backend.Allocate(DType.Float32, shape));
+        Backend.Upload<float>(values, t);
+        if (Case.Storage == DType.Float32) return t;
+        var stored = StoredZeros(shape);
+        Backend.Convert(t, stored);
+        return stored;
+    }
+
     /// <summary>A zero-filled tensor in the case's storage dtype.</summary>
     protected Tensor StoredZeros(TensorShape shape)
     {

@@ -6,14 +6,15 @@ namespace OR1.Bench.Kernels;
 /// <summary>
 /// Drawing the next token of a generation batch from logits over the model's vocabulary
 /// (kernels/sampling.cu, Cpu/Sampling.cs, Ilgpu/Sampling.cs): the rollout setting (temperature 1, no
-/// filtering), nucleus top-p 0.95, top-k 50 and greedy; the logits in bf16 too on the backends that store
+/// filtering), nucleus top-p 0.95, top-k 50 and greedy on uniform logits in [-8, 8) (the filters' worst case: a nucleus of a
+/// fifth of the vocabulary), top-p and the rollout draw on model-like rows (<see cref="RandomFill.ModelLike"/>); the logits in bf16 too on the backends that store
 /// it. GB/s counts one read of the logits, the least any sampler must do; the filtered modes read them more
 /// than once.
 /// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Sampling*'</code>
 /// </summary>
 public class SamplingBenchmarks : KernelBenchmark
 {
-    private Tensor _logits = null!, _tokens = null!, _logProbs = null!;
+    private Tensor _logits = null!, _modelLike = null!, _tokens = null!, _logProbs = null!;
     private ulong _counter;
     private SamplingOptions _options;
 
@@ -21,15 +22,20 @@ public class SamplingBenchmarks : KernelBenchmark
 
     protected override void Allocate(Random random)
     {
-        _logits = Stored(random, new TensorShape(Scale.SampleRows, Model.Vocab), 8f);
+        var shape = new TensorShape(Scale.SampleRows, Model.Vocab);
+        _logits = Stored(random, shape, 8f);
+        var modelLike = new float[shape.ElementCount];
+        RandomFill.ModelLike(modelLike, Model.Vocab, random.Next());
+        _modelLike = Stored(modelLike, shape);
         _tokens = Ints(new int[Scale.SampleRows]);
         _logProbs = Zeros(new TensorShape(Scale.SampleRows));
     }
 
-    private void Draw(SamplingOptions options)
+    private void Draw(SamplingOptions options, bool modelLike = false)
     {
         _options = options;
-        Repeat<SamplingBenchmarks>(static b => b.Backend.Sample(b._logits, b._options, 1234, ++b._counter, b._tokens, b._logProbs));
+        if (modelLike) Repeat<SamplingBenchmarks>(static b => b.Backend.Sample(b._modelLike, b._options, 1234, ++b._counter, b._tokens, b._logProbs));
+        else Repeat<SamplingBenchmarks>(static b => b.Backend.Sample(b._logits, b._options, 1234, ++b._counter, b._tokens, b._logProbs));
     }
 
     [Benchmark(OperationsPerInvoke = Launches)]
@@ -40,6 +46,14 @@ public class SamplingBenchmarks : KernelBenchmark
 
     [Benchmark(OperationsPerInvoke = Launches)]
     public void TopK() => Draw(new SamplingOptions(1f, TopK: 50));
+
+    /// <summary>Top-p 0.95 on logits shaped like a model's (<see cref="RandomFill.ModelLike"/>): the usual row, a small nucleus.</summary>
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void TopPModelLike() => Draw(new SamplingOptions(1f, 0.95f), modelLike: true);
+
+    /// <summary>The recipe's draw (T 1, no filter) on the same model-like rows.</summary>
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void RolloutModelLike() => Draw(new SamplingOptions(1f), modelLike: true);
 
     [Benchmark(OperationsPerInvoke = Launches)]
     public void Greedy() => Draw(new SamplingOptions(0f));

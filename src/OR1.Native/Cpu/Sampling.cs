@@ -84,7 +84,7 @@ internal static unsafe class CpuSampling
         {
             fixed (ulong* blocks = select.Blocks)
             {
-                total = RelativeProbabilities(x, vocab, t, zMax, scale, null, blocks, null);
+                total = RelativeProbabilities(x, vocab, t, zMax, scale, null, blocks, null, null);
                 token = DrawInIdOrder(x, vocab, t, zMax, scale, blocks, SamplingRules.ScaleUniform(total, bits53));
             }
             if (token < 0) token = TensorPrimitives.IndexOfMax(row);
@@ -93,7 +93,8 @@ internal static unsafe class CpuSampling
         {
             fixed (float* e = select.Exps)
             fixed (float* sampled = select.SampledExps)
-                total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled);
+            fixed (float* blockMax = select.BlockMaxExps)
+                total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled, blockMax);
             select.BeginRow(x, vocab, t, scale, total);
             var kept = topK ? select.Find(CpuSamplingSelect.Target.Count, (ulong)options.TopK, CpuSamplingSelect.Bound.None) : CpuSamplingSelect.Bound.None;
             ulong keptWeight = topK ? kept.Weight : total;
@@ -184,10 +185,12 @@ internal static unsafe class CpuSampling
 
     /// <summary>
     /// One pass over a row: the total weight, and, when asked for, the relative probabilities e (e[vocab..padded) = 0),
-    /// the weight of each block of <see cref="WalkBlock"/> tokens, and e of every <see cref="CpuSamplingSelect.SampleStride"/>-th token.
+    /// the weight of each block of <see cref="WalkBlock"/> tokens, e of every <see cref="CpuSamplingSelect.SampleStride"/>-th token,
+    /// and the largest e of each block (its NaN lanes, never kept, left out).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static ulong RelativeProbabilities(float* x, int vocab, float t, float zMax, float scale, float* e, ulong* blocks, float* sampled)
+    private static ulong RelativeProbabilities(float* x, int vocab, float t, float zMax, float scale, float* e, ulong* blocks, float* sampled,
+        float* blockMax)
     {
         const int stride = CpuSamplingSelect.SampleStride;
         ulong total = 0;
@@ -199,9 +202,11 @@ internal static unsafe class CpuSampling
             {
                 var low = Vector512<ulong>.Zero;
                 var high = Vector512<ulong>.Zero;
+                var largest = Vector512<float>.Zero;
                 for (; i < end; i += 16)
                 {
                     var ev = RelativeProbability(i <= end - 16 ? Vector512.Load(x + i) : Tail<Vector512<float>>(x, i, end), t, zMax);
+                    if (blockMax != null) largest = Avx512F.Max(ev, largest); // maxps returns its second operand for a NaN lane, which is never kept
                     if (e != null)
                     {
                         if (i <= end - 16) ev.Store(e + i);
@@ -214,14 +219,17 @@ internal static unsafe class CpuSampling
                     high += wh;
                 }
                 block = Vector512.Sum(low + high);
+                if (blockMax != null) blockMax[start / WalkBlock] = LargestLane(Vector256.Max(largest.GetLower(), largest.GetUpper()));
             }
             else
             {
                 var low = Vector256<ulong>.Zero;
                 var high = Vector256<ulong>.Zero;
+                var largest = Vector256<float>.Zero;
                 for (; i < end; i += 8)
                 {
                     var ev = RelativeProbability(i <= end - 8 ? Vector256.Load(x + i) : Tail<Vector256<float>>(x, i, end), t, zMax);
+                    if (blockMax != null) largest = Avx.Max(ev, largest);
                     if (e != null)
                     {
                         if (i <= end - 8) ev.Store(e + i);
@@ -232,6 +240,7 @@ internal static unsafe class CpuSampling
                     AddWeights(ev, scale, ref low, ref high);
                 }
                 block = Vector256.Sum(low + high);
+                if (blockMax != null) blockMax[start / WalkBlock] = LargestLane(largest);
             }
             if (blocks != null) blocks[start / WalkBlock] = block;
             total += block;
@@ -239,6 +248,13 @@ internal static unsafe class CpuSampling
         if (e != null)
             for (int j = vocab; j < ((vocab + 15) & ~15); j++) e[j] = 0f;
         return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float LargestLane(Vector256<float> v)
+    {
+        var m = Vector128.Max(v.GetLower(), v.GetUpper());
+        return MathF.Max(MathF.Max(m.GetElement(0), m.GetElement(1)), MathF.Max(m.GetElement(2), m.GetElement(3)));
     }
 
     /// <summary>
@@ -254,7 +270,7 @@ internal static unsafe class CpuSampling
         if (b == count) return -1;
         int start = b * WalkBlock, end = Math.Min(vocab, start + WalkBlock);
         float* e = stackalloc float[WalkBlock];
-        RelativeProbabilities(x + start, end - start, t, zMax, scale, e, null, null);
+        RelativeProbabilities(x + start, end - start, t, zMax, scale, e, null, null, null);
         for (int j = 0; j < end - start; j++)
         {
             running += SamplingRules.Weight(e[j], scale);

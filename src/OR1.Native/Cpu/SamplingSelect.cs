@@ -51,6 +51,12 @@ internal sealed unsafe class CpuSamplingSelect
     /// <summary>e of every <see cref="SampleStride"/>-th token (written by <see cref="CpuSampling"/>).</summary>
     public float[] SampledExps { get; private set; } = [];
 
+    /// <summary>
+    /// The largest e of each block of <see cref="CpuSampling.WalkBlock"/> tokens (written by <see cref="CpuSampling"/>): a pass
+    /// over e skips the blocks that lie wholly below its brackets, which in a model's row (a few likely tokens) is nearly all.
+    /// </summary>
+    public float[] BlockMaxExps { get; private set; } = [];
+
     /// <summary>The weight of each block of <see cref="CpuSampling.WalkBlock"/> tokens (the unfiltered draw's scratch).</summary>
     public ulong[] Blocks { get; private set; } = [];
 
@@ -89,6 +95,7 @@ internal sealed unsafe class CpuSamplingSelect
             s.Exps = new float[padded];
             s.SampledExps = new float[padded / SampleStride + 1];
             s.Blocks = new ulong[(vocab + CpuSampling.WalkBlock - 1) / CpuSampling.WalkBlock];
+            s.BlockMaxExps = new float[s.Blocks.Length];
             foreach (var g in s._gathered)
             {
                 // 16 of slack: the packed stores write whole vectors.
@@ -120,21 +127,25 @@ internal sealed unsafe class CpuSamplingSelect
             Array.Clear(_sampleWeight, _sampleLow, used);
             Array.Clear(_sampleSquares, _sampleLow, used);
         }
-        _sampleLow = Digits;
-        _sampleHigh = -1;
-        int samples = vocab / SampleStride;
-        for (int i = 0; i < samples; i++)
-        {
-            float v = SampledExps[i];
-            if (!(v >= 0f)) continue;
-            int d = Digit(v);
-            double w = SamplingRules.Weight(v, scale);
-            _sampleCount[d]++;
-            _sampleWeight[d] += w;
-            _sampleSquares[d] += w * w;
-            _sampleLow = Math.Min(_sampleLow, d);
-            _sampleHigh = Math.Max(_sampleHigh, d);
-        }
+        // Locals, not fields, in the loop: the JIT reloads fields after every array store.
+        int lowest = Digits, highest = -1, samples = vocab / SampleStride;
+        int[] count = _sampleCount;
+        double[] weight = _sampleWeight, squares = _sampleSquares;
+        fixed (float* sampled = SampledExps)
+            for (int i = 0; i < samples; i++)
+            {
+                float v = sampled[i];
+                if (!(v >= 0f)) continue;
+                int d = Digit(v);
+                double w = SamplingRules.Weight(v, scale);
+                count[d]++;
+                weight[d] += w;
+                squares[d] += w * w;
+                lowest = Math.Min(lowest, d);
+                highest = Math.Max(highest, d);
+            }
+        _sampleLow = lowest;
+        _sampleHigh = highest;
     }
 
     /// <summary>
@@ -263,6 +274,10 @@ internal sealed unsafe class CpuSamplingSelect
         var aw1 = Vector256<ulong>.Zero;
         var bw0 = Vector256<ulong>.Zero;
         var bw1 = Vector256<ulong>.Zero;
+        // A block whose largest e is below both brackets adds nothing to either.
+        const int block = CpuSampling.WalkBlock;
+        float lowest = Math.Min(aLow, bLow);
+        fixed (float* blockMax = BlockMaxExps)
         fixed (float* e = Exps)
         fixed (int* aIds = a.Ids)
         fixed (int* bIds = (b ?? a).Ids)
@@ -279,6 +294,11 @@ internal sealed unsafe class CpuSamplingSelect
                 var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                 for (; j <= vocab - 16; j += 16)
                 {
+                    if ((j & (block - 1)) == 0 && blockMax[j / block] < lowest)
+                    {
+                        j += block - 16;
+                        continue;
+                    }
                     var v = Vector512.Load(e + j);
                     CpuSampling.Weights(v, scale, out var w0, out var w1);
                     var ids = Vector512.Create(j) + lanes;
@@ -304,6 +324,11 @@ internal sealed unsafe class CpuSamplingSelect
             var zero = Vector256<ulong>.Zero;
             for (; j <= vocab - 8; j += 8)
             {
+                if ((j & (block - 1)) == 0 && blockMax[j / block] < lowest)
+                {
+                    j += block - 8;
+                    continue;
+                }
                 var v = Vector256.Load(e + j);
                 var w0 = zero;
                 var w1 = zero;
@@ -331,6 +356,7 @@ internal sealed unsafe class CpuSamplingSelect
                 }
             }
             ulong aTail = 0, bTail = 0;
+            if (j < vocab && blockMax[j / block] < lowest) j = vocab;
             for (; j < vocab; j++)
             {
                 float v = e[j];

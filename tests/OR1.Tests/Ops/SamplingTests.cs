@@ -105,4 +105,26 @@ public sealed class SamplingTests(BackendCase backendCase) : OpTestBase(backendC
         var probabilities = SamplingReference.Probabilities(TestData.ToDouble(row), 1, 0, 0.5);
         Assert.That(tokens.All(t => probabilities[t] > 0), "every draw lies in the nucleus");
     }
+
+    /// <summary>
+    /// A model-like row over 16 blocks of 256 tokens: six likely tokens in four blocks (two at the ends of the row, two
+    /// neighbours inside one block) over a flat bulk. The Cpu sampler's search skips the blocks whose largest relative
+    /// probability lies below its brackets, and the kernels refine whole rows: both must still draw the exact filtered
+    /// distribution, ties and block edges included.
+    /// </summary>
+    [TestCase(1f, 0, 0.9f)]
+    [TestCase(1f, 4, 1f)]
+    [TestCase(0.8f, 5, 0.95f)]
+    public void SparseHeadsAcrossBlocksFitTheFilteredDistribution(float temperature, int topK, float topP)
+    {
+        SkipIfLarge(true, "4000 draws over a 4096-token vocabulary");
+        var row = TestData.Normal(4096, 17, std: 1f);
+        int[] head = [0, 700, 701, 2300, 3000, 4095];
+        float[] lift = [9f, 10f, 10f, 8.5f, 9.5f, 10.5f];
+        for (int i = 0; i < head.Length; i++) row[head[i]] = lift[i];
+        var (tokens, _) = Draw(row, new SamplingOptions(temperature, topP, topK), 4000, seed: 3, counter: 5);
+        var probabilities = SamplingReference.Probabilities(TestData.ToDouble(row), temperature, topK, topP);
+        Assert.That(probabilities.Count(p => p > 0), Is.InRange(2, 6), "the filter keeps a few of the head tokens");
+        AssertDrawsFit(tokens, probabilities, $"T {temperature}, top-k {topK}, top-p {topP}");
+    }
 }
