@@ -23,7 +23,7 @@ public sealed class SamplingAgreementTests(BackendCase backendCase) : OpTestBase
     [OneTimeTearDown]
     public void DisposeCpu() => _cpu?.Dispose();
 
-    private static readonly SamplingOptions[] Options =
+    internal static readonly SamplingOptions[] Options =
     [
         new(1f),                   // the recipe: no filter
         new(0f),                   // greedy

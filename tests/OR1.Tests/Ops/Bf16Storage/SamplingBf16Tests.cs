@@ -22,28 +22,11 @@ public sealed class SamplingBf16Tests(BackendCase backendCase) : OpTestBase(back
     [OneTimeTearDown]
     public void DisposeCpu() => _cpu?.Dispose();
 
-    private static readonly SamplingOptions[] Options =
-    [
-        new(1f),
-        new(0f),
-        new(0.7f, TopK: 40),
-        new(1f, TopP: 0.9f),
-        new(1.3f, TopP: 0.8f, TopK: 50),
-    ];
-
-    public static IEnumerable<TestCaseData> Cases()
-    {
-        foreach (int vocab in new[] { 1, 7, 151_936 })
-            foreach (int rows in new[] { 1, 33 })
-                for (int o = 0; o < Options.Length; o++)
-                    yield return new TestCaseData(vocab, rows, o).SetArgDisplayNames($"V {vocab}", $"{rows} rows",
-                        $"T {Options[o].Temperature} top-k {Options[o].TopK} top-p {Options[o].TopP}");
-    }
-
-    [TestCaseSource(nameof(Cases))]
+    // The agreement tests' vocabularies, row counts and option classes.
+    [TestCaseSource(typeof(SamplingAgreementTests), nameof(SamplingAgreementTests.Cases))]
     public void DrawsTheCpuBackendsTokensFromTheSameValues(int vocab, int rows, int option)
     {
-        var options = Options[option];
+        var options = SamplingAgreementTests.Options[option];
         var logits = Bf16.Round(SamplingAgreementTests.ModelLikeLogits(rows, vocab, 3 * vocab + rows + option));
         using var l = Backend.BFloat16s(logits, rows, vocab);
         var tokens = Own(Backend.Allocate(DType.Int32, new TensorShape(rows)));
