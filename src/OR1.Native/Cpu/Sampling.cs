@@ -14,8 +14,10 @@ namespace OR1.Native.Cpu;
 /// e = exp(z - max z) (<see cref="FastMath.ExpNonPositive(Vector256{float})"/>, one exp for every token) and its
 /// integer weight, summed exactly. The recipe's default (no filter) keeps only the weight of each block of
 /// <see cref="WalkBlock"/> tokens and walks the blocks, then one block, to the draw; greedy finds the first maximum
-/// in its log-sum-exp pass. Filtering stores e and finds the top-k boundary, the nucleus boundary and the drawn token
-/// in key order with <see cref="CpuSamplingSelect"/>; nothing is sorted. Rows run in parallel, one row per work item;
+/// in its log-sum-exp pass. Filtering keeps the largest e of each block; when the blocks' maxima alone reach top-k or
+/// the nucleus (a model's row: a few likely tokens), the tokens of those few blocks decide the top-k boundary, the
+/// nucleus boundary and the drawn token (<see cref="CpuSamplingSelect.TryDrawFromHead"/>); otherwise (a flat row)
+/// <see cref="CpuSamplingSelect"/> searches the key order by brackets placed from a sample. Nothing is sorted. Rows run in parallel, one row per work item;
 /// nothing is allocated per call once a thread's scratch has grown.
 /// </summary>
 internal static unsafe class CpuSampling
@@ -91,11 +93,19 @@ internal static unsafe class CpuSampling
         }
         else
         {
+            // One pass stores e, the sample and the blocks' largest e: the head search reads the last (and e in a few
+            // blocks), the bracket search for rows without a dominant head (flat ones) all three.
             fixed (float* e = select.Exps)
             fixed (float* sampled = select.SampledExps)
             fixed (float* blockMax = select.BlockMaxExps)
                 total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled, blockMax);
             select.BeginRow(x, vocab, t, scale, total);
+            token = select.TryDrawFromHead(topK ? options.TopK : 0, options.TopP, bits53);
+            if (token >= 0)
+            {
+                logProb = Tempered(x[token], t) - (float)(zMax + SamplingRules.LogTotal(total, fraction));
+                return token;
+            }
             var kept = topK ? select.Find(CpuSamplingSelect.Target.Count, (ulong)options.TopK, CpuSamplingSelect.Bound.None) : CpuSamplingSelect.Bound.None;
             ulong keptWeight = topK ? kept.Weight : total;
             if (topP)
@@ -219,7 +229,7 @@ internal static unsafe class CpuSampling
                     high += wh;
                 }
                 block = Vector512.Sum(low + high);
-                if (blockMax != null) blockMax[start / WalkBlock] = LargestLane(Vector256.Max(largest.GetLower(), largest.GetUpper()));
+                if (blockMax != null) blockMax[start / WalkBlock] = LargestLane(Avx.Max(largest.GetLower(), largest.GetUpper()));
             }
             else
             {
@@ -229,7 +239,7 @@ internal static unsafe class CpuSampling
                 for (; i < end; i += 8)
                 {
                     var ev = RelativeProbability(i <= end - 8 ? Vector256.Load(x + i) : Tail<Vector256<float>>(x, i, end), t, zMax);
-                    if (blockMax != null) largest = Avx.Max(ev, largest);
+                    if (blockMax != null) largest = Avx.IsSupported ? Avx.Max(ev, largest) : Vector256.Max(ev, largest);
                     if (e != null)
                     {
                         if (i <= end - 8) ev.Store(e + i);
@@ -250,11 +260,19 @@ internal static unsafe class CpuSampling
         return total;
     }
 
+    /// <summary>The largest of 8 non-negative, non-NaN lanes (maxps: no NaN or signed-zero handling needed).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float LargestLane(Vector256<float> v)
     {
-        var m = Vector128.Max(v.GetLower(), v.GetUpper());
-        return MathF.Max(MathF.Max(m.GetElement(0), m.GetElement(1)), MathF.Max(m.GetElement(2), m.GetElement(3)));
+        if (!Sse.IsSupported)
+        {
+            float best = 0f;
+            for (int i = 0; i < Vector256<float>.Count; i++) best = MathF.Max(best, v.GetElement(i));
+            return best;
+        }
+        var m = Sse.Max(v.GetLower(), v.GetUpper());
+        m = Sse.Max(m, Sse.MoveHighToLow(m, m));
+        return Sse.MaxScalar(m, Sse.Shuffle(m, m, 1)).ToScalar();
     }
 
     /// <summary>

@@ -73,6 +73,7 @@ internal sealed unsafe class CpuSamplingSelect
     private float _scale;
     private ulong _total;
     private int _sampleLow = Digits, _sampleHigh = Digits - 1; // the digits the last sample occupies (none yet)
+    private bool _sampled;                                      // the sample's histogram is this row's
 
     /// <summary>Tokens a pass gathered for one bracket, with the exact count and weight of the kept tokens above it.</summary>
     private sealed class Gathered
@@ -96,6 +97,7 @@ internal sealed unsafe class CpuSamplingSelect
             s.SampledExps = new float[padded / SampleStride + 1];
             s.Blocks = new ulong[(vocab + CpuSampling.WalkBlock - 1) / CpuSampling.WalkBlock];
             s.BlockMaxExps = new float[s.Blocks.Length];
+            s._headMaxima = new float[s.Blocks.Length];
             foreach (var g in s._gathered)
             {
                 // 16 of slack: the packed stores write whole vectors.
@@ -108,8 +110,8 @@ internal sealed unsafe class CpuSamplingSelect
     }
 
     /// <summary>
-    /// Starts a row whose <see cref="Exps"/> and <see cref="SampledExps"/> are computed: logits x, temperature t, 2^F,
-    /// the total weight.
+    /// Starts a row whose <see cref="Exps"/>, <see cref="SampledExps"/> and <see cref="BlockMaxExps"/> are computed:
+    /// logits x, temperature t, 2^F, the total weight.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BeginRow(float* x, int vocab, float t, float scale, ulong total)
@@ -119,6 +121,17 @@ internal sealed unsafe class CpuSamplingSelect
         _t = t;
         _scale = scale;
         _total = total;
+        _sampled = false;
+    }
+
+    /// <summary>The histogram of the row's sample by digit, built when a search first needs it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void EnsureSample()
+    {
+        if (_sampled) return;
+        _sampled = true;
+        int vocab = _vocab;
+        float scale = _scale;
         // Only the digits the last row's sample touched need clearing.
         if (_sampleHigh >= _sampleLow)
         {
@@ -185,6 +198,147 @@ internal sealed unsafe class CpuSamplingSelect
         return (nucleus, Find(Target.WeightAbove, target, nucleus));
     }
 
+    /// <summary>More gathered tokens than this and the head search gives way to the sample's brackets.</summary>
+    private const int HeadGatherLimit = 16384;
+
+    private readonly int[] _headCount = new int[Digits];
+    private readonly ulong[] _headWeight = new ulong[Digits];
+    private float[] _headMaxima = [];
+
+    /// <summary>
+    /// The drawn token found exactly from the row's head, or -1 when the head does not decide it. The blocks' largest e
+    /// (<see cref="BlockMaxExps"/>) are tokens of the row: walking their digits down from the top to the first digit at
+    /// which they number top-k (or, without top-k, weigh the nucleus goal) gives a threshold that at least that many
+    /// tokens, or that much weight, reach. Every token reaching it lies in a block whose largest e does, so one look at
+    /// those blocks gathers a prefix of the key order that holds the top-k boundary, the nucleus boundary and the draw,
+    /// with nothing above it, and the radix select resolves the three in it. In a model's row (a few likely tokens)
+    /// that is a few blocks; in a flat row the maxima weigh too little and the sample's brackets take over.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int TryDrawFromHead(int topK, float topP, ulong bits53)
+    {
+        const int block = CpuSampling.WalkBlock;
+        int blocks = (_vocab + block - 1) / block, highest = -1, lowest = Digits;
+        int[] headCount = _headCount;
+        ulong[] headWeight = _headWeight;
+        float scale = _scale;
+        bool decided = true;
+        fixed (float* largest = BlockMaxExps)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                float v = largest[b];
+                if (!(v >= 0f))
+                {
+                    decided = false; // NaN logits: the general search's fallback
+                    break;
+                }
+                int d = Digit(v);
+                headCount[d]++;
+                headWeight[d] += SamplingRules.Weight(v, scale);
+                highest = Math.Max(highest, d);
+                lowest = Math.Min(lowest, d);
+            }
+            int digit = -1;
+            ulong goal = topK > 0 ? (ulong)topK : SamplingRules.CeilMulFraction(topP, _total), above = 0;
+            for (int d = highest; d >= lowest && decided; d--)
+            {
+                ulong here = topK > 0 ? (ulong)headCount[d] : headWeight[d];
+                if (above + here >= goal)
+                {
+                    digit = d;
+                    break;
+                }
+                above += here;
+            }
+            if (highest >= lowest)
+            {
+                Array.Clear(headCount, lowest, highest - lowest + 1);
+                Array.Clear(headWeight, lowest, highest - lowest + 1);
+            }
+            if (!decided || digit < 0) return -1;
+            // The threshold is the maximum in that digit at which the goal is reached, not the digit's floor: a flat row
+            // has hundreds of maxima in its top digit, and only the blocks of the first few need a look.
+            int m = 0;
+            for (int b = 0; b < blocks; b++)
+                if (Digit(largest[b]) == digit) _headMaxima[m++] = largest[b];
+            var inDigit = _headMaxima.AsSpan(0, m);
+            inDigit.Sort();
+            float threshold = inDigit[0];
+            for (int i = m - 1; i >= 0; i--)
+            {
+                above += topK > 0 ? 1UL : SamplingRules.Weight(inDigit[i], scale);
+                if (above >= goal)
+                {
+                    threshold = inDigit[i];
+                    break;
+                }
+            }
+            if (!GatherFrom(threshold, largest, blocks)) return -1;
+        }
+        var kept = Bound.None;
+        ulong keptWeight = _total;
+        if (topK > 0)
+        {
+            kept = Resolve(Target.Count, (ulong)topK, Bound.None, CopyOfHead());
+            keptWeight = kept.Weight;
+        }
+        var nucleus = kept;
+        if (topP < 1f) nucleus = Resolve(Target.WeightAtLeast, SamplingRules.CeilMulFraction(topP, keptWeight), kept, CopyOfHead());
+        ulong nucleusWeight = nucleus.Active ? nucleus.Weight : keptWeight;
+        return Resolve(Target.WeightAbove, SamplingRules.ScaleUniform(nucleusWeight, bits53), nucleus, CopyOfHead()).Token;
+    }
+
+    /// <summary>
+    /// The tokens with e at least <paramref name="threshold"/>, in id order, into the first gathered set with their keys
+    /// and weights and nothing above them; false if there are more than <see cref="HeadGatherLimit"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private bool GatherFrom(float threshold, float* largest, int blocks)
+    {
+        const int block = CpuSampling.WalkBlock;
+        var head = _gathered[0];
+        int n = 0, vocab = _vocab;
+        var bar = Vector256.Create(threshold);
+        fixed (float* e = Exps)
+        fixed (int* ids = head.Ids)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                if (!(largest[b] >= threshold)) continue;
+                if (n > HeadGatherLimit) return false;
+                // Exps is zero-padded to a multiple of 16: the last vector's lanes past the row are masked off.
+                int start = b * block, end = Math.Min(vocab, start + block);
+                for (int j = start; j < end; j += 8)
+                {
+                    uint reach = Vector256.GreaterThanOrEqual(Vector256.Load(e + j), bar).ExtractMostSignificantBits();
+                    if (end - j < 8) reach &= (1u << (end - j)) - 1;
+                    while (reach != 0)
+                    {
+                        ids[n++] = j + BitOperations.TrailingZeroCount(reach);
+                        reach &= reach - 1;
+                    }
+                }
+            }
+            head.CountAbove = 0;
+            head.WeightAbove = 0;
+            Key(head, n, e, Bound.None);
+        }
+        return true;
+    }
+
+    /// <summary>The head's gathered set copied into the second one, which <see cref="Resolve"/> may reorder.</summary>
+    private Gathered CopyOfHead()
+    {
+        Gathered head = _gathered[0], copy = _gathered[1];
+        Array.Copy(head.Keys, copy.Keys, head.Count);
+        Array.Copy(head.Weights, copy.Weights, head.Count);
+        copy.Count = head.Count;
+        copy.CountAbove = 0;
+        copy.WeightAbove = 0;
+        return copy;
+    }
+
     private float Tempered(float x) => _t == 1f ? x : x / _t;
 
     private static int Digit(float e) => Math.Min(Digits - 1, BitConverter.SingleToInt32Bits(e) >> DigitShift);
@@ -203,6 +357,7 @@ internal sealed unsafe class CpuSamplingSelect
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Estimate(Target target, ulong threshold, Bound limit, ulong total, Gathered g)
     {
+        EnsureSample();
         bool byCount = target == Target.Count;
         double need = target == Target.WeightAbove ? threshold + 1.0 : threshold;
         double stride = SampleStride;
