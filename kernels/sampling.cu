@@ -698,10 +698,13 @@ static __device__ OR1_NOINLINE void descend(SampleRow<S>& r, int kind, u64 thres
 
 /// Launch: grid = rows, one block per row; blockDim.x 32 (vocabularies up to 1024) or 256, a power of two (it divides
 /// the histograms' bucket counts). Dynamic shared memory SAMPLE_SHARED_BYTES when the call filters (top-k < vocab or
-/// top-p < 1) at a temperature above 0, else 0. logits [rows, vocab] in S; tokens and logProbs [rows].
+/// top-p < 1) at a temperature above 0, else 0. logits [rows, vocab] in S; tokens and logProbs [rows]. streams, when not
+/// null, holds (request id, position) per row and row b draws from counter_hash(seed, position, request id): its request's
+/// stream, whatever else shares the batch; otherwise from counter_hash(seed, counter, b).
 template <typename S>
 static __device__ void sample_rows(const S* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
-                                   u64 seed, u64 counter, int* __restrict__ tokens, float* __restrict__ logProbs) {
+                                   u64 seed, u64 counter, const int* __restrict__ streams, int* __restrict__ tokens,
+                                   float* __restrict__ logProbs) {
     __shared__ double dscratch[32];
     __shared__ SampleScratch scratch;
     __shared__ SampleCrossing crossing;
@@ -769,7 +772,9 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
     r.zMax = zMax;
     float scale = r.fp.scale;
     int piece = r.fp.piece;
-    u64 bits53 = counter_hash(seed, counter, static_cast<u64>(b)) >> 11;
+    u64 bits53 = (streams != nullptr
+                      ? counter_hash(seed, static_cast<unsigned>(streams[2 * b + 1]), static_cast<unsigned>(streams[2 * b]))
+                      : counter_hash(seed, counter, static_cast<u64>(b))) >> 11;
     u64 total = 0;
     int token;
 
@@ -844,6 +849,6 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
 
 OR1_BOUNDED_STORAGE_KERNELS(sample_rows, (256),
                             (const S* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
-                             unsigned long long seed, unsigned long long counter, int* __restrict__ tokens,
-                             float* __restrict__ logProbs),
-                            (logits, rows, vocab, temperature, topP, topK, seed, counter, tokens, logProbs))
+                             unsigned long long seed, unsigned long long counter, const int* __restrict__ streams,
+                             int* __restrict__ tokens, float* __restrict__ logProbs),
+                            (logits, rows, vocab, temperature, topP, topK, seed, counter, streams, tokens, logProbs))

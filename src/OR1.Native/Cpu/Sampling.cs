@@ -28,7 +28,7 @@ internal static unsafe class CpuSampling
     [ThreadStatic] private static SampleJob? t_job;
 
     public static void Sample(float* logits, int rows, int vocab, SamplingOptions options, ulong seed, ulong counter,
-        int* tokens, float* logProbs)
+        int* streams, int* tokens, float* logProbs)
     {
         var job = t_job ??= new SampleJob();
         job.Logits = logits;
@@ -36,6 +36,7 @@ internal static unsafe class CpuSampling
         job.Options = options;
         job.Seed = seed;
         job.Counter = counter;
+        job.Streams = streams;
         job.Tokens = tokens;
         job.LogProbs = logProbs;
         CpuParallel.ForEach(rows, job.Body);
@@ -48,6 +49,7 @@ internal static unsafe class CpuSampling
         public int Vocab;
         public SamplingOptions Options;
         public ulong Seed, Counter;
+        public int* Streams; // (request id, position) per row, or null: row b draws from (Counter, b)
         public int* Tokens;
         public float* LogProbs;
         public readonly Action<int> Body;
@@ -57,7 +59,10 @@ internal static unsafe class CpuSampling
         private void Row(int b)
         {
             var select = CpuSamplingSelect.ForThisThread(Vocab);
-            Tokens[b] = SampleRow(Logits + (long)b * Vocab, Vocab, Options, SamplingRules.UniformBits(Seed, Counter, (ulong)b), select, out float logProb);
+            ulong bits = Streams == null
+                ? SamplingRules.UniformBits(Seed, Counter, (ulong)b)
+                : SamplingRules.UniformBits(Seed, (uint)Streams[2 * b + 1], (uint)Streams[2 * b]);
+            Tokens[b] = SampleRow(Logits + (long)b * Vocab, Vocab, Options, bits, select, out float logProb);
             LogProbs[b] = logProb;
         }
     }

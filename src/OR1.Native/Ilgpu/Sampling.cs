@@ -24,7 +24,13 @@ internal static class IlgpuSampling
         public int Rows, Vocab, TopK;
         public float Temperature, TopP;
         public ulong Seed, Counter;
+        /// <summary>1: row b draws from (seed, streams[2b + 1], streams[2b]), its request's stream; 0: from (seed, Counter, b).</summary>
+        public int Streamed;
     }
+
+    /// <summary>The uniform of row b: its request's stream when the call has streams, else the call's counter and b.</summary>
+    private static double RowUniform(ArrayView<int> streams, SampleArgs a, long b) =>
+        a.Streamed != 0 ? Uniform(a.Seed, (uint)streams[2 * b + 1], (uint)streams[2 * b]) : Uniform(a.Seed, a.Counter, (ulong)b);
 
     // ---------------------------------------------------------------- CounterRng, on the device
 
@@ -70,14 +76,14 @@ internal static class IlgpuSampling
     }
 
     [IlgpuKernel]
-    public static void SampleRowsKernel(ArrayView<float> logits, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a)
+    public static void SampleRowsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a)
     {
         long stride = (long)Grid.DimX * Group.DimX;
         int vocab = a.Vocab;
         for (long b = Grid.GlobalIndex.X; b < a.Rows; b += stride)
         {
             long row = b * vocab;
-            double uniform = Uniform(a.Seed, a.Counter, (ulong)b);
+            double uniform = RowUniform(streams, a, b);
             if (a.Temperature == 0f)
             {
                 int best = 0;
@@ -205,7 +211,7 @@ internal static class IlgpuSampling
     }
 
     [IlgpuKernel]
-    public static void SampleGroupsKernel(ArrayView<float> logits, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a, int idBits)
+    public static void SampleGroupsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a, int idBits)
     {
         var doubles = SharedMemory.Allocate<double>(32);
         var floats = SharedMemory.Allocate<float>(32);
@@ -215,7 +221,7 @@ internal static class IlgpuSampling
         for (int b = Grid.IdxX; b < a.Rows; b += Grid.DimX)
         {
             long row = (long)b * vocab;
-            double uniform = Uniform(a.Seed, a.Counter, (ulong)b);
+            double uniform = RowUniform(streams, a, b);
             if (t == 0f)
             {
                 float bestValue = float.NegativeInfinity;
@@ -313,19 +319,19 @@ internal static class IlgpuSampling
 
     // ---------------------------------------------------------------- host side
 
-    public static void Sample(IlgpuDevice device, ArrayView<float> logits, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs args,
-        int threadRowVocabulary)
+    public static void Sample(IlgpuDevice device, ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs,
+        SampleArgs args, int threadRowVocabulary)
     {
         if (args.Rows == 0) return;
         var p = device.Profile;
         if (args.Vocab <= threadRowVocabulary)
         {
-            device.Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, SampleArgs>(SampleRowsKernel)(
-                new KernelConfig(p.Groups(args.Rows, p.BlockThreads), p.BlockThreads), logits, tokens, logProbs, args);
+            device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, SampleArgs>(SampleRowsKernel)(
+                new KernelConfig(p.Groups(args.Rows, p.BlockThreads), p.BlockThreads), logits, streams, tokens, logProbs, args);
             return;
         }
         int idBits = Math.Max(1, 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)(args.Vocab - 1)));
-        device.Load<ArrayView<float>, ArrayView<int>, ArrayView<float>, SampleArgs, int>(SampleGroupsKernel)(
-            new KernelConfig(p.Groups(args.Rows), p.BlockThreads), logits, tokens, logProbs, args, idBits);
+        device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, SampleArgs, int>(SampleGroupsKernel)(
+            new KernelConfig(p.Groups(args.Rows), p.BlockThreads), logits, streams, tokens, logProbs, args, idBits);
     }
 }

@@ -176,8 +176,8 @@ public abstract class KernelBackend : BackendBase
     protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors) => Op("GlobalNorm").GlobalNorm(tensors);
 
     /// <inheritdoc />
-    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs) =>
-        Op("Sample").Sample(logits, options, seed, counter, tokens, logProbs);
+    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs) =>
+        Op("Sample").Sample(logits, options, seed, counter, streams, tokens, logProbs);
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

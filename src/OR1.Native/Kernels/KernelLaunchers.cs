@@ -575,7 +575,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     // ---------------------------------------------------------------- sampling
 
-    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs)
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs)
     {
         int rows = logits.Shape[0], vocab = logits.Shape[1];
         if (rows == 0) return;
@@ -588,7 +588,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         var a = new KernelArgs();
         _rt.Launch(kernel, rows, threads, shared,
             ref a.Ptr(P(logits)).Int(rows).Int(vocab).Float(options.Temperature).Float(options.TopP).Int(options.TopK)
-                .ULong(seed).ULong(counter).Ptr(P(tokens)).Ptr(P(logProbs)));
+                .ULong(seed).ULong(counter).Ptr(P(streams, true)).Ptr(P(tokens)).Ptr(P(logProbs)));
     }
 
     public void Dispose() => _scratch.Dispose();

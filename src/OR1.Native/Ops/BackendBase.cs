@@ -613,7 +613,17 @@ public abstract class BackendBase : IBackend
     // ---------------------------------------------------------------- sampling
 
     /// <inheritdoc />
-    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs)
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs) =>
+        CheckAndSample(logits, options, seed, counter, null, tokens, logProbs);
+
+    /// <inheritdoc />
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs)
+    {
+        ArgumentNullException.ThrowIfNull(streams);
+        CheckAndSample(logits, options, seed, 0, streams, tokens, logProbs);
+    }
+
+    private void CheckAndSample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs)
     {
         var check = new OpCheck(nameof(Sample), this);
         var (b, v) = check.Matrix(logits, nameof(logits), check.Storage(logits, nameof(logits)));
@@ -623,11 +633,15 @@ public abstract class BackendBase : IBackend
         check.Require(float.IsFinite(options.Temperature) && options.Temperature >= 0, "options.Temperature", $"is {options.Temperature}, expected a finite non-negative value (0 = greedy)");
         check.Require(options.TopP > 0 && options.TopP <= 1, "options.TopP", $"is {options.TopP}, expected a value in (0, 1]");
         check.Require(options.TopK >= 0, "options.TopK", $"is {options.TopK}, expected 0 (off) or a positive count");
-        SampleCore(logits, options, seed, counter, tokens, logProbs);
+        if (streams is not null) check.Shaped(streams, nameof(streams), DType.Int32, b, 2);
+        SampleCore(logits, options, seed, counter, streams, tokens, logProbs);
     }
 
-    /// <summary>Validated sampling.</summary>
-    protected abstract void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs);
+    /// <summary>
+    /// Validated sampling. Row b's uniform is CounterRng's hash of (seed, counter, b), or of (seed, streams[b, 1],
+    /// streams[b, 0]) when streams is given.
+    /// </summary>
+    protected abstract void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs);
 
     // ---------------------------------------------------------------- lifetime
 

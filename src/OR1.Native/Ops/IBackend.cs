@@ -225,4 +225,12 @@ public interface IBackend : IDisposable
     /// the drawn token, before filtering (T = 1 when greedy).
     /// </summary>
     void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs);
+
+    /// <summary>
+    /// As <see cref="Sample(Tensor, SamplingOptions, ulong, ulong, Tensor, Tensor)"/>, but row b draws from its own
+    /// request's stream: streams Int32 [B, 2] holds (request id, position) per row and the uniform is the hash of
+    /// (seed, position, request id), so a request's tokens do not depend on which other requests share the batch or
+    /// where its row sits (the rollout engine's continuous batching). The ids are read as unsigned 32-bit values.
+    /// </summary>
+    void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs);
 }
