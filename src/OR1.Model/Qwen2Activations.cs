@@ -44,13 +44,40 @@ public sealed class Qwen2Activations : IDisposable
     /// in <paramref name="storage"/> (the model's precision), the saved statistics (1/rms, log-sum-exp) in fp32.
     /// </summary>
     public Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32)
+        : this(backend, config, capacity, storage, inference: false)
+    {
+    }
+
+    /// <summary>
+    /// The inference arena: what a forward pass needs and nothing a backward would (generation's prefill and decode).
+    /// One layer's buffers serve every layer in turn and the residual stream alternates between two buffers, so its
+    /// size does not grow with depth; there are no gradients. <see cref="Qwen2Model.Backward"/> refuses it.
+    /// </summary>
+    public static Qwen2Activations ForInference(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32) =>
+        new(backend, config, capacity, storage, inference: true);
+
+    private Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage, bool inference)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Backend = backend;
         Config = config;
         Capacity = capacity;
         Storage = storage;
+        IsInference = inference;
         int h = config.HiddenSize;
+        if (inference)
+        {
+            Tensor even = Own(capacity, h), odd = Own(capacity, h);
+            Residuals = Enumerable.Range(0, config.NumHiddenLayers + 1).Select(l => l % 2 == 0 ? even : odd).ToArray();
+            var shared = new LayerActivations(backend, config, capacity, storage);
+            Layers = Enumerable.Repeat(shared, config.NumHiddenLayers).ToArray();
+            FinalNorm = Own(capacity, h);
+            FinalInvRms = OwnFloat32(capacity);
+            LogProbLse = OwnFloat32(capacity);
+            HiddenScratch = Own(capacity, h);
+            GradResidual = GradHidden = GradInter1 = GradInter2 = GradInter3 = GradQuery = GradAttention = GradKey = GradValue = null!;
+            return;
+        }
         Residuals = Enumerable.Range(0, config.NumHiddenLayers + 1).Select(_ => Own(capacity, h)).ToArray();
         Layers = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LayerActivations(backend, config, capacity, storage)).ToArray();
         FinalNorm = Own(capacity, h);
@@ -77,6 +104,9 @@ public sealed class Qwen2Activations : IDisposable
 
     /// <summary>The dtype of the activations and their gradients.</summary>
     public DType Storage { get; }
+
+    /// <summary>An inference arena (<see cref="ForInference"/>): nothing saved for a backward, no gradients.</summary>
+    public bool IsInference { get; }
 
     /// <summary>Residual stream entering layer l (index l) and leaving the last layer (index L) [T, H].</summary>
     internal Tensor[] Residuals { get; }
@@ -111,6 +141,6 @@ public sealed class Qwen2Activations : IDisposable
     public void Dispose()
     {
         foreach (var t in _owned) t.Dispose();
-        foreach (var l in Layers) l.Dispose();
+        foreach (var l in Layers.Distinct()) l.Dispose();
     }
 }

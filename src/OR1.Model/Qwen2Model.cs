@@ -146,6 +146,9 @@ public sealed class Qwen2Model : IDisposable
     public void Backward(PackedBatch batch, Qwen2Activations act, Tensor targets, float temperature,
         Tensor dLogProbs, Tensor? dEntropy, Tensor entropy, Qwen2Weights gradients)
     {
+        if (act.IsInference)
+            throw new ArgumentException("the activations are an inference arena (Qwen2Activations.ForInference): they keep nothing for a backward; " +
+                                        "train with `new Qwen2Activations(...)`", nameof(act));
         int rows = CheckCapacity(batch.TokenCount, act);
         var c = Config;
         var dHidden = act.GradHidden.SliceRows(0, rows);

@@ -64,7 +64,9 @@ public static class GenerateCommand
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),
-            new SynchronousProgress<GenerationProgress>(p => update(p.FinishedSamples, p.TotalSamples, TokensPerSecond(p.GeneratedTokens, clock.Elapsed)))));
+            new SynchronousProgress<GenerationProgress>(p => update(p.FinishedSamples, p.TotalSamples,
+                $"{TokensPerSecond(p.GeneratedTokens, clock.Elapsed)}  {EngineRates(p.Stats)}"))));
+        Console.Error.WriteLine($"generate: {EngineSummary(generator.LastStats)}");
 
         if (a.Output is null)
         {
@@ -100,6 +102,18 @@ public static class GenerateCommand
         Console.Error.WriteLine($"generate: wrote {results.Count} samples to {a.Output}");
         return 0;
     }
+
+    /// <summary>The engine's rates and its decode batch's occupancy so far: "prefill 12,345 tok/s, decode 1,234 tok/s, batch 97%".</summary>
+    public static string EngineRates(GenerationStats s) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"prefill {s.PrefillTokensPerSecond:N0} tok/s, decode {s.DecodeTokensPerSecond:N0} tok/s, batch {s.MeanOccupancy * 100:F0}%");
+
+    /// <summary>The closing line of a generation: tokens, rates, occupancy (overall and while requests waited).</summary>
+    public static string EngineSummary(GenerationStats s) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{s.PrefillTokens:N0} prompt tokens prefilled in {s.Prefills:N0} waves ({s.PrefillTokensPerSecond:N0} tok/s), " +
+            $"{s.DecodeTokens:N0} tokens decoded in {s.DecodeSteps:N0} steps ({s.DecodeTokensPerSecond:N0} tok/s), " +
+            $"mean batch {s.MeanOccupancy * 100:F1}% of {s.Slots} slots ({s.MeanOccupancyWhileQueued * 100:F1}% while requests waited)");
 
     /// <summary>"1,234 tok/s" over the time so far.</summary>
     public static string TokensPerSecond(long tokens, TimeSpan elapsed) =>

@@ -8,26 +8,34 @@ namespace OR1.Model.Generation;
 /// <param name="StopTokenIds">Token ids that end a sample (EOS); the stop token is kept in the output.</param>
 /// <param name="SamplesPerPrompt">n samples per prompt (the GRPO group size).</param>
 /// <param name="Seed">Seed of the counter-based sampler: the same seed and request give the same samples.</param>
-/// <param name="CounterOffset">The first sampler counter this call draws from. A caller that splits one generation into
-/// several calls of at most the generator's batch gives call c the offset c * (MaxNewTokens + 1), which is what one
-/// call over everything would have used for that chunk: the draws then neither repeat nor change.</param>
+/// <param name="CounterOffset">Selects the call's family of random streams: request r (prompt p, sample s, r = p *
+/// SamplesPerPrompt + s) draws its token at position i from the stream (seed, r, i) of this family, whatever shares its
+/// batch. Calls that share a seed and should not repeat each other's draws (evaluation slices, training steps) pass
+/// different offsets; 0 is the seed's own family.</param>
+/// <param name="PromptMaxNewTokens">Optional per-prompt limits (one per prompt, each in [1, MaxNewTokens]): the samples of
+/// prompt p stop after PromptMaxNewTokens[p] tokens. Null: MaxNewTokens for every prompt.</param>
 public sealed record GenerationOptions(
     int MaxNewTokens,
     SamplingOptions Sampling,
     IReadOnlyCollection<int> StopTokenIds,
     int SamplesPerPrompt = 1,
     ulong Seed = 0,
-    ulong CounterOffset = 0)
+    ulong CounterOffset = 0,
+    IReadOnlyList<int>? PromptMaxNewTokens = null)
 {
-    /// <summary>The counters one chunk of up to the generator's batch consumes.</summary>
-    public ulong CountersPerChunk => (ulong)MaxNewTokens + 1;
+    /// <summary>The limit of prompt <paramref name="prompt"/>'s samples.</summary>
+    public int MaxNewTokensOf(int prompt) => PromptMaxNewTokens?[prompt] ?? MaxNewTokens;
+
+    /// <summary>The sampler seed of this call's stream family (<see cref="CounterOffset"/>).</summary>
+    public ulong StreamSeed => CounterOffset == 0 ? Seed : CounterRng.Hash(Seed, CounterOffset, ulong.MaxValue);
 }
 
 /// <summary>How far a <see cref="Qwen2Generator.Generate"/> call is, reported after every decode step.</summary>
 /// <param name="FinishedSamples">Samples complete (stopped or at the length limit).</param>
 /// <param name="TotalSamples">Samples requested.</param>
 /// <param name="GeneratedTokens">Tokens sampled so far, over all samples.</param>
-public readonly record struct GenerationProgress(int FinishedSamples, int TotalSamples, long GeneratedTokens);
+/// <param name="Stats">Prefill and decode rates and the decode batch's occupancy so far.</param>
+public readonly record struct GenerationProgress(int FinishedSamples, int TotalSamples, long GeneratedTokens, GenerationStats Stats = default);
 
 /// <summary>One sampled continuation.</summary>
 /// <param name="PromptIndex">Which prompt it continues.</param>

@@ -1,0 +1,34 @@
+namespace OR1.Model.Generation;
+
+/// <summary>
+/// What a <see cref="Qwen2Generator.Generate"/> call has done so far: prefill and decode work, time and the decode
+/// batch's occupancy. Occupancy is the decode rows over the slots (MaxBatch) per step; "while queued" counts only the
+/// steps at which requests were still waiting, which is what continuous batching keeps full (the drain at the end,
+/// when nothing is left to admit, necessarily runs emptier).
+/// </summary>
+/// <param name="PrefillTokens">Prompt tokens run through prefill (a prompt shared by several requests admitted together counts once).</param>
+/// <param name="PrefillSeconds">Wall time of the prefills, their first-token sampling included.</param>
+/// <param name="DecodeTokens">Tokens sampled by decode steps.</param>
+/// <param name="DecodeSeconds">Wall time of the decode steps.</param>
+/// <param name="DecodeSteps">Decode steps run.</param>
+/// <param name="DecodeRows">Sum over decode steps of the rows decoded.</param>
+/// <param name="QueuedSteps">Decode steps run while requests were waiting.</param>
+/// <param name="QueuedRows">Sum of the rows of those steps.</param>
+/// <param name="Slots">The generator's MaxBatch.</param>
+/// <param name="Prefills">Prefill waves run (one packed batch each).</param>
+public readonly record struct GenerationStats(
+    long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds, int DecodeSteps, long DecodeRows,
+    int QueuedSteps, long QueuedRows, int Slots, int Prefills)
+{
+    /// <summary>Prompt tokens per second of prefill.</summary>
+    public double PrefillTokensPerSecond => PrefillSeconds > 0 ? PrefillTokens / PrefillSeconds : 0;
+
+    /// <summary>Sampled tokens per second of decode.</summary>
+    public double DecodeTokensPerSecond => DecodeSeconds > 0 ? DecodeTokens / DecodeSeconds : 0;
+
+    /// <summary>Mean decode rows over the slots, over every decode step.</summary>
+    public double MeanOccupancy => DecodeSteps > 0 ? DecodeRows / ((double)DecodeSteps * Slots) : 0;
+
+    /// <summary>Mean decode rows over the slots, over the steps at which requests were waiting (1 when there were none).</summary>
+    public double MeanOccupancyWhileQueued => QueuedSteps > 0 ? QueuedRows / ((double)QueuedSteps * Slots) : 1;
+}

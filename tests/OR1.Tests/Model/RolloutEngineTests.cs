@@ -1,0 +1,219 @@
+using OR1.Model;
+using OR1.Model.Generation;
+using OR1.Native;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Model;
+
+/// <summary>
+/// The rollout engine (<see cref="Qwen2Generator"/>): continuous batching, shared prefill, per-request random streams
+/// and the inference arena, on every backend with a tiny random model.
+/// </summary>
+[TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
+public sealed class RolloutEngineTests(BackendCase backendCase)
+{
+    private IBackend _backend = null!;
+
+    [OneTimeSetUp]
+    public void Create() => _backend = backendCase.CreateOrIgnore();
+
+    [OneTimeTearDown]
+    public void Destroy() => _backend?.Dispose();
+
+    private Qwen2Model Model(int seed)
+    {
+        var model = new Qwen2Model(_backend, TinyModels.Config(tied: false));
+        TinyModels.Randomize(model.Weights, seed);
+        return model;
+    }
+
+    private static readonly IReadOnlyList<int>[] Prompts = [[1, 2, 3, 4, 5], [7, 8], [30], [4, 4, 9, 11, 2, 6, 13], [20, 21, 22]];
+
+    /// <summary>Greedy continuation by full forwards (no cache, no batching): the argmax of the last position, token by token.</summary>
+    private List<int> GreedyByFullForward(Qwen2Model model, IReadOnlyList<int> prompt, int newTokens)
+    {
+        var c = model.Config;
+        var sequence = prompt.ToList();
+        for (int step = 0; step < newTokens; step++)
+        {
+            using var batch = PackedBatch.Create(_backend, [sequence.ToArray()]);
+            using var act = Qwen2Activations.ForInference(_backend, c, sequence.Count);
+            var hidden = model.Forward(batch, act);
+            using var logits = _backend.Allocate(DType.Float32, new TensorShape(sequence.Count, c.VocabSize));
+            model.Logits(hidden, logits);
+            var last = logits.ToFloats().AsSpan((sequence.Count - 1) * c.VocabSize, c.VocabSize);
+            int best = 0;
+            for (int j = 1; j < last.Length; j++)
+                if (last[j] > last[best]) best = j;
+            sequence.Add(best);
+        }
+        return sequence.Skip(prompt.Count).ToList();
+    }
+
+    /// <summary>
+    /// Greedy decoding through the engine (3 slots for 10 requests: admissions while others decode, shared prefills,
+    /// slots reused) gives the tokens of plain full forwards, for every sample of every prompt.
+    /// </summary>
+    [Test]
+    public void GreedyDecodingMatchesFullForwardsWhateverTheBatching()
+    {
+        using var model = Model(700);
+        using var generator = new Qwen2Generator(model, maxBatch: 3, maxLength: 20);
+        var samples = generator.Generate(Prompts, new GenerationOptions(8, new SamplingOptions(0f), [], SamplesPerPrompt: 2, Seed: 1));
+        Assert.That(samples, Has.Count.EqualTo(10));
+        for (int p = 0; p < Prompts.Length; p++)
+        {
+            var expected = GreedyByFullForward(model, Prompts[p], 8);
+            foreach (var s in samples.Where(s => s.PromptIndex == p))
+                Assert.That(s.Tokens, Is.EqualTo(expected), $"prompt {p} sample {s.SampleIndex}: greedy tokens vs full forwards");
+        }
+    }
+
+    /// <summary>
+    /// A request's tokens do not depend on its batch: the same requests run one at a time (a batch of 1) and all at once
+    /// (a batch of 32) draw the same tokens at temperature 1 with top-p, and the same log-probs.
+    /// </summary>
+    [Test]
+    public void ARequestDrawsTheSameTokensAloneAsInABatchOf32()
+    {
+        using var model = Model(710);
+        var options = new GenerationOptions(10, new SamplingOptions(1f, 0.95f), StopTokenIds: [0, 1, 2], SamplesPerPrompt: 6, Seed: 33);
+        IReadOnlyList<GeneratedSample> alone, together;
+        using (var one = new Qwen2Generator(model, maxBatch: 1, maxLength: 20)) alone = one.Generate(Prompts, options);
+        using (var many = new Qwen2Generator(model, maxBatch: 32, maxLength: 20)) together = many.Generate(Prompts, options);
+        Assert.That(together.Select(s => s.Tokens.Count).Distinct().Count(), Is.GreaterThan(1), "stop tokens end samples at different steps");
+        for (int i = 0; i < alone.Count; i++)
+        {
+            Assert.That(together[i].Tokens, Is.EqualTo(alone[i].Tokens), $"request {i}: tokens alone vs in a batch of 32");
+            TensorAssert.Close(together[i].LogProbs.ToArray(), alone[i].LogProbs.ToArray(), 1e-5, 1e-5, $"request {i}: log-probs alone vs batched");
+        }
+    }
+
+    /// <summary>
+    /// Continuous batching keeps every slot busy while requests wait (samples end at random steps on stop tokens), and a
+    /// prompt admitted with several of its samples is prefilled once.
+    /// </summary>
+    [Test]
+    public void TheDecodeBatchStaysFullWhileRequestsWait()
+    {
+        using var model = Model(720);
+        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 24);
+        var options = new GenerationOptions(12, new SamplingOptions(1f), StopTokenIds: [.. Enumerable.Range(0, 8)], SamplesPerPrompt: 4, Seed: 3);
+        var reports = new List<GenerationProgress>();
+        var samples = generator.Generate(Prompts, options, new SynchronousProgress<GenerationProgress>(reports.Add));
+        var stats = generator.LastStats;
+        TestContext.Out.WriteLine($"{stats}; occupancy {stats.MeanOccupancy:P1}, while queued {stats.MeanOccupancyWhileQueued:P1}");
+        Assert.That(samples, Has.Count.EqualTo(20));
+        Assert.That(stats.QueuedSteps, Is.GreaterThan(0), "requests waited (the assertion below can fail)");
+        Assert.That(stats.MeanOccupancyWhileQueued, Is.EqualTo(1.0), "every decode step while requests wait runs MaxBatch rows");
+        Assert.That(stats.DecodeTokens + samples.Count, Is.EqualTo(samples.Sum(s => s.Tokens.Count)), "each sample's first token comes from its prefill");
+        Assert.That(reports[^1].Stats, Is.EqualTo(stats), "the last progress report carries the call's stats");
+        Assert.That(reports[^1].FinishedSamples, Is.EqualTo(20));
+
+        // Four samples per prompt and four slots: the first wave admits prompt 0's four requests and prefills it once.
+        Assert.That(stats.PrefillTokens, Is.LessThan(Prompts.Sum(p => p.Count) * 4L), "a prompt's samples share prefills");
+        Assert.That(stats.PrefillTokens, Is.GreaterThanOrEqualTo(Prompts.Sum(p => p.Count)), "every prompt is prefilled");
+    }
+
+    /// <summary>
+    /// With one sample per prompt admitted per wave apart, prefill counts every prompt once; with every sample admitted
+    /// together, once too: the prompt tokens prefilled equal the distinct prompts' tokens exactly.
+    /// </summary>
+    [Test]
+    public void SamplesAdmittedTogetherShareOnePrefill()
+    {
+        using var model = Model(730);
+        using var generator = new Qwen2Generator(model, maxBatch: 16, maxLength: 24);
+        var samples = generator.Generate(Prompts[..3], new GenerationOptions(4, new SamplingOptions(1f), [], SamplesPerPrompt: 5, Seed: 8));
+        Assert.That(samples, Has.Count.EqualTo(15));
+        Assert.That(generator.LastStats.PrefillTokens, Is.EqualTo(Prompts[..3].Sum(p => p.Count)), "15 requests of 3 prompts: 3 prompts prefilled");
+        Assert.That(generator.LastStats.Prefills, Is.EqualTo(1), "one packed prefill for the wave");
+    }
+
+    [Test]
+    public void ThePrefillBudgetSplitsWavesButNotResults()
+    {
+        using var model = Model(740);
+        var options = new GenerationOptions(6, new SamplingOptions(1f, TopK: 10), [], SamplesPerPrompt: 2, Seed: 4);
+        IReadOnlyList<GeneratedSample> small, large;
+        GenerationStats smallStats;
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20, prefillTokenBudget: 3))
+        {
+            small = g.Generate(Prompts, options);
+            smallStats = g.LastStats;
+        }
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20)) large = g.Generate(Prompts, options);
+        Assert.That(smallStats.Prefills, Is.GreaterThan(2), "a budget of 3 tokens prefills the prompts in several waves (a longer prompt alone)");
+        for (int i = 0; i < small.Count; i++) Assert.That(small[i].Tokens, Is.EqualTo(large[i].Tokens), $"request {i}");
+    }
+
+    /// <summary>
+    /// The long-tailed case in miniature: 64 requests at max batch 16, one in ten with a limit 8 times the others'.
+    /// While requests wait every decode step is full; per-prompt limits end each sample where asked.
+    /// </summary>
+    [Test]
+    public void ALongTailKeepsTheBatchFullUntilTheQueueIsEmpty()
+    {
+        using var model = Model(770);
+        using var generator = new Qwen2Generator(model, maxBatch: 16, maxLength: 40);
+        var prompts = Enumerable.Range(0, 64).Select(i => (IReadOnlyList<int>)new[] { 1 + i % 30, 2 + i % 7, 3 }).ToArray();
+        var limits = Enumerable.Range(0, 64).Select(i => i % 10 == 7 ? 32 : 4).ToArray();
+        var samples = generator.Generate(prompts, new GenerationOptions(32, new SamplingOptions(1f), [], Seed: 6, PromptMaxNewTokens: limits));
+        var stats = generator.LastStats;
+        TestContext.Out.WriteLine($"occupancy {stats.MeanOccupancy:P1} overall, {stats.MeanOccupancyWhileQueued:P1} while requests waited; {stats}");
+        for (int i = 0; i < 64; i++)
+        {
+            Assert.That(samples[i].Tokens, Has.Count.EqualTo(limits[i]), $"request {i} stops at its own limit");
+            Assert.That(samples[i].Truncated, Is.True);
+        }
+        Assert.That(stats.QueuedSteps, Is.GreaterThan(0));
+        Assert.That(stats.MeanOccupancyWhileQueued, Is.GreaterThanOrEqualTo(0.9), "the issue's bar; the engine's rule gives 1");
+        Assert.That(stats.MeanOccupancyWhileQueued, Is.EqualTo(1.0));
+    }
+
+    [Test]
+    public void PerPromptLimitsAreChecked()
+    {
+        using var model = Model(780);
+        using var generator = new Qwen2Generator(model, maxBatch: 2, maxLength: 12);
+        var options = new GenerationOptions(4, new SamplingOptions(), []);
+        Assert.That(() => generator.Generate([[1], [2]], options with { PromptMaxNewTokens = [4] }),
+            Throws.ArgumentException.With.Message.Contains("1 limits for 2 prompts"));
+        Assert.That(() => generator.Generate([[1], [2]], options with { PromptMaxNewTokens = [4, 5] }),
+            Throws.ArgumentException.With.Message.Contains("PromptMaxNewTokens[1] is 5"));
+        Assert.That(() => generator.Generate([[1], [2]], options with { PromptMaxNewTokens = [0, 1] }),
+            Throws.ArgumentException.With.Message.Contains("PromptMaxNewTokens[0] is 0"));
+    }
+
+    [Test]
+    public void BadRequestsAreRefusedBeforeAnythingRuns()
+    {
+        using var model = Model(750);
+        using var generator = new Qwen2Generator(model, maxBatch: 2, maxLength: 8);
+        var options = new GenerationOptions(3, new SamplingOptions(), []);
+        Assert.That(() => generator.Generate([[1, 2], []], options), Throws.ArgumentException.With.Message.Contains("prompt 1 is empty"));
+        Assert.That(() => generator.Generate([[1, 2]], options with { MaxNewTokens = 0 }), Throws.ArgumentException.With.Message.Contains("MaxNewTokens is 0"));
+        Assert.That(() => generator.Generate([[1, 2]], options with { SamplesPerPrompt = 0 }), Throws.ArgumentException.With.Message.Contains("SamplesPerPrompt is 0"));
+        Assert.That(() => generator.Generate([[1, 2, 3, 4, 5, 6]], options), Throws.ArgumentException.With.Message.Contains("maximum length 8"));
+        Assert.That(() => generator.Generate([[1, 99]], options), Throws.ArgumentException.With.Message.Contains("token id 99 at position 1"));
+        Assert.That(() => new Qwen2Generator(model, maxBatch: 0, maxLength: 8), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
+
+    [Test]
+    public void TheInferenceArenaRefusesABackward()
+    {
+        using var model = Model(760);
+        var c = model.Config;
+        int[] tokens = [1, 2, 3];
+        using var batch = PackedBatch.Create(_backend, [tokens]);
+        using var act = Qwen2Activations.ForInference(_backend, c, tokens.Length);
+        using var targets = _backend.Ints([2, 3, 0], 3);
+        using var lp = _backend.Zeros(3);
+        using var ent = _backend.Zeros(3);
+        using var gradients = new Qwen2Weights(_backend, c);
+        model.Forward(batch, act);
+        model.LogProbs(act, targets, 1f, lp, ent);
+        Assert.That(() => model.Backward(batch, act, targets, 1f, lp, null, ent, gradients),
+            Throws.ArgumentException.With.Message.Contains("inference arena"));
+    }
+}
