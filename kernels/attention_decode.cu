@@ -30,16 +30,16 @@
 // The same template serves float and bf16 storage with the same lane mapping and the same order of operations, so the
 // bf16 kernel's output is the fp32 kernel's on the same values, rounded once (AttentionBf16Tests holds it to that).
 //
-// Cache rows. The cache is [slots, maxLength, kvHeads * D] and batch entry b reads slot cacheSlots[b]; the only code
-// that knows this is decode_cache_row(slot, position). A paged cache (vLLM's block table: fixed-size pages, a table
-// per sequence mapping its page index to a physical page) replaces that one function, row = table[slot][position /
-// page] * page + position % page, with the table as one more kernel argument; the rest of the kernel only asks for
-// rows by position. Chunks are multiples of 64 positions (DecodeKernels.ChunkAlign), so with pages of 16, 32 or 64
-// rows a block never starts inside a page.
+// Cache rows. The cache is paged, as vLLM's: [pages, pageSize, kvHeads * D], and batch entry b has a table of
+// pagesPerRow pages, pageTable[b, i] the physical page of its positions [i pageSize, (i + 1) pageSize). The only code that
+// knows this is decode_cache_row: row = table[position / pageSize] * pageSize + position % pageSize. A contiguous cache
+// is the case pagesPerRow = 1, pageSize = its capacity (the table is then one slot per row).
 //
-// Device-side checks: a slot outside [0, slots) (check id `check`) or a length outside [1, maxLength] (id check + 1) is
-// reported to the error record (common.cuh) by one block of the row, and the row's output is zero (written by the split
-// kernel with one split, by the combine otherwise); the cache is never read for that row.
+// Device-side checks: a length outside [1, pagesPerRow * pageSize] (id check + 1) is reported to the error record
+// (common.cuh) by one block of the row, and the row's output is zero (written by the split kernel with one split, by the
+// combine otherwise); the cache is never read for that row. A table entry outside [0, pages) that the row reads (id
+// `check`, its flat index b * pagesPerRow + i) is reported by the lanes that meet it, which read nothing for it; the
+// row's output is then not meaningful, and the op fails at the next synchronisation.
 // Reference: src/OR1.Native/Cpu/AttentionDecode.cs.
 #include "common.cuh"
 #include "vector_io.cuh"
@@ -51,10 +51,24 @@
 #define DEC_COMBINE_COLS 8         // head-dim columns per lane in the combine: D <= 256
 #define DEC_LOG2E 1.4426950408889634f
 
-/// The cache row that holds `position` of the sequence in cache slot `slot`. The one place that knows the cache layout;
-/// a paged cache changes only this (see the file comment).
-static __device__ __forceinline__ long long decode_cache_row(int slot, int position, int maxLength) {
-    return static_cast<long long>(slot) * maxLength + position;
+/// The page table of one batch row, and what a lookup needs to report a bad entry.
+struct DecodePages {
+    const int* table; // pagesPerRow entries
+    int pageSize, pages, firstEntry;
+    unsigned long long* errors;
+    unsigned check;
+};
+
+/// The cache row that holds `position` (of a row whose length exceeds it: `valid`); 0 for an invalid position or a bad
+/// page, which is reported. The one place that knows the cache layout (see the file comment).
+static __device__ __forceinline__ long long decode_cache_row(const DecodePages& p, int position, bool valid) {
+    if (!valid) return 0;
+    const int index = position / p.pageSize, page = p.table[index];
+    if (page < 0 || page >= p.pages) {
+        report_bad_index(p.errors, p.check, p.firstEntry + index, page);
+        return 0;
+    }
+    return static_cast<long long>(page) * p.pageSize + (position - index * p.pageSize);
 }
 
 /// Head-dim column of element j of lane t in a group of T lanes: 8 contiguous columns on the vector path, a stride of T
@@ -134,23 +148,20 @@ static __device__ __forceinline__ int decode_group_lanes(int D) {
 /// partials (splits > 1): [batch, numHeads, splits, D] unnormalised outputs, then [batch, numHeads, splits, 2] (m, l).
 template <typename S, int HB, bool VEC>
 static __device__ __forceinline__ void attention_decode_split(
-    const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ cacheSlots,
-    const int* __restrict__ lengths, S* __restrict__ out, float* __restrict__ partials, int batch, int maxLength, int numHeads,
-    int numKvHeads, int headDim, float scale, int chunk, int slots, unsigned long long* errors, unsigned check) {
+    const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ pageTable,
+    const int* __restrict__ lengths, S* __restrict__ out, float* __restrict__ partials, int batch, int pagesPerRow, int pageSize,
+    int numHeads, int numKvHeads, int headDim, float scale, int chunk, int pages, unsigned long long* errors, unsigned check) {
     const int split = blockIdx.x, splits = gridDim.x, b = blockIdx.z;
     const int G = numHeads / numKvHeads, headChunks = (G + HB - 1) / HB;
     const int hk = blockIdx.y / headChunks, firstHead = (blockIdx.y % headChunks) * HB;
     const int h0 = hk * G + firstHead, heads = min(HB, G - firstHead);
     const int D = headDim;
     const long long qStride = static_cast<long long>(numHeads) * D, kvStride = static_cast<long long>(numKvHeads) * D;
-    const int length = lengths[b], slot = cacheSlots[b];
-    const bool slotOk = slot >= 0 && slot < slots, lengthOk = length >= 1 && length <= maxLength;
-    if (!slotOk || !lengthOk) {
+    const int length = lengths[b];
+    const DecodePages rowPages{pageTable + static_cast<long long>(b) * pagesPerRow, pageSize, pages, b * pagesPerRow, errors, check};
+    if (!(length >= 1 && length <= pagesPerRow * pageSize)) {
         // Uniform over the block, so returning leaves no thread behind a barrier. One block of the row reports.
-        if (split == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
-            if (!slotOk) report_bad_index(errors, check, b, slot);
-            if (!lengthOk) report_bad_index(errors, check + 1, b, length);
-        }
+        if (split == 0 && blockIdx.y == 0 && threadIdx.x == 0) report_bad_index(errors, check + 1, b, length);
         if (splits == 1)
             for (int e = threadIdx.x; e < heads * D; e += blockDim.x) out[b * qStride + static_cast<long long>(h0) * D + e] = from_f32<S>(0.f);
         return;
@@ -192,7 +203,7 @@ static __device__ __forceinline__ void attention_decode_split(
     int position = rowBegin + group;
     DecodeChunk<S, VEC> kNext, vNext;
     {
-        const long long row = decode_cache_row(slot, position, maxLength) * kvStride;
+        const long long row = decode_cache_row(rowPages, position, position < rowEnd) * kvStride;
         decode_load(kNext, kHead + row, t, T, D, position < rowEnd);
         decode_load(vNext, vHead + row, t, T, D, position < rowEnd);
     }
@@ -201,7 +212,7 @@ static __device__ __forceinline__ void attention_decode_split(
         const bool valid = position < rowEnd;
         const int next = position + groups;
         if (i + 1 < steps) {
-            const long long row = decode_cache_row(slot, next, maxLength) * kvStride;
+            const long long row = decode_cache_row(rowPages, next, next < rowEnd) * kvStride;
             decode_load(kNext, kHead + row, t, T, D, next < rowEnd);
             decode_load(vNext, vHead + row, t, T, D, next < rowEnd);
         }
@@ -298,12 +309,12 @@ static __device__ __forceinline__ void attention_decode_split(
 
 #define DEC_SPLIT_PARAMS                                                                                               \
     (const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache,                         \
-     const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, float* __restrict__ partials, \
-     int batch, int maxLength, int numHeads, int numKvHeads, int headDim, float scale, int chunk, int slots,             \
-     unsigned long long* errors, unsigned check)
+     const int* __restrict__ pageTable, const int* __restrict__ lengths, S* __restrict__ out, float* __restrict__ partials, \
+     int batch, int pagesPerRow, int pageSize, int numHeads, int numKvHeads, int headDim, float scale, int chunk,      \
+     int pages, unsigned long long* errors, unsigned check)
 #define DEC_SPLIT_ARGS                                                                                                 \
-    (q, keyCache, valueCache, cacheSlots, lengths, out, partials, batch, maxLength, numHeads, numKvHeads, headDim, scale,  \
-     chunk, slots, errors, check)
+    (q, keyCache, valueCache, pageTable, lengths, out, partials, batch, pagesPerRow, pageSize, numHeads, numKvHeads,     \
+     headDim, scale, chunk, pages, errors, check)
 
 /// The split kernels for HB heads per block, both paths, both storages: attention_decode_split_g<HB>_{f32,bf16} (16-byte
 /// loads) and attention_decode_split_scalar_g<HB>_{f32,bf16}. Bounds (128, 1): with the thread count alone ptxas capped the
@@ -333,22 +344,21 @@ OR1_DECODE_SPLIT_KERNELS(4)
 OR1_DECODE_SPLIT_KERNELS(8)
 
 /// Merges the partials of each (batch row, query head) over the splits that hold rows (ceil(length / chunk)), in split
-/// order: M = max m_s, L = sum l_s 2^(m_s - M), out = sum acc_s 2^(m_s - M) / L. A row whose slot or length is out of
-/// range gets zeros (the split kernel reported it).
+/// order: M = max m_s, L = sum l_s 2^(m_s - M), out = sum acc_s 2^(m_s - M) / L. A row whose length is out of range
+/// (above `capacity`, its table's pages times the page size) gets zeros (the split kernel reported it).
 /// Launch: grid (ceil(batch * numHeads / 4)), block DEC_COMBINE_THREADS (128): one warp per (batch row, query head),
 /// lane d owns columns d, d + 32, ... (coalesced).
 template <typename S>
-static __device__ __forceinline__ void attention_decode_combine(const float* __restrict__ partials, const int* __restrict__ cacheSlots,
-                                                                const int* __restrict__ lengths, S* __restrict__ out, int batch,
-                                                                int maxLength, int numHeads, int headDim, int splits, int chunk,
-                                                                int slots) {
+static __device__ __forceinline__ void attention_decode_combine(const float* __restrict__ partials, const int* __restrict__ lengths,
+                                                                S* __restrict__ out, int batch, int capacity, int numHeads,
+                                                                int headDim, int splits, int chunk) {
     const long long w = static_cast<long long>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (w >= static_cast<long long>(batch) * numHeads) return; // warp-uniform
     const int lane = threadIdx.x & 31, D = headDim;
     const int b = static_cast<int>(w / numHeads);
-    const int length = lengths[b], slot = cacheSlots[b];
+    const int length = lengths[b];
     S* o = out + w * D; // out is [batch, numHeads * D]: (b, h) starts at (b * numHeads + h) * D
-    if (slot < 0 || slot >= slots || length < 1 || length > maxLength) {
+    if (length < 1 || length > capacity) {
         for (int d = lane; d < D; d += 32) o[d] = from_f32<S>(0.f);
         return;
     }
@@ -376,5 +386,5 @@ static __device__ __forceinline__ void attention_decode_combine(const float* __r
     }
 }
 OR1_BOUNDED_STORAGE_KERNELS(attention_decode_combine, (DEC_COMBINE_THREADS),
-                            (const float* __restrict__ partials, const int* __restrict__ cacheSlots, const int* __restrict__ lengths, S* __restrict__ out, int batch, int maxLength, int numHeads, int headDim, int splits, int chunk, int slots),
-                            (partials, cacheSlots, lengths, out, batch, maxLength, numHeads, headDim, splits, chunk, slots))
+                            (const float* __restrict__ partials, const int* __restrict__ lengths, S* __restrict__ out, int batch, int capacity, int numHeads, int headDim, int splits, int chunk),
+                            (partials, lengths, out, batch, capacity, numHeads, headDim, splits, chunk))

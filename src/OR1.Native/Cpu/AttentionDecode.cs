@@ -13,8 +13,9 @@ internal static unsafe partial class CpuAttention
     private const int DecodeMinChunk = 256;
 
     /// <summary>
-    /// One query row per batch entry attending to positions [0, lengths[b]) of cache slot cacheSlots[b].
-    /// q, output [B, Hq*D]; keyCache, valueCache [slots, maxLength, Hkv*D].
+    /// One query row per batch entry attending to positions [0, lengths[b]) of its pages: position p of row b is cache row
+    /// pageTable[b * pagesPerRow + p / pageSize] * pageSize + p % pageSize. q, output [B, Hq*D]; keyCache, valueCache
+    /// [pages, pageSize, Hkv*D] (a contiguous cache: one page per row, pageSize its capacity).
     /// </summary>
     /// <remarks>
     /// Flash-decoding on the CPU. A work item is a chunk of one row's positions with every head: a cache row holds all kv
@@ -26,26 +27,34 @@ internal static unsafe partial class CpuAttention
     /// a core that computes between loads has too few misses in flight. Rows are cut into chunks only when there are
     /// fewer rows than the threads need (batch 1): the chunk size comes from the total positions and the thread count, and
     /// the partials (max, sum, unnormalised output) of a row's chunks are merged in chunk order, so the result is
-    /// deterministic for a fixed thread count.
+    /// deterministic for a fixed thread count. A block of positions never crosses a page (blocks end at page ends), so
+    /// its key and value rows stay one contiguous run; pages below 128 rows make blocks shorter.
     /// </remarks>
-    public static void Decode(float* q, float* keyCache, float* valueCache, int slots, int maxLength, int* cacheSlots,
+    public static void Decode(float* q, float* keyCache, float* valueCache, int pages, int pageSize, int* pageTable, int pagesPerRow,
         int* lengths, int batch, int numHeads, int numKvHeads, int headDim, float scale, float* output)
     {
         // Validate everything before any thread starts, so a bad entry leaves the output untouched.
-        long positions = 0;
+        long positions = 0, capacity = (long)pagesPerRow * pageSize;
         for (int b = 0; b < batch; b++)
         {
-            if ((uint)cacheSlots[b] >= (uint)slots)
-                throw new ArgumentException($"AttentionDecode: cacheSlots[{b}] = {cacheSlots[b]} is outside [0, {slots})", nameof(cacheSlots));
-            if (lengths[b] < 1 || lengths[b] > maxLength)
-                throw new ArgumentException($"AttentionDecode: lengths[{b}] = {lengths[b]} is outside [1, {maxLength}]", nameof(lengths));
+            if (lengths[b] < 1 || lengths[b] > capacity)
+                throw new ArgumentException($"AttentionDecode: lengths[{b}] = {lengths[b]} is outside [1, {capacity}] (pages per row {pagesPerRow} x page size {pageSize})", nameof(lengths));
+            for (int i = 0, used = (lengths[b] + pageSize - 1) / pageSize; i < used; i++)
+            {
+                int page = pageTable[(long)b * pagesPerRow + i];
+                if ((uint)page >= (uint)pages)
+                    throw new ArgumentException(pagesPerRow == 1
+                        ? $"AttentionDecode: pageTable[{b}] = {page} is outside [0, {pages})"
+                        : $"AttentionDecode: pageTable[{b}, {i}] = {page} is outside [0, {pages}), the cache's pages", nameof(pageTable));
+            }
             positions += lengths[b];
         }
         if (batch == 0) return;
         var job = t_job ??= new Job();
         job.InitHeads(numHeads, numKvHeads, headDim, scale);
         job.Q = q; job.O = output; job.KCache = keyCache; job.VCache = valueCache;
-        job.Slots = cacheSlots; job.Lengths = lengths; job.MaxLength = maxLength;
+        job.PageTable = pageTable; job.PagesPerRow = pagesPerRow; job.PageSize = pageSize; job.Lengths = lengths;
+        job.MaxLength = (int)Math.Min(int.MaxValue, capacity);
         try
         {
             bool split = job.PlanDecodeChunks(batch, positions);
@@ -104,9 +113,8 @@ internal static unsafe partial class CpuAttention
             int length = Lengths[b], end = Math.Min(length, first + DecodeChunk);
             int hq = Hq, g = G, d = D, dp = Dp;
             bool whole = first == 0 && end == length;
-            long cacheRow = (long)Slots[b] * MaxLength;
-            float* kRows = KCache + cacheRow * KvStride;
-            float* vRows = VCache + cacheRow * KvStride;
+            int* table = PageTable + (long)b * PagesPerRow;
+            int pageSize = PageSize;
 
             long qsSize = (long)hq * dp, scSize = (long)hq * DecodeBlock, state = Align8(hq);
             float* qs = RentTile(qsSize + scSize + (whole ? qsSize + 2 * state : 0));
@@ -126,11 +134,16 @@ internal static unsafe partial class CpuAttention
             }
             new Span<float>(acc, (int)qsSize).Clear();
 
-            for (int j0 = first; j0 < end; j0 += DecodeBlock)
+            for (int j0 = first, n; j0 < end; j0 += n)
             {
-                int n = Math.Min(DecodeBlock, end - j0), np = RoundUp8(n);
-                float* kBlock = kRows + (long)j0 * KvStride, vBlock = vRows + (long)j0 * KvStride;
-                DecodeScores(qs, Hkv, g, dp, d, kBlock, vBlock, KvStride, n, Math.Min(end - j0, n + DecodeAhead), sc, DecodeBlock);
+                // A block ends at the chunk's end, after DecodeBlock positions, or at its page's end, whichever is first;
+                // the rows ahead that the score loop asks for stay inside the page.
+                int inPage = j0 % pageSize, pageLeft = pageSize - inPage;
+                n = Math.Min(Math.Min(DecodeBlock, end - j0), pageLeft);
+                int np = RoundUp8(n);
+                long cacheRow = (long)table[j0 / pageSize] * pageSize + inPage;
+                float* kBlock = KCache + cacheRow * KvStride, vBlock = VCache + cacheRow * KvStride;
+                DecodeScores(qs, Hkv, g, dp, d, kBlock, vBlock, KvStride, n, Math.Min(Math.Min(end - j0, n + DecodeAhead), pageLeft), sc, DecodeBlock);
                 for (int h = 0; h < hq; h++)
                 {
                     float* row = sc + (long)h * DecodeBlock;

@@ -12,8 +12,8 @@ internal static unsafe partial class CpuAttention
         /// <summary>Transposed K and V, [Hkv, D, Npad]; Di = dO·O per row and head, [N, Hq].</summary>
         public float* Kt, Vt, Di;
         public float* KCache, VCache;
-        public int* Slots, Lengths;
-        public int MaxLength;
+        public int* PageTable, Lengths;
+        public int PagesPerRow, PageSize, MaxLength;
         public int[] Offsets = [];
         public int Hq, Hkv, D, Dp, G, QStride, KvStride, N;
         /// <summary>Row length of the transposed packs: N plus room for a tile's last vector to overhang.</summary>
@@ -71,7 +71,7 @@ internal static unsafe partial class CpuAttention
             Offsets = [];
             Q = K = V = O = Lse = DO = DQ = DK = DV = null;
             Kt = Vt = Di = KCache = VCache = DecodePartials = null;
-            Slots = Lengths = null;
+            PageTable = Lengths = null;
         }
 
         /// <summary>Multiply-adds of the causal score product, to decide whether forking pays.</summary>

@@ -153,9 +153,9 @@ public sealed unsafe class CpuBackend : BackendBase
             heads.NumHeads, heads.NumKvHeads, heads.HeadDim, scale, F(dq), F(dk), F(dv));
 
     /// <inheritdoc />
-    protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output) =>
-        CpuAttention.Decode(F(q), F(keyCache), F(valueCache), keyCache.Shape[0], keyCache.Shape[1], I(cacheSlots), I(lengths),
+        CpuAttention.Decode(F(q), F(keyCache), F(valueCache), keyCache.Shape[0], keyCache.Shape[1], I(pageTable), pageTable.Shape[1], I(lengths),
             q.Shape[0], heads.NumHeads, heads.NumKvHeads, heads.HeadDim, scale, F(output));
 
     // ---------------------------------------------------------------- log-prob

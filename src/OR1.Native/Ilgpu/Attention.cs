@@ -39,7 +39,7 @@ internal static class IlgpuAttention
     /// <summary>Geometry of one call.</summary>
     public struct AttentionArgs
     {
-        public int N, Hq, Hkv, D, G, Segments, KeyTile, QueryTile, Batch, MaxLength, Slots;
+        public int N, Hq, Hkv, D, G, Segments, KeyTile, QueryTile, Batch, MaxLength, Slots, PageSize, PagesPerRow;
         public float Scale;
     }
 
@@ -333,8 +333,12 @@ internal static class IlgpuAttention
         }
     }
 
+    /// <summary>The cache row of position j of the row whose page table starts at tableAt (IBackend.AttentionDecode's paging).</summary>
+    private static long CacheRow(ArrayView<int> pageTable, long tableAt, int j, int pageSize) =>
+        (long)pageTable[tableAt + j / pageSize] * pageSize + j % pageSize;
+
     [IlgpuKernel]
-    public static void DecodeKernel(ArrayView<float> q, ArrayView<float> keyCache, ArrayView<float> valueCache, ArrayView<int> cacheSlots,
+    public static void DecodeKernel(ArrayView<float> q, ArrayView<float> keyCache, ArrayView<float> valueCache, ArrayView<int> pageTable,
         ArrayView<int> lengths, ArrayView<float> output, AttentionArgs a)
     {
         var qs = SharedMemory.Allocate<float>(MaxHeadDim);
@@ -349,7 +353,7 @@ internal static class IlgpuAttention
         for (int b = Grid.IdxX; b < a.Batch; b += Grid.DimX)
         {
             int length = lengths[b];
-            long cacheAt = (long)cacheSlots[b] * a.MaxLength * kvStride + hk * d;
+            long tableAt = (long)b * a.PagesPerRow, headAt = hk * d;
             long qAt = (long)b * qStride + h * d;
             for (int e = Group.IdxX; e < d; e += Group.DimX) qs[e] = q[qAt + e] * a.Scale;
             for (int e = lane; e < d; e += width) os[oAt + e] = 0f;
@@ -364,7 +368,7 @@ internal static class IlgpuAttention
                 {
                     int j = kt0 + jj;
                     float s = float.NegativeInfinity;
-                    if (j < length) s = DotGlobal(qs, keyCache, cacheAt + (long)j * kvStride, d);
+                    if (j < length) s = DotGlobal(qs, keyCache, CacheRow(pageTable, tableAt, j, a.PageSize) * kvStride + headAt, d);
                     ps[pAt + jj] = s;
                     tileMax = MathF.Max(tileMax, s);
                 }
@@ -387,7 +391,8 @@ internal static class IlgpuAttention
                 for (int e = lane; e < d; e += width)
                 {
                     float acc = os[oAt + e] * alpha;
-                    for (int jj = 0; jj < keys; jj++) acc += ps[pAt + jj] * valueCache[cacheAt + (long)(kt0 + jj) * kvStride + e];
+                    for (int jj = 0; jj < keys; jj++)
+                        acc += ps[pAt + jj] * valueCache[CacheRow(pageTable, tableAt, kt0 + jj, a.PageSize) * kvStride + headAt + e];
                     os[oAt + e] = acc;
                 }
                 Warp.Barrier();
@@ -461,14 +466,14 @@ internal static class IlgpuAttention
     }
 
     public static void Decode(IlgpuDevice device, ArrayView<float> q, ArrayView<float> keyCache, ArrayView<float> valueCache,
-        ArrayView<int> cacheSlots, ArrayView<int> lengths, ArrayView<float> output, AttentionArgs args)
+        ArrayView<int> pageTable, ArrayView<int> lengths, ArrayView<float> output, AttentionArgs args)
     {
         if (args.Batch == 0) return;
         var p = device.Profile;
         int warps = p.AttentionWarps;
         device.Load<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, AttentionArgs>(DecodeKernel)(
             new KernelConfig(new Index2D(GridX(device, args.Batch), args.Hq), new Index2D(warps * p.WarpSize, 1)),
-            q, keyCache, valueCache, cacheSlots, lengths, output, args);
+            q, keyCache, valueCache, pageTable, lengths, output, args);
     }
 
     /// <summary>Groups along x: every tile on a GPU (x may be as large as 2^31 - 1), a few grid-stride groups on the simulator.</summary>

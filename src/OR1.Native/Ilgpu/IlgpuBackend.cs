@@ -404,28 +404,46 @@ public sealed class IlgpuBackend : BackendBase
     }
 
     /// <inheritdoc />
-    protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    protected override void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output)
     {
         CheckHeadDim(nameof(AttentionDecode), heads);
-        int slots = keyCache.Shape[0], maxLength = keyCache.Shape[1], batch = q.Shape[0];
-        CheckIndices(cacheSlots, slots, (value, b) => $"AttentionDecode: cacheSlots[{b}] = {value} is outside [0, {slots})", nameof(cacheSlots));
+        int pages = keyCache.Shape[0], pageSize = keyCache.Shape[1], pagesPerRow = pageTable.Shape[1], batch = q.Shape[0];
+        long capacity = (long)pagesPerRow * pageSize;
         if (_checkIndices && batch > 0)
         {
+            // The lengths first: they say which table entries a row reads (the others may hold anything).
             var values = HostInts(lengths);
+            var table = HostInts(pageTable);
             try
             {
                 for (int b = 0; b < batch; b++)
-                    if (values[b] < 1 || values[b] > maxLength)
-                        throw new ArgumentException($"AttentionDecode: lengths[{b}] = {values[b]} is outside [1, {maxLength}]", nameof(lengths));
+                {
+                    if (values[b] < 1 || values[b] > capacity)
+                        throw new ArgumentException($"AttentionDecode: lengths[{b}] = {values[b]} is outside [1, {capacity}] (pages per row {pagesPerRow} x page size {pageSize})", nameof(lengths));
+                    for (int i = 0, used = (values[b] + pageSize - 1) / pageSize; i < used; i++)
+                    {
+                        int page = table[b * pagesPerRow + i];
+                        if ((uint)page >= (uint)pages)
+                            throw new ArgumentException(pagesPerRow == 1
+                                ? $"AttentionDecode: pageTable[{b}] = {page} is outside [0, {pages})"
+                                : $"AttentionDecode: pageTable[{b}, {i}] = {page} is outside [0, {pages}), the cache's pages", nameof(pageTable));
+                    }
+                }
             }
-            finally { ArrayPool<int>.Shared.Return(values); }
+            finally
+            {
+                ArrayPool<int>.Shared.Return(values);
+                ArrayPool<int>.Shared.Return(table);
+            }
         }
         var args = IlgpuAttention.Args(Device, 0, heads, 0, scale);
         args.Batch = batch;
-        args.MaxLength = maxLength;
-        args.Slots = slots;
-        IlgpuAttention.Decode(Device, F(q), F(keyCache), F(valueCache), I(cacheSlots), I(lengths), F(output), args);
+        args.MaxLength = (int)Math.Min(int.MaxValue, capacity);
+        args.Slots = pages;
+        args.PageSize = pageSize;
+        args.PagesPerRow = pagesPerRow;
+        IlgpuAttention.Decode(Device, F(q), F(keyCache), F(valueCache), I(pageTable), I(lengths), F(output), args);
     }
 
     // ---------------------------------------------------------------- log-prob

@@ -9,9 +9,9 @@ internal enum IndexCheck
     TokenId,
     /// <summary>RoPE 'positions' ≥ 0.</summary>
     Position,
-    /// <summary>AttentionDecode 'cacheSlots' in [0, slots = bound).</summary>
-    CacheSlot,
-    /// <summary>AttentionDecode 'lengths' in [1, maxLength = bound].</summary>
+    /// <summary>AttentionDecode 'pageTable' entries (flat index) in [0, pages = bound).</summary>
+    PageEntry,
+    /// <summary>AttentionDecode 'lengths' in [1, capacity = bound].</summary>
     Length,
     /// <summary>Log-prob 'targets' in [0, vocab = bound).</summary>
     Target,
@@ -145,7 +145,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
         IndexCheck.RowIndex => "rowIndices",
         IndexCheck.TokenId => "tokenIds",
         IndexCheck.Position => "positions",
-        IndexCheck.CacheSlot => "cacheSlots",
+        IndexCheck.PageEntry => "pageTable",
         IndexCheck.Length => "lengths",
         _ => "targets",
     };
@@ -156,7 +156,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
         IndexCheck.RowIndex => $"{op}: argument 'rowIndices' has {value} at position {position}, outside [0, {bound})",
         IndexCheck.TokenId => $"{op}: argument 'tokenIds' has id {value} at position {position}, outside the table's vocabulary [0, {bound})",
         IndexCheck.Position => $"{op}: argument 'positions' has {value} at row {position}; positions must be non-negative",
-        IndexCheck.CacheSlot => $"{op}: cacheSlots[{position}] = {value} is outside [0, {bound})",
+        IndexCheck.PageEntry => $"{op}: pageTable[{position}] = {value} is outside [0, {bound}), the cache's pages (the flat index: row x pages per row + page)",
         IndexCheck.Length => $"{op}: lengths[{position}] = {value} is outside [1, {bound}]",
         _ => $"{op}: argument 'targets' has token {value} at row {position}, outside the vocabulary [0, {bound})",
     } + " (found by the kernel, reported at the next synchronisation; --debug-sync reports it at the op)";

@@ -316,19 +316,21 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     /// <summary>
     /// Flash-decoding (kernels/attention_decode.cu): the split kernel over chunks of each row's cache, then, when the
     /// positions were split, the combine that merges the partials in split order. <see cref="DecodeKernels"/> picks the
-    /// split count; the partials live in grow-only scratch, so a steady decode loop allocates nothing.
+    /// split count; the partials live in grow-only scratch, so a steady decode loop allocates nothing. pageTable [B, P]
+    /// (<see cref="IBackend.AttentionDecode"/>).
     /// </summary>
-    public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output)
     {
         CheckHeadDim(nameof(IBackend.AttentionDecode), heads);
-        int batch = q.Shape[0], slots = keyCache.Shape[0], maxLength = keyCache.Shape[1];
+        int batch = q.Shape[0], pages = keyCache.Shape[0], pageSize = keyCache.Shape[1], pagesPerRow = pageTable.Shape[1];
+        int capacity = (int)Math.Min(int.MaxValue, (long)pagesPerRow * pageSize);
         if (batch == 0) return;
-        // The split kernel reports slots under one id and lengths under the next (attention_decode.cu).
+        // The split kernel reports table entries under one id and lengths under the next (attention_decode.cu).
         var errors = _rt.Errors;
-        uint check = errors.RegisterPair(nameof(IBackend.AttentionDecode), IndexCheck.CacheSlot, slots, IndexCheck.Length, maxLength);
+        uint check = errors.RegisterPair(nameof(IBackend.AttentionDecode), IndexCheck.PageEntry, pages, IndexCheck.Length, capacity);
         nint record = errors.Record;
-        var plan = DecodeKernels.For(heads, batch, maxLength, _rt.GridStrideBlocks, P(keyCache) % 16 == 0 && P(valueCache) % 16 == 0);
+        var plan = DecodeKernels.For(heads, batch, capacity, _rt.GridStrideBlocks, P(keyCache) % 16 == 0 && P(valueCache) % 16 == 0);
         var storage = q.DType;
         string kernel = plan.Split(storage);
         int shared = plan.SharedBytes(heads.HeadDim);
@@ -336,14 +338,14 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         nint partials = plan.Splits > 1 ? _scratch.Get(ScratchBuffers.Slot.DecodePartials, plan.PartialBytes(heads, batch)) : 0;
         var a = new KernelArgs();
         _rt.Launch(kernel, plan.SplitGrid(heads, batch), DecodeKernels.Threads, shared,
-            ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output)).Ptr(partials)
-                .Int(batch).Int(maxLength).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale).Int(plan.Chunk).Int(slots)
-                .Ptr(record).UInt(check));
+            ref a.Ptr(P(q)).Ptr(P(keyCache)).Ptr(P(valueCache)).Ptr(P(pageTable)).Ptr(P(lengths)).Ptr(P(output)).Ptr(partials)
+                .Int(batch).Int(pagesPerRow).Int(pageSize).Int(heads.NumHeads).Int(heads.NumKvHeads).Int(heads.HeadDim).Float(scale)
+                .Int(plan.Chunk).Int(pages).Ptr(record).UInt(check));
         if (plan.Splits == 1) return;
         var c = new KernelArgs();
         _rt.Launch(DecodeKernels.Combine(storage), DecodeKernels.CombineGrid(heads, batch), DecodeKernels.CombineThreads, 0,
-            ref c.Ptr(partials).Ptr(P(cacheSlots)).Ptr(P(lengths)).Ptr(P(output)).Int(batch).Int(maxLength).Int(heads.NumHeads).Int(heads.HeadDim)
-                .Int(plan.Splits).Int(plan.Chunk).Int(slots));
+            ref c.Ptr(partials).Ptr(P(lengths)).Ptr(P(output)).Int(batch).Int(capacity).Int(heads.NumHeads).Int(heads.HeadDim)
+                .Int(plan.Splits).Int(plan.Chunk));
     }
 
     // ---------------------------------------------------------------- log-prob

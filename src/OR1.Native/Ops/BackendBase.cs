@@ -355,7 +355,7 @@ public abstract class BackendBase : IBackend
     }
 
     /// <inheritdoc />
-    public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    public void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output)
     {
         var check = new OpCheck(nameof(AttentionDecode), this);
@@ -365,12 +365,14 @@ public abstract class BackendBase : IBackend
         check.Require(qWidth == heads.QueryWidth, nameof(q), $"has shape {q.Shape}, expected [{b}, {heads.QueryWidth}] (NumHeads x HeadDim)");
         check.Usable(keyCache, nameof(keyCache), s);
         check.Require(keyCache.Rank == 3 && keyCache.Shape[2] == heads.KvWidth, nameof(keyCache),
-            $"has shape {keyCache.Shape}, expected [slots, maxLength, {heads.KvWidth}] (NumKvHeads x HeadDim)");
+            $"has shape {keyCache.Shape}, expected [pages, pageSize, {heads.KvWidth}] (NumKvHeads x HeadDim)");
         check.SameShape(valueCache, nameof(valueCache), keyCache, nameof(keyCache), s);
-        check.Shaped(cacheSlots, nameof(cacheSlots), DType.Int32, b);
+        check.Usable(pageTable, nameof(pageTable), DType.Int32);
+        check.Require((pageTable.Rank == 1 || pageTable.Rank == 2) && pageTable.Shape[0] == b && (pageTable.Rank == 1 || pageTable.Shape[1] >= 1),
+            nameof(pageTable), $"has shape {pageTable.Shape}, expected [{b}, pages per row] (or [{b}]: one page, a contiguous slot, per row)");
         check.Shaped(lengths, nameof(lengths), DType.Int32, b);
         check.SameShape(output, nameof(output), q, nameof(q), s);
-        AttentionDecodeCore(q, keyCache, valueCache, cacheSlots, lengths, heads, scale, output);
+        AttentionDecodeCore(q, keyCache, valueCache, pageTable.Rank == 1 ? pageTable.Reshape(b, 1) : pageTable, lengths, heads, scale, output);
     }
 
     private static void CheckHeads(OpCheck check, AttentionHeads heads, float scale)
@@ -400,8 +402,8 @@ public abstract class BackendBase : IBackend
     /// <summary>Validated attention backward.</summary>
     protected abstract void AttentionBackwardCore(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
         Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv);
-    /// <summary>Validated decode attention; slot and length values are the kernel's to check where it can.</summary>
-    protected abstract void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    /// <summary>Validated decode attention, pageTable [B, P]; page and length values are the kernel's to check where it can.</summary>
+    protected abstract void AttentionDecodeCore(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output);
 
     // ---------------------------------------------------------------- SwiGLU

@@ -142,11 +142,14 @@ public interface IBackend : IDisposable
         Segments sequences, AttentionHeads heads, float scale, Tensor dq, Tensor dk, Tensor dv);
 
     /// <summary>
-    /// One query row per sequence attending to its KV cache: row b reads cache slot cacheSlots[b],
-    /// positions [0, lengths[b]). q, output [B, Hq*D]; keyCache, valueCache [slots, maxLength, Hkv*D];
-    /// cacheSlots, lengths Int32 [B] with 1 &lt;= lengths[b] &lt;= maxLength.
+    /// One query row per sequence attending to its KV cache, positions [0, lengths[b]), through a page table (vLLM's
+    /// paged cache): keyCache, valueCache [pages, pageSize, Hkv*D]; pageTable Int32 [B, P], position p of row b in cache
+    /// row pageTable[b, p / pageSize] * pageSize + p % pageSize; lengths Int32 [B] with 1 &lt;= lengths[b] &lt;= P *
+    /// pageSize. Only the entries a row reads (p &lt; lengths[b]) must be pages in [0, pages); the rest may hold anything.
+    /// A contiguous cache [slots, maxLength, Hkv*D] is the case P = 1: pageTable may then be Int32 [B], each row's slot.
+    /// q, output [B, Hq*D].
     /// </summary>
-    void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor cacheSlots, Tensor lengths,
+    void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output);
 
     // ---------------------------------------------------------------- SwiGLU

@@ -40,6 +40,14 @@ public abstract class OpTestBase
     protected Tensor Floats(float[] data, params int[] shape) => Own(Backend.Floats(data, shape));
     protected Tensor Ints(int[] data, params int[] shape) => Own(Backend.Ints(data, shape));
     protected Tensor Zeros(params int[] shape) => Own(Backend.Zeros(shape));
+
+    /// <summary>The call throws an ArgumentException whose message holds every fragment.</summary>
+    protected static void ExpectArgumentError(TestDelegate call, params string[] fragments)
+    {
+        var e = Assert.Throws(Is.InstanceOf<ArgumentException>(), call) as ArgumentException;
+        foreach (var fragment in fragments)
+            Assert.That(e!.Message, Does.Contain(fragment), $"message was: {e.Message}");
+    }
     protected Tensor Poisoned(params int[] shape) => Own(Backend.Poisoned(shape));
     protected Segments Lengths(params int[] lengths) => Own(Segments.FromLengths(Backend, lengths));
 

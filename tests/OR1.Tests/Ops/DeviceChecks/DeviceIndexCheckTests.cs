@@ -94,7 +94,7 @@ public sealed class DeviceIndexCheckTests(BackendCase backendCase) : OpTestBase(
                 Backend.AttentionDecode(Zeros(1, 8), Zeros(2, 4, 8), Zeros(2, 4, 8), Ints([-1], 1), Ints([1], 1), heads, 0.5f, Zeros(1, 8));
                 Backend.Synchronize();
             },
-            "AttentionDecode", "cacheSlots[0] = -1", "[0, 2)");
+            "AttentionDecode", "pageTable[0] = -1", "[0, 2)");
         ExpectReport(() =>
             {
                 Backend.LogProbBackward(Zeros(2), null, Zeros(2, 4), Zeros(5, 4), Ints([0, 5], 2), 1f, Zeros(2), Zeros(2), Zeros(2, 4), Zeros(5, 4));
