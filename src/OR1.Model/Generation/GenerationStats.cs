@@ -16,9 +16,10 @@ namespace OR1.Model.Generation;
 /// <param name="QueuedRows">Sum of the rows of those steps.</param>
 /// <param name="Slots">The generator's MaxBatch.</param>
 /// <param name="Prefills">Prefill waves run (one packed batch each).</param>
+/// <param name="Preemptions">Running requests pre-empted for lack of cache pages (each prefilled again later).</param>
 public readonly record struct GenerationStats(
     long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds, int DecodeSteps, long DecodeRows,
-    int QueuedSteps, long QueuedRows, int Slots, int Prefills)
+    int QueuedSteps, long QueuedRows, int Slots, int Prefills, int Preemptions = 0)
 {
     /// <summary>Prompt tokens per second of prefill.</summary>
     public double PrefillTokensPerSecond => PrefillSeconds > 0 ? PrefillTokens / PrefillSeconds : 0;

@@ -1,74 +1,103 @@
 using System.Diagnostics;
 using OR1.Native;
+using OR1.Native.Cpu;
 
 namespace OR1.Model.Generation;
 
 /// <summary>
-/// The rollout engine: continuous batching over a KV cache of <see cref="MaxBatch"/> slots. Requests (a prompt and one
-/// of its samples) wait in order; every iteration decodes one token for each running request, then fills the slots
-/// that freed up with waiting requests, so the decode batch stays full until the queue is empty (a long response no
-/// longer holds a whole batch at batch 1-2). The admitted requests' prompts are prefilled as one packed batch, a prompt
-/// once for all of its requests admitted together (its keys and values written into each of their slots), up to
-/// <see cref="PrefillTokenBudget"/> prompt tokens per iteration; each admitted request draws its first token from its
-/// prompt's last position. Row b of any step draws from its request's own random stream, keyed by (seed, request id,
-/// position) (<see cref="IBackend.Sample(Tensor, SamplingOptions, ulong, Tensor, Tensor, Tensor)"/>), so a request's
-/// tokens do not depend on which requests share its batch or where its row sits. Prefill and decode use inference
-/// arenas (<see cref="Qwen2Activations.ForInference"/>): no gradients, no saved training activations.
+/// The rollout engine: continuous batching over a paged KV cache. Requests (a prompt and one of its samples) wait in
+/// order; every iteration decodes one token for each running request (at most <see cref="MaxBatch"/>), then admits
+/// waiting requests while there is room, so the decode batch stays full until the queue is empty (a long response no
+/// longer holds a whole batch at batch 1-2). Admitted requests are prefilled as one packed batch, a prompt once for all
+/// of its requests admitted together, up to <see cref="PrefillTokenBudget"/> prompt tokens per iteration; each draws its
+/// first token from its prompt's last position. Row b of any step draws from its request's own random stream, keyed by
+/// (seed, request id, position), so a request's tokens do not depend on which requests share its batch or where its row
+/// sits. Prefill and decode use inference arenas (<see cref="Qwen2Activations.ForInference"/>).
+/// <para>The cache (<see cref="KvCache"/>) is a pool of pages of <see cref="PageSize"/> positions within a memory budget;
+/// each request holds a list of pages (its page table, which decode attention reads through). The samples of a prompt
+/// prefilled together share its full pages by reference and each gets its own copy of the last, partial one, where they
+/// diverge. When a running request needs a page and none is free, the newest running request is pre-empted: its pages
+/// are freed and it waits at the head of the queue, to be prefilled again (prompt and tokens so far) and go on where it
+/// stopped, drawing the same tokens, as vLLM does; never an out-of-memory failure.</para>
 /// </summary>
 /// <remarks>
 /// Round trips: a decode step waits for the device once, to read the sampled tokens (the host decides which requests
 /// stop), and an iteration that admits requests once more, for their first tokens. The sampled tokens' log-probs stay
 /// on the device, each step's in the next rows of one buffer of MaxBatch x (MaxNewTokens + 1), and come back in one copy
-/// at the end (or when that buffer fills, in a call of many more requests than the batch). Every device buffer
-/// is sized once or grows only (the prefill arena and its row table, the log-prob history), so a warm generator
-/// allocates nothing per prefill or per step.
+/// at the end (or when that buffer fills, in a call of many more requests than the batch). Every device buffer is sized
+/// once or grows only (the prefill arena and its row table, the log-prob history), so a warm generator allocates nothing
+/// per prefill or per step.
 /// </remarks>
 public sealed class Qwen2Generator : IDisposable
 {
     private readonly Qwen2Model _model;
     private readonly IBackend _backend;
     private readonly KvCache _cache;
+    private readonly PageAllocator _pages;
     private readonly Qwen2Activations _decode;
     private Qwen2Activations? _prefill;
     private readonly PackedBatchBuffers _prefillBatch;
     private Tensor? _prefillCacheRows, _logProbHistory;
-    private readonly Tensor _decodeInputs, _sampled, _logits, _lastHidden, _lastRows, _waveStreams;
-    private readonly int[] _hostDecodeInputs, _hostWaveStreams;
+    private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams;
+    private readonly int[] _hostDecodeInputs, _hostPageTable, _hostWaveStreams;
     private int[] _hostPromptTokens = [], _hostPromptLengths = [], _hostCacheRows = [], _historyOwner = [];
     private float[] _hostLogProbHistory = [];
 
     /// <summary>
     /// What a decode step uploads in one copy, as consecutive runs of <see cref="MaxBatch"/> ints (two runs for the
-    /// streams): the tokens to embed, their positions, the cache slot of each row, the cache length after this token,
-    /// each row's random stream (request id, position), and the flattened cache row the token's key and value go to.
+    /// streams): the tokens to embed, their positions, the cache length after this token, each row's random stream
+    /// (request id, position), and the flattened cache row the token's key and value go to.
     /// </summary>
-    private enum DecodeInput { Tokens, Positions, Slots, Lengths, Streams, CacheRows }
+    private enum DecodeInput { Tokens, Positions, Lengths, Streams, CacheRows }
 
     private int Offset(DecodeInput input) => (int)input * MaxBatch + (input > DecodeInput.Streams ? MaxBatch : 0);
 
     /// <summary>
     /// Prepares an engine for up to <paramref name="maxBatch"/> concurrent requests of up to <paramref name="maxLength"/>
     /// tokens each (prompt + generated). <paramref name="prefillTokenBudget"/> caps the prompt tokens prefilled per
-    /// iteration (a longer prompt is still prefilled, alone); 0 means max(maxLength, 4096).
+    /// iteration (a longer prompt is still prefilled, alone); 0 means max(maxLength, 4096). <paramref name="kvCacheBytes"/>
+    /// is the KV cache's memory (keys and values of every layer); 0 means enough for maxBatch requests of maxLength (no
+    /// pre-emption). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
+    /// reads a page as one run) and 32 elsewhere.
     /// </summary>
-    public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0)
+    public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0, long kvCacheBytes = 0, int pageSize = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(prefillTokenBudget);
+        ArgumentOutOfRangeException.ThrowIfNegative(kvCacheBytes);
+        ArgumentOutOfRangeException.ThrowIfNegative(pageSize);
         _model = model;
         _backend = model.Backend;
         MaxBatch = maxBatch;
         MaxLength = maxLength;
         PrefillTokenBudget = prefillTokenBudget > 0 ? prefillTokenBudget : Math.Max(maxLength, 4096);
+        PageSize = pageSize > 0 ? pageSize : _backend is CpuBackend ? 128 : 32;
         var c = model.Config;
-        // One slot more than the batch: the sink that a prefill's copy tables point at for prompts with fewer copies.
-        _cache = new KvCache(_backend, c, maxBatch + 1, maxLength, model.Storage);
+        PageBytes = 2L * c.NumHiddenLayers * PageSize * c.NumKeyValueHeads * c.HeadDim * model.Storage.SizeOf();
+        MaxPagesPerRequest = (maxLength + PageSize - 1) / PageSize;
+        long pages;
+        if (kvCacheBytes == 0) pages = (long)maxBatch * MaxPagesPerRequest;
+        else
+        {
+            if (kvCacheBytes < PageBytes)
+                throw new ArgumentException($"the KV cache budget of {kvCacheBytes:N0} bytes is smaller than one page ({PageBytes:N0} bytes: {PageSize} positions " +
+                                            $"x {c.NumHiddenLayers} layers x keys and values of {c.NumKeyValueHeads * c.HeadDim} in {model.Storage})", nameof(kvCacheBytes));
+            pages = kvCacheBytes / PageBytes;
+        }
+        if (pages + 1 > int.MaxValue / PageSize)
+            throw new ArgumentException($"the KV cache of {pages:N0} pages of {PageSize} positions has more rows than one tensor holds", nameof(kvCacheBytes));
+        CachePages = (int)pages;
+        // One page more than the budget: the sink that a prefill's copy tables point at for rows no copy keeps.
+        _cache = new KvCache(_backend, c, CachePages + 1, PageSize, model.Storage);
+        _pages = new PageAllocator(CachePages);
         _decode = Qwen2Activations.ForInference(_backend, c, maxBatch, model.Storage);
         _prefillBatch = new PackedBatchBuffers(_backend, c.VocabSize);
         _decodeInputs = Ints(Offset(DecodeInput.CacheRows) + maxBatch);
         _hostDecodeInputs = new int[Offset(DecodeInput.CacheRows) + maxBatch];
+        _pageTable = Ints(maxBatch * MaxPagesPerRequest);
+        _hostPageTable = new int[maxBatch * MaxPagesPerRequest];
         _waveStreams = Ints(2 * maxBatch);
         _hostWaveStreams = new int[2 * maxBatch];
         _sampled = Ints(maxBatch);
@@ -83,10 +112,24 @@ public sealed class Qwen2Generator : IDisposable
     /// <summary>Prompt tokens prefilled per iteration at most (one longer prompt goes alone).</summary>
     public int PrefillTokenBudget { get; }
 
-    /// <summary>What the last <see cref="Generate"/> call did (rates, occupancy).</summary>
+    /// <summary>Positions per page of the KV cache.</summary>
+    public int PageSize { get; }
+
+    /// <summary>Bytes of one page: keys and values of every layer.</summary>
+    public long PageBytes { get; }
+
+    /// <summary>Pages the cache holds (its memory budget over <see cref="PageBytes"/>).</summary>
+    public int CachePages { get; }
+
+    /// <summary>Pages one request of <see cref="MaxLength"/> tokens needs.</summary>
+    public int MaxPagesPerRequest { get; }
+
+    /// <summary>What the last <see cref="Generate"/> call did (rates, occupancy, pre-emptions).</summary>
     public GenerationStats LastStats { get; private set; }
 
-    private int SinkSlot => MaxBatch;
+    private int SinkPage => CachePages;
+
+    private int PagesFor(int positions) => (positions + PageSize - 1) / PageSize;
 
     private Tensor Ints(int n) => _backend.Allocate(DType.Int32, new TensorShape(n));
 
@@ -99,12 +142,12 @@ public sealed class Qwen2Generator : IDisposable
     private Span<int> HostInput(DecodeInput input) =>
         _hostDecodeInputs.AsSpan(Offset(input), input == DecodeInput.Streams ? 2 * MaxBatch : MaxBatch);
 
-    /// <summary>One request: a prompt's sample, its slot while it runs, and what it has produced.</summary>
+    /// <summary>One request: a prompt's sample, its pages while it runs, and what it has produced.</summary>
     private sealed class Request(int prompt, int sample, int promptLength)
     {
         public readonly int Prompt = prompt, Sample = sample;
-        public int Slot = -1;
-        public int Length = promptLength; // tokens in its cache slot
+        public readonly List<int> Pages = [];
+        public int Length = promptLength; // tokens in its cache pages
         public int Pending;               // the last sampled token, decoded next
         public readonly List<int> Tokens = [];
         public readonly List<float> LogProbs = [];
@@ -114,7 +157,7 @@ public sealed class Qwen2Generator : IDisposable
     /// <summary>
     /// Samples <see cref="GenerationOptions.SamplesPerPrompt"/> continuations of every prompt. Results are ordered by
     /// prompt, then sample. <paramref name="progress"/> hears after every iteration how many samples are finished, how
-    /// many tokens were sampled, and the rates and occupancy so far.
+    /// many tokens were sampled, and the rates, occupancy and pre-emptions so far.
     /// </summary>
     public IReadOnlyList<GeneratedSample> Generate(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, IProgress<GenerationProgress>? progress = null)
     {
@@ -135,6 +178,10 @@ public sealed class Qwen2Generator : IDisposable
             if (prompts[p].Count == 0) throw new ArgumentException($"prompt {p} is empty", nameof(prompts));
             if (prompts[p].Count + options.MaxNewTokens > MaxLength)
                 throw new ArgumentException($"prompt {p} has {prompts[p].Count} tokens; with {options.MaxNewTokens} new tokens it exceeds the generator's maximum length {MaxLength}", nameof(prompts));
+            int needed = PagesFor(prompts[p].Count + options.MaxNewTokensOf(p));
+            if (needed > CachePages)
+                throw new ArgumentException($"prompt {p} with its {options.MaxNewTokensOf(p)} new tokens needs {needed} pages of {PageSize} positions, more than " +
+                                            $"the KV cache's {CachePages} ({CachePages * PageBytes:N0} bytes); give the cache more memory", nameof(prompts));
             // Checked here, before anything runs, so a bad id in the last prompt wastes no generation.
             var prompt = prompts[p];
             for (int i = 0; i < prompt.Count; i++)
@@ -148,37 +195,48 @@ public sealed class Qwen2Generator : IDisposable
         for (int p = 0, r = 0; p < prompts.Count; p++)
             for (int s = 0; s < options.SamplesPerPrompt; s++) requests[r++] = new Request(p, s, prompts[p].Count);
 
+        _pages.Reset();
         var run = new Run(this, prompts, requests, options, progress);
         run.Execute();
         LastStats = run.Stats;
         return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated)).ToArray();
     }
 
-    /// <summary>One Generate call: the queue, the running requests, the free slots and the counters.</summary>
+    /// <summary>One Generate call: the queue, the running requests, the pages and the counters.</summary>
     private sealed class Run(Qwen2Generator g, IReadOnlyList<IReadOnlyList<int>> prompts, Request[] requests, GenerationOptions options,
         IProgress<GenerationProgress>? progress)
     {
         private readonly ISet<int> _stop = options.StopTokenIds as ISet<int> ?? new HashSet<int>(options.StopTokenIds);
         private readonly ulong _seed = options.StreamSeed;
-        private readonly bool[] _slotBusy = new bool[g.MaxBatch];
         private readonly int[] _tokens = new int[g.MaxBatch];
+        // Running requests in admission order (the newest last: the one pre-empted first).
         private List<int> _running = new(g.MaxBatch), _survivors = new(g.MaxBatch);
-        private readonly List<int> _admitted = new(g.MaxBatch);
+        private readonly List<int> _admitted = new(g.MaxBatch), _fresh = new(g.MaxBatch);
+        // Pre-empted requests wait here, ahead of the fresh ones (the oldest pre-emption first).
+        private readonly List<int> _preempted = [];
+        private readonly List<int> _distinct = [];
+        private readonly Dictionary<int, List<int>> _copies = [];
+        private readonly Dictionary<int, int> _lastRowOf = [];
         private int _next, _finished, _written;
         private long _sampledTokens;
         private GenerationStats _stats = new() { Slots = g.MaxBatch };
 
         public GenerationStats Stats => _stats;
 
+        private bool Waiting => _preempted.Count > 0 || _next < requests.Length;
+
         public void Execute()
         {
             // Room for MaxNewTokens + 1 full steps before a flush; a call that samples more flushes (one extra wait).
             g.EnsureHistory(g.MaxBatch * (options.MaxNewTokens + 1));
-            while (_running.Count > 0 || _next < requests.Length)
+            while (_running.Count > 0 || Waiting)
             {
                 if (_running.Count > 0) DecodeStep();
-                // Again while slots are free: a request whose first token stops it frees its slot at once.
-                while (_next < requests.Length && _running.Count < g.MaxBatch) AdmitAndPrefill();
+                // Again while there is room: a request whose first token stops it frees its place at once.
+                while (Waiting && _running.Count < g.MaxBatch && AdmitAndPrefill()) { }
+                // Generate checked that every request fits the cache alone, so an empty engine always admits one.
+                if (_running.Count == 0 && Waiting && _finished < requests.Length && !AdmitAndPrefill())
+                    throw new InvalidOperationException("the rollout engine could not admit a request into an empty KV cache");
                 progress?.Report(new GenerationProgress(_finished, requests.Length, _sampledTokens, _stats));
             }
             FlushLogProbs();
@@ -193,9 +251,15 @@ public sealed class Qwen2Generator : IDisposable
             _written = 0;
         }
 
+        private void ReleasePages(Request q)
+        {
+            foreach (int page in q.Pages) g._pages.Release(page);
+            q.Pages.Clear();
+        }
+
         /// <summary>
         /// Takes a sampled token for request r: recorded, and the request either stops (stop token, length limit; its
-        /// slot is freed) or goes on with the token pending.
+        /// pages are freed) or goes on with the token pending.
         /// </summary>
         private void Take(int r, int token)
         {
@@ -210,7 +274,7 @@ public sealed class Qwen2Generator : IDisposable
             }
             if (stop)
             {
-                _slotBusy[q.Slot] = false;
+                ReleasePages(q);
                 _finished++;
                 return;
             }
@@ -239,43 +303,82 @@ public sealed class Qwen2Generator : IDisposable
             _written += rows;
         }
 
+        /// <summary>
+        /// Pre-empts the newest running request: its pages are freed and it waits, ahead of the fresh requests, to be
+        /// prefilled again (prompt and tokens so far) and go on with its pending token.
+        /// </summary>
+        private void PreemptNewest()
+        {
+            int r = _running[^1];
+            _running.RemoveAt(_running.Count - 1);
+            var q = requests[r];
+            ReleasePages(q);
+            q.Length = 0;
+            _preempted.Add(r);
+            _stats = _stats with { Preemptions = _stats.Preemptions + 1 };
+        }
+
+        /// <summary>Gives every running request a page for its next position, pre-empting the newest while none is free.</summary>
+        private void ReservePages()
+        {
+            for (int j = 0; j < _running.Count; j++)
+            {
+                var q = requests[_running[j]];
+                if (q.Length % g.PageSize != 0 || q.Length / g.PageSize < q.Pages.Count) continue; // its last page has room
+                int page;
+                while ((page = g._pages.Allocate()) < 0)
+                {
+                    bool self = _running[^1] == _running[j];
+                    PreemptNewest();
+                    if (self) return; // it was the newest: the requests before it have their pages
+                }
+                q.Pages.Add(page);
+            }
+        }
+
         private void DecodeStep()
         {
+            ReservePages();
+            if (_running.Count == 0) return;
             var timer = Stopwatch.StartNew();
-            bool queued = _next < requests.Length;
+            bool queued = Waiting;
             int n = _running.Count;
-            Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions), slots = g.HostInput(DecodeInput.Slots);
+            Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions);
             Span<int> lengths = g.HostInput(DecodeInput.Lengths), streams = g.HostInput(DecodeInput.Streams), cacheRows = g.HostInput(DecodeInput.CacheRows);
+            int tablePages = 0;
+            for (int j = 0; j < n; j++) tablePages = Math.Max(tablePages, requests[_running[j]].Pages.Count);
             for (int j = 0; j < n; j++)
             {
                 int r = _running[j];
                 var q = requests[r];
                 tokens[j] = q.Pending;
                 positions[j] = q.Length;
-                slots[j] = q.Slot;
-                cacheRows[j] = q.Slot * g.MaxLength + q.Length;
+                cacheRows[j] = q.Pages[q.Length / g.PageSize] * g.PageSize + q.Length % g.PageSize;
                 q.Length++;
                 lengths[j] = q.Length;
                 streams[2 * j] = r;
                 streams[2 * j + 1] = q.Tokens.Count;
-                // Prompt + MaxNewTokens <= MaxLength was checked, and a request at the limit has stopped.
-                Debug.Assert(q.Length <= g.MaxLength, "decode past the cache's length");
+                // The page table [n, tablePages]; entries past a row's pages are never read.
+                for (int i = 0; i < tablePages; i++) g._hostPageTable[j * tablePages + i] = i < q.Pages.Count ? q.Pages[i] : -1;
+                Debug.Assert(q.Length <= g.MaxLength, "decode past the request's maximum length");
             }
-            // One copy for all inputs: runs of MaxBatch ints, the last one (cache rows) cut to the n entries used.
+            // One copy for the step's inputs (runs of MaxBatch ints, the last cut to the n entries used), one for the table.
             int uploaded = g.Offset(DecodeInput.CacheRows) + n;
             var b = g._backend;
             b.Upload<int>(g._hostDecodeInputs.AsSpan(0, uploaded), g._decodeInputs.SliceRows(0, uploaded));
+            var table = g._pageTable.SliceRows(0, n * tablePages);
+            b.Upload<int>(g._hostPageTable.AsSpan(0, n * tablePages), table);
+            var tableTensor = table.Reshape(n, tablePages);
 
             var model = g._model;
             b.EmbeddingForward(g.DeviceInput(DecodeInput.Tokens, n), model.Weights.Embedding, g._decode.Residuals[0].SliceRows(0, n));
-            var slotTensor = g.DeviceInput(DecodeInput.Slots, n);
             var lengthTensor = g.DeviceInput(DecodeInput.Lengths, n);
             var rowsTensor = g.DeviceInput(DecodeInput.CacheRows, n);
             model.RunLayers(g._decode, n, g.DeviceInput(DecodeInput.Positions, n), (layer, _, q, k, v, attention, _) =>
             {
                 b.ScatterRows(k, rowsTensor, g._cache.KeyRows(layer));
                 b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
-                b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], slotTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
+                b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
             });
             model.Logits(model.FinalNorm(g._decode, n), g._logits.SliceRows(0, n));
             SampleRows(n, g.DeviceInput(DecodeInput.Streams, n), _running, "a decode step");
@@ -291,64 +394,105 @@ public sealed class Qwen2Generator : IDisposable
             };
         }
 
+        /// <summary>The tokens a request's prefill runs: its prompt, and for a pre-empted one the tokens before its pending one.</summary>
+        private int SequenceLength(Request q) => prompts[q.Prompt].Count + Math.Max(0, q.Tokens.Count - 1);
+
+        private int SequenceToken(Request q, int i)
+        {
+            var prompt = prompts[q.Prompt];
+            return i < prompt.Count ? prompt[i] : q.Tokens[i - prompt.Count];
+        }
+
         /// <summary>
-        /// Admits waiting requests into the free slots (in order, up to the prefill budget), prefills their distinct
-        /// prompts as one packed batch with every copy's keys and values written to its slot, and samples each admitted
-        /// request's first token.
+        /// Admits waiting requests (pre-empted ones first, then fresh ones in order) while the batch, the prefill budget and
+        /// the free pages allow, prefills their distinct sequences as one packed batch, writing each copy's keys and values
+        /// to its pages (a prompt's full pages once, shared; the partial last page per copy), and samples each fresh
+        /// request's first token. Returns false when nothing could be admitted.
         /// </summary>
-        private void AdmitAndPrefill()
+        private bool AdmitAndPrefill()
         {
             var timer = Stopwatch.StartNew();
             _admitted.Clear();
-            // Distinct prompts of this wave in order, and for each the slots of its admitted requests.
-            var distinct = new List<int>();
-            var copies = new Dictionary<int, List<int>>();
+            _fresh.Clear();
+            _distinct.Clear();
+            _copies.Clear();
+            // Distinct sequences of this wave (a prompt's index for fresh requests, ~request for a pre-empted one).
             int promptTokens = 0;
-            while (_next < requests.Length && _running.Count + _admitted.Count < g.MaxBatch)
+            while (Waiting && _running.Count + _admitted.Count < g.MaxBatch)
             {
-                var q = requests[_next];
-                bool shared = copies.ContainsKey(q.Prompt);
-                int cost = shared ? 0 : prompts[q.Prompt].Count;
+                bool resumed = _preempted.Count > 0;
+                int r = resumed ? _preempted[0] : _next;
+                var q = requests[r];
+                int key = resumed ? ~r : q.Prompt, length = SequenceLength(q);
+                bool shared = _copies.TryGetValue(key, out var sharers);
+                int cost = shared ? 0 : length;
                 if (_admitted.Count > 0 && promptTokens + cost > g.PrefillTokenBudget) break;
-                q.Slot = Array.IndexOf(_slotBusy, false);
-                _slotBusy[q.Slot] = true;
-                if (!shared)
+                // Pages: a new sequence's all; a sharer only its own copy of a partial last page.
+                int fullPages = length / g.PageSize, tail = length % g.PageSize != 0 ? 1 : 0;
+                int needed = shared ? tail : fullPages + tail;
+                if (needed > g._pages.FreeCount) break;
+                if (shared)
                 {
-                    distinct.Add(q.Prompt);
-                    copies[q.Prompt] = [];
+                    var first = requests[sharers![0]];
+                    for (int i = 0; i < fullPages; i++)
+                    {
+                        g._pages.Retain(first.Pages[i]);
+                        q.Pages.Add(first.Pages[i]);
+                    }
+                }
+                else
+                {
+                    for (int i = 0; i < fullPages; i++) q.Pages.Add(g._pages.Allocate());
+                    _distinct.Add(key);
+                    _copies[key] = sharers = [];
                     promptTokens += cost;
                 }
-                copies[q.Prompt].Add(q.Slot);
-                _admitted.Add(_next++);
-            }
-            int total = promptTokens, maxCopies = copies.Values.Max(list => list.Count), waves = distinct.Count;
-
-            // The packed prompts, and per copy c a table of cache rows: prompt p's tokens go to its c-th slot, or to the
-            // sink slot when it has fewer copies.
-            Grow(ref g._hostPromptTokens, total);
-            Grow(ref g._hostPromptLengths, waves);
-            Grow(ref g._hostCacheRows, maxCopies * total);
-            var lastRowOf = new Dictionary<int, int>();
-            for (int d = 0, at = 0; d < waves; d++)
-            {
-                var prompt = prompts[distinct[d]];
-                var slots = copies[distinct[d]];
-                g._hostPromptLengths[d] = prompt.Count;
-                for (int i = 0; i < prompt.Count; i++, at++)
+                if (tail > 0) q.Pages.Add(g._pages.Allocate());
+                q.Length = length;
+                sharers!.Add(r);
+                _admitted.Add(r);
+                if (resumed) _preempted.RemoveAt(0);
+                else
                 {
-                    g._hostPromptTokens[at] = prompt[i];
-                    for (int c = 0; c < maxCopies; c++)
-                        g._hostCacheRows[c * total + at] = (c < slots.Count ? slots[c] : g.SinkSlot) * g.MaxLength + i;
+                    _next++;
+                    _fresh.Add(r);
                 }
-                lastRowOf[distinct[d]] = at - 1;
+            }
+            if (_admitted.Count == 0) return false;
+            int total = promptTokens, maxCopies = _copies.Values.Max(list => list.Count), sequences = _distinct.Count;
+
+            // The packed sequences, and per copy c a table of cache rows: sequence d's position i goes to its c-th
+            // request's page, or to the sink page when the row is a shared full page (copy 0 writes it) or d has fewer copies.
+            Grow(ref g._hostPromptTokens, total);
+            Grow(ref g._hostPromptLengths, sequences);
+            Grow(ref g._hostCacheRows, maxCopies * total);
+            _lastRowOf.Clear();
+            for (int d = 0, at = 0; d < sequences; d++)
+            {
+                var copies = _copies[_distinct[d]];
+                var owner = requests[copies[0]];
+                int length = SequenceLength(owner), fullRows = length / g.PageSize * g.PageSize;
+                g._hostPromptLengths[d] = length;
+                for (int i = 0; i < length; i++, at++)
+                {
+                    g._hostPromptTokens[at] = SequenceToken(owner, i);
+                    for (int c = 0; c < maxCopies; c++)
+                    {
+                        bool writes = c < copies.Count && (c == 0 || i >= fullRows);
+                        int page = writes ? requests[copies[c]].Pages[i / g.PageSize] : g.SinkPage;
+                        g._hostCacheRows[c * total + at] = page * g.PageSize + i % g.PageSize;
+                    }
+                }
+                _lastRowOf[_distinct[d]] = at - 1;
             }
             var b = g._backend;
             var model = g._model;
-            var batch = g._prefillBatch.Load(g._hostPromptTokens.AsSpan(0, total), g._hostPromptLengths.AsSpan(0, waves));
+            var batch = g._prefillBatch.Load(g._hostPromptTokens.AsSpan(0, total), g._hostPromptLengths.AsSpan(0, sequences));
             if (g._prefill is null || g._prefill.Capacity < total)
             {
+                int capacity = Math.Max(total, g._prefill?.Capacity ?? 0);
                 g._prefill?.Dispose();
-                g._prefill = Qwen2Activations.ForInference(b, model.Config, Math.Max(total, g._prefill?.Capacity ?? 0), model.Storage);
+                g._prefill = Qwen2Activations.ForInference(b, model.Config, capacity, model.Storage);
             }
             if (g._prefillCacheRows is null || g._prefillCacheRows.ElementCount < maxCopies * total)
             {
@@ -368,33 +512,46 @@ public sealed class Qwen2Generator : IDisposable
                     b.ScatterRows(v, rows, g._cache.ValueRows(layer));
                 }
             });
-            var hidden = model.FinalNorm(g._prefill, total);
 
-            // Each admitted request's first token from its prompt's last position, on its own stream at position 0.
-            int n = _admitted.Count;
-            Span<int> lastRows = g.HostInput(DecodeInput.Tokens)[..n]; // staging; the next decode step rewrites it
-            for (int i = 0; i < n; i++)
-            {
-                int r = _admitted[i];
-                lastRows[i] = lastRowOf[requests[r].Prompt];
-                g._hostWaveStreams[2 * i] = r;
-                g._hostWaveStreams[2 * i + 1] = 0;
-            }
-            b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));
-            b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
-            b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
-            model.Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
-            SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _admitted, "a prefill");
-
+            // Pre-empted requests go on with their pending token; each fresh one draws its first from its prompt's last
+            // position, on its own stream at position 0.
             _survivors.Clear();
             _survivors.AddRange(_running);
-            for (int i = 0; i < n; i++) Take(_admitted[i], _tokens[i]);
+            foreach (int r in _admitted)
+            {
+                var q = requests[r];
+                if (q.Tokens.Count > 0)
+                {
+                    q.Pending = q.Tokens[^1];
+                    _survivors.Add(r);
+                }
+            }
+            int n = _fresh.Count;
+            if (n > 0)
+            {
+                var hidden = model.FinalNorm(g._prefill, total);
+                Span<int> lastRows = g.HostInput(DecodeInput.Tokens)[..n]; // staging; the next decode step rewrites it
+                for (int i = 0; i < n; i++)
+                {
+                    int r = _fresh[i];
+                    lastRows[i] = _lastRowOf[requests[r].Prompt];
+                    g._hostWaveStreams[2 * i] = r;
+                    g._hostWaveStreams[2 * i + 1] = 0;
+                }
+                b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));
+                b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
+                b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
+                model.Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
+                SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _fresh, "a prefill");
+                for (int i = 0; i < n; i++) Take(_fresh[i], _tokens[i]);
+            }
             (_running, _survivors) = (_survivors, _running);
             _stats = _stats with
             {
                 PrefillTokens = _stats.PrefillTokens + total, PrefillSeconds = _stats.PrefillSeconds + timer.Elapsed.TotalSeconds,
                 Prefills = _stats.Prefills + 1,
             };
+            return true;
         }
     }
 
@@ -422,6 +579,6 @@ public sealed class Qwen2Generator : IDisposable
         _prefillBatch.Dispose();
         _prefillCacheRows?.Dispose();
         _logProbHistory?.Dispose();
-        foreach (var t in new[] { _decodeInputs, _sampled, _logits, _lastHidden, _lastRows, _waveStreams }) t.Dispose();
+        foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams }) t.Dispose();
     }
 }

@@ -185,6 +185,67 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
             Throws.ArgumentException.With.Message.Contains("PromptMaxNewTokens[0] is 0"));
     }
 
+    /// <summary>
+    /// Pages of 4 positions: prompts of 5 and 7 tokens share their full pages among their samples and copy the partial
+    /// one; every decode step crosses page boundaries. Greedy tokens are still those of full forwards.
+    /// </summary>
+    [Test]
+    public void SmallPagesGiveTheTokensOfFullForwards()
+    {
+        using var model = Model(790);
+        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 20, pageSize: 4);
+        var samples = generator.Generate(Prompts, new GenerationOptions(9, new SamplingOptions(0f), [], SamplesPerPrompt: 3, Seed: 2));
+        for (int p = 0; p < Prompts.Length; p++)
+        {
+            var expected = GreedyByFullForward(model, Prompts[p], 9);
+            foreach (var s in samples.Where(s => s.PromptIndex == p))
+                Assert.That(s.Tokens, Is.EqualTo(expected), $"prompt {p} sample {s.SampleIndex} with pages of 4");
+        }
+    }
+
+    /// <summary>
+    /// A cache of 6 pages of 4 positions for 8 requests that each grow to 12-16 positions: running requests run out of
+    /// pages, the newest are pre-empted and prefilled again later, and every response is the one an unlimited cache
+    /// gives, token for token (greedy and sampled: the streams are the requests'), log-probs within rounding.
+    /// </summary>
+    [TestCase(0f)]
+    [TestCase(1f)]
+    public void PreemptionUnderATinyBudgetChangesNoResponse(float temperature)
+    {
+        using var model = Model(800);
+        var options = new GenerationOptions(9, new SamplingOptions(temperature, 0.95f), [], SamplesPerPrompt: 2, Seed: 12);
+        var prompts = Prompts[..4];
+        IReadOnlyList<GeneratedSample> unlimited, tiny;
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20, pageSize: 4)) unlimited = g.Generate(prompts, options);
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20, pageSize: 4, kvCacheBytes: 6 * PageBytes(model, 4)))
+        {
+            Assert.That(g.CachePages, Is.EqualTo(6));
+            tiny = g.Generate(prompts, options);
+            TestContext.Out.WriteLine($"{g.LastStats}");
+            Assert.That(g.LastStats.Preemptions, Is.GreaterThan(0), "the budget forces pre-emptions (the assertions below can fail)");
+        }
+        for (int i = 0; i < unlimited.Count; i++)
+        {
+            Assert.That(tiny[i].Tokens, Is.EqualTo(unlimited[i].Tokens), $"request {i}: tokens under a 6-page budget vs unlimited");
+            TensorAssert.Close(tiny[i].LogProbs.ToArray(), unlimited[i].LogProbs.ToArray(), 1e-5, 1e-5, $"request {i}: log-probs");
+        }
+    }
+
+    private static long PageBytes(Qwen2Model model, int pageSize) =>
+        2L * model.Config.NumHiddenLayers * pageSize * model.Config.NumKeyValueHeads * model.Config.HeadDim * sizeof(float);
+
+    [Test]
+    public void ABudgetBelowOnePageOrTooSmallForARequestIsRefused()
+    {
+        using var model = Model(810);
+        long page = PageBytes(model, 4);
+        Assert.That(() => new Qwen2Generator(model, maxBatch: 2, maxLength: 20, pageSize: 4, kvCacheBytes: page - 1),
+            Throws.ArgumentException.With.Message.Contains("smaller than one page").And.Message.Contains($"{page:N0} bytes"));
+        using var small = new Qwen2Generator(model, maxBatch: 2, maxLength: 20, pageSize: 4, kvCacheBytes: 2 * page);
+        Assert.That(() => small.Generate([[1, 2, 3, 4, 5]], new GenerationOptions(6, new SamplingOptions(), [])),
+            Throws.ArgumentException.With.Message.Contains("needs 3 pages").And.Message.Contains("the KV cache's 2"));
+    }
+
     [Test]
     public void BadRequestsAreRefusedBeforeAnythingRuns()
     {
