@@ -27,16 +27,17 @@ public static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Keep the K most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed", DefaultValueFactory = _ => 0UL };
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
+        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); when the cache is full the newest sample is pre-empted and recomputed later. Default: room for --max-batch samples of the longest prompt + --max-new-tokens" };
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
-        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, device, precision };
+        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, device, precision };
         command.SetAction(r => Run(new Arguments(r.GetValue(model)!, r.GetValue(prompt), r.GetValue(input), r.GetValue(output), r.GetValue(samples),
-            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision))));
+            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision), r.GetValue(kvMemory))));
         return command;
     }
 
     public sealed record Arguments(string Model, string? Prompt, string? Input, string? Output, int Samples, int MaxNewTokens,
-        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null);
+        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null, string? KvCacheMemory = null);
 
     public static int Run(Arguments a)
     {
@@ -47,6 +48,7 @@ public static class GenerateCommand
         if (!(a.Sampling.Temperature >= 0)) throw new CliException($"--temperature is {a.Sampling.Temperature}; it must be 0 (greedy) or positive");
         if (!(a.Sampling.TopP > 0 && a.Sampling.TopP <= 1)) throw new CliException($"--top-p is {a.Sampling.TopP}; it must be in (0, 1]");
         if (a.Sampling.TopK < 0) throw new CliException($"--top-k is {a.Sampling.TopK}; it must be 0 (off) or positive");
+        long kvCacheBytes = a.KvCacheMemory is null ? 0 : ByteSize.Parse(a.KvCacheMemory, "--kv-cache-memory");
 
         using var backend = Devices.Create(a.Device);
         using var model = ModelLoading.Load(backend, a.Model, PrecisionOptions.Resolve(backend, a.Precision));
@@ -60,7 +62,16 @@ public static class GenerateCommand
         if (longest + a.MaxNewTokens > model.Config.MaxPositionEmbeddings)
             Console.Error.WriteLine($"warning: prompt ({longest} tokens) + --max-new-tokens {a.MaxNewTokens} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
 
-        using var generator = new Qwen2Generator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens);
+        Qwen2Generator generator;
+        try
+        {
+            generator = new Qwen2Generator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes: kvCacheBytes);
+        }
+        catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
+        {
+            throw new CliException($"--kv-cache-memory {a.KvCacheMemory}: {e.Message}");
+        }
+        using var _ = generator;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),

@@ -189,6 +189,30 @@ public sealed class CommandTests
         Assert.That(File.ReadAllLines(Work("samples.jsonl")), Is.EqualTo(lines), "same seed, same samples");
     }
 
+    /// <summary>
+    /// --kv-cache-memory: a budget of a few pages still yields every sample (pre-empting and recomputing), the same as
+    /// without a budget; one below a page is refused with the option's name, and nothing is written.
+    /// </summary>
+    [Test]
+    public void GenerateUnderAKvCacheBudgetGivesTheSameSamplesAndATinyOneIsRefused()
+    {
+        File.WriteAllLines(Work("budget.jsonl"), [JsonSerializer.Serialize(new { prompt_tokens = new[] { 5, 6, 7 } }), JsonSerializer.Serialize(new { prompt = "the" })]);
+        var args = new GenerateCommand.Arguments(_files.Directory, null, Work("budget.jsonl"), Work("unlimited.jsonl"), 3, 6, new SamplingOptions(1f), 5, 6, "cpu");
+        Assert.That(GenerateCommand.Run(args), Is.Zero);
+        Assert.That(GenerateCommand.Run(args with { Output = Work("budgeted.jsonl"), KvCacheMemory = "1MiB" }), Is.Zero);
+        Assert.That(File.ReadAllLines(Work("budgeted.jsonl")), Is.EqualTo(File.ReadAllLines(Work("unlimited.jsonl"))));
+        var e = Assert.Throws<CliException>(() => GenerateCommand.Run(args with { Output = Work("tiny.jsonl"), KvCacheMemory = "10B" }))!;
+        Assert.That(e.Message, Does.Contain("--kv-cache-memory 10B").And.Contain("smaller than one page"));
+        Assert.That(File.Exists(Work("tiny.jsonl")), Is.False);
+        Assert.That(() => GenerateCommand.Run(args with { KvCacheMemory = "lots" }), Throws.InstanceOf<CliException>().With.Message.Contains("--kv-cache-memory is 'lots'"));
+    }
+
+    [TestCase("1500", 1500L)]
+    [TestCase("2KiB", 2048L)]
+    [TestCase("1.5 GB", 1_500_000_000L)]
+    [TestCase("8gib", 8L << 30)]
+    public void ByteSizesParse(string text, long bytes) => Assert.That(ByteSize.Parse(text, "--x"), Is.EqualTo(bytes));
+
     [Test]
     public void MalformedInputLineIsReportedWithItsLineNumberAndNothingIsWritten()
     {
