@@ -6,7 +6,8 @@ Config: 4 layers, hidden 256, 8 query / 2 kv heads (head dim 32), intermediate 7
 embeddings, rms eps 1e-6, rope theta 10000. Training step: forward + per-token log-prob loss + backward +
 AdamW over 2048 tokens (8 sequences of 256; the sequences are batched, which on equal lengths is the same
 work as our packing). Generation: 16 samples x 128 new tokens after 16-token prompts with a KV cache,
-temperature-1 sampling. Prints one JSON line per measurement.
+temperature-1 sampling; and the rollout engine's case, 16 prompts x 4 samples of 224 new tokens after 32-token
+prompts. Prints one JSON line per measurement.
 """
 import json
 import math
@@ -109,12 +110,14 @@ def train_step():
 
 
 @torch.no_grad()
-def generate():
-    prompts = torch.randint(0, V, (16, 16))
+def generate(prompt_count=16, samples=1, prompt_length=16, new_tokens=128):
+    """Batched KV-cache sampling: each prompt repeated `samples` times and prefilled with its copies (as HF's
+    generate does with num_return_sequences), then one decode step per new token for the whole batch."""
+    prompts = torch.randint(0, V, (prompt_count, prompt_length)).repeat_interleave(samples, dim=0)
     hidden, cache = model(prompts)
     last = hidden[:, -1]
     length = prompts.shape[1]
-    for _ in range(128):
+    for _ in range(new_tokens):
         logits = last @ model.embed.weight.T
         token = torch.multinomial(torch.softmax(logits, dim=-1), 1)
         hidden, cache = model(token, start=length, cache=cache)
@@ -135,3 +138,6 @@ def measure(name, fn, tokens_per_call):
 
 measure("training_step", train_step, 8 * 256)
 measure("generation", generate, 16 * 128)
+# The rollout engine's case (bench/OR1.Bench RolloutEngineBenchmarks.Groups): 16 prompts x 4 samples, 32-token
+# prompts, 224 new tokens, all 64 sequences in one batch.
+measure("generation_groups", lambda: generate(16, 4, 32, 224), 16 * 4 * 224)

@@ -5,19 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads=${THREADS:-2}
-/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "compare: PyTorch is missing: apt-get install python3-torch"; exit 2; }
+/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "compare: PyTorch is missing: apt-get install python3-torch libopenblas0-pthread"; exit 2; }
+# Debian's torch runs the reference BLAS (about 15x slower) unless OpenBLAS is installed: refuse rather than flatter us.
+ldconfig -p | grep -q libopenblas || { echo "compare: OpenBLAS is missing (PyTorch would run the reference BLAS): apt-get install libopenblas0-pthread"; exit 2; }
 out=$(mktemp -d)
-dotnet run -c Release --project bench/OR1.Bench -- --filter '*ModelBenchmarks*' --artifacts "$out" >/dev/null
-csv=$(ls "$out"/results/*ModelBenchmarks*-report.csv)
+dotnet run -c Release --project bench/OR1.Bench -- --filter '*.ModelBenchmarks.*' '*RolloutEngineBenchmarks.Groups*' --artifacts "$out" >/dev/null
+csv=$(ls "$out"/results/*.ModelBenchmarks-report.csv)
+engine_csv=$(ls "$out"/results/*RolloutEngineBenchmarks-report.csv)
 /usr/bin/python3 bench/compare/qwen2_torch.py "$threads" 5 > "$out/torch.jsonl"
-/usr/bin/python3 - "$csv" "$out/torch.jsonl" <<'PY'
+/usr/bin/python3 - "$csv" "$engine_csv" "$out/torch.jsonl" <<'PY'
 import csv, json, sys
 ours = {}
-with open(sys.argv[1]) as f:
-    for row in csv.DictReader(f, delimiter=','):
-        ours[row["Method"]] = float(row["tokens/s"].replace(",", ""))
-torch = {json.loads(l)["what"]: json.loads(l)["tokens_per_s"] for l in open(sys.argv[2])}
-pairs = [("TrainingStep", "training_step", 1.5), ("Generation", "generation", 3.0)]
+for path in sys.argv[1:3]:
+    with open(path) as f:
+        for row in csv.DictReader(f, delimiter=','):
+            ours[row["Method"]] = float(row["tokens/s"].replace(",", ""))
+torch = {json.loads(l)["what"]: json.loads(l)["tokens_per_s"] for l in open(sys.argv[3])}
+pairs = [("TrainingStep", "training_step", 1.5), ("Generation", "generation", 3.0), ("GroupsEngine", "generation_groups", 15.0)]
 for ours_name, torch_name, target in pairs:
     o, t = ours[ours_name], torch[torch_name]
     print(f"{ours_name:13s} ours {o:10.0f} tok/s   PyTorch eager {t:10.0f} tok/s   ratio {o / t:5.2f}x   (target {target}x)")
