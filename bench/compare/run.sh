@@ -10,17 +10,17 @@ threads=${THREADS:-2}
 ldconfig -p | grep -q libopenblas || { echo "compare: OpenBLAS is missing (PyTorch would run the reference BLAS): apt-get install libopenblas0-pthread"; exit 2; }
 out=$(mktemp -d)
 dotnet run -c Release --project bench/OR1.Bench -- --filter '*.ModelBenchmarks.*' '*RolloutEngineBenchmarks.Groups*' --artifacts "$out" >/dev/null
-csv=$(ls "$out"/results/*.ModelBenchmarks-report.csv)
-engine_csv=$(ls "$out"/results/*RolloutEngineBenchmarks-report.csv)
+# One CSV per class, or one joined CSV (the harness joins the summaries of a multi-class filter): read them all.
+csvs=("$out"/results/*-report.csv)
 /usr/bin/python3 bench/compare/qwen2_torch.py "$threads" 5 > "$out/torch.jsonl"
-/usr/bin/python3 - "$csv" "$engine_csv" "$out/torch.jsonl" <<'PY'
+/usr/bin/python3 - "$out/torch.jsonl" "${csvs[@]}" <<'PY'
 import csv, json, sys
 ours = {}
-for path in sys.argv[1:3]:
+for path in sys.argv[2:]:
     with open(path) as f:
         for row in csv.DictReader(f, delimiter=','):
             ours[row["Method"]] = float(row["tokens/s"].replace(",", ""))
-torch = {json.loads(l)["what"]: json.loads(l)["tokens_per_s"] for l in open(sys.argv[3])}
+torch = {json.loads(l)["what"]: json.loads(l)["tokens_per_s"] for l in open(sys.argv[1])}
 pairs = [("TrainingStep", "training_step", 1.5), ("Generation", "generation", 3.0), ("GroupsEngine", "generation_groups", 15.0)]
 for ours_name, torch_name, target in pairs:
     o, t = ours[ours_name], torch[torch_name]
