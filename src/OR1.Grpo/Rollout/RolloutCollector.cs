@@ -14,7 +14,7 @@ namespace OR1.Grpo.Rollout;
 /// with the time each phase took.
 /// </summary>
 public sealed record Rollouts(RolloutBatch Batch, IReadOnlyList<RlExample> Examples, IReadOnlyList<string> Texts,
-    IReadOnlyList<RewardResult> Rewards, double GenerateSeconds, double RewardSeconds)
+    IReadOnlyList<RewardResult> Rewards, double GenerateSeconds, double RewardSeconds, GenerationStats Engine = default)
 {
     /// <summary>Several rollouts as one, in order (e.g. the chunks of an evaluation).</summary>
     public static Rollouts Concat(IReadOnlyList<Rollouts> parts)
@@ -34,7 +34,8 @@ public sealed record Rollouts(RolloutBatch Batch, IReadOnlyList<RlExample> Examp
         var rollouts = new RolloutBatch(builder.Build(), parts.SelectMany(p => p.Batch.Rewards).ToArray(), parts.SelectMany(p => p.Batch.Truncated).ToArray(),
             parts.SelectMany(p => p.Batch.SamplerLogProbs).ToArray(), parts.SelectMany(p => p.Batch.GroupNames).ToArray());
         return new Rollouts(rollouts, parts.SelectMany(p => p.Examples).ToArray(), parts.SelectMany(p => p.Texts).ToArray(),
-            parts.SelectMany(p => p.Rewards).ToArray(), parts.Sum(p => p.GenerateSeconds), parts.Sum(p => p.RewardSeconds));
+            parts.SelectMany(p => p.Rewards).ToArray(), parts.Sum(p => p.GenerateSeconds), parts.Sum(p => p.RewardSeconds),
+            parts.Select(p => p.Engine).Aggregate(GenerationStats.Add));
     }
 
     /// <summary>The group (index into <see cref="Examples"/>) of every sequence.</summary>
@@ -96,6 +97,6 @@ public sealed class RolloutCollector(Qwen2Generator generator, PromptEncoder enc
 
         var rollouts = new RolloutBatch(batch, results.Select(r => r.Score).ToArray(), generated.Select(g => g.Truncated).ToArray(),
             generated.Select(g => (IReadOnlyList<float>?)g.LogProbs).ToArray(), examples.Select(e => e.Id).ToArray());
-        return new Rollouts(rollouts, examples, texts, results, generateSeconds, rewardSeconds);
+        return new Rollouts(rollouts, examples, texts, results, generateSeconds, rewardSeconds, generator.LastStats);
     }
 }

@@ -72,6 +72,14 @@ public sealed record StepMetrics
     public int LogProbVocabChunk { get; init; }
     public double LogProbScratchMib { get; init; }
     public double GenerateSeconds { get; init; }
+    /// <summary>The rollout engine's prompt tokens per second of prefill and sampled tokens per second of decode.</summary>
+    public double PrefillTokensPerSecond { get; init; }
+    public double DecodeTokensPerSecond { get; init; }
+    /// <summary>The decode batch's mean occupancy (rows over slots) over the rollout, and while requests waited.</summary>
+    public double RolloutOccupancy { get; init; }
+    public double RolloutOccupancyWhileQueued { get; init; }
+    /// <summary>Requests pre-empted for lack of KV-cache pages (and recomputed).</summary>
+    public int RolloutPreemptions { get; init; }
     public double RewardSeconds { get; init; }
     /// <summary>The forward pass that computes log p_old before the first update (0 when none was needed).</summary>
     public double OldLogProbSeconds { get; init; }

@@ -172,6 +172,11 @@ public sealed class TrainingRun : IDisposable
             Updates = updates,
             Stage = _state.Stage + 1,
             GenerateSeconds = responses.GenerateSeconds,
+            PrefillTokensPerSecond = responses.Engine.PrefillTokensPerSecond,
+            DecodeTokensPerSecond = responses.Engine.DecodeTokensPerSecond,
+            RolloutOccupancy = responses.Engine.MeanOccupancy,
+            RolloutOccupancyWhileQueued = responses.Engine.MeanOccupancyWhileQueued,
+            RolloutPreemptions = responses.Engine.Preemptions,
             RewardSeconds = responses.RewardSeconds,
         };
         File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");

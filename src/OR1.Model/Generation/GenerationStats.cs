@@ -32,4 +32,10 @@ public readonly record struct GenerationStats(
 
     /// <summary>Mean decode rows over the slots, over the steps at which requests were waiting (1 when there were none).</summary>
     public double MeanOccupancyWhileQueued => QueuedSteps > 0 ? QueuedRows / ((double)QueuedSteps * Slots) : 1;
+
+    /// <summary>The work of two calls together (an evaluation's chunks); the slots of the larger.</summary>
+    public static GenerationStats Add(GenerationStats a, GenerationStats b) => new(
+        a.PrefillTokens + b.PrefillTokens, a.PrefillSeconds + b.PrefillSeconds, a.DecodeTokens + b.DecodeTokens, a.DecodeSeconds + b.DecodeSeconds,
+        a.DecodeSteps + b.DecodeSteps, a.DecodeRows + b.DecodeRows, a.QueuedSteps + b.QueuedSteps, a.QueuedRows + b.QueuedRows,
+        Math.Max(a.Slots, b.Slots), a.Prefills + b.Prefills, a.Preemptions + b.Preemptions);
 }

@@ -82,6 +82,12 @@ public sealed class TrainEvalRewardCommandTests
             Assert.That(m.GetProperty("sampler_log_prob_diff_max").GetDouble(), Is.LessThan(1e-3));
             Assert.That(m.GetProperty("generate_tokens_per_second").GetDouble(), Is.GreaterThan(0));
             Assert.That(m.GetProperty("update_tokens_per_second").GetDouble(), Is.GreaterThan(0));
+            // The rollout engine's numbers: rates, the decode batch's occupancy, no pre-emption with the default cache.
+            Assert.That(m.GetProperty("decode_tokens_per_second").GetDouble(), Is.GreaterThan(0));
+            Assert.That(m.GetProperty("prefill_tokens_per_second").GetDouble(), Is.GreaterThan(0));
+            Assert.That(m.GetProperty("rollout_occupancy").GetDouble(), Is.InRange(0.01, 1.0));
+            Assert.That(m.GetProperty("rollout_occupancy_while_queued").GetDouble(), Is.EqualTo(1.0));
+            Assert.That(m.GetProperty("rollout_preemptions").GetInt32(), Is.Zero);
         }
         // Stage 2: 2 prompts in mini-batches of 1 prompt, over the groups rejection sampling kept.
         Assert.That(metrics[2].GetProperty("optimizer_steps").GetInt32(), Is.EqualTo(Math.Min(2, metrics[2].GetProperty("kept_groups").GetInt32())));
