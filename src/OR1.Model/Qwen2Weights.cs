@@ -62,6 +62,10 @@ public sealed class Qwen2Weights : IDisposable
 
     public IReadOnlyList<Qwen2LayerWeights> Layers { get; }
 
+    /// <summary>The weights the forward multiplies by (each layer's seven projections, then the LM head): MatMul's B operands.</summary>
+    public IReadOnlyList<Tensor> ProjectionWeights =>
+        [.. Layers.SelectMany(l => new[] { l.QueryWeight, l.KeyWeight, l.ValueWeight, l.OutputWeight, l.GateWeight, l.UpWeight, l.DownWeight }), LmHead];
+
     /// <summary>model.norm.weight [hidden].</summary>
     public Tensor FinalNorm { get; }
 

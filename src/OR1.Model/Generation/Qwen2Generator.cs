@@ -197,7 +197,9 @@ public sealed class Qwen2Generator : IDisposable
 
         _pages.Reset();
         var run = new Run(this, prompts, requests, options, progress);
-        run.Execute();
+        // The weights do not change during a call: the backend may prepare them once for the call's many small
+        // products (the Cpu backend packs each for its GEMM once instead of at every decode step; same bits).
+        using (_backend.FreezeWeights(_model.Weights.ProjectionWeights)) run.Execute();
         LastStats = run.Stats;
         return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated)).ToArray();
     }

@@ -97,8 +97,45 @@ public sealed unsafe class CpuBackend : BackendBase
     {
         int lda = a.Shape[-1], ldb = b.Shape[-1], ldc = c.Shape[-1];
         long strideA = (long)a.Shape[-2] * lda, strideB = (long)b.Shape[-2] * ldb, strideC = (long)m * ldc;
+        var packed = batch == 1 && _frozen.Count > 0 ? _frozen.GetValueOrDefault((nint)F(b)) : null;
         for (int i = 0; i < batch; i++)
-            CpuGemm.Multiply(transposeA, transposeB, m, n, k, alpha, F(a) + i * strideA, lda, F(b) + i * strideB, ldb, beta, F(c) + i * strideC, ldc);
+            CpuGemm.Multiply(transposeA, transposeB, m, n, k, alpha, F(a) + i * strideA, lda, F(b) + i * strideB, ldb, beta, F(c) + i * strideC, ldc, packed);
+    }
+
+    /// <summary>Packed copies of frozen weights, by the address of their data (<see cref="FreezeWeights"/>).</summary>
+    private readonly Dictionary<nint, CpuGemm.PackedOperand> _frozen = [];
+
+    /// <inheritdoc />
+    public override IDisposable FreezeWeights(IReadOnlyList<Tensor> weights, long maxBytes = 1L << 31)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var packed = new List<CpuGemm.PackedOperand>();
+        long bytes = 0;
+        foreach (var w in weights)
+        {
+            if (w.Rank != 2 || w.DType != DType.Float32 || _frozen.ContainsKey((nint)F(w))) continue;
+            int n = w.Shape[0], k = w.Shape[1];
+            long size = CpuGemm.PackedOperand.BytesFor(n, k);
+            if (bytes + size > maxBytes) continue; // within the budget only; the rest packs per call as before
+            bytes += size;
+            var p = CpuGemm.PackedOperand.Pack(true, n, k, F(w), k);
+            _frozen[(nint)F(w)] = p;
+            packed.Add(p);
+        }
+        return new FrozenWeights(this, packed);
+    }
+
+    private sealed class FrozenWeights(CpuBackend backend, List<CpuGemm.PackedOperand> packed) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var p in packed)
+            {
+                backend._frozen.Remove((nint)p.Source);
+                p.Dispose();
+            }
+            packed.Clear();
+        }
     }
 
     // ---------------------------------------------------------------- embedding, norms, rope, swiglu

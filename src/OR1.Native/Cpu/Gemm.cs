@@ -60,7 +60,7 @@ internal static unsafe partial class CpuGemm
     /// alpha == 0 gives C = beta * C without reading A or B. Bit-identical results for a fixed thread count.
     /// </summary>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, PackedOperand? packedB = null)
     {
         if (m <= 0 || n <= 0) return;
         if (k <= 0 || alpha == 0f)
@@ -68,7 +68,9 @@ internal static unsafe partial class CpuGemm
             ScaleC(m, n, beta, c, ldc);
             return;
         }
-        var product = new BlockedProduct(s_blocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        // A packed copy of B serves only the very operand it was packed from, for the kernel in use.
+        float* packed = packedB is not null && packedB.Matches(transB, n, k, b, ldb) ? packedB.Data : null;
+        var product = new BlockedProduct(s_blocking, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packed);
         int threads = CpuParallel.ThreadCount;
         if (threads > 1 && (long)m * n * k >= ParallelMinMacs) ParallelJob.Run(product, threads);
         else product.RunSerial();

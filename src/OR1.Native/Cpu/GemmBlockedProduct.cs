@@ -9,10 +9,12 @@ internal static unsafe partial class CpuGemm
         private readonly float* _a, _b, _c;
         private readonly int _lda, _ldb, _ldc;
         private readonly float _alpha;
+        private readonly float* _packedB; // B packed whole ([sliver][K][NR]), or null: packed per block
 
         public BlockedProduct(Blocking blocking, bool transA, bool transB, int m, int n, int k, float alpha,
-            float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+            float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, float* packedB = null)
         {
+            _packedB = packedB;
             Blocking = blocking;
             _transA = transA;
             _transB = transB;
@@ -57,12 +59,15 @@ internal static unsafe partial class CpuGemm
                     int kc = Math.Min(KcStep, K - pc);
                     // Later k blocks add onto what the first one wrote.
                     float beta = pc == 0 ? Beta : 1f;
-                    PackB(_transB, _b, _ldb, pc, kc, jc, nc, nr, ws.B);
+                    var bSlivers = _packedB != null
+                        ? new Slivers(_packedB + (nint)(jc / nr) * K * nr + (nint)pc * nr, (nint)nr * K, nr)
+                        : new Slivers(ws.B, (nint)nr * kc, nr);
+                    if (_packedB == null) PackB(_transB, _b, _ldb, pc, kc, jc, nc, nr, ws.B);
                     for (int ic = m0; ic < m1; ic += blocking.MC)
                     {
                         int mc = Math.Min(blocking.MC, m1 - ic);
                         PackA(_transA, _a, _lda, ic, mc, pc, kc, mr, ws.A);
-                        MultiplyTiles(blocking, mc, nc, kc, new Slivers(ws.A, (nint)mr * kc, mr), new Slivers(ws.B, (nint)nr * kc, nr),
+                        MultiplyTiles(blocking, mc, nc, kc, new Slivers(ws.A, (nint)mr * kc, mr), bSlivers,
                             _c + (nint)ic * _ldc + jc, _ldc, _alpha, beta, inPlace: false, accumulateInOrder: false, ws);
                     }
                 }

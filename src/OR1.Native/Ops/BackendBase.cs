@@ -639,6 +639,20 @@ public abstract class BackendBase : IBackend
         SampleCore(logits, options, seed, counter, streams, tokens, logProbs);
     }
 
+    /// <inheritdoc />
+    public virtual IDisposable FreezeWeights(IReadOnlyList<Tensor> weights, long maxBytes = 1L << 31)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        return NothingFrozen.Instance;
+    }
+
+    /// <summary>The scope of a backend that prepares nothing.</summary>
+    private sealed class NothingFrozen : IDisposable
+    {
+        public static readonly NothingFrozen Instance = new();
+        public void Dispose() { }
+    }
+
     /// <summary>
     /// Validated sampling. Row b's uniform is CounterRng's hash of (seed, counter, b), or of (seed, streams[b, 1],
     /// streams[b, 0]) when streams is given.

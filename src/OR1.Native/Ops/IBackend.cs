@@ -97,6 +97,15 @@ public interface IBackend : IDisposable
     /// </summary>
     void MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
 
+    /// <summary>
+    /// Declares that <paramref name="weights"/> (matrices [N, K], used as MatMul's B with transposeB) will not be written
+    /// until the returned scope is disposed, so the backend may prepare them for many products: the Cpu backend packs each
+    /// once for its GEMM (the same kernel and bits as without; a decode step no longer repacks the LM head every call),
+    /// within <paramref name="maxBytes"/> of packed copies; the kernel backends need nothing. Writing a frozen weight inside
+    /// the scope is a caller error that is not detected.
+    /// </summary>
+    IDisposable FreezeWeights(IReadOnlyList<Tensor> weights, long maxBytes = 1L << 31);
+
     // ---------------------------------------------------------------- embedding
 
     /// <summary>output[n, :] = table[tokenIds[n], :]. tokenIds Int32 [N], table [V, D], output [N, D].</summary>
