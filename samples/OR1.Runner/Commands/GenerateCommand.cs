@@ -27,7 +27,7 @@ public static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Keep the K most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed", DefaultValueFactory = _ => 0UL };
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
-        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); when the cache is full the newest sample is pre-empted and recomputed later. Default: room for --max-batch samples of the longest prompt + --max-new-tokens" };
+        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); when the cache is full the newest sample is pre-empted and recomputed later. Default: room for --max-batch samples of the longest prompt + --max-new-tokens, or half the free memory when that is less" };
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
         var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, device, precision };

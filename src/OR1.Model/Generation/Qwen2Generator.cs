@@ -57,7 +57,7 @@ public sealed class Qwen2Generator : IDisposable
     /// tokens each (prompt + generated). <paramref name="prefillTokenBudget"/> caps the prompt tokens prefilled per
     /// iteration (a longer prompt is still prefilled, alone); 0 means max(maxLength, 4096). <paramref name="kvCacheBytes"/>
     /// is the KV cache's memory (keys and values of every layer); 0 means enough for maxBatch requests of maxLength (no
-    /// pre-emption). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
+    /// pre-emption) if half the backend's free memory holds it, else that half (<see cref="KvCacheSizing"/>). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
     /// reads a page as one run) and 32 elsewhere.
     /// </summary>
     public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0, long kvCacheBytes = 0, int pageSize = 0)
@@ -78,7 +78,7 @@ public sealed class Qwen2Generator : IDisposable
         PageBytes = 2L * c.NumHiddenLayers * PageSize * c.NumKeyValueHeads * c.HeadDim * model.Storage.SizeOf();
         MaxPagesPerRequest = (maxLength + PageSize - 1) / PageSize;
         long pages;
-        if (kvCacheBytes == 0) pages = (long)maxBatch * MaxPagesPerRequest;
+        if (kvCacheBytes == 0) pages = KvCacheSizing.DefaultPages((long)maxBatch * MaxPagesPerRequest, MaxPagesPerRequest, PageBytes, _backend.FreeMemoryBytes);
         else
         {
             if (kvCacheBytes < PageBytes)

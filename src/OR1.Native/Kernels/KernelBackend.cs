@@ -22,6 +22,9 @@ public abstract class KernelBackend : BackendBase
     /// <summary>The device runtime (CudaRuntime or EmuRuntime) under the instrumentation.</summary>
     private protected IKernelRuntime Runtime => _runtime.Device;
 
+    /// <inheritdoc />
+    public override long? FreeMemoryBytes => Runtime.FreeMemoryBytes;
+
     /// <summary>
     /// The same device runtime, for launching kernels that no op launches (the probes of kernels/tensorcore_check.cu)
     /// from the tests: raw launches, allocations and copies, bypassing the op layer and its counters.

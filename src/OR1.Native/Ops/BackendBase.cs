@@ -646,6 +646,16 @@ public abstract class BackendBase : IBackend
         return NothingFrozen.Instance;
     }
 
+    /// <inheritdoc />
+    public virtual long? FreeMemoryBytes
+    {
+        get
+        {
+            var gc = GC.GetGCMemoryInfo();
+            return gc.TotalAvailableMemoryBytes > 0 ? Math.Max(0, gc.TotalAvailableMemoryBytes - gc.MemoryLoadBytes) : null;
+        }
+    }
+
     /// <summary>The scope of a backend that prepares nothing.</summary>
     private sealed class NothingFrozen : IDisposable
     {

@@ -106,6 +106,12 @@ public interface IBackend : IDisposable
     /// </summary>
     IDisposable FreezeWeights(IReadOnlyList<Tensor> weights, long maxBytes = 1L << 31);
 
+    /// <summary>
+    /// Memory the backend could still allocate now, in bytes: free device memory on a GPU, available host memory on the Cpu
+    /// backend and the simulators; null when it cannot tell. For sizing (the rollout engine's default KV cache).
+    /// </summary>
+    long? FreeMemoryBytes { get; }
+
     // ---------------------------------------------------------------- embedding
 
     /// <summary>output[n, :] = table[tokenIds[n], :]. tokenIds Int32 [N], table [V, D], output [N, D].</summary>
