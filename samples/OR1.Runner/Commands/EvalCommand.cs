@@ -26,20 +26,22 @@ public static class EvalCommand
         var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 32768, Description = "Response length limit" };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 0UL, Description = "Sampler seed" };
         var maxBatch = new Option<int>("--max-batch") { DefaultValueFactory = _ => 64, Description = "Samples decoded together" };
+        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); a full cache pre-empts and recomputes samples. Default: room for --max-batch samples, or half the free memory when that is less" };
         var output = new Option<string?>("--output") { Description = "Also write every response with its reward as JSONL" };
         var device = Devices.CreateOption();
         var unsafeNoSandbox = CodeSandboxOption.Create();
         var precision = PrecisionOptions.CreatePrecision();
-        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, output, device, unsafeNoSandbox, precision };
+        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, kvMemory, output, device, unsafeNoSandbox, precision };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(k), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP)),
-            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox), r.GetValue(precision)));
+            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox), r.GetValue(precision), r.GetValue(kvMemory)));
         return command;
     }
 
     public static int Run(string modelDir, string dataPath, int k, SamplingOptions sampling, int maxNewTokens, ulong seed, int maxBatch, string? output, string device,
-        bool unsafeNoSandbox = false, Precision? precision = null)
+        bool unsafeNoSandbox = false, Precision? precision = null, string? kvCacheMemory = null)
     {
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
+        long kvCacheBytes = kvCacheMemory is null ? 0 : ByteSize.Parse(kvCacheMemory, "--kv-cache-memory");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
         var report = new DataLoadReport();
         IReadOnlyList<RlExample> examples;
@@ -59,7 +61,16 @@ public static class EvalCommand
         var tokenizer = ModelLoading.LoadTokenizer(modelDir, "eval builds chat prompts");
         var encoder = new PromptEncoder(tokenizer);
         int longest = examples.Max(e => encoder.Encode(e).Length);
-        using var generator = new Qwen2Generator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens);
+        Qwen2Generator generator;
+        try
+        {
+            generator = new Qwen2Generator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens, kvCacheBytes: kvCacheBytes);
+        }
+        catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
+        {
+            throw new CliException($"--kv-cache-memory {kvCacheMemory}: {e.Message}");
+        }
+        using var _ = generator;
         var collector = new RolloutCollector(generator, encoder, new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox)), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (scores, responses) = ProgressDisplay.Run("eval: samples", update => Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed,
@@ -68,6 +79,7 @@ public static class EvalCommand
                 (p.ScoredProblems > 0 ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", avg@{k} {p.RunningAvgAtK * 100:F1}% over {p.ScoredProblems} problems") : "")))));
         foreach (var s in scores)
             Console.WriteLine($"{s.DataSource}: avg@{s.K} {s.AvgAtK:P2}  pass@1 {s.PassAt1:P2}  pass@{s.K} {s.PassAtK:P2}  ({s.Problems} problems)");
+        Console.Error.WriteLine($"eval: {GenerateCommand.EngineSummary(responses.Engine)}");
         if (output is not null)
         {
             AtomicFile.Write(output, stream =>

@@ -57,8 +57,13 @@ public sealed record TrainingConfig
     public float TopP { get; init; } = 1f;
     public bool ZeroRewardForTruncated { get; init; } = true;
 
-    /// <summary>Most samples decoded at once (KV-cache slots).</summary>
+    /// <summary>Most samples decoded at once (the rollout engine's batch).</summary>
     public int RolloutBatch { get; init; } = 256;
+    /// <summary>
+    /// The rollout engine's KV-cache memory in bytes; 0 (the default) sizes it for rollout_batch samples of the longest
+    /// prompt and response, or half the free memory when that is less. A full cache pre-empts and recomputes samples.
+    /// </summary>
+    public long KvCacheMemoryBytes { get; init; }
     public int CheckpointEvery { get; init; } = 20;
     public int KeepCheckpoints { get; init; } = 3;
     public int ValidateEvery { get; init; } = 20;
@@ -137,6 +142,7 @@ public sealed record TrainingConfig
         Require(Temperature > 0, "temperature", "must be positive");
         Require(TopP is > 0 and <= 1, "top_p", "must be in (0, 1]");
         Require(RolloutBatch >= 1, "rollout_batch", "must be positive");
+        Require(KvCacheMemoryBytes >= 0, "kv_cache_memory_bytes", "must be 0 (sized for rollout_batch) or a positive byte count");
         Require(MaxPromptLength >= 1, "max_prompt_length", "must be positive");
         Require(CheckpointEvery >= 1, "checkpoint_every", "must be positive");
         Require(ValidateEvery >= 1, "validate_every", "must be positive");

@@ -63,7 +63,14 @@ public sealed class TrainingRun : IDisposable
         int longestPrompt = train.Concat(validation).Max(e => encoder.Encode(e).Length);
         int longestResponse = Math.Max(config.Stages.Max(s => s.MaxResponseLength), ValidationMaxNewTokens);
         int slots = Math.Min(config.RolloutBatch, Math.Max(config.Stages.Max(s => s.PromptsPerStep * s.GroupSize), Math.Max(1, validation.Count) * config.ValidationK));
-        _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse);
+        try
+        {
+            _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse, kvCacheBytes: config.KvCacheMemoryBytes);
+        }
+        catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
+        {
+            throw new ArgumentException($"kv_cache_memory_bytes = {config.KvCacheMemoryBytes}: {e.Message}", nameof(config), e);
+        }
         _collector = new RolloutCollector(_generator, encoder, rewards, PromptEncoder.StopTokens(encoder.Tokenizer, policy.Config.EosTokenIds));
         _checkpoints = new CheckpointStore(config.OutputDir, config.KeepCheckpoints);
         // Checkpoints in the dtype asked for, else the starting checkpoint's (a bf16 model stays bf16 on disk).

@@ -135,6 +135,13 @@ public sealed class TrainingConfigErrorTests
     }
 
     [Test]
+    public void ANegativeKvCacheMemoryIsRefusedByName()
+    {
+        string message = LoadError(Write(ConfigWith("\"kv_cache_memory_bytes\": -5,")));
+        Assert.That(message, Does.Contain("\"kv_cache_memory_bytes\" must be 0 (sized for rollout_batch) or a positive byte count"));
+    }
+
+    [Test]
     public void StagesThatAreNotAListOfStageObjects()
     {
         string path = Write("""
