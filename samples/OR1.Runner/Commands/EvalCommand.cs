@@ -26,7 +26,7 @@ public static class EvalCommand
         var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 32768, Description = "Response length limit" };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 0UL, Description = "Sampler seed" };
         var maxBatch = new Option<int>("--max-batch") { DefaultValueFactory = _ => 64, Description = "Samples decoded together" };
-        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); a full cache pre-empts and recomputes samples. Default: room for --max-batch samples, or half the free memory when that is less" };
+        var kvMemory = KvCacheMemoryOption.Create();
         var output = new Option<string?>("--output") { Description = "Also write every response with its reward as JSONL" };
         var device = Devices.CreateOption();
         var unsafeNoSandbox = CodeSandboxOption.Create();
@@ -41,8 +41,8 @@ public static class EvalCommand
         bool unsafeNoSandbox = false, Precision? precision = null, string? kvCacheMemory = null)
     {
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
-        long kvCacheBytes = kvCacheMemory is null ? 0 : ByteSize.Parse(kvCacheMemory, "--kv-cache-memory");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
+        long kvCacheBytes = KvCacheMemoryOption.Bytes(kvCacheMemory);
         var report = new DataLoadReport();
         IReadOnlyList<RlExample> examples;
         try
@@ -61,16 +61,7 @@ public static class EvalCommand
         var tokenizer = ModelLoading.LoadTokenizer(modelDir, "eval builds chat prompts");
         var encoder = new PromptEncoder(tokenizer);
         int longest = examples.Max(e => encoder.Encode(e).Length);
-        Qwen2Generator generator;
-        try
-        {
-            generator = new Qwen2Generator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens, kvCacheBytes: kvCacheBytes);
-        }
-        catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
-        {
-            throw new CliException($"--kv-cache-memory {kvCacheMemory}: {e.Message}");
-        }
-        using var _ = generator;
+        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens, kvCacheBytes, kvCacheMemory);
         var collector = new RolloutCollector(generator, encoder, new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox)), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (scores, responses) = ProgressDisplay.Run("eval: samples", update => Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed,

@@ -27,7 +27,7 @@ public static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "Keep the K most likely tokens (0 = off)", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed", DefaultValueFactory = _ => 0UL };
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
-        var kvMemory = new Option<string?>("--kv-cache-memory") { Description = "KV cache memory (e.g. 8GiB); when the cache is full the newest sample is pre-empted and recomputed later. Default: room for --max-batch samples of the longest prompt + --max-new-tokens, or half the free memory when that is less" };
+        var kvMemory = KvCacheMemoryOption.Create();
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
         var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, device, precision };
@@ -48,7 +48,7 @@ public static class GenerateCommand
         if (!(a.Sampling.Temperature >= 0)) throw new CliException($"--temperature is {a.Sampling.Temperature}; it must be 0 (greedy) or positive");
         if (!(a.Sampling.TopP > 0 && a.Sampling.TopP <= 1)) throw new CliException($"--top-p is {a.Sampling.TopP}; it must be in (0, 1]");
         if (a.Sampling.TopK < 0) throw new CliException($"--top-k is {a.Sampling.TopK}; it must be 0 (off) or positive");
-        long kvCacheBytes = a.KvCacheMemory is null ? 0 : ByteSize.Parse(a.KvCacheMemory, "--kv-cache-memory");
+        long kvCacheBytes = KvCacheMemoryOption.Bytes(a.KvCacheMemory);
 
         using var backend = Devices.Create(a.Device);
         using var model = ModelLoading.Load(backend, a.Model, PrecisionOptions.Resolve(backend, a.Precision));
@@ -62,16 +62,7 @@ public static class GenerateCommand
         if (longest + a.MaxNewTokens > model.Config.MaxPositionEmbeddings)
             Console.Error.WriteLine($"warning: prompt ({longest} tokens) + --max-new-tokens {a.MaxNewTokens} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
 
-        Qwen2Generator generator;
-        try
-        {
-            generator = new Qwen2Generator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes: kvCacheBytes);
-        }
-        catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
-        {
-            throw new CliException($"--kv-cache-memory {a.KvCacheMemory}: {e.Message}");
-        }
-        using var _ = generator;
+        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes, a.KvCacheMemory);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),

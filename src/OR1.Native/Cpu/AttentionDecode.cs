@@ -34,21 +34,9 @@ internal static unsafe partial class CpuAttention
         int* lengths, int batch, int numHeads, int numKvHeads, int headDim, float scale, float* output)
     {
         // Validate everything before any thread starts, so a bad entry leaves the output untouched.
-        long positions = 0, capacity = (long)pagesPerRow * pageSize;
-        for (int b = 0; b < batch; b++)
-        {
-            if (lengths[b] < 1 || lengths[b] > capacity)
-                throw new ArgumentException($"AttentionDecode: lengths[{b}] = {lengths[b]} is outside [1, {capacity}] (pages per row {pagesPerRow} x page size {pageSize})", nameof(lengths));
-            for (int i = 0, used = (lengths[b] + pageSize - 1) / pageSize; i < used; i++)
-            {
-                int page = pageTable[(long)b * pagesPerRow + i];
-                if ((uint)page >= (uint)pages)
-                    throw new ArgumentException(pagesPerRow == 1
-                        ? $"AttentionDecode: pageTable[{b}] = {page} is outside [0, {pages})"
-                        : $"AttentionDecode: pageTable[{b}, {i}] = {page} is outside [0, {pages}), the cache's pages", nameof(pageTable));
-            }
-            positions += lengths[b];
-        }
+        long capacity = (long)pagesPerRow * pageSize;
+        long positions = PagedDecodeCheck.Validate(new ReadOnlySpan<int>(lengths, batch), new ReadOnlySpan<int>(pageTable, batch * pagesPerRow),
+            batch, pagesPerRow, pageSize, pages);
         if (batch == 0) return;
         var job = t_job ??= new Job();
         job.InitHeads(numHeads, numKvHeads, headDim, scale);

@@ -417,19 +417,7 @@ public sealed class IlgpuBackend : BackendBase
             var table = HostInts(pageTable);
             try
             {
-                for (int b = 0; b < batch; b++)
-                {
-                    if (values[b] < 1 || values[b] > capacity)
-                        throw new ArgumentException($"AttentionDecode: lengths[{b}] = {values[b]} is outside [1, {capacity}] (pages per row {pagesPerRow} x page size {pageSize})", nameof(lengths));
-                    for (int i = 0, used = (values[b] + pageSize - 1) / pageSize; i < used; i++)
-                    {
-                        int page = table[b * pagesPerRow + i];
-                        if ((uint)page >= (uint)pages)
-                            throw new ArgumentException(pagesPerRow == 1
-                                ? $"AttentionDecode: pageTable[{b}] = {page} is outside [0, {pages})"
-                                : $"AttentionDecode: pageTable[{b}, {i}] = {page} is outside [0, {pages}), the cache's pages", nameof(pageTable));
-                    }
-                }
+                PagedDecodeCheck.Validate(values.AsSpan(0, batch), table.AsSpan(0, batch * pagesPerRow), batch, pagesPerRow, pageSize, pages);
             }
             finally
             {
