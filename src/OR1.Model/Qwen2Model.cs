@@ -137,6 +137,16 @@ public sealed class Qwen2Model : IDisposable
     /// <summary>Logits [T, V] of every position (small models and generation only: this materialises them).</summary>
     public void Logits(Tensor hidden, Tensor logits) => Backend.MatMul(hidden, false, Weights.LmHead, true, logits);
 
+    /// <summary>
+    /// Logits divided by <paramref name="temperature"/> (&gt; 0), scaled inside the GEMM by 1/T as <see cref="LogProbs"/>
+    /// scales its tiles, so the rollout engine samples from, and folds log-probs over, the very values the trainer does.
+    /// </summary>
+    public void TemperedLogits(Tensor hidden, float temperature, Tensor logits)
+    {
+        if (!(temperature > 0f)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "the temperature must be positive");
+        Backend.MatMul(hidden, false, Weights.LmHead, true, logits, alpha: 1f / temperature);
+    }
+
     // ------------------------------------------------------------------ backward
 
     /// <summary>

@@ -210,6 +210,16 @@ public sealed class Qwen2Generator : IDisposable
     {
         private readonly ISet<int> _stop = options.StopTokenIds as ISet<int> ?? new HashSet<int>(options.StopTokenIds);
         private readonly ulong _seed = options.StreamSeed;
+        // Sampling at T > 0 draws from logits already divided by T in the LM head's GEMM (the trainer's log-prob scales
+        // its tiles the same way), so the sampler runs at T = 1 and its log-probs are the trainer's bit for bit on Cpu.
+        private readonly SamplingOptions _sampling = options.Sampling.Temperature > 0f ? options.Sampling with { Temperature = 1f } : options.Sampling;
+
+        private void Logits(Tensor hidden, Tensor logits)
+        {
+            float t = options.Sampling.Temperature;
+            if (t > 0f) g._model.TemperedLogits(hidden, t, logits);
+            else g._model.Logits(hidden, logits);
+        }
         private readonly int[] _tokens = new int[g.MaxBatch];
         // Running requests in admission order (the newest last: the one pre-empted first).
         private List<int> _running = new(g.MaxBatch), _survivors = new(g.MaxBatch);
@@ -297,7 +307,7 @@ public sealed class Qwen2Generator : IDisposable
         {
             var b = g._backend;
             if (_written + rows > g._logProbHistory!.ElementCount) FlushLogProbs();
-            b.Sample(g._logits.SliceRows(0, rows), options.Sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows));
+            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows));
             // The one synchronisation: the host decides from the tokens which requests stop.
             b.Download<int>(g._sampled.SliceRows(0, rows), _tokens.AsSpan(0, rows));
             CheckTokens(rows, where);
@@ -382,7 +392,7 @@ public sealed class Qwen2Generator : IDisposable
                 b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
                 b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
             });
-            model.Logits(model.FinalNorm(g._decode, n), g._logits.SliceRows(0, n));
+            Logits(model.FinalNorm(g._decode, n), g._logits.SliceRows(0, n));
             SampleRows(n, g.DeviceInput(DecodeInput.Streams, n), _running, "a decode step");
 
             _survivors.Clear();
@@ -543,7 +553,7 @@ public sealed class Qwen2Generator : IDisposable
                 b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));
                 b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
                 b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
-                model.Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
+                Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
                 SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _fresh, "a prefill");
                 for (int i = 0; i < n; i++) Take(_fresh[i], _tokens[i]);
             }

@@ -47,9 +47,6 @@ internal static unsafe partial class CpuAttention
     /// <summary>Tiles are not shrunk below this many query vectors for load balance; GEMM efficiency drops fast below it.</summary>
     private const int MinTileVectors = 16;
 
-    /// <summary>Output columns per value pass of the decode (a 64-byte line of each value row).</summary>
-    private const int DecodeColumns = 16;
-
     /// <summary>Rows per packing work item.</summary>
     private const int PackRows = 128;
 

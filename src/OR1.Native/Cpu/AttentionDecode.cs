@@ -5,36 +5,28 @@ namespace OR1.Native.Cpu;
 
 internal static unsafe partial class CpuAttention
 {
-    /// <summary>Cache positions per decode block: a block's scores are [Hq, DecodeBlock], its K and V rows one contiguous run.</summary>
-    private const int DecodeBlock = 128;
-
-    /// <summary>The fewest positions in a decode chunk when a row is split across threads: below it, merging partials costs
-    /// more than the parallelism gains.</summary>
-    private const int DecodeMinChunk = 256;
-
     /// <summary>
     /// One query row per batch entry attending to positions [0, lengths[b]) of its pages: position p of row b is cache row
     /// pageTable[b * pagesPerRow + p / pageSize] * pageSize + p % pageSize. q, output [B, Hq*D]; keyCache, valueCache
     /// [pages, pageSize, Hkv*D] (a contiguous cache: one page per row, pageSize its capacity).
     /// </summary>
     /// <remarks>
-    /// Flash-decoding on the CPU. A work item is a chunk of one row's positions with every head: a cache row holds all kv
-    /// heads side by side, so an item reads one contiguous run of keys and one of values. Within an item, blocks of 128
-    /// positions: the scores of all heads, eight positions at a time (each kv head's G query heads reuse its eight key
-    /// slices from L1), an online-softmax update per head, then P·V on GEMM's micro-kernel into the item's accumulators.
-    /// While it computes the scores it asks, a few lines per head, for the key rows 32 positions ahead and this block's
-    /// value rows (into L2): the hardware prefetchers alone kept a core at about a third of its streaming rate, because
-    /// a core that computes between loads has too few misses in flight. Rows are cut into chunks only when there are
-    /// fewer rows than the threads need (batch 1): the chunk size comes from the total positions and the thread count, and
-    /// the partials (max, sum, unnormalised output) of a row's chunks are merged in chunk order, so the result is
-    /// deterministic for a fixed thread count. A block of positions never crosses a page (blocks end at page ends), so
-    /// its key and value rows stay one contiguous run; pages below 128 rows make blocks shorter.
+    /// Flash-decoding on the CPU, computed as the forward computes the same query row (<see cref="SoftmaxSpan"/>): keys in
+    /// blocks of <see cref="KeyBlock"/> positions, scores on GEMM's micro-kernel from keys transposed per block (each score
+    /// sums its head dimension in the forward's order), an online softmax per span, P·V on the micro-kernel adding each
+    /// position in order, spans merged in order. So the rollout engine's decode of a token gives the bits of the trainer's
+    /// forward over the whole sequence, whatever the batch, the pages or the split. A work item is a chunk of whole spans
+    /// of one row with every head (a cache row holds all kv heads side by side, so an item reads runs of keys and values);
+    /// rows are cut into chunks only when there are fewer rows than the threads need (batch 1), and then every span of a
+    /// cut row leaves its partial, which a second pass merges in span order, as an uncut row's item does itself. A block
+    /// may cross pages: its rows are read page run by page run, into the same scores and the same in-order sums. While an
+    /// item works on a block it asks for the next block's keys and this block's values (into L2): a core that computes
+    /// between loads keeps too few misses in flight for the hardware prefetchers alone.
     /// </remarks>
     public static void Decode(float* q, float* keyCache, float* valueCache, int pages, int pageSize, int* pageTable, int pagesPerRow,
         int* lengths, int batch, int numHeads, int numKvHeads, int headDim, float scale, float* output)
     {
         // Validate everything before any thread starts, so a bad entry leaves the output untouched.
-        long capacity = (long)pagesPerRow * pageSize;
         long positions = PagedDecodeCheck.Validate(new ReadOnlySpan<int>(lengths, batch), new ReadOnlySpan<int>(pageTable, batch * pagesPerRow),
             batch, pagesPerRow, pageSize, pages);
         if (batch == 0) return;
@@ -42,45 +34,53 @@ internal static unsafe partial class CpuAttention
         job.InitHeads(numHeads, numKvHeads, headDim, scale);
         job.Q = q; job.O = output; job.KCache = keyCache; job.VCache = valueCache;
         job.PageTable = pageTable; job.PagesPerRow = pagesPerRow; job.PageSize = pageSize; job.Lengths = lengths;
-        job.MaxLength = (int)Math.Min(int.MaxValue, capacity);
         try
         {
             bool split = job.PlanDecodeChunks(batch, positions);
             long work = positions * numHeads * headDim * 2;
             RunItems(job.ItemCount, job.DecodeItem, work);
-            if (split) RunItems(batch, job.DecodeMerge, work / DecodeMinChunk);
+            if (split) RunItems(batch, job.DecodeMerge, work / SoftmaxSpan);
         }
         finally { job.Release(); }
     }
 
     private sealed partial class Job
     {
-        /// <summary>Positions per decode chunk; the partials of split rows, <see cref="DecodePartialFloats"/> per item.</summary>
+        /// <summary>Positions per decode chunk (whole spans); the span partials of cut rows, <see cref="DecodePartialFloats"/> each.</summary>
         public int DecodeChunk;
         public float* DecodePartials;
         /// <summary>Item offsets per row: row b's chunks are items [DecodeRowItems[b], DecodeRowItems[b + 1]).</summary>
         public int[] DecodeRowItems = [];
+        /// <summary>Partial slots per row when rows are cut: row b's spans are slots [DecodeRowSpans[b], DecodeRowSpans[b + 1]).</summary>
+        public int[] DecodeRowSpans = [];
 
-        /// <summary>A chunk's accumulators [Hq, Dp], then its max and sum per head.</summary>
+        /// <summary>A span's accumulators [Hq, Dp], then its max and sum per head.</summary>
         private long DecodePartialFloats => (long)Hq * Dp + 2 * Align8(Hq);
 
         /// <summary>
-        /// Cuts rows into chunks so that there are about four items per thread (none shorter than DecodeMinChunk) and lists
-        /// the items (row, first position) in row order. Returns whether some row has more than one chunk.
+        /// Cuts rows into chunks of whole spans so that there are about four items per thread and lists the items (row,
+        /// first position) in row order. Returns whether some row has more than one chunk.
         /// </summary>
         public bool PlanDecodeChunks(int batch, long positions)
         {
             long wanted = 4L * CpuParallel.ThreadCount;
-            long chunk = Math.Max(DecodeMinChunk, (positions + wanted - 1) / wanted);
-            DecodeChunk = (int)Math.Min(MaxLength, (chunk + DecodeBlock - 1) / DecodeBlock * DecodeBlock);
-            if (DecodeRowItems.Length < batch + 1) DecodeRowItems = new int[batch + 1];
-            int count = 0;
+            long chunk = Math.Max(SoftmaxSpan, (positions + wanted - 1) / wanted);
+            DecodeChunk = (int)Math.Min(int.MaxValue / 2, (chunk + SoftmaxSpan - 1) / SoftmaxSpan * SoftmaxSpan);
+            if (DecodeRowItems.Length < batch + 1)
+            {
+                DecodeRowItems = new int[batch + 1];
+                DecodeRowSpans = new int[batch + 1];
+            }
+            int count = 0, spans = 0;
             for (int b = 0; b < batch; b++)
             {
                 DecodeRowItems[b] = count;
+                DecodeRowSpans[b] = spans;
                 count += (Lengths[b] + DecodeChunk - 1) / DecodeChunk;
+                spans += (Lengths[b] + SoftmaxSpan - 1) / SoftmaxSpan;
             }
             DecodeRowItems[batch] = count;
+            DecodeRowSpans[batch] = spans;
             if (Items.Length < 2 * count) Items = new int[2 * count];
             for (int b = 0; b < batch; b++)
                 for (int i = DecodeRowItems[b], first = 0; i < DecodeRowItems[b + 1]; i++, first += DecodeChunk)
@@ -90,198 +90,147 @@ internal static unsafe partial class CpuAttention
                 }
             ItemCount = count;
             bool split = count > batch;
-            DecodePartials = split ? (t_pack ??= new Scratch()).Rent(count * DecodePartialFloats) : null;
+            DecodePartials = split ? (t_pack ??= new Scratch()).Rent(spans * DecodePartialFloats) : null;
             return split;
         }
 
-        /// <summary>One chunk of one row, every head: its output when it is the whole row, else its partial.</summary>
+        /// <summary>Cache row of position p of the row whose page table is table.</summary>
+        private long CacheRow(int* table, int p) => (long)table[p / PageSize] * PageSize + p % PageSize;
+
+        /// <summary>
+        /// One chunk of one row, every head, span by span: the spans merged into the row's output when the chunk is the
+        /// whole row, else each span's partial into its slot.
+        /// </summary>
         private void RunDecodeItem(int item)
         {
             int b = Items[2 * item], first = Items[2 * item + 1];
             int length = Lengths[b], end = Math.Min(length, first + DecodeChunk);
-            int hq = Hq, g = G, d = D, dp = Dp;
+            int hq = Hq, g = G, d = D, dp = Dp, kvStride = KvStride;
             bool whole = first == 0 && end == length;
             int* table = PageTable + (long)b * PagesPerRow;
-            int pageSize = PageSize;
 
-            long qsSize = (long)hq * dp, scSize = (long)hq * DecodeBlock, state = Align8(hq);
-            float* qs = RentTile(qsSize + scSize + (whole ? qsSize + 2 * state : 0));
+            long qsSize = (long)hq * dp, scSize = (long)hq * KeyBlock, ktSize = (long)d * KeyBlock, state = Align8(hq);
+            float* qs = RentTile(2 * qsSize + scSize + ktSize + 6 * state + (whole ? qsSize : 0));
             float* sc = qs + qsSize;
-            float* acc = whole ? sc + scSize : DecodePartials + item * DecodePartialFloats;
-            float* m = acc + qsSize;
-            float* l = m + state;
+            float* kt = sc + scSize;
+            float* mNew = kt + ktSize;
+            float* alpha = mNew + state;
+            float* mTotal = alpha + state;
+            float* lTotal = mTotal + state;
+            float* oTotal = lTotal + state;      // whole rows only
+            float* acc = oTotal + (whole ? qsSize : 0);
+            float* m = acc + qsSize, l = m + state;
 
-            // Zero padding to a whole vector lets the score loop read full query vectors.
-            for (int h = 0; h < hq; h++)
+            // Zero padding to a whole vector; the padding heads' maxima stay 0 so the vectorised rescale reads finite numbers.
+            for (int h = 0; h < state; h++)
             {
-                float* dst = qs + (long)h * dp;
-                ScaleCopy(dst, Q + (long)b * QStride + (long)h * d, d, Scale2);
-                for (int y = d; y < dp; y++) dst[y] = 0f;
-                m[h] = float.NegativeInfinity;
-                l[h] = 0f;
-            }
-            new Span<float>(acc, (int)qsSize).Clear();
-
-            for (int j0 = first, n; j0 < end; j0 += n)
-            {
-                // A block ends at the chunk's end, after DecodeBlock positions, or at its page's end, whichever is first;
-                // the rows ahead that the score loop asks for stay inside the page.
-                int inPage = j0 % pageSize, pageLeft = pageSize - inPage;
-                n = Math.Min(Math.Min(DecodeBlock, end - j0), pageLeft);
-                int np = RoundUp8(n);
-                long cacheRow = (long)table[j0 / pageSize] * pageSize + inPage;
-                float* kBlock = KCache + cacheRow * KvStride, vBlock = VCache + cacheRow * KvStride;
-                DecodeScores(qs, Hkv, g, dp, d, kBlock, vBlock, KvStride, n, Math.Min(Math.Min(end - j0, n + DecodeAhead), pageLeft), sc, DecodeBlock);
-                for (int h = 0; h < hq; h++)
+                if (h < hq)
                 {
-                    float* row = sc + (long)h * DecodeBlock;
-                    for (int j = n; j < np; j++) row[j] = float.NegativeInfinity;
-                    float mNew = MathF.Max(m[h], RowMax(row, np));
-                    float alpha = float.Exp2(m[h] - mNew);
-                    l[h] = l[h] * alpha + ExpShiftSum(row, np, mNew);
-                    if (alpha != 1f) ScaleCopy(acc + (long)h * dp, acc + (long)h * dp, d, alpha);
-                    m[h] = mNew;
+                    float* dst = qs + (long)h * dp;
+                    ScaleCopy(dst, Q + (long)b * QStride + (long)h * d, d, Scale2);
+                    for (int y = d; y < dp; y++) dst[y] = 0f;
                 }
-                for (int hk = 0; hk < Hkv; hk++)
-                    CpuGemm.MultiplyStrided(g, d, n, sc + (long)hk * g * DecodeBlock, DecodeBlock, 1, vBlock + (long)hk * d, KvStride,
-                        acc + (long)hk * g * dp, dp, accumulate: true);
+                mTotal[h] = float.NegativeInfinity;
+                lTotal[h] = 0f;
+            }
+            if (whole) new Span<float>(oTotal, (int)qsSize).Clear();
+
+            for (int span0 = first; span0 < end; span0 += SoftmaxSpan)
+            {
+                int spanEnd = Math.Min(end, span0 + SoftmaxSpan);
+                if (!whole)
+                {
+                    // A cut row's span leaves its partial in its slot: accumulators, then maxima and sums.
+                    acc = DecodePartials + (DecodeRowSpans[b] + span0 / SoftmaxSpan) * DecodePartialFloats;
+                    m = acc + qsSize;
+                    l = m + state;
+                }
+                for (int h = 0; h < state; h++)
+                {
+                    m[h] = mNew[h] = h < hq ? float.NegativeInfinity : 0f;
+                    l[h] = 0f;
+                }
+                new Span<float>(acc, (int)qsSize).Clear();
+                for (int j0 = span0; j0 < spanEnd; j0 += KeyBlock)
+                {
+                    int n = Math.Min(KeyBlock, spanEnd - j0), np = RoundUp8(n);
+                    PrefetchRows(table, KCache, j0 + KeyBlock, Math.Min(end, j0 + 2 * KeyBlock));
+                    PrefetchRows(table, VCache, j0, j0 + n);
+                    for (int hk = 0; hk < Hkv; hk++)
+                    {
+                        // This kv head's keys of the block, transposed page run by page run, then the forward's score GEMM.
+                        for (int p = j0, run; p < j0 + n; p += run)
+                        {
+                            run = Math.Min(j0 + n - p, PageSize - p % PageSize);
+                            PackTransposed(KCache + CacheRow(table, p) * kvStride + hk * d, kvStride, 0, run, run, d, kt + (p - j0), KeyBlock);
+                        }
+                        CpuGemm.MultiplyStrided(g, n, d, qs + (long)hk * g * dp, dp, 1, kt, KeyBlock, sc + (long)hk * g * KeyBlock, KeyBlock, accumulate: false);
+                    }
+                    for (int h = 0; h < hq; h++)
+                    {
+                        float* row = sc + (long)h * KeyBlock;
+                        for (int j = n; j < np; j++) row[j] = float.NegativeInfinity;
+                        mNew[h] = Math.Max(m[h], RowMax(row, np));
+                    }
+                    ExpDifference(m, mNew, alpha, (int)state);
+                    for (int h = 0; h < hq; h++)
+                    {
+                        l[h] = l[h] * alpha[h] + ExpShiftSum(sc + (long)h * KeyBlock, np, mNew[h]);
+                        if (alpha[h] != 1f) ScaleCopy(acc + (long)h * dp, acc + (long)h * dp, d, alpha[h]);
+                        m[h] = mNew[h];
+                    }
+                    for (int p = j0, run; p < j0 + n; p += run)
+                    {
+                        run = Math.Min(j0 + n - p, PageSize - p % PageSize);
+                        float* vRun = VCache + CacheRow(table, p) * kvStride;
+                        for (int hk = 0; hk < Hkv; hk++)
+                            CpuGemm.MultiplyStrided(g, d, run, sc + (long)hk * g * KeyBlock + (p - j0), KeyBlock, 1, vRun + (long)hk * d, kvStride,
+                                acc + (long)hk * g * dp, dp, accumulate: true);
+                    }
+                }
+                if (whole)
+                    for (int h = 0; h < hq; h++)
+                        MergeSpan(ref mTotal[h], ref lTotal[h], oTotal + (long)h * dp, m[h], l[h], acc + (long)h * dp, d);
             }
             if (whole)
                 for (int h = 0; h < hq; h++)
-                    ScaleCopy(O + (long)b * QStride + (long)h * d, acc + (long)h * dp, d, 1f / l[h]);
+                    ScaleCopy(O + (long)b * QStride + (long)h * d, oTotal + (long)h * dp, d, 1f / lTotal[h]);
         }
 
-        /// <summary>Row b's chunks merged in chunk order: M = max m_c, out = sum acc_c 2^(m_c - M) / sum l_c 2^(m_c - M).</summary>
+        /// <summary>Row b's span partials merged in span order (as an uncut row's item merges them), then normalised.</summary>
         private void RunDecodeMerge(int b)
         {
-            int firstItem = DecodeRowItems[b], items = DecodeRowItems[b + 1] - firstItem;
-            if (items == 1) return; // written by its item
+            if (DecodeRowItems[b + 1] - DecodeRowItems[b] == 1) return; // written by its item
             int hq = Hq, d = D, dp = Dp;
             long stride = DecodePartialFloats, state = Align8(hq);
             float* o = RentTile(dp);
             for (int h = 0; h < hq; h++)
             {
-                float max = float.NegativeInfinity;
-                for (int c = 0; c < items; c++) max = MathF.Max(max, DecodePartials[(firstItem + c) * stride + (long)hq * dp + h]);
-                float sum = 0f;
+                float mTotal = float.NegativeInfinity, lTotal = 0f;
                 new Span<float>(o, dp).Clear();
-                for (int c = 0; c < items; c++)
+                for (int c = DecodeRowSpans[b]; c < DecodeRowSpans[b + 1]; c++)
                 {
-                    float* partial = DecodePartials + (firstItem + c) * stride;
-                    float weight = float.Exp2(partial[(long)hq * dp + h] - max);
-                    sum += partial[(long)hq * dp + state + h] * weight;
-                    AddScaled(o, partial + (long)h * dp, d, weight);
+                    float* partial = DecodePartials + c * stride;
+                    float* stats = partial + (long)hq * dp;
+                    MergeSpan(ref mTotal, ref lTotal, o, stats[h], stats[state + h], partial + (long)h * dp, d);
                 }
-                ScaleCopy(O + (long)b * QStride + (long)h * d, o, d, 1f / sum);
+                ScaleCopy(O + (long)b * QStride + (long)h * d, o, d, 1f / lTotal);
             }
         }
-    }
 
-    /// <summary>dst += weight * src over n floats.</summary>
-    private static void AddScaled(float* dst, float* src, int n, float weight)
-    {
-        int i = 0;
-        if (Simd)
+        /// <summary>
+        /// Asks for the cache lines of positions [from, to) of a row (into L2, not L1: the block in use must stay in L1),
+        /// page run by page run.
+        /// </summary>
+        private void PrefetchRows(int* table, float* cache, int from, int to)
         {
-            var w = Vector256.Create(weight);
-            for (; i + 8 <= n; i += 8) Avx.Store(dst + i, Fma.MultiplyAdd(Avx.LoadVector256(src + i), w, Avx.LoadVector256(dst + i)));
-        }
-        for (; i < n; i++) dst[i] = MathF.FusedMultiplyAdd(src[i], weight, dst[i]);
-    }
-
-    /// <summary>Positions ahead of the score loop whose key rows are asked for.</summary>
-    private const int DecodeAhead = 32;
-
-    /// <summary>
-    /// prefetcht1: into L2, not L1. The score loop's own eight key rows must stay in L1 across the heads that reuse them; the
-    /// requested lines (two 8-row runs every eight positions) would evict them there. Measured on one core at 7B widths:
-    /// 5.7 GB/s without software prefetch, 9.0 with prefetcht0, 10.9 with prefetcht1 (before the row pointers moved to
-    /// registers, which took it to about 17).
-    /// </summary>
-    private static void Prefetch(float* p)
-    {
-        if (Sse.IsSupported) Sse.Prefetch1(p);
-    }
-
-    /// <summary>
-    /// sc[(hk * groups + x) * ldsc + j] = q_(hk, x) · k_j (kv head hk's slice of key row j) for j &lt; length: every kv head
-    /// of eight rows while they are in L1. q rows are zero-padded to dp; key rows are read with a mask past d because the
-    /// last one may end the cache. Meanwhile it asks for the cache lines of the key rows <see cref="DecodeAhead"/> positions
-    /// on (below <paramref name="prefetchEnd"/>) and of this block's value rows, a few before each head's dot products: one
-    /// core keeps too few misses in flight for the hardware prefetchers alone to stream two arrays while it computes.
-    /// </summary>
-    private static void DecodeScores(float* qs, int kvHeads, int groups, int dp, int d, float* kRows, float* vRows, int ldk, int length,
-        int prefetchEnd, float* sc, int ldsc)
-    {
-        if (!Simd)
-        {
-            for (int hk = 0; hk < kvHeads; hk++)
-                for (int x = 0; x < groups; x++)
-                    for (int j = 0; j < length; j++)
-                        sc[(long)(hk * groups + x) * ldsc + j] = Dot(qs + (long)(hk * groups + x) * dp, kRows + (long)j * ldk + (long)hk * d, d);
-            return;
-        }
-        int full = d & ~7, heads = kvHeads * groups;
-        var tail = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(d - full)).AsSingle();
-        for (int j0 = 0; j0 < length; j0 += 8)
-        {
-            // Key rows [j0 + DecodeAhead, +8) and value rows [j0, +8) are each one contiguous run (a cache row holds every kv head).
-            int aheadRows = Math.Clamp(prefetchEnd - j0 - DecodeAhead, 0, 8), valueRows = Math.Min(8, length - j0);
-            float* kAhead = kRows + (long)(j0 + DecodeAhead) * ldk, vNow = vRows + (long)j0 * ldk;
-            long kLines = (long)aheadRows * ldk / 16, lines = kLines + (long)valueRows * ldk / 16;
-            long perHead = (lines + heads - 1) / heads, line = 0;
-            for (int hk = 0; hk < kvHeads; hk++)
+            if (!Sse.IsSupported) return;
+            for (int p = from, run; p < to; p += run)
             {
-                // A ragged last group re-reads the final key; its scores land in the masked overhang. Eight locals, not an
-                // array, so the JIT keeps the row pointers in registers instead of reloading them for every load.
-                float* slice = kRows + (long)hk * d;
-                int last = length - 1;
-                float* k0 = slice + (long)Math.Min(j0, last) * ldk, k1 = slice + (long)Math.Min(j0 + 1, last) * ldk;
-                float* k2 = slice + (long)Math.Min(j0 + 2, last) * ldk, k3 = slice + (long)Math.Min(j0 + 3, last) * ldk;
-                float* k4 = slice + (long)Math.Min(j0 + 4, last) * ldk, k5 = slice + (long)Math.Min(j0 + 5, last) * ldk;
-                float* k6 = slice + (long)Math.Min(j0 + 6, last) * ldk, k7 = slice + (long)Math.Min(j0 + 7, last) * ldk;
-                for (int x = 0; x < groups; x++)
-                {
-                    for (long stop = Math.Min(lines, line + perHead); line < stop; line++)
-                        Prefetch(line < kLines ? kAhead + line * 16 : vNow + (line - kLines) * 16);
-                    float* qv = qs + (long)(hk * groups + x) * dp;
-                    Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default,
-                        s4 = default, s5 = default, s6 = default, s7 = default;
-                    int c = 0;
-                    for (; c < full; c += 8)
-                    {
-                        var qc = Avx.LoadVector256(qv + c);
-                        s0 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k0 + c), s0);
-                        s1 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k1 + c), s1);
-                        s2 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k2 + c), s2);
-                        s3 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k3 + c), s3);
-                        s4 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k4 + c), s4);
-                        s5 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k5 + c), s5);
-                        s6 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k6 + c), s6);
-                        s7 = Fma.MultiplyAdd(qc, Avx.LoadVector256(k7 + c), s7);
-                    }
-                    if (c < d)
-                    {
-                        var qc = Avx.LoadVector256(qv + c);
-                        s0 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k0 + c, tail), s0);
-                        s1 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k1 + c, tail), s1);
-                        s2 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k2 + c, tail), s2);
-                        s3 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k3 + c, tail), s3);
-                        s4 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k4 + c, tail), s4);
-                        s5 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k5 + c, tail), s5);
-                        s6 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k6 + c, tail), s6);
-                        s7 = Fma.MultiplyAdd(qc, Avx.MaskLoad(k7 + c, tail), s7);
-                    }
-                    // Transposing reduction: eight accumulators become one vector of eight dot products.
-                    var h01 = Avx.HorizontalAdd(s0, s1);
-                    var h23 = Avx.HorizontalAdd(s2, s3);
-                    var h45 = Avx.HorizontalAdd(s4, s5);
-                    var h67 = Avx.HorizontalAdd(s6, s7);
-                    var lo = Avx.HorizontalAdd(h01, h23);
-                    var hi = Avx.HorizontalAdd(h45, h67);
-                    var sums = Avx.Add(Avx.Permute2x128(lo, hi, 0x20), Avx.Permute2x128(lo, hi, 0x31));
-                    Avx.Store(sc + (long)(hk * groups + x) * ldsc + j0, sums);
-                }
+                run = Math.Min(to - p, PageSize - p % PageSize);
+                byte* start = (byte*)(cache + CacheRow(table, p) * KvStride);
+                long bytes = (long)run * KvStride * sizeof(float);
+                for (long at = 0; at < bytes; at += 64) Sse.Prefetch1(start + at);
             }
         }
     }

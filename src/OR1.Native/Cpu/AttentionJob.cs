@@ -13,7 +13,7 @@ internal static unsafe partial class CpuAttention
         public float* Kt, Vt, Di;
         public float* KCache, VCache;
         public int* PageTable, Lengths;
-        public int PagesPerRow, PageSize, MaxLength;
+        public int PagesPerRow, PageSize;
         public int[] Offsets = [];
         public int Hq, Hkv, D, Dp, G, QStride, KvStride, N;
         /// <summary>Row length of the transposed packs: N plus room for a tile's last vector to overhang.</summary>

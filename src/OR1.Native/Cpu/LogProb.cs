@@ -22,16 +22,19 @@ internal static unsafe class CpuLogProb
     private readonly record struct Plan(int VocabParts, int TokenParts, int Rows, int Vocab, int Width)
     {
         public int Parts => VocabParts * TokenParts;
-        public (int Start, int End) VocabRange(int vp) => (Split(Vocab, VocabParts, vp), Split(Vocab, VocabParts, vp + 1));
+        public (int Start, int End) VocabRange(int vp) => LogProbFold.PartRange(Vocab, VocabParts, vp);
         public (int Start, int End) TokenRange(int tp) => (Split(Rows, TokenParts, tp), Split(Rows, TokenParts, tp + 1));
         private static int Split(int count, int parts, int part) => (int)((long)count * part / parts);
 
+        /// <summary>
+        /// The vocabulary parts are <see cref="LogProbFold.VocabParts"/>' (the sampler folds a row the same way); the rows
+        /// are split only to give idle threads work, which changes no row's result.
+        /// </summary>
         public static Plan For(int rows, int vocab, int width)
         {
-            int threads = CpuParallel.ThreadCount;
-            // Too little work to fork: one part.
-            if ((long)rows * vocab * width < 1L << 18) return new Plan(1, 1, rows, vocab, width);
-            int vocabParts = Math.Clamp(vocab / VocabChunk, 1, threads);
+            int threads = CpuParallel.ThreadCount, vocabParts = LogProbFold.VocabParts(vocab);
+            // Too little work to fork over rows too.
+            if ((long)rows * vocab * width < 1L << 18) return new Plan(vocabParts, 1, rows, vocab, width);
             int tokenParts = Math.Clamp(threads / vocabParts, 1, Math.Max(1, (rows + 15) / 16));
             return new Plan(vocabParts, tokenParts, rows, vocab, width);
         }
@@ -79,14 +82,14 @@ internal static unsafe class CpuLogProb
                         var z = new Span<float>(tile.Logits + (long)r * cols, cols);
                         int target = targets[n];
                         if (target >= vc && target < vc + cols) targetLogits[n] = z[target - vc];
-                        Accumulate(z, new Span<float>(tile.Exps, cols), ref m[n], ref s[n], ref u[n]);
+                        LogProbFold.Accumulate<LogProbFold.Yes>(tile.Logits + (long)r * cols, cols, tile.Exps, ref m[n], ref s[n], ref u[n]);
                     }
                 }
             }
         });
         for (int n = 0; n < rows; n++)
         {
-            Merge(maxes, sums, moments, plan.VocabParts, rows, n, out float lse, out float h);
+            LogProbFold.Merge(maxes + n, sums + n, moments + n, plan.VocabParts, rows, out float lse, out float h);
             logSumExp[n] = lse;
             entropy[n] = h;
             logProbs[n] = targetLogits[n] - lse;
@@ -159,44 +162,6 @@ internal static unsafe class CpuLogProb
             CpuElementwise.Add(dHidden, dHiddenExtra + (vp - 1) * hiddenSize, dHidden, hiddenSize);
         for (int tp = 1; tp < plan.TokenParts; tp++)
             CpuElementwise.Add(dWeight, dWeightExtra + (tp - 1) * weightSize, dWeight, weightSize);
-    }
-
-    /// <summary>Folds one chunk of logits into (m, s, u); z is overwritten with z - m.</summary>
-    private static void Accumulate(Span<float> z, Span<float> exps, ref float m, ref float s, ref float u)
-    {
-        float chunkMax = TensorPrimitives.Max(z);
-        if (chunkMax > m)
-        {
-            if (s > 0)
-            {
-                // Re-base the running sums from the old max to the new one: e^(z-m') = e^(z-m) e^(m-m').
-                float delta = m - chunkMax, scale = MathF.Exp(delta);
-                u = scale * (u + delta * s);
-                s *= scale;
-            }
-            m = chunkMax;
-        }
-        TensorPrimitives.Subtract(z, m, z);
-        TensorPrimitives.Exp(z, exps);
-        s += TensorPrimitives.Sum(exps);
-        u += TensorPrimitives.Dot(exps, z);
-    }
-
-    private static void Merge(float* maxes, float* sums, float* moments, int parts, int rows, int n, out float lse, out float entropy)
-    {
-        float m = float.NegativeInfinity;
-        for (int p = 0; p < parts; p++) m = MathF.Max(m, maxes[p * rows + n]);
-        double s = 0, u = 0;
-        for (int p = 0; p < parts; p++)
-        {
-            float sp = sums[p * rows + n];
-            if (sp == 0) continue;
-            double delta = maxes[p * rows + n] - m, scale = Math.Exp(delta);
-            s += scale * sp;
-            u += scale * (moments[p * rows + n] + delta * sp);
-        }
-        lse = (float)(m + Math.Log(s));
-        entropy = (float)(Math.Log(s) - u / s);
     }
 
     private static void CheckTargets(string op, int* targets, int rows, int vocab)

@@ -18,7 +18,8 @@ internal static unsafe class CpuRmsNorm
             {
                 var xRow = new ReadOnlySpan<float>(x + (long)n * width, width);
                 var yRow = new Span<float>(output + (long)n * width, width);
-                float r = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xRow) / width + eps);
+                // A fixed order: a row gets the same bits wherever it lies (the engine's decode row and the trainer's packed row).
+                float r = 1f / MathF.Sqrt(FixedOrderSum.SumOfSquares(x + (long)n * width, width) / width + eps);
                 invRms[n] = r;
                 TensorPrimitives.Multiply(xRow, r, yRow);
                 TensorPrimitives.Multiply(yRow, w, yRow);

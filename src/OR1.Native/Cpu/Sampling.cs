@@ -62,22 +62,26 @@ internal static unsafe class CpuSampling
             ulong bits = Streams == null
                 ? SamplingRules.UniformBits(Seed, Counter, (ulong)b)
                 : SamplingRules.UniformBits(Seed, (uint)Streams[2 * b + 1], (uint)Streams[2 * b]);
-            Tokens[b] = SampleRow(Logits + (long)b * Vocab, Vocab, Options, bits, select, out float logProb);
-            LogProbs[b] = logProb;
+            float* row = Logits + (long)b * Vocab;
+            int token = SampleRow(row, Vocab, Options, bits, select);
+            Tokens[b] = token;
+            // The trainer's log-prob of the token (its fold of the same logits, bit for bit), the full vocabulary's
+            // also when top-k or top-p narrowed the draw; greedy reports the untempered distribution's.
+            float t = Options.Temperature == 0f ? 1f : Options.Temperature;
+            fixed (float* chunk = select.FoldChunk)
+                LogProbs[b] = Tempered(row[token], t) - LogProbFold.RowLogSumExp(row, Vocab, t, chunk);
         }
     }
 
-    private static int SampleRow(float* x, int vocab, SamplingOptions options, ulong bits53, CpuSamplingSelect select, out float logProb)
+    private static int SampleRow(float* x, int vocab, SamplingOptions options, ulong bits53, CpuSamplingSelect select)
     {
         var row = new ReadOnlySpan<float>(x, vocab);
         float t = options.Temperature;
         if (t == 0f)
         {
             float max = TensorPrimitives.Max(row);
-            double sum = SumOfExps(x, vocab, max, out int best);
-            if (best < 0) best = TensorPrimitives.IndexOfMax(row); // NaN logits
-            logProb = x[best] - (float)(x[best] + Math.Log(sum));
-            return best;
+            int best = FirstMaximum(x, vocab, max);
+            return best >= 0 ? best : TensorPrimitives.IndexOfMax(row); // NaN logits
         }
 
         // Division is monotone, so the largest tempered logit is the tempered largest logit.
@@ -106,11 +110,7 @@ internal static unsafe class CpuSampling
                 total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled, blockMax);
             select.BeginRow(x, vocab, t, scale, total);
             token = select.TryDrawFromHead(topK ? options.TopK : 0, options.TopP, bits53);
-            if (token >= 0)
-            {
-                logProb = Tempered(x[token], t) - (float)(zMax + SamplingRules.LogTotal(total, fraction));
-                return token;
-            }
+            if (token >= 0) return token;
             var kept = topK ? select.Find(CpuSamplingSelect.Target.Count, (ulong)options.TopK, CpuSamplingSelect.Bound.None) : CpuSamplingSelect.Bound.None;
             ulong keptWeight = topK ? kept.Weight : total;
             if (topP)
@@ -122,7 +122,6 @@ internal static unsafe class CpuSampling
                 token = select.Find(CpuSamplingSelect.Target.WeightAbove, SamplingRules.ScaleUniform(keptWeight, bits53), kept).Token;
             }
         }
-        logProb = Tempered(x[token], t) - (float)(zMax + SamplingRules.LogTotal(total, fraction));
         return token;
     }
 
@@ -302,40 +301,29 @@ internal static unsafe class CpuSampling
         return -1;
     }
 
-    /// <summary>
-    /// sum exp(x - max) in double (greedy's log-sum-exp at T = 1), and the first id whose logit is max, bit for bit (+0
-    /// after -0 as the kernels order them; -1 if none); one pass, so the greedy token costs no search of its own.
-    /// </summary>
+    /// <summary>The first id whose logit is max, bit for bit (+0 after -0 as the kernels order them; -1 if none).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static double SumOfExps(float* x, int vocab, float max, out int first)
+    private static int FirstMaximum(float* x, int vocab, float max)
     {
         int i = 0;
-        first = -1;
         uint bits = BitConverter.SingleToUInt32Bits(max);
         if (Wide)
         {
-            var acc = Vector512<double>.Zero;
             var target = Vector512.Create(bits);
-            for (; i < vocab; i += 16)
+            for (; i <= vocab - 16; i += 16)
             {
-                var xv = i <= vocab - 16 ? Vector512.Load(x + i) : Tail<Vector512<float>>(x, i, vocab);
-                ulong hit = Vector512.Equals(xv.AsUInt32(), target).ExtractMostSignificantBits();
-                if (hit != 0 && first < 0) first = i + BitOperations.TrailingZeroCount(hit);
-                var ev = RelativeProbability(xv, 1f, max);
-                acc += Vector512.WidenLower(ev) + Vector512.WidenUpper(ev);
+                ulong hit = Vector512.Equals(Vector512.Load(x + i).AsUInt32(), target).ExtractMostSignificantBits();
+                if (hit != 0) return i + BitOperations.TrailingZeroCount(hit);
             }
-            return Vector512.Sum(acc);
         }
-        var acc8 = Vector256<double>.Zero;
         var target8 = Vector256.Create(bits);
-        for (; i < vocab; i += 8)
+        for (; i <= vocab - 8; i += 8)
         {
-            var xv = i <= vocab - 8 ? Vector256.Load(x + i) : Tail<Vector256<float>>(x, i, vocab);
-            uint hit = Vector256.Equals(xv.AsUInt32(), target8).ExtractMostSignificantBits();
-            if (hit != 0 && first < 0) first = i + BitOperations.TrailingZeroCount(hit);
-            var ev = RelativeProbability(xv, 1f, max);
-            acc8 += Vector256.WidenLower(ev) + Vector256.WidenUpper(ev);
+            uint hit = Vector256.Equals(Vector256.Load(x + i).AsUInt32(), target8).ExtractMostSignificantBits();
+            if (hit != 0) return i + BitOperations.TrailingZeroCount(hit);
         }
-        return Vector256.Sum(acc8);
+        for (; i < vocab; i++)
+            if (BitConverter.SingleToUInt32Bits(x[i]) == bits) return i;
+        return -1;
     }
 }

@@ -27,8 +27,32 @@ internal static unsafe class CpuSwiGlu
                     Avx.Store(y + i, Avx.Multiply(Avx.Multiply(gv, s), Avx.LoadVector256(u + i)));
                 }
             }
-            if (i < length) ForwardTail(g + i, u + i, y + i, length - i);
+            if (i == length) return;
+            // The ragged end through the same vector formula, so an element's bits do not depend on where a thread's
+            // range ends (ranges follow the batch's size: the engine's decode rows would differ from the trainer's).
+            if (FastMath.IsSupported)
+            {
+                var gv = Partial(g + i, length - i);
+                Store(y + i, length - i, Avx.Multiply(Avx.Multiply(gv, FastMath.Sigmoid(gv)), Partial(u + i, length - i)));
+            }
+            else ForwardTail(g + i, u + i, y + i, length - i);
         });
+
+    /// <summary>The first n (fewer than 8) floats at p, the other lanes 0.</summary>
+    private static Vector256<float> Partial(float* p, int n)
+    {
+        var lanes = Vector256<float>.Zero;
+        float* l = (float*)&lanes;
+        for (int i = 0; i < n; i++) l[i] = p[i];
+        return lanes;
+    }
+
+    /// <summary>Stores the first n (fewer than 8) lanes of v at p.</summary>
+    private static void Store(float* p, int n, Vector256<float> v)
+    {
+        float* l = (float*)&v;
+        for (int i = 0; i < n; i++) p[i] = l[i];
+    }
 
     /// <summary>du = dy * g * s; dg = dy * u * s * (1 + g * (1 - s)), s = sigmoid(g).</summary>
     public static void Backward(float* dOutput, float* gate, float* up, float* dGate, float* dUp, long count) =>
@@ -38,20 +62,33 @@ internal static unsafe class CpuSwiGlu
             int i = 0;
             if (FastMath.IsSupported)
             {
-                var one = Vector256.Create(1f);
                 for (; i + 8 <= length; i += 8)
                 {
-                    var gv = Avx.LoadVector256(g + i);
-                    var s = FastMath.Sigmoid(gv);
-                    var t = Avx.Multiply(Avx.LoadVector256(dy + i), s);
-                    Avx.Store(du + i, Avx.Multiply(t, gv));
-                    // 1 + g (1 - s) = g - g s + 1
-                    var factor = Avx.Add(Fma.MultiplyAddNegated(gv, s, gv), one);
-                    Avx.Store(dg + i, Avx.Multiply(Avx.Multiply(t, Avx.LoadVector256(u + i)), factor));
+                    var (dgv, duv) = BackwardVector(Avx.LoadVector256(dy + i), Avx.LoadVector256(g + i), Avx.LoadVector256(u + i));
+                    Avx.Store(du + i, duv);
+                    Avx.Store(dg + i, dgv);
                 }
+                if (i < length)
+                {
+                    // As the forward's ragged end: the same formula whatever the range.
+                    int n = length - i;
+                    var (dgv, duv) = BackwardVector(Partial(dy + i, n), Partial(g + i, n), Partial(u + i, n));
+                    Store(du + i, n, duv);
+                    Store(dg + i, n, dgv);
+                }
+                return;
             }
-            if (i < length) BackwardTail(dy + i, g + i, u + i, dg + i, du + i, length - i);
+            BackwardTail(dy, g, u, dg, du, length);
         });
+
+    private static (Vector256<float> DGate, Vector256<float> DUp) BackwardVector(Vector256<float> dy, Vector256<float> gv, Vector256<float> uv)
+    {
+        var s = FastMath.Sigmoid(gv);
+        var t = Avx.Multiply(dy, s);
+        // 1 + g (1 - s) = g - g s + 1
+        var factor = Avx.Add(Fma.MultiplyAddNegated(gv, s, gv), Vector256.Create(1f));
+        return (Avx.Multiply(Avx.Multiply(t, uv), factor), Avx.Multiply(t, gv));
+    }
 
     /// <summary>The portable path (and the tail of the AVX2 one), in L1-sized blocks through TensorPrimitives.</summary>
     private static void ForwardTail(float* gate, float* up, float* output, int length)
