@@ -698,13 +698,15 @@ static __device__ OR1_NOINLINE void descend(SampleRow<S>& r, int kind, u64 thres
 
 /// Launch: grid = rows, one block per row; blockDim.x 32 (vocabularies up to 1024) or 256, a power of two (it divides
 /// the histograms' bucket counts). Dynamic shared memory SAMPLE_SHARED_BYTES when the call filters (top-k < vocab or
-/// top-p < 1) at a temperature above 0, else 0. logits [rows, vocab] in S; tokens and logProbs [rows]. streams, when not
+/// top-p < 1) at a temperature above 0, else 0. logits [rows, vocab] in S; tokens and logProbs [rows]; truncatedMass
+/// [rows] or null: the share of the total weight outside the tokens the draw chose from (top-k, then the nucleus), the
+/// mass that top-k/top-p cut from the full distribution whose log-prob is returned (0 unfiltered and greedy). streams, when not
 /// null, holds (request id, position) per row and row b draws from counter_hash(seed, position, request id): its request's
 /// stream, whatever else shares the batch; otherwise from counter_hash(seed, counter, b).
 template <typename S>
 static __device__ void sample_rows(const S* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
                                    u64 seed, u64 counter, const int* __restrict__ streams, int* __restrict__ tokens,
-                                   float* __restrict__ logProbs) {
+                                   float* __restrict__ logProbs, float* __restrict__ truncatedMass) {
     __shared__ double dscratch[32];
     __shared__ SampleScratch scratch;
     __shared__ SampleCrossing crossing;
@@ -763,6 +765,7 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
         if (tid == 0) {
             tokens[b] = first;
             logProbs[b] = to_f32(row[first]) - static_cast<float>(xMax + log(total));
+            if (truncatedMass != nullptr) truncatedMass[b] = 0.f;
         }
         return;
     }
@@ -775,7 +778,7 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
     u64 bits53 = (streams != nullptr
                       ? counter_hash(seed, static_cast<unsigned>(streams[2 * b + 1]), static_cast<unsigned>(streams[2 * b]))
                       : counter_hash(seed, counter, static_cast<u64>(b))) >> 11;
-    u64 total = 0;
+    u64 total = 0, drawWeight = 0;
     int token;
 
     if (!filter) {
@@ -784,6 +787,7 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
         warp_share_totals(r, q);
         for (int w = 0; w < static_cast<int>(blockDim.x >> 5); w++) total += scratch.warp[w];
         token = select_in_id_order(r, q, scale_uniform(total, bits53), first);
+        drawWeight = total;
     } else {
         if (topKOn) {
             // The first digit of the top-k boundary bounds which tokens can matter.
@@ -837,6 +841,7 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
         }
         SampleBound drawn;
         descend(r, kWeightAbove, scale_uniform(nucleusWeight, bits53), *inner, drawn, token);
+        drawWeight = nucleusWeight;
     }
 
     if (tid == 0) {
@@ -844,11 +849,13 @@ static __device__ void sample_rows(const S* __restrict__ logits, int rows, int v
         float lse = static_cast<float>(static_cast<double>(zMax) + (log(static_cast<double>(total)) - r.fp.fraction * SAMPLE_LN2));
         tokens[b] = token;
         logProbs[b] = tempered(to_f32(row[token]), temperature) - lse;
+        if (truncatedMass != nullptr)
+            truncatedMass[b] = total == 0 ? 0.f : static_cast<float>(1.0 - static_cast<double>(drawWeight) / static_cast<double>(total));
     }
 }
 
 OR1_BOUNDED_STORAGE_KERNELS(sample_rows, (256),
                             (const S* __restrict__ logits, int rows, int vocab, float temperature, float topP, int topK,
                              unsigned long long seed, unsigned long long counter, const int* __restrict__ streams,
-                             int* __restrict__ tokens, float* __restrict__ logProbs),
-                            (logits, rows, vocab, temperature, topP, topK, seed, counter, streams, tokens, logProbs))
+                             int* __restrict__ tokens, float* __restrict__ logProbs, float* __restrict__ truncatedMass),
+                            (logits, rows, vocab, temperature, topP, topK, seed, counter, streams, tokens, logProbs, truncatedMass))

@@ -95,6 +95,13 @@ public static class GenerateCommand
                 foreach (float lp in s.LogProbs) writer.WriteNumberValue(lp);
                 writer.WriteEndArray();
                 writer.WriteBoolean("truncated", s.Truncated);
+                if (s.TruncatedMass is { } mass && mass.Any(m => m > 0))
+                {
+                    // The probability top-k/top-p kept out of each token's draw (the logprobs are the full vocabulary's).
+                    writer.WriteStartArray("truncated_mass");
+                    foreach (float m in mass) writer.WriteNumberValue(m);
+                    writer.WriteEndArray();
+                }
                 writer.WriteEndObject();
                 writer.Flush();
                 stream.WriteByte((byte)'\n');
@@ -105,17 +112,26 @@ public static class GenerateCommand
         return 0;
     }
 
-    /// <summary>The engine's rates and its decode batch's occupancy so far: "prefill 12,345 tok/s, decode 1,234 tok/s, batch 97%".</summary>
+    /// <summary>
+    /// The engine's rates, its decode batch's occupancy, the KV cache's use and the pre-emptions so far: "prefill 12,345
+    /// tok/s, decode 1,234 tok/s, batch 97%, cache 41%, 0 pre-empted".
+    /// </summary>
     public static string EngineRates(GenerationStats s) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"prefill {s.PrefillTokensPerSecond:N0} tok/s, decode {s.DecodeTokensPerSecond:N0} tok/s, batch {s.MeanOccupancy * 100:F0}%");
+            $"prefill {s.PrefillTokensPerSecond:N0} tok/s, decode {s.DecodeTokensPerSecond:N0} tok/s, batch {s.MeanOccupancy * 100:F0}%, " +
+            $"cache {s.CacheUse * 100:F0}%, {s.Preemptions:N0} pre-empted");
 
     /// <summary>The closing line of a generation: tokens, rates, occupancy (overall and while requests waited).</summary>
-    public static string EngineSummary(GenerationStats s) =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+    public static string EngineSummary(GenerationStats s)
+    {
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        string cut = s.TruncatedMassSum > 0 ? string.Create(invariant, $", mean mass cut by top-k/top-p {s.MeanTruncatedMass:G3}") : "";
+        return string.Create(invariant,
             $"{s.PrefillTokens:N0} prompt tokens prefilled in {s.Prefills:N0} waves ({s.PrefillTokensPerSecond:N0} tok/s), " +
             $"{s.DecodeTokens:N0} tokens decoded in {s.DecodeSteps:N0} steps ({s.DecodeTokensPerSecond:N0} tok/s), " +
-            $"mean batch {s.MeanOccupancy * 100:F1}% of {s.Slots} slots ({s.MeanOccupancyWhileQueued * 100:F1}% while requests waited)");
+            $"mean batch {s.MeanOccupancy * 100:F1}% of {s.Slots} slots ({s.MeanOccupancyWhileQueued * 100:F1}% while requests waited), " +
+            $"KV cache peak {s.PeakCacheUse * 100:F1}% of {s.CachePages:N0} pages, {s.Preemptions:N0} pre-emptions{cut}");
+    }
 
     /// <summary>"1,234 tok/s" over the time so far.</summary>
     public static string TokensPerSecond(long tokens, TimeSpan elapsed) =>

@@ -80,6 +80,11 @@ public sealed record StepMetrics
     public double RolloutOccupancyWhileQueued { get; init; }
     /// <summary>Requests pre-empted for lack of KV-cache pages (and recomputed).</summary>
     public int RolloutPreemptions { get; init; }
+    /// <summary>
+    /// Mean over the rollout's tokens of the probability top-k/top-p cut from their draw (0 without them, the recipe's
+    /// setting): the share of the policy whose log-probs train that the sampler never drew from (TRL's truncation bias).
+    /// </summary>
+    public double RolloutTruncatedMass { get; init; }
     public double RewardSeconds { get; init; }
     /// <summary>The forward pass that computes log p_old before the first update (0 when none was needed).</summary>
     public double OldLogProbSeconds { get; init; }

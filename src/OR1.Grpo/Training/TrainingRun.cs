@@ -184,6 +184,7 @@ public sealed class TrainingRun : IDisposable
             RolloutOccupancy = responses.Engine.MeanOccupancy,
             RolloutOccupancyWhileQueued = responses.Engine.MeanOccupancyWhileQueued,
             RolloutPreemptions = responses.Engine.Preemptions,
+            RolloutTruncatedMass = responses.Engine.MeanTruncatedMass,
             RewardSeconds = responses.RewardSeconds,
         };
         File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");

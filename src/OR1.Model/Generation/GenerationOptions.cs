@@ -41,6 +41,10 @@ public readonly record struct GenerationProgress(int FinishedSamples, int TotalS
 /// <param name="PromptIndex">Which prompt it continues.</param>
 /// <param name="SampleIndex">Which of the prompt's n samples it is.</param>
 /// <param name="Tokens">Generated token ids (the stop token included when one was produced).</param>
-/// <param name="LogProbs">log softmax(logits / T) of each generated token under the sampling model.</param>
+/// <param name="LogProbs">log softmax(logits / T) of each generated token under the sampling model, over the full
+/// vocabulary also when top-k/top-p narrowed the draw (the trainer's support; on the Cpu backend the trainer's bits).</param>
 /// <param name="Truncated">True when the sample hit MaxNewTokens without a stop token.</param>
-public sealed record GeneratedSample(int PromptIndex, int SampleIndex, IReadOnlyList<int> Tokens, IReadOnlyList<float> LogProbs, bool Truncated);
+/// <param name="TruncatedMass">Per generated token, the probability (under the full distribution its log-prob is of) of
+/// the tokens top-k/top-p kept out of its draw; 0 without them. Null when not reported.</param>
+public sealed record GeneratedSample(int PromptIndex, int SampleIndex, IReadOnlyList<int> Tokens, IReadOnlyList<float> LogProbs, bool Truncated,
+    IReadOnlyList<float>? TruncatedMass = null);

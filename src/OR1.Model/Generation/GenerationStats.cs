@@ -17,10 +17,28 @@ namespace OR1.Model.Generation;
 /// <param name="Slots">The generator's MaxBatch.</param>
 /// <param name="Prefills">Prefill waves run (one packed batch each).</param>
 /// <param name="Preemptions">Running requests pre-empted for lack of cache pages (each prefilled again later).</param>
+/// <param name="SampledTokens">Tokens sampled (by prefills and decode steps) whose log-probs have come back.</param>
+/// <param name="TruncatedMassSum">Sum over those tokens of the probability top-k/top-p cut from their draw.</param>
+/// <param name="CachePages">Pages of the KV cache (its memory budget).</param>
+/// <param name="CachePagesInUse">Pages held by running requests at the last report.</param>
+/// <param name="PeakCachePagesInUse">The most pages held at once.</param>
 public readonly record struct GenerationStats(
     long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds, int DecodeSteps, long DecodeRows,
-    int QueuedSteps, long QueuedRows, int Slots, int Prefills, int Preemptions = 0)
+    int QueuedSteps, long QueuedRows, int Slots, int Prefills, int Preemptions = 0, long SampledTokens = 0, double TruncatedMassSum = 0,
+    int CachePages = 0, int CachePagesInUse = 0, int PeakCachePagesInUse = 0)
 {
+    /// <summary>The share of the KV cache's pages in use at the last report.</summary>
+    public double CacheUse => CachePages > 0 ? (double)CachePagesInUse / CachePages : 0;
+
+    /// <summary>The largest share of the KV cache's pages in use at once.</summary>
+    public double PeakCacheUse => CachePages > 0 ? (double)PeakCachePagesInUse / CachePages : 0;
+
+    /// <summary>
+    /// Mean probability that top-k/top-p removed from the distribution a token was drawn from (0 without them): the share
+    /// of the full-vocabulary policy, whose log-probs the engine returns, that the sampler never drew from.
+    /// </summary>
+    public double MeanTruncatedMass => SampledTokens > 0 ? TruncatedMassSum / SampledTokens : 0;
+
     /// <summary>Prompt tokens per second of prefill.</summary>
     public double PrefillTokensPerSecond => PrefillSeconds > 0 ? PrefillTokens / PrefillSeconds : 0;
 
@@ -37,5 +55,7 @@ public readonly record struct GenerationStats(
     public static GenerationStats Add(GenerationStats a, GenerationStats b) => new(
         a.PrefillTokens + b.PrefillTokens, a.PrefillSeconds + b.PrefillSeconds, a.DecodeTokens + b.DecodeTokens, a.DecodeSeconds + b.DecodeSeconds,
         a.DecodeSteps + b.DecodeSteps, a.DecodeRows + b.DecodeRows, a.QueuedSteps + b.QueuedSteps, a.QueuedRows + b.QueuedRows,
-        Math.Max(a.Slots, b.Slots), a.Prefills + b.Prefills, a.Preemptions + b.Preemptions);
+        Math.Max(a.Slots, b.Slots), a.Prefills + b.Prefills, a.Preemptions + b.Preemptions, a.SampledTokens + b.SampledTokens,
+        a.TruncatedMassSum + b.TruncatedMassSum, Math.Max(a.CachePages, b.CachePages), b.CachePagesInUse,
+        Math.Max(a.PeakCachePagesInUse, b.PeakCachePagesInUse));
 }

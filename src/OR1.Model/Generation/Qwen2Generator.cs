@@ -37,11 +37,11 @@ public sealed class Qwen2Generator : IDisposable
     private readonly Qwen2Activations _decode;
     private Qwen2Activations? _prefill;
     private readonly PackedBatchBuffers _prefillBatch;
-    private Tensor? _prefillCacheRows, _logProbHistory;
+    private Tensor? _prefillCacheRows, _logProbHistory, _truncatedHistory;
     private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams;
     private readonly int[] _hostDecodeInputs, _hostPageTable, _hostWaveStreams;
     private int[] _hostPromptTokens = [], _hostPromptLengths = [], _hostCacheRows = [], _historyOwner = [];
-    private float[] _hostLogProbHistory = [];
+    private float[] _hostLogProbHistory = [], _hostTruncatedHistory = [];
 
     /// <summary>
     /// What a decode step uploads in one copy, as consecutive runs of <see cref="MaxBatch"/> ints (two runs for the
@@ -151,6 +151,7 @@ public sealed class Qwen2Generator : IDisposable
         public int Pending;               // the last sampled token, decoded next
         public readonly List<int> Tokens = [];
         public readonly List<float> LogProbs = [];
+        public readonly List<float> TruncatedMass = [];
         public bool Truncated;
     }
 
@@ -201,7 +202,7 @@ public sealed class Qwen2Generator : IDisposable
         // products (the Cpu backend packs each for its GEMM once instead of at every decode step; same bits).
         using (_backend.FreezeWeights(_model.Weights.ProjectionWeights)) run.Execute();
         LastStats = run.Stats;
-        return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated)).ToArray();
+        return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated, q.TruncatedMass)).ToArray();
     }
 
     /// <summary>One Generate call: the queue, the running requests, the pages and the counters.</summary>
@@ -213,6 +214,8 @@ public sealed class Qwen2Generator : IDisposable
         // Sampling at T > 0 draws from logits already divided by T in the LM head's GEMM (the trainer's log-prob scales
         // its tiles the same way), so the sampler runs at T = 1 and its log-probs are the trainer's bit for bit on Cpu.
         private readonly SamplingOptions _sampling = options.Sampling.Temperature > 0f ? options.Sampling with { Temperature = 1f } : options.Sampling;
+        // Only top-k or top-p at T > 0 cut mass from the draw; otherwise it is 0 and nothing is computed for it.
+        private readonly bool _filtered = options.Sampling.Temperature > 0f && (options.Sampling.TopK > 0 || options.Sampling.TopP < 1f);
 
         private void Logits(Tensor hidden, Tensor logits)
         {
@@ -231,7 +234,7 @@ public sealed class Qwen2Generator : IDisposable
         private readonly Dictionary<int, int> _lastRowOf = [];
         private int _next, _finished, _written;
         private long _sampledTokens;
-        private GenerationStats _stats = new() { Slots = g.MaxBatch };
+        private GenerationStats _stats = new() { Slots = g.MaxBatch, CachePages = g.CachePages };
 
         public GenerationStats Stats => _stats;
 
@@ -249,17 +252,32 @@ public sealed class Qwen2Generator : IDisposable
                 // Generate checked that every request fits the cache alone, so an empty engine always admits one.
                 if (_running.Count == 0 && Waiting && _finished < requests.Length && !AdmitAndPrefill())
                     throw new InvalidOperationException("the rollout engine could not admit a request into an empty KV cache");
+                int inUse = g.CachePages - g._pages.FreeCount;
+                _stats = _stats with { CachePagesInUse = inUse, PeakCachePagesInUse = Math.Max(_stats.PeakCachePagesInUse, inUse) };
                 progress?.Report(new GenerationProgress(_finished, requests.Length, _sampledTokens, _stats));
             }
             FlushLogProbs();
         }
 
-        /// <summary>The sampled log-probs held on the device, downloaded in one copy and handed out in sampling order.</summary>
+        /// <summary>
+        /// The sampled log-probs (and truncated masses) held on the device, downloaded in one copy each and handed out in
+        /// sampling order.
+        /// </summary>
         private void FlushLogProbs()
         {
             if (_written == 0) return;
             g._backend.Download<float>(g._logProbHistory!.SliceRows(0, _written), g._hostLogProbHistory.AsSpan(0, _written));
-            for (int k = 0; k < _written; k++) requests[g._historyOwner[k]].LogProbs.Add(g._hostLogProbHistory[k]);
+            if (_filtered) g._backend.Download<float>(g._truncatedHistory!.SliceRows(0, _written), g._hostTruncatedHistory.AsSpan(0, _written));
+            double truncated = 0;
+            for (int k = 0; k < _written; k++)
+            {
+                var q = requests[g._historyOwner[k]];
+                q.LogProbs.Add(g._hostLogProbHistory[k]);
+                float mass = _filtered ? g._hostTruncatedHistory[k] : 0f;
+                q.TruncatedMass.Add(mass);
+                truncated += mass;
+            }
+            _stats = _stats with { SampledTokens = _stats.SampledTokens + _written, TruncatedMassSum = _stats.TruncatedMassSum + truncated };
             _written = 0;
         }
 
@@ -307,7 +325,8 @@ public sealed class Qwen2Generator : IDisposable
         {
             var b = g._backend;
             if (_written + rows > g._logProbHistory!.ElementCount) FlushLogProbs();
-            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows));
+            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows),
+                _filtered ? g._truncatedHistory!.SliceRows(_written, rows) : null);
             // The one synchronisation: the host decides from the tokens which requests stop.
             b.Download<int>(g._sampled.SliceRows(0, rows), _tokens.AsSpan(0, rows));
             CheckTokens(rows, where);
@@ -572,8 +591,11 @@ public sealed class Qwen2Generator : IDisposable
     {
         if (_logProbHistory is not null && _logProbHistory.ElementCount >= rows) return;
         _logProbHistory?.Dispose();
+        _truncatedHistory?.Dispose();
         _logProbHistory = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(rows, 1)), "sampled log-probs");
+        _truncatedHistory = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(rows, 1)), "sampled tokens' truncated masses");
         _hostLogProbHistory = new float[Math.Max(rows, 1)];
+        _hostTruncatedHistory = new float[Math.Max(rows, 1)];
         _historyOwner = new int[Math.Max(rows, 1)];
     }
 
@@ -591,6 +613,7 @@ public sealed class Qwen2Generator : IDisposable
         _prefillBatch.Dispose();
         _prefillCacheRows?.Dispose();
         _logProbHistory?.Dispose();
+        _truncatedHistory?.Dispose();
         foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams }) t.Dispose();
     }
 }

@@ -255,6 +255,8 @@ public sealed unsafe class CpuBackend : BackendBase
     // ---------------------------------------------------------------- sampling
 
     /// <inheritdoc />
-    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs) =>
-        CpuSampling.Sample(F(logits), logits.Shape[0], logits.Shape[1], options, seed, counter, streams is null ? null : I(streams), I(tokens), F(logProbs));
+    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
+        Tensor? truncatedMass) =>
+        CpuSampling.Sample(F(logits), logits.Shape[0], logits.Shape[1], options, seed, counter, streams is null ? null : I(streams), I(tokens), F(logProbs),
+            truncatedMass is null ? null : F(truncatedMass));
 }

@@ -28,7 +28,7 @@ internal static unsafe class CpuSampling
     [ThreadStatic] private static SampleJob? t_job;
 
     public static void Sample(float* logits, int rows, int vocab, SamplingOptions options, ulong seed, ulong counter,
-        int* streams, int* tokens, float* logProbs)
+        int* streams, int* tokens, float* logProbs, float* truncatedMass = null)
     {
         var job = t_job ??= new SampleJob();
         job.Logits = logits;
@@ -39,6 +39,7 @@ internal static unsafe class CpuSampling
         job.Streams = streams;
         job.Tokens = tokens;
         job.LogProbs = logProbs;
+        job.TruncatedMass = truncatedMass;
         CpuParallel.ForEach(rows, job.Body);
     }
 
@@ -52,6 +53,7 @@ internal static unsafe class CpuSampling
         public int* Streams; // (request id, position) per row, or null: row b draws from (Counter, b)
         public int* Tokens;
         public float* LogProbs;
+        public float* TruncatedMass; // or null
         public readonly Action<int> Body;
 
         public SampleJob() => Body = Row;
@@ -63,8 +65,9 @@ internal static unsafe class CpuSampling
                 ? SamplingRules.UniformBits(Seed, Counter, (ulong)b)
                 : SamplingRules.UniformBits(Seed, (uint)Streams[2 * b + 1], (uint)Streams[2 * b]);
             float* row = Logits + (long)b * Vocab;
-            int token = SampleRow(row, Vocab, Options, bits, select);
+            int token = SampleRow(row, Vocab, Options, bits, select, out double truncated);
             Tokens[b] = token;
+            if (TruncatedMass != null) TruncatedMass[b] = (float)truncated;
             // The trainer's log-prob of the token (its fold of the same logits, bit for bit), the full vocabulary's
             // also when top-k or top-p narrowed the draw; greedy reports the untempered distribution's.
             float t = Options.Temperature == 0f ? 1f : Options.Temperature;
@@ -73,10 +76,12 @@ internal static unsafe class CpuSampling
         }
     }
 
-    private static int SampleRow(float* x, int vocab, SamplingOptions options, ulong bits53, CpuSamplingSelect select)
+    /// <summary>The drawn token; truncated is 1 - (weight drawn from) / (total weight): what top-k/top-p cut, 0 without them.</summary>
+    private static int SampleRow(float* x, int vocab, SamplingOptions options, ulong bits53, CpuSamplingSelect select, out double truncated)
     {
         var row = new ReadOnlySpan<float>(x, vocab);
         float t = options.Temperature;
+        truncated = 0;
         if (t == 0f)
         {
             float max = TensorPrimitives.Max(row);
@@ -109,18 +114,26 @@ internal static unsafe class CpuSampling
             fixed (float* blockMax = select.BlockMaxExps)
                 total = RelativeProbabilities(x, vocab, t, zMax, scale, e, null, sampled, blockMax);
             select.BeginRow(x, vocab, t, scale, total);
-            token = select.TryDrawFromHead(topK ? options.TopK : 0, options.TopP, bits53);
-            if (token >= 0) return token;
+            token = select.TryDrawFromHead(topK ? options.TopK : 0, options.TopP, bits53, out ulong headWeight);
+            if (token >= 0)
+            {
+                truncated = 1.0 - (double)headWeight / total;
+                return token;
+            }
             var kept = topK ? select.Find(CpuSamplingSelect.Target.Count, (ulong)options.TopK, CpuSamplingSelect.Bound.None) : CpuSamplingSelect.Bound.None;
             ulong keptWeight = topK ? kept.Weight : total;
+            ulong drawWeight = keptWeight;
             if (topP)
             {
-                token = select.FindNucleusAndDraw(SamplingRules.CeilMulFraction(options.TopP, keptWeight), bits53, kept).Drawn.Token;
+                var (nucleus, drawn) = select.FindNucleusAndDraw(SamplingRules.CeilMulFraction(options.TopP, keptWeight), bits53, kept);
+                token = drawn.Token;
+                if (nucleus.Active) drawWeight = nucleus.Weight;
             }
             else
             {
                 token = select.Find(CpuSamplingSelect.Target.WeightAbove, SamplingRules.ScaleUniform(keptWeight, bits53), kept).Token;
             }
+            truncated = 1.0 - (double)drawWeight / total;
         }
         return token;
     }

@@ -214,12 +214,14 @@ internal sealed unsafe class CpuSamplingSelect
     /// which they number top-k (or, without top-k, weigh the nucleus goal) gives a threshold that at least that many
     /// tokens, or that much weight, reach. Every token reaching it lies in a block whose largest e does, so one look at
     /// those blocks gathers a prefix of the key order that holds the top-k boundary, the nucleus boundary and the draw,
-    /// with nothing above it, and the radix select resolves the three in it. In a model's row (a few likely tokens)
+    /// with nothing above it, and the radix select resolves the three in it; drawWeight is the weight drawn from (the
+    /// nucleus's, else the top-k's). In a model's row (a few likely tokens)
     /// that is a few blocks; in a flat row the maxima weigh too little and the sample's brackets take over.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public int TryDrawFromHead(int topK, float topP, ulong bits53)
+    public int TryDrawFromHead(int topK, float topP, ulong bits53, out ulong drawWeight)
     {
+        drawWeight = _total;
         const int block = CpuSampling.WalkBlock;
         int blocks = (_vocab + block - 1) / block, highest = -1, lowest = Digits;
         int[] headCount = _headCount;
@@ -289,6 +291,7 @@ internal sealed unsafe class CpuSamplingSelect
         var nucleus = kept;
         if (topP < 1f) nucleus = Resolve(Target.WeightAtLeast, SamplingRules.CeilMulFraction(topP, keptWeight), kept, CopyOfHead());
         ulong nucleusWeight = nucleus.Active ? nucleus.Weight : keptWeight;
+        drawWeight = nucleusWeight;
         return Resolve(Target.WeightAbove, SamplingRules.ScaleUniform(nucleusWeight, bits53), nucleus, CopyOfHead()).Token;
     }
 

@@ -533,16 +533,18 @@ public sealed class IlgpuBackend : BackendBase
     // ---------------------------------------------------------------- sampling
 
     /// <inheritdoc />
-    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs)
+    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
+        Tensor? truncatedMass)
     {
         var args = new IlgpuSampling.SampleArgs
         {
             Rows = logits.Shape[0], Vocab = logits.Shape[1], TopK = options.TopK, Temperature = options.Temperature, TopP = options.TopP,
-            Seed = seed, Counter = counter, Streamed = streams is null ? 0 : 1,
+            Seed = seed, Counter = counter, Streamed = streams is null ? 0 : 1, Truncated = truncatedMass is null ? 0 : 1,
         };
         int limit = SamplingThreadRowVocabulary >= 0 ? SamplingThreadRowVocabulary : _device.Profile.SamplingThreadRowVocabulary;
-        // Without streams the kernels get the tokens as a stand-in view that they never read.
-        IlgpuSampling.Sample(Device, F(logits), streams is null ? I(tokens) : I(streams), I(tokens), F(logProbs), args, limit);
+        // Without streams (or a truncated-mass output) the kernels get the tokens (the log-probs) as a stand-in view that they never touch.
+        IlgpuSampling.Sample(Device, F(logits), streams is null ? I(tokens) : I(streams), I(tokens), F(logProbs),
+            truncatedMass is null ? F(logProbs) : F(truncatedMass), args, limit);
     }
 
     // ---------------------------------------------------------------- lifetime

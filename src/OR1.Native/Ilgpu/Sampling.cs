@@ -26,6 +26,8 @@ internal static class IlgpuSampling
         public ulong Seed, Counter;
         /// <summary>1: row b draws from (seed, streams[2b + 1], streams[2b]), its request's stream; 0: from (seed, Counter, b).</summary>
         public int Streamed;
+        /// <summary>1: truncated[b] receives the mass top-k/top-p cut from the draw (1 - kept / total); 0: the view is a stand-in.</summary>
+        public int Truncated;
     }
 
     /// <summary>The uniform of row b: its request's stream when the call has streams, else the call's counter and b.</summary>
@@ -76,7 +78,8 @@ internal static class IlgpuSampling
     }
 
     [IlgpuKernel]
-    public static void SampleRowsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a)
+    public static void SampleRowsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs,
+        ArrayView<float> truncated, SampleArgs a)
     {
         long stride = (long)Grid.DimX * Group.DimX;
         int vocab = a.Vocab;
@@ -100,6 +103,7 @@ internal static class IlgpuSampling
                 for (int j = 0; j < vocab; j++) sum += MathF.Exp(logits[row + j] - bestValue);
                 tokens[b] = best;
                 logProbs[b] = logits[row + best] - (float)(bestValue + Math.Log(sum));
+                if (a.Truncated != 0) truncated[b] = 0f;
                 continue;
             }
             float t = a.Temperature;
@@ -109,6 +113,7 @@ internal static class IlgpuSampling
             for (int j = 0; j < vocab; j++) total += MathF.Exp(logits[row + j] / t - max);
             float lse = (float)(max + Math.Log(total));
             int token;
+            double drawMass = total;
             bool filter = (a.TopK > 0 && a.TopK < vocab) || a.TopP < 1f;
             if (!filter)
             {
@@ -150,6 +155,7 @@ internal static class IlgpuSampling
                     kept = nucleus;
                     keptMass = cumulative;
                 }
+                drawMass = keptMass;
                 double target = uniform * keptMass, sum = 0;
                 token = -1;
                 key = 0;
@@ -163,6 +169,7 @@ internal static class IlgpuSampling
             }
             tokens[b] = token;
             logProbs[b] = logits[row + token] / t - lse;
+            if (a.Truncated != 0) truncated[b] = (float)(1.0 - drawMass / total);
         }
     }
 
@@ -211,7 +218,8 @@ internal static class IlgpuSampling
     }
 
     [IlgpuKernel]
-    public static void SampleGroupsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs, SampleArgs a, int idBits)
+    public static void SampleGroupsKernel(ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs,
+        ArrayView<float> truncated, SampleArgs a, int idBits)
     {
         var doubles = SharedMemory.Allocate<double>(32);
         var floats = SharedMemory.Allocate<float>(32);
@@ -244,6 +252,7 @@ internal static class IlgpuSampling
                 {
                     tokens[b] = token;
                     logProbs[b] = logits[row + token] - (float)(max + Math.Log(sum));
+                    if (a.Truncated != 0) truncated[b] = 0f;
                 }
                 continue;
             }
@@ -255,6 +264,7 @@ internal static class IlgpuSampling
             double total = Collectives.GroupSum(localTotal, doubles);
             float lse = (float)(zMax + Math.Log(total));
             int chosen;
+            double drawMass = total;
             bool filter = (a.TopK > 0 && a.TopK < vocab) || a.TopP < 1f;
             if (!filter)
             {
@@ -296,6 +306,7 @@ internal static class IlgpuSampling
                         keptMass = Collectives.GroupSum(localNucleus, doubles);
                     }
                 }
+                drawMass = keptMass;
                 ulong drawn = Search(logits, row, vocab, t, zMax, idBits, cut, uniform * keptMass, strict: true, count: false, doubles, out bool found);
                 if (!found)
                 {
@@ -312,6 +323,7 @@ internal static class IlgpuSampling
             {
                 tokens[b] = chosen;
                 logProbs[b] = logits[row + chosen] / t - lse;
+                if (a.Truncated != 0) truncated[b] = (float)(1.0 - drawMass / total);
             }
             Group.Barrier();
         }
@@ -320,18 +332,18 @@ internal static class IlgpuSampling
     // ---------------------------------------------------------------- host side
 
     public static void Sample(IlgpuDevice device, ArrayView<float> logits, ArrayView<int> streams, ArrayView<int> tokens, ArrayView<float> logProbs,
-        SampleArgs args, int threadRowVocabulary)
+        ArrayView<float> truncated, SampleArgs args, int threadRowVocabulary)
     {
         if (args.Rows == 0) return;
         var p = device.Profile;
         if (args.Vocab <= threadRowVocabulary)
         {
-            device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, SampleArgs>(SampleRowsKernel)(
-                new KernelConfig(p.Groups(args.Rows, p.BlockThreads), p.BlockThreads), logits, streams, tokens, logProbs, args);
+            device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, SampleArgs>(SampleRowsKernel)(
+                new KernelConfig(p.Groups(args.Rows, p.BlockThreads), p.BlockThreads), logits, streams, tokens, logProbs, truncated, args);
             return;
         }
         int idBits = Math.Max(1, 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)(args.Vocab - 1)));
-        device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, SampleArgs, int>(SampleGroupsKernel)(
-            new KernelConfig(p.Groups(args.Rows), p.BlockThreads), logits, streams, tokens, logProbs, args, idBits);
+        device.Load<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, SampleArgs, int>(SampleGroupsKernel)(
+            new KernelConfig(p.Groups(args.Rows), p.BlockThreads), logits, streams, tokens, logProbs, truncated, args, idBits);
     }
 }

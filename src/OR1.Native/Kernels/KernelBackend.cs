@@ -179,8 +179,9 @@ public abstract class KernelBackend : BackendBase
     protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors) => Op("GlobalNorm").GlobalNorm(tensors);
 
     /// <inheritdoc />
-    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs) =>
-        Op("Sample").Sample(logits, options, seed, counter, streams, tokens, logProbs);
+    protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
+        Tensor? truncatedMass) =>
+        Op("Sample").Sample(logits, options, seed, counter, streams, tokens, logProbs, truncatedMass);
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)

@@ -577,7 +577,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     // ---------------------------------------------------------------- sampling
 
-    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs)
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs, Tensor? truncatedMass)
     {
         int rows = logits.Shape[0], vocab = logits.Shape[1];
         if (rows == 0) return;
@@ -590,7 +590,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         var a = new KernelArgs();
         _rt.Launch(kernel, rows, threads, shared,
             ref a.Ptr(P(logits)).Int(rows).Int(vocab).Float(options.Temperature).Float(options.TopP).Int(options.TopK)
-                .ULong(seed).ULong(counter).Ptr(P(streams, true)).Ptr(P(tokens)).Ptr(P(logProbs)));
+                .ULong(seed).ULong(counter).Ptr(P(streams, true)).Ptr(P(tokens)).Ptr(P(logProbs)).Ptr(P(truncatedMass, true)));
     }
 
     public void Dispose() => _scratch.Dispose();

@@ -616,16 +616,17 @@ public abstract class BackendBase : IBackend
 
     /// <inheritdoc />
     public void Sample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor tokens, Tensor logProbs) =>
-        CheckAndSample(logits, options, seed, counter, null, tokens, logProbs);
+        CheckAndSample(logits, options, seed, counter, null, tokens, logProbs, null);
 
     /// <inheritdoc />
-    public void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs)
+    public void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs, Tensor? truncatedMass = null)
     {
         ArgumentNullException.ThrowIfNull(streams);
-        CheckAndSample(logits, options, seed, 0, streams, tokens, logProbs);
+        CheckAndSample(logits, options, seed, 0, streams, tokens, logProbs, truncatedMass);
     }
 
-    private void CheckAndSample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs)
+    private void CheckAndSample(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
+        Tensor? truncatedMass)
     {
         var check = new OpCheck(nameof(Sample), this);
         var (b, v) = check.Matrix(logits, nameof(logits), check.Storage(logits, nameof(logits)));
@@ -636,7 +637,8 @@ public abstract class BackendBase : IBackend
         check.Require(options.TopP > 0 && options.TopP <= 1, "options.TopP", $"is {options.TopP}, expected a value in (0, 1]");
         check.Require(options.TopK >= 0, "options.TopK", $"is {options.TopK}, expected 0 (off) or a positive count");
         if (streams is not null) check.Shaped(streams, nameof(streams), DType.Int32, b, 2);
-        SampleCore(logits, options, seed, counter, streams, tokens, logProbs);
+        if (truncatedMass is not null) check.Shaped(truncatedMass, nameof(truncatedMass), DType.Float32, b);
+        SampleCore(logits, options, seed, counter, streams, tokens, logProbs, truncatedMass);
     }
 
     /// <inheritdoc />
@@ -667,7 +669,8 @@ public abstract class BackendBase : IBackend
     /// Validated sampling. Row b's uniform is CounterRng's hash of (seed, counter, b), or of (seed, streams[b, 1],
     /// streams[b, 0]) when streams is given.
     /// </summary>
-    protected abstract void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs);
+    protected abstract void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
+        Tensor? truncatedMass);
 
     // ---------------------------------------------------------------- lifetime
 

@@ -249,6 +249,9 @@ public interface IBackend : IDisposable
     /// request's stream: streams Int32 [B, 2] holds (request id, position) per row and the uniform is the hash of
     /// (seed, position, request id), so a request's tokens do not depend on which other requests share the batch or
     /// where its row sits (the rollout engine's continuous batching). The ids are read as unsigned 32-bit values.
+    /// truncatedMass Float32 [B], when given, receives the probability (under the full tempered distribution, whose
+    /// log-prob logProbs holds) of the tokens top-k and top-p kept out of the draw: 0 unfiltered and greedy. It is the
+    /// bias an importance ratio of the full-vocabulary log-probs would not see (exact to the sampler's integer weights).
     /// </summary>
-    void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs);
+    void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs, Tensor? truncatedMass = null);
 }

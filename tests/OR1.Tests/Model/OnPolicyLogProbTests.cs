@@ -120,6 +120,14 @@ public sealed class OnPolicyLogProbTests
         using var generator = new Qwen2Generator(model, maxBatch, maxLength: 600, pageSize: pageSize);
         var samples = generator.Generate(prompts, options);
         AssertBitIdentical(samples, TrainerLogProbs(model, prompts, samples, temperature), $"batch {maxBatch}, pages of {pageSize}, T = {temperature}");
+
+        // The mass top-k/top-p cut from each draw comes back beside the full-vocabulary log-prob, and the stats average it.
+        var masses = samples.SelectMany(s => s.TruncatedMass!).ToArray();
+        Assert.That(masses, Has.Length.EqualTo(samples.Sum(s => s.Tokens.Count)));
+        Assert.That(masses, Is.All.InRange(0f, 1f));
+        Assert.That(generator.LastStats.MeanTruncatedMass, Is.EqualTo(masses.Average(m => (double)m)).Within(1e-9));
+        if (topP < 1f || topK > 0) Assert.That(masses.Max(), Is.GreaterThan(0f), "a filter cuts mass from some draw");
+        else Assert.That(masses, Is.All.Zero, "nothing is cut without a filter");
     }
 
     /// <summary>A budget of a few pages pre-empts requests; their recomputed prefixes give the same bits.</summary>

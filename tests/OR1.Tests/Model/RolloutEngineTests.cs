@@ -223,6 +223,9 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
             tiny = g.Generate(prompts, options);
             TestContext.Out.WriteLine($"{g.LastStats}");
             Assert.That(g.LastStats.Preemptions, Is.GreaterThan(0), "the budget forces pre-emptions (the assertions below can fail)");
+            Assert.That(g.LastStats.CachePages, Is.EqualTo(6), "the stats state the cache's size");
+            Assert.That(g.LastStats.PeakCachePagesInUse, Is.EqualTo(6), "pre-emption happens only with every page in use");
+            Assert.That(g.LastStats.CachePagesInUse, Is.Zero, "every page is free again at the end");
         }
         for (int i = 0; i < unlimited.Count; i++)
         {

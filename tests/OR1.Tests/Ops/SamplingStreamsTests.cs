@@ -1,4 +1,5 @@
 using OR1.Native;
+using OR1.Tests.Reference;
 using OR1.Tests.Support;
 
 namespace OR1.Tests.Ops;
@@ -39,6 +40,49 @@ public sealed class SamplingStreamsTests(BackendCase backendCase) : OpTestBase(b
             Assert.That(alone[0], Is.EqualTo(batched[b]), $"request {1000 + b}: its token alone vs in row {b} of a batch of {rows}");
             Assert.That(aloneLogProb[0], Is.EqualTo(batchedLogProbs[b]), $"request {1000 + b}: its log-prob alone vs in the batch");
         }
+    }
+
+    /// <summary>
+    /// The truncated mass of a draw is the full distribution's probability outside the tokens top-k and top-p kept (the
+    /// double reference's filter), 0 without a filter and when greedy; asking for it changes neither token nor log-prob.
+    /// </summary>
+    [TestCase(0, 300)]
+    [TestCase(1, 300)]
+    [TestCase(2, 300)]
+    [TestCase(1, 5000)]
+    [TestCase(2, 5000)]
+    [TestCase(-1, 300)]
+    public void TheTruncatedMassIsTheProbabilityOutsideTheDraw(int option, int vocab)
+    {
+        const int rows = 16;
+        var options = option < 0 ? new SamplingOptions(0f) : Options[option];
+        var logits = SamplingAgreementTests.ModelLikeLogits(rows, vocab, 40 + option);
+        var streams = new int[2 * rows];
+        for (int b = 0; b < rows; b++) (streams[2 * b], streams[2 * b + 1]) = (b, 7);
+        var tokens = Own(Backend.Allocate(DType.Int32, new TensorShape(rows)));
+        var logProbs = Poisoned(rows);
+        var truncated = Poisoned(rows);
+        var s = Own(Backend.Allocate(DType.Int32, new TensorShape(rows, 2)));
+        Backend.Upload<int>(streams, s);
+        Backend.Sample(Floats(logits, rows, vocab), options, 77, s, tokens, logProbs, truncated);
+        var without = Draw(logits, rows, vocab, options, streams);
+        Assert.That(tokens.ToInts(), Is.EqualTo(without.Tokens), "the same tokens with the truncated mass asked for");
+        Assert.That(logProbs.ToFloats(), Is.EqualTo(without.LogProbs), "and the same log-probs");
+        var got = truncated.ToFloats();
+        for (int b = 0; b < rows; b++)
+        {
+            var row = TestData.ToDouble(logits.AsSpan(b * vocab, vocab).ToArray());
+            double expected = 0;
+            if (options.Temperature > 0)
+            {
+                var full = SamplingReference.Probabilities(row, options.Temperature);
+                var kept = SamplingReference.Probabilities(row, options.Temperature, options.TopK, options.TopP);
+                for (int j = 0; j < vocab; j++)
+                    if (kept[j] == 0) expected += full[j];
+            }
+            Assert.That(got[b], Is.EqualTo(expected).Within(2e-6), $"row {b}: the probability outside the draw");
+        }
+        if (option > 0) Assert.That(got.Max(), Is.GreaterThan(1e-3f), "the filters cut something (the assertions above can fail)");
     }
 
     [Test]
