@@ -31,6 +31,10 @@ ROOFLINE_COPY = "roofline/copy_1GiB"
 ROOFLINE_GEMM = "roofline/matmul_bf16_8192"
 
 
+# The rollout engine's log-probs may differ from the trainer's by at most this much per token on average (bf16 on a GPU).
+MISMATCH_GOAL = 1e-3
+
+
 def read_records(path):
     """The records of a side's JSON file: [] when the file is missing; an "error" record when it is unreadable."""
     if not os.path.exists(path):
@@ -248,6 +252,12 @@ def markdown(report):
                 peak += ")"
             lines.append(f"| {row['key']} | {row['shape']} | {row['dtype']} | {ours_ms} | {ours_rate}{peak} | {torch_ms} | {torch_rate} | "
                          f"{ratio} | {fmt(row.get('ours_percent_of_roofline'), 0)} |")
+    for row in report["model"]:
+        ours = row["ours"] or {}
+        if ours.get("logprob_mismatch_tokens"):
+            lines += ["", f"On-policy ({row['key']}): the engine's log-probs against the trainer's forward over "
+                          f"{ours['logprob_mismatch_tokens']} tokens: mean |diff| {ours['logprob_mismatch_mean']:.3g}, "
+                          f"max {ours['logprob_mismatch_max']:.3g} (goal: mean at most {MISMATCH_GOAL:g})"]
     p = report["proof_of_path"]
     lines += ["", "## Proof of path", "",
               f"GEMMs {p['gemms']}, of which on the builtin kernel (not cuBLAS): {p['builtin_gemms']}"]
@@ -287,6 +297,8 @@ def verdict(report):
         problems.append(f"Gpu tests: {report['tests'].get('status')}")
     problems += [f"{s['tool']}: {s['errors']} errors" for s in report["sanitizer"] if s.get("status") == "errors"]
     problems += [f"{row['key']}: {row['ours']['error']}" for row in report["kernels"] + report["model"] if row["ours"] and row["ours"].get("error")]
+    problems += [f"{row['key']}: engine vs trainer log-probs differ by {row['ours']['logprob_mismatch_mean']:.3g} on average (goal {MISMATCH_GOAL:g})"
+                 for row in report["model"] if row["ours"] and (row["ours"].get("logprob_mismatch_mean") or 0) > MISMATCH_GOAL]
     if report["proof_of_path"]["builtin_gemms"]:
         problems.append(f"{report['proof_of_path']['builtin_gemms']} GEMMs ran on the builtin kernel")
     return problems

@@ -82,7 +82,7 @@ internal static unsafe class CpuLogProb
                         var z = new Span<float>(tile.Logits + (long)r * cols, cols);
                         int target = targets[n];
                         if (target >= vc && target < vc + cols) targetLogits[n] = z[target - vc];
-                        LogProbFold.Accumulate<LogProbFold.Yes>(tile.Logits + (long)r * cols, cols, tile.Exps, ref m[n], ref s[n], ref u[n]);
+                        LogProbFold.Accumulate<LogProbFold.Yes>(tile.Logits + (long)r * cols, cols, 1f, ref m[n], ref s[n], ref u[n]);
                     }
                 }
             }

@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace OR1.Native.Cpu;
 
@@ -25,14 +27,17 @@ internal static unsafe class LogProbFold
         ((int)((long)vocab * part / parts), (int)((long)vocab * (part + 1) / parts));
 
     /// <summary>
-    /// Folds one chunk of logits into (m, s, u) (u only when <typeparamref name="TMoments"/> says so); z is overwritten
-    /// with z - m, exps receives e^(z - m).
+    /// Folds one chunk of logits z / <paramref name="temperature"/> (1: z as it is) into (m, s, u) (u only when
+    /// <typeparamref name="TMoments"/> says so), reading z once and writing nothing: the chunk's max, a re-base of the
+    /// running sums when it rises, then e = exp(z - m) (<see cref="FastMath.ExpNonPositive(Vector512{float})"/>, about
+    /// one ulp) summed with e (z - m) in one fused pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Accumulate<TMoments>(float* z, int n, float* exps, ref float m, ref float s, ref float u) where TMoments : struct, IFlag
+    public static void Accumulate<TMoments>(float* z, int n, float temperature, ref float m, ref float s, ref float u) where TMoments : struct, IFlag
     {
-        var zs = new Span<float>(z, n);
-        float chunkMax = TensorPrimitives.Max(zs); // exact whatever the order
+        // Division by T > 0 is monotone, so the tempered chunk's max is the tempered max (exact whatever the order).
+        float chunkMax = TensorPrimitives.Max(new ReadOnlySpan<float>(z, n));
+        if (temperature != 1f) chunkMax /= temperature;
         if (chunkMax > m)
         {
             if (s > 0)
@@ -44,11 +49,63 @@ internal static unsafe class LogProbFold
             }
             m = chunkMax;
         }
-        var es = new Span<float>(exps, n);
-        TensorPrimitives.Subtract(zs, m, zs); // elementwise: each result is the same wherever the chunk lies
-        TensorPrimitives.Exp(zs, es);
-        s += FixedOrderSum.Sum(exps, n);
-        if (TMoments.Value) u += FixedOrderSum.Dot(exps, z, n);
+        SumExps<TMoments>(z, n, temperature, m, out float sum, out float moment);
+        s += sum;
+        if (TMoments.Value) u += moment;
+    }
+
+    /// <summary>
+    /// Σ e and Σ e d over the chunk, d = z / T - m, e = exp(d): lanes from z[0] (16 with AVX-512, 8 with AVX2), a ragged
+    /// end as one masked vector, the lanes summed in a fixed tree; so a chunk's sums depend on nothing but its values.
+    /// </summary>
+    private static void SumExps<TMoments>(float* z, int n, float temperature, float m, out float sum, out float moment) where TMoments : struct, IFlag
+    {
+        int i = 0;
+        if (Avx512F.IsSupported)
+        {
+            var mv = Vector512.Create(m);
+            var inv = Vector512.Create(temperature);
+            Vector512<float> es = default, us = default;
+            for (; i < n; i += 16)
+            {
+                var live = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(n - i)).AsSingle();
+                var x = i + 16 <= n ? Vector512.Load(z + i) : Avx512F.MaskLoad(z + i, live, Vector512<float>.Zero);
+                var d = Vector512.ConditionalSelect(live, (temperature == 1f ? x : x / inv) - mv, Vector512.Create(-100f));
+                var e = FastMath.ExpNonPositive(d) & live;
+                es += e;
+                if (TMoments.Value) us = Vector512.FusedMultiplyAdd(e, d, us);
+            }
+            sum = Vector512.Sum(es);
+            moment = TMoments.Value ? Vector512.Sum(us) : 0f;
+            return;
+        }
+        if (FastMath.IsSupported)
+        {
+            var mv = Vector256.Create(m);
+            var inv = Vector256.Create(temperature);
+            Vector256<float> es = default, us = default;
+            for (; i < n; i += 8)
+            {
+                var live = Vector256.LessThan(Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7), Vector256.Create(n - i)).AsSingle();
+                var x = i + 8 <= n ? Vector256.Load(z + i) : Avx.MaskLoad(z + i, live);
+                var d = Vector256.ConditionalSelect(live, (temperature == 1f ? x : x / inv) - mv, Vector256.Create(-100f));
+                var e = FastMath.ExpNonPositive(d) & live;
+                es += e;
+                if (TMoments.Value) us = Fma.MultiplyAdd(e, d, us);
+            }
+            sum = Vector256.Sum(es);
+            moment = TMoments.Value ? Vector256.Sum(us) : 0f;
+            return;
+        }
+        float total = 0, weighted = 0;
+        for (; i < n; i++)
+        {
+            float d = (temperature == 1f ? z[i] : z[i] / temperature) - m, e = MathF.Exp(d);
+            total += e;
+            if (TMoments.Value) weighted = MathF.FusedMultiplyAdd(e, d, weighted);
+        }
+        sum = total;
+        moment = weighted;
     }
 
     /// <summary>
@@ -74,28 +131,19 @@ internal static unsafe class LogProbFold
 
     /// <summary>
     /// The log-sum-exp of one row of logits divided by <paramref name="temperature"/> (1: as they are), folded exactly as
-    /// <see cref="CpuLogProb.Forward"/> folds the same logits: the same parts, chunks, order and merge. chunk is scratch of
-    /// 2 x <see cref="CpuLogProb.VocabChunk"/> floats.
+    /// <see cref="CpuLogProb.Forward"/> folds the same logits: the same parts, chunks, order and merge.
     /// </summary>
-    public static float RowLogSumExp(float* logits, int vocab, float temperature, float* chunk)
+    public static float RowLogSumExp(float* logits, int vocab, float temperature)
     {
         int parts = VocabParts(vocab);
         float* stats = stackalloc float[2 * parts];
-        float* exps = chunk + CpuLogProb.VocabChunk;
         float unused = 0;
         for (int p = 0; p < parts; p++)
         {
             var (v0, v1) = PartRange(vocab, parts, p);
             float m = float.NegativeInfinity, s = 0;
             for (int vc = v0; vc < v1; vc += CpuLogProb.VocabChunk)
-            {
-                int cols = Math.Min(CpuLogProb.VocabChunk, v1 - vc);
-                var source = new ReadOnlySpan<float>(logits + vc, cols);
-                var target = new Span<float>(chunk, cols);
-                if (temperature == 1f) source.CopyTo(target);
-                else TensorPrimitives.Divide(source, temperature, target);
-                Accumulate<No>(chunk, cols, exps, ref m, ref s, ref unused);
-            }
+                Accumulate<No>(logits + vc, Math.Min(CpuLogProb.VocabChunk, v1 - vc), temperature, ref m, ref s, ref unused);
             stats[p] = m;
             stats[parts + p] = s;
         }

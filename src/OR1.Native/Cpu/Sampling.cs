@@ -71,8 +71,7 @@ internal static unsafe class CpuSampling
             // The trainer's log-prob of the token (its fold of the same logits, bit for bit), the full vocabulary's
             // also when top-k or top-p narrowed the draw; greedy reports the untempered distribution's.
             float t = Options.Temperature == 0f ? 1f : Options.Temperature;
-            fixed (float* chunk = select.FoldChunk)
-                LogProbs[b] = Tempered(row[token], t) - LogProbFold.RowLogSumExp(row, Vocab, t, chunk);
+            LogProbs[b] = Tempered(row[token], t) - LogProbFold.RowLogSumExp(row, Vocab, t);
         }
     }
 

@@ -57,9 +57,6 @@ internal sealed unsafe class CpuSamplingSelect
     /// </summary>
     public float[] BlockMaxExps { get; private set; } = [];
 
-    /// <summary>Scratch of the log-prob fold (<see cref="LogProbFold.RowLogSumExp"/>): a chunk of logits and its exps.</summary>
-    public float[] FoldChunk { get; } = new float[2 * CpuLogProb.VocabChunk];
-
     /// <summary>The weight of each block of <see cref="CpuSampling.WalkBlock"/> tokens (the unfiltered draw's scratch).</summary>
     public ulong[] Blocks { get; private set; } = [];
 

@@ -24,6 +24,10 @@ public sealed record GpuCheckRecord
     public string? Counting { get; init; }
     public string? Implementation { get; init; }
     public Dictionary<string, long>? Counters { get; init; }
+    /// <summary>Generation only: mean and largest |engine log-prob - trainer log-prob| over the tokens compared.</summary>
+    public double? LogprobMismatchMean { get; init; }
+    public double? LogprobMismatchMax { get; init; }
+    public long? LogprobMismatchTokens { get; init; }
     public string? Skipped { get; init; }
     public string? Error { get; init; }
 

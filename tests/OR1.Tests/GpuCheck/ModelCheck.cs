@@ -18,7 +18,7 @@ public static class ModelCheck
 {
     /// <summary>The shape and sizes of one run: the model, the training batch and the generation.</summary>
     public sealed record Plan(Qwen2Config Config, int Groups, int GroupSize, int PromptLength, int ResponseLength, int MicroBatchTokens,
-        int GenerateBatch, int GeneratePrompt, int GenerateTokens)
+        int GenerateBatch, int GeneratePrompt, int GenerateTokens, int MismatchSamples = 8)
     {
         public int StepTokens => Groups * GroupSize * (PromptLength + ResponseLength);
     }
@@ -85,21 +85,23 @@ public static class ModelCheck
 
         // ---- generation
         int maxLength = plan.GeneratePrompt + plan.GenerateTokens;
+        var random = new Random(7);
+        var prompts = Enumerable.Range(0, plan.GenerateBatch)
+            .Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, plan.GeneratePrompt).Select(_ => random.Next(config.VocabSize)).ToArray()).ToArray();
+        var options = new GenerationOptions(plan.GenerateTokens, new SamplingOptions(1f, 0.95f), [], Seed: 3);
+        IReadOnlyList<GeneratedSample> result;
+        GpuCheckRecord generation;
         using (var generator = new Qwen2Generator(model, plan.GenerateBatch, maxLength))
         {
-            var random = new Random(7);
-            var prompts = Enumerable.Range(0, plan.GenerateBatch)
-                .Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, plan.GeneratePrompt).Select(_ => random.Next(config.VocabSize)).ToArray()).ToArray();
-            var options = new GenerationOptions(plan.GenerateTokens, new SamplingOptions(1f, 0.95f), [], Seed: 3);
             generator.Generate(prompts, options with { MaxNewTokens = Math.Min(8, plan.GenerateTokens) }); // warm-up
             backend.ResetPeakDeviceBytes();
             var before = backend.Counters;
             var timer = Stopwatch.StartNew();
-            var result = generator.Generate(prompts, options);
+            result = generator.Generate(prompts, options);
             double seconds = timer.Elapsed.TotalSeconds;
             long tokens = result.Sum(r => (long)r.Tokens.Count);
             var used = backend.Counters - before;
-            records.Add(new GpuCheckRecord
+            generation = new GpuCheckRecord
             {
                 Key = $"model/generate/{precision.Name()}",
                 Side = "ours",
@@ -110,10 +112,55 @@ public static class ModelCheck
                 TokensPerS = tokens / seconds,
                 PeakBytes = backend.DeviceBytes.Peak,
                 Counters = CounterTable(used),
-            });
+            };
             log($"model check: generated {tokens} tokens in {seconds:F2} s, {tokens / seconds:F0} tokens/s, {used}");
         }
+        // On-policy: the engine's log-prob of each sampled token against the trainer's forward over the whole sequence
+        // (after the generator is gone, so its KV cache's memory is free). Bit-identical on the Cpu backend; the goal here
+        // is a mean |difference| of at most 1e-3 (the field's rollout engines read about 0.011 against their trainers).
+        var (mean, max, compared) = LogProbMismatch(model, prompts, result, plan.MismatchSamples);
+        records.Add(generation with { LogprobMismatchMean = mean, LogprobMismatchMax = max, LogprobMismatchTokens = compared });
+        log($"model check: engine vs trainer log-probs over {compared} tokens: mean |diff| {mean:G3}, max {max:G3}");
         return records;
+    }
+
+    /// <summary>
+    /// Mean and largest |engine log-prob - trainer log-prob| over the sampled tokens of the first <paramref name="samples"/>
+    /// samples, the trainer's being a forward over prompt + response and the fused LM-head log-prob at T = 1, one sample
+    /// at a time in an inference arena.
+    /// </summary>
+    public static (double Mean, double Max, long Tokens) LogProbMismatch(Qwen2Model model, IReadOnlyList<IReadOnlyList<int>> prompts,
+        IReadOnlyList<GeneratedSample> generated, int samples)
+    {
+        var backend = model.Backend;
+        double sum = 0, max = 0;
+        long count = 0;
+        foreach (var sample in generated.Take(samples))
+        {
+            var prompt = prompts[sample.PromptIndex];
+            int[] sequence = prompt.Concat(sample.Tokens).ToArray();
+            int n = sequence.Length, first = prompt.Count - 1;
+            var targets = new int[n];
+            for (int i = 0; i + 1 < n; i++) targets[i] = sequence[i + 1];
+            using var batch = PackedBatch.Create(backend, [sequence]);
+            using var act = Qwen2Activations.ForInference(backend, model.Config, n, model.Storage);
+            using var targetTensor = backend.Allocate(DType.Int32, new TensorShape(n));
+            using var logProbs = backend.Allocate(DType.Float32, new TensorShape(n));
+            using var entropy = backend.Allocate(DType.Float32, new TensorShape(n));
+            backend.Upload<int>(targets, targetTensor);
+            model.Forward(batch, act);
+            model.LogProbs(act, targetTensor, 1f, logProbs, entropy);
+            var trainer = new float[n];
+            backend.Download<float>(logProbs, trainer);
+            for (int j = 0; j < sample.Tokens.Count; j++)
+            {
+                double diff = Math.Abs((double)sample.LogProbs[j] - trainer[first + j]);
+                sum += diff;
+                max = Math.Max(max, diff);
+                count++;
+            }
+        }
+        return (count > 0 ? sum / count : 0, max, count);
     }
 
     /// <summary>The step's rollouts: random tokens, rewards 1, 0, 1, 0 in every group (all groups kept).</summary>

@@ -35,6 +35,10 @@ public sealed class ModelCheckTests
             Assert.That(r.Counters["builtin_gemms"], Is.EqualTo(r.Counters["gemms"]), "the emulator runs every GEMM on the builtin kernel");
         }
         Assert.That(records[0].Counters!["allocations"], Is.Zero, "the timed step follows a warm-up: nothing is allocated");
+        // The engine's log-probs against the trainer's: every sampled token compared, within the goal of 1e-3 on average.
+        Assert.That(records[1].LogprobMismatchTokens, Is.EqualTo(plan.GenerateBatch * plan.GenerateTokens));
+        Assert.That(records[1].LogprobMismatchMean, Is.LessThanOrEqualTo(1e-3));
+        Assert.That(records[1].LogprobMismatchMax, Is.GreaterThanOrEqualTo(records[1].LogprobMismatchMean));
         var path = Path.Combine(Path.GetTempPath(), $"or1-model-check-{Guid.NewGuid():N}.json");
         try
         {
