@@ -252,6 +252,8 @@ public sealed class Qwen2Generator : IDisposable
                 // Generate checked that every request fits the cache alone, so an empty engine always admits one.
                 if (_running.Count == 0 && Waiting && _finished < requests.Length && !AdmitAndPrefill())
                     throw new InvalidOperationException("the rollout engine could not admit a request into an empty KV cache");
+                // The last report carries the whole call's stats, the log-probs' (sampled tokens, truncated mass) included.
+                if (_running.Count == 0 && !Waiting) FlushLogProbs();
                 int inUse = g.CachePages - g._pages.FreeCount;
                 _stats = _stats with { CachePagesInUse = inUse, PeakCachePagesInUse = Math.Max(_stats.PeakCachePagesInUse, inUse) };
                 progress?.Report(new GenerationProgress(_finished, requests.Length, _sampledTokens, _stats));
