@@ -60,6 +60,16 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);
     [LibraryImport(CudaLibraries.Driver, EntryPoint = "cuEventDestroy_v2")] public static partial int cuEventDestroy(nint evt);
 
+    // Graphs (CUDA 11.4+ for cuGraphInstantiateWithFlags; the check's drivers are CUDA 12-13).
+    public const int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+    [LibraryImport(CudaLibraries.Driver, EntryPoint = "cuStreamBeginCapture_v2")] public static partial int cuStreamBeginCapture(nint stream, int mode);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuStreamEndCapture(nint stream, out nint graph);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuGraphInstantiateWithFlags(out nint graphExec, nint graph, ulong flags);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuGraphLaunch(nint graphExec, nint stream);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuGraphGetNodes(nint graph, nint* nodes, ref nuint count);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuGraphExecDestroy(nint graphExec);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuGraphDestroy(nint graph);
+
     [LibraryImport(CudaLibraries.Driver)]
     public static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedBytes, nint stream, void** kernelParams, void** extra);

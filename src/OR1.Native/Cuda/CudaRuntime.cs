@@ -359,6 +359,62 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                 $"an earlier kernel or copy on the stream failed: {CudaDriver.ErrorName(rc)} ({rc})");
     }
 
+    // ---------------------------------------------------------------- graphs
+
+    private bool _capturing;
+
+    public bool Capturing => _capturing;
+
+    public void BeginCapture()
+    {
+        MakeCurrent();
+        CudaErrors.Driver(CudaDriver.cuStreamBeginCapture(_stream, CudaDriver.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+        _capturing = true;
+    }
+
+    public IDeviceGraph EndCapture()
+    {
+        MakeCurrent();
+        _capturing = false;
+        CudaErrors.Driver(CudaDriver.cuStreamEndCapture(_stream, out nint graph), "cuStreamEndCapture");
+        try
+        {
+            nuint count = 0;
+            CudaErrors.Driver(CudaDriver.cuGraphGetNodes(graph, null, ref count), "cuGraphGetNodes");
+            CudaErrors.Driver(CudaDriver.cuGraphInstantiateWithFlags(out nint exec, graph, 0), "cuGraphInstantiateWithFlags");
+            return new CudaGraph(this, graph, exec, (int)count);
+        }
+        catch
+        {
+            CudaDriver.cuGraphDestroy(graph);
+            throw;
+        }
+    }
+
+    /// <summary>An instantiated CUDA graph of this runtime's stream.</summary>
+    private sealed class CudaGraph(CudaRuntime runtime, nint graph, nint exec, int nodes) : IDeviceGraph
+    {
+        private nint _graph = graph, _exec = exec;
+
+        public int Nodes => nodes;
+
+        public void Replay()
+        {
+            ObjectDisposedException.ThrowIf(_exec == 0, this);
+            runtime.MakeCurrent();
+            CudaErrors.Driver(CudaDriver.cuGraphLaunch(_exec, runtime._stream), "cuGraphLaunch");
+        }
+
+        public void Dispose()
+        {
+            if (_exec == 0 || runtime._disposed) return; // the context's graphs went with it
+            runtime.MakeCurrent();
+            CudaDriver.cuGraphExecDestroy(_exec);
+            CudaDriver.cuGraphDestroy(_graph);
+            _exec = _graph = 0;
+        }
+    }
+
     /// <summary>Milliseconds of device time that <paramref name="work"/> takes on the stream (CUDA events).</summary>
     public float Time(Action work)
     {

@@ -89,6 +89,14 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, ref KernelArgs args)
     {
+        if (Recording)
+        {
+            // The arguments are copied by value, as cuLaunchKernel copies them into the graph's node.
+            Find(kernel); // an unknown kernel fails at capture, as on the device
+            var copy = args;
+            _capture!.Add(new EmuGraph.Node(kernel, grid, block, sharedBytes, copy, 0, 0, 0));
+            return;
+        }
         nint handle = Find(kernel);
         int count = args.Count;
         void** pointers = stackalloc void*[Math.Max(1, count)];
@@ -132,6 +140,7 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
 
     public nint Allocate(long bytes)
     {
+        RefuseWhileRecording("an allocation (cuMemAlloc)");
         nuint size = (nuint)Math.Max(64, bytes);
         void* memory = NativeMemory.AlignedAlloc(size, 64);
         if (memory is null) throw new OutOfMemoryException($"could not allocate {bytes} bytes of emulated device memory");
@@ -139,22 +148,97 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
         return (nint)memory;
     }
 
-    public void Free(nint pointer) => NativeMemory.AlignedFree((void*)pointer);
+    public void Free(nint pointer)
+    {
+        RefuseWhileRecording("a free (cuMemFree)");
+        NativeMemory.AlignedFree((void*)pointer);
+    }
 
-    public void CopyHostToDevice(void* source, nint destination, long bytes) => Buffer.MemoryCopy(source, (void*)destination, bytes, bytes);
+    public void CopyHostToDevice(void* source, nint destination, long bytes)
+    {
+        RefuseWhileRecording("a copy from pageable host memory");
+        Buffer.MemoryCopy(source, (void*)destination, bytes, bytes);
+    }
 
-    public void CopyDeviceToHost(nint source, void* destination, long bytes) => Buffer.MemoryCopy((void*)source, destination, bytes, bytes);
+    public void CopyDeviceToHost(nint source, void* destination, long bytes)
+    {
+        RefuseWhileRecording("a blocking copy to the host");
+        Buffer.MemoryCopy((void*)source, destination, bytes, bytes);
+    }
 
-    public void CopyDeviceToDevice(nint source, nint destination, long bytes) => Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes);
+    public void CopyDeviceToDevice(nint source, nint destination, long bytes)
+    {
+        if (Recording)
+        {
+            _capture!.Add(new EmuGraph.Node(null, default, default, 0, default, source, destination, bytes));
+            return;
+        }
+        Buffer.MemoryCopy((void*)source, (void*)destination, bytes, bytes);
+    }
 
     // Emulated kernels have finished when Launch returns, so the "asynchronous" copy is done at once.
-    public void CopyDeviceToHostAsync(nint source, void* pinnedDestination, long bytes) => Buffer.MemoryCopy((void*)source, pinnedDestination, bytes, bytes);
+    public void CopyDeviceToHostAsync(nint source, void* pinnedDestination, long bytes)
+    {
+        if (Recording)
+        {
+            // A copy into page-locked memory is a memcpy node of the graph.
+            _capture!.Add(new EmuGraph.Node(null, default, default, 0, default, source, (nint)pinnedDestination, bytes));
+            return;
+        }
+        Buffer.MemoryCopy((void*)source, pinnedDestination, bytes, bytes);
+    }
 
     public nint AllocatePinnedHost(long bytes) => Allocate(bytes);
 
     public void FreePinnedHost(nint pointer) => Free(pointer);
 
-    public void Synchronize() { }
+    public void Synchronize() => RefuseWhileRecording("a synchronisation (cuStreamSynchronize)");
+
+    // ---------------------------------------------------------------- graphs
+
+    private List<EmuGraph.Node>? _capture;
+    private int _captureThread;
+
+    /// <summary>True on the capturing thread while a capture is open (thread-local capture mode).</summary>
+    private bool Recording => _capture is not null && Environment.CurrentManagedThreadId == _captureThread;
+
+    public bool Capturing => _capture is not null;
+
+    public void BeginCapture()
+    {
+        if (_capture is not null) throw new KernelException(BackendKind.Emu, "cuStreamBeginCapture", "a capture is already open on this stream (CUDA_ERROR_ILLEGAL_STATE)");
+        _capture = [];
+        _captureThread = Environment.CurrentManagedThreadId;
+    }
+
+    public IDeviceGraph EndCapture()
+    {
+        if (_capture is null) throw new KernelException(BackendKind.Emu, "cuStreamEndCapture", "no capture is open on this stream (CUDA_ERROR_ILLEGAL_STATE)");
+        var graph = new EmuGraph(this, _capture);
+        _capture = null;
+        return graph;
+    }
+
+    /// <summary>Runs a recorded node (a kernel launch or a copy).</summary>
+    internal void Run(in EmuGraph.Node node)
+    {
+        if (node.Kernel is null)
+        {
+            Buffer.MemoryCopy((void*)node.Source, (void*)node.Destination, node.Bytes, node.Bytes);
+            return;
+        }
+        var args = node.Args;
+        Launch(node.Kernel, node.Grid, node.Block, node.SharedBytes, ref args);
+    }
+
+    /// <summary>What the driver refuses inside a stream capture, refused here with its words.</summary>
+    private void RefuseWhileRecording(string what)
+    {
+        if (Recording)
+            throw new KernelException(BackendKind.Emu, "stream capture",
+                $"{what} is not allowed while the stream is being captured into a graph (CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED); " +
+                "do it before BeginCapture or after EndCapture");
+    }
 
     /// <summary>Selects the emulator's thread order inside blocks (false: ascending, true: descending).</summary>
     public void SetReverseSchedule(bool reverse) => _api.SetSchedule(reverse ? 1 : 0);

@@ -81,4 +81,17 @@ internal interface IKernelRuntime : IDisposable
 
     /// <summary>Waits until every issued operation has finished.</summary>
     void Synchronize();
+
+    /// <summary>
+    /// Starts recording this thread's launches, GEMMs and device-to-device copies on the stream instead of running them
+    /// (CU_STREAM_CAPTURE_MODE_THREAD_LOCAL). Until <see cref="EndCapture"/>, what a capture cannot hold throws, as the
+    /// driver refuses it: an allocation or free, a copy from or to pageable host memory, a synchronisation.
+    /// </summary>
+    void BeginCapture();
+
+    /// <summary>Ends the recording and returns it, instantiated, ready to replay.</summary>
+    IDeviceGraph EndCapture();
+
+    /// <summary>True between <see cref="BeginCapture"/> and <see cref="EndCapture"/>.</summary>
+    bool Capturing { get; }
 }

@@ -60,7 +60,7 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
     {
         Interlocked.Increment(ref _launches);
         device.Launch(kernel, grid, block, sharedBytes, ref args);
-        if (DebugSync) SynchronizeAfter(kernel);
+        if (DebugSync && !device.Capturing) SynchronizeAfter(kernel);
     }
 
     public void EnsureDynamicSharedMemory(string kernel, int bytes) => device.EnsureDynamicSharedMemory(kernel, bytes);
@@ -70,7 +70,7 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
     {
         Interlocked.Increment(ref _gemms);
         device.Gemm(types, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, batch);
-        if (DebugSync) SynchronizeAfter($"GEMM {types} m={m} n={n} k={k}");
+        if (DebugSync && !device.Capturing) SynchronizeAfter($"GEMM {types} m={m} n={n} k={k}");
     }
 
     public nint Allocate(long bytes)
@@ -164,6 +164,12 @@ internal sealed unsafe class InstrumentedRuntime(IKernelRuntime device, bool deb
             : new KernelException(device.Kind, e.Kernel,
                 $"a kernel failed after op {LastOp} was issued (the fault surfaced at this synchronisation and may come from an earlier op); " +
                 $"rerun with --debug-sync (OR1_DEBUG_SYNC=1) to find which: {e.Message}", e);
+
+    public void BeginCapture() => device.BeginCapture();
+
+    public IDeviceGraph EndCapture() => device.EndCapture();
+
+    public bool Capturing => device.Capturing;
 
     public void Dispose()
     {

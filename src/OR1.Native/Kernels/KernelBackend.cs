@@ -79,6 +79,24 @@ public abstract class KernelBackend : BackendBase
     /// <inheritdoc />
     public override void Synchronize() => _runtime.Synchronize();
 
+    /// <inheritdoc />
+    public override IDeviceGraph? CaptureGraph(Action work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        _runtime.BeginCapture();
+        try
+        {
+            work();
+        }
+        catch
+        {
+            // End the broken capture so the stream works again; what it recorded is dropped.
+            try { _runtime.EndCapture().Dispose(); } catch (KernelException) { } catch (Cuda.CudaException) { }
+            throw;
+        }
+        return _runtime.EndCapture();
+    }
+
     // ---------------------------------------------------------------- ops: the launchers do the work
 
     /// <summary>The launchers, noting <paramref name="op"/> as the op issuing work (named when a later wait finds a fault).</summary>

@@ -658,6 +658,13 @@ public abstract class BackendBase : IBackend
         }
     }
 
+    /// <inheritdoc />
+    public virtual IDeviceGraph? CaptureGraph(Action work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        return null;
+    }
+
     /// <summary>The scope of a backend that prepares nothing.</summary>
     private sealed class NothingFrozen : IDisposable
     {

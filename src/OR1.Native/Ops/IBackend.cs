@@ -112,6 +112,14 @@ public interface IBackend : IDisposable
     /// </summary>
     long? FreeMemoryBytes { get; }
 
+    /// <summary>
+    /// Runs <paramref name="work"/>'s device operations into a graph instead of executing them, and returns it for
+    /// replay (<see cref="IDeviceGraph"/>): a decode step replayed costs one launch instead of hundreds. Null where the
+    /// backend has no graphs (Cpu, ILGPU; <paramref name="work"/> is then not run). Inside the capture only device work
+    /// may happen: an allocation, an upload, a download or a synchronisation throws, as the driver refuses it.
+    /// </summary>
+    IDeviceGraph? CaptureGraph(Action work);
+
     // ---------------------------------------------------------------- embedding
 
     /// <summary>output[n, :] = table[tokenIds[n], :]. tokenIds Int32 [N], table [V, D], output [N, D].</summary>

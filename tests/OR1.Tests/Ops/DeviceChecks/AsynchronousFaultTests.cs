@@ -44,6 +44,9 @@ public sealed class AsynchronousFaultTests
             Waits++;
             if (Faulted) throw new KernelException(BackendKind.Cuda, "cuStreamSynchronize", "an earlier kernel or copy on the stream failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)");
         }
+        public void BeginCapture() => throw new NotSupportedException("this stand-in device has no graphs");
+        public IDeviceGraph EndCapture() => throw new NotSupportedException("this stand-in device has no graphs");
+        public bool Capturing => false;
         public void Dispose() { }
     }
 
