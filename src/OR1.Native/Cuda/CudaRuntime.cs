@@ -398,6 +398,8 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
 
         public int Nodes => nodes;
 
+        public bool IsCurrent => _exec != 0;
+
         public void Replay()
         {
             ObjectDisposedException.ThrowIf(_exec == 0, this);

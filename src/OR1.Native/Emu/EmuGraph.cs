@@ -15,6 +15,8 @@ internal sealed class EmuGraph(EmuRuntime runtime, List<EmuGraph.Node> nodes) : 
 
     public int Nodes => nodes.Count;
 
+    public bool IsCurrent => !_disposed;
+
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

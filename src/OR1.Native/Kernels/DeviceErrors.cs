@@ -42,6 +42,10 @@ internal sealed unsafe class DeviceErrors : IDisposable
     private uint _next;          // the id the next check gets
     private uint _verified;      // checks below this id are known clean
     private uint _snapshotEnd;   // the snapshot queued covers checks below this id (0: none queued)
+    // Checks issued while a graph is captured: ids from IdLimit up, kept for the graphs' lifetime (a replay reports
+    // under the ids its capture had); _graphUnverified says a replay ran since the record was last read clean.
+    private readonly List<(string Op, IndexCheck Kind, int Bound)> _graphChecks = [];
+    private bool _graphUnverified;
 
     public DeviceErrors(IKernelRuntime device)
     {
@@ -69,6 +73,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
     /// <summary>Numbers a check of <paramref name="kind"/> made by <paramref name="op"/>; the kernel gets the id.</summary>
     public uint Register(string op, IndexCheck kind, int bound)
     {
+        if (_device.Capturing) return GraphCheck((op, kind, bound));
         uint id = Reserve(1);
         _checks[id % Ring] = (op, kind, bound);
         return id;
@@ -77,11 +82,34 @@ internal sealed unsafe class DeviceErrors : IDisposable
     /// <summary>Two consecutive ids for a kernel that checks two arguments (it reports the second under id + 1).</summary>
     public uint RegisterPair(string op, IndexCheck first, int firstBound, IndexCheck second, int secondBound)
     {
+        if (_device.Capturing)
+        {
+            uint pair = GraphCheck((op, first, firstBound));
+            GraphCheck((op, second, secondBound));
+            return pair;
+        }
         uint id = Reserve(2);
         _checks[id % Ring] = (op, first, firstBound);
         _checks[(id + 1) % Ring] = (op, second, secondBound);
         return id;
     }
+
+    /// <summary>
+    /// An id of the graph band for a check recorded into a graph (the record must exist before the capture: a capture
+    /// cannot allocate). Its position word shares a ring slot with ordinary checks; only the op, argument and bound are
+    /// sure to be the failing check's when both fail between two reads.
+    /// </summary>
+    private uint GraphCheck((string Op, IndexCheck Kind, int Bound) check)
+    {
+        if (_record == 0) throw new InvalidOperationException("the device error record must exist before a graph capture: run the captured work once first");
+        _graphChecks.Add(check);
+        return IdLimit + (uint)(_graphChecks.Count - 1);
+    }
+
+    /// <summary>A graph was replayed: its checks may have reported, so the next read looks at the record.</summary>
+    public void NoteReplay() => _graphUnverified = true;
+
+    private bool NothingToVerify => _next == _verified && !_graphUnverified;
 
     private uint Reserve(uint count)
     {
@@ -97,9 +125,9 @@ internal sealed unsafe class DeviceErrors : IDisposable
     /// <summary>Before a blocking read: queue the copy of the record's first word, ordered after every check issued.</summary>
     public void BeforeWait()
     {
-        if (_record == 0 || _next == _verified || _snapshotEnd != 0) return;
+        if (_record == 0 || NothingToVerify || _snapshotEnd != 0) return;
         _device.CopyDeviceToHostAsync(_record, (void*)_snapshot, sizeof(ulong));
-        _snapshotEnd = _next;
+        _snapshotEnd = Math.Max(1, _next);
     }
 
     /// <summary>After the blocking read returned (so the queued copy has landed): raise what the record holds.</summary>
@@ -109,18 +137,26 @@ internal sealed unsafe class DeviceErrors : IDisposable
         uint end = _snapshotEnd;
         _snapshotEnd = 0;
         ulong first = *(ulong*)_snapshot;
-        if (first == Clean) _verified = Math.Max(_verified, end);
+        if (first == Clean)
+        {
+            _verified = Math.Max(_verified, Math.Min(end, _next));
+            _graphUnverified = false;
+        }
         else Raise(first);
     }
 
     /// <summary>Reads the record now (one synchronisation) and raises what it holds; for debug sync and a full ring.</summary>
     public void Drain()
     {
-        if (_record == 0 || _next == _verified) return;
+        if (_record == 0 || NothingToVerify) return;
         _snapshotEnd = 0;
         ulong first;
         _device.CopyDeviceToHost(_record, &first, sizeof(ulong));
-        if (first == Clean) _verified = _next;
+        if (first == Clean)
+        {
+            _verified = _next;
+            _graphUnverified = false;
+        }
         else Raise(first);
     }
 
@@ -131,7 +167,8 @@ internal sealed unsafe class DeviceErrors : IDisposable
         _device.CopyDeviceToHost(_record + (nint)((1 + id % Ring) * sizeof(ulong)), &detail, sizeof(ulong));
         Reset();
         _verified = _next; // later reports are most likely consequences of this one
-        var (op, kind, bound) = _checks[id % Ring];
+        _graphUnverified = false;
+        var (op, kind, bound) = id >= IdLimit ? _graphChecks[(int)(id - IdLimit)] : _checks[id % Ring];
         throw new ArgumentException(Message(op, kind, bound, (int)(detail >> 32), (int)(uint)detail), ArgumentName(kind));
     }
 

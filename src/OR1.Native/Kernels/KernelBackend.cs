@@ -83,6 +83,8 @@ public abstract class KernelBackend : BackendBase
     public override IDeviceGraph? CaptureGraph(Action work)
     {
         ArgumentNullException.ThrowIfNull(work);
+        _ = _runtime.Errors.Record; // the device error record is allocated before: a capture cannot allocate
+        long epoch = _launch.ScratchEpoch;
         _runtime.BeginCapture();
         try
         {
@@ -94,7 +96,28 @@ public abstract class KernelBackend : BackendBase
             try { _runtime.EndCapture().Dispose(); } catch (KernelException) { } catch (Cuda.CudaException) { }
             throw;
         }
-        return _runtime.EndCapture();
+        return new KernelGraph(this, _runtime.EndCapture(), epoch);
+    }
+
+    /// <summary>
+    /// A graph of this backend: it replays only while the launchers' scratch buffers are where the capture found them
+    /// (a later, larger op may move one), and each replay tells the error record that its checks may have reported.
+    /// </summary>
+    private sealed class KernelGraph(KernelBackend backend, IDeviceGraph graph, long epoch) : IDeviceGraph
+    {
+        public int Nodes => graph.Nodes;
+
+        public bool IsCurrent => backend._launch.ScratchEpoch == epoch;
+
+        public void Replay()
+        {
+            if (!IsCurrent)
+                throw new InvalidOperationException("a scratch buffer that this graph uses was reallocated since its capture (a larger op ran): capture it again");
+            backend._runtime.Errors.NoteReplay();
+            graph.Replay();
+        }
+
+        public void Dispose() => graph.Dispose();
     }
 
     // ---------------------------------------------------------------- ops: the launchers do the work

@@ -19,6 +19,9 @@ internal sealed unsafe class KernelLaunchers : IDisposable
 
     private readonly InstrumentedRuntime _rt;
     private readonly ScratchBuffers _scratch;
+
+    /// <summary>Changes whenever a scratch buffer moves (<see cref="ScratchBuffers.Epoch"/>).</summary>
+    public long ScratchEpoch => _scratch.Epoch;
     private long[] _normTable = [];
     private long[] _adamWTable = [];
 

@@ -12,6 +12,9 @@ internal sealed class ScratchBuffers(IKernelRuntime runtime) : IDisposable
     private readonly nint[] _pointers = new nint[(int)Slot.Count];
     private readonly long[] _sizes = new long[(int)Slot.Count];
 
+    /// <summary>How many times a buffer was (re)allocated: a device graph that captured the old address is stale.</summary>
+    public long Epoch { get; private set; }
+
     /// <summary>A buffer of at least <paramref name="bytes"/> bytes for <paramref name="slot"/>.</summary>
     public nint Get(Slot slot, long bytes)
     {
@@ -23,6 +26,7 @@ internal sealed class ScratchBuffers(IKernelRuntime runtime) : IDisposable
             long size = Math.Max(bytes, Math.Max(256, _sizes[i] * 2));
             _pointers[i] = runtime.Allocate(size);
             _sizes[i] = size;
+            Epoch++;
         }
         return _pointers[i];
     }

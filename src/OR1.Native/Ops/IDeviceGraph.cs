@@ -11,6 +11,12 @@ public interface IDeviceGraph : IDisposable
     /// <summary>Operations recorded (kernel launches, GEMMs, device copies).</summary>
     int Nodes { get; }
 
+    /// <summary>
+    /// False once memory the capture used behind the ops' backs (a launcher's scratch) has moved, after a larger op
+    /// reallocated it: <see cref="Replay"/> then throws, and the work must be captured again.
+    /// </summary>
+    bool IsCurrent { get; }
+
     /// <summary>Queues the recorded work on the backend's stream; returns without waiting.</summary>
     void Replay();
 }

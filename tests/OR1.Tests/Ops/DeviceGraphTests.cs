@@ -84,4 +84,27 @@ public sealed class DeviceGraphTests(BackendCase backendCase) : OpTestBase(backe
             Assert.That(x.ToFloats(), Is.EqualTo(TestData.Normal(16, 1)), $"after {what}: nothing recorded ran, and the backend works");
         }
     }
+
+    /// <summary>A bad index that only a replay meets is still reported, naming the captured op, at the next synchronisation.</summary>
+    [Test]
+    public void AReplaysDeviceSideCheckReportsLikeADirectRun()
+    {
+        if (!HasGraphs) Assert.Ignore($"{Case.Name} has no graphs");
+        var table = Floats(TestData.Normal(4 * 3, 5), 4, 3);
+        var indices = Ints([0, 3, 1], 3);
+        var rows = Zeros(3, 3);
+        Backend.GatherRows(table, indices, rows); // the direct run first: the record exists, the op is warm
+        using var graph = Backend.CaptureGraph(() => Backend.GatherRows(table, indices, rows))!;
+        Assert.That(graph.IsCurrent, Is.True);
+        graph.Replay();
+        Assert.That(rows.ToFloats(), Is.Not.All.Zero, "a clean replay reads back without an error");
+        Backend.Upload<int>([0, 7, 1], indices);
+        graph.Replay();
+        var e = Assert.Throws<ArgumentException>(() => rows.ToFloats());
+        Assert.That(e!.Message, Does.Contain("GatherRows").And.Contain("'rowIndices' has 7 at position 1"));
+        // The report is consumed; the graph replays cleanly on good data again.
+        Backend.Upload<int>([2, 2, 2], indices);
+        graph.Replay();
+        Assert.That(rows.ToFloats().Take(3), Is.EqualTo(TestData.Normal(12, 5).Skip(6).Take(3)));
+    }
 }
