@@ -16,12 +16,15 @@ public static class KvCacheMemoryOption
     /// <summary>The budget the option's text names (null: 0, the engine's default); checked before a command loads anything.</summary>
     public static long Bytes(string? kvCacheMemory) => kvCacheMemory is null ? 0 : ByteSize.Parse(kvCacheMemory, "--kv-cache-memory");
 
-    /// <summary>The engine for a command with that budget; a budget the engine refuses (below one page) is the option's error.</summary>
-    public static Qwen2Generator CreateGenerator(Qwen2Model model, int maxBatch, int maxLength, long bytes, string? kvCacheMemory)
+    /// <summary>
+    /// The engine for a command with that budget (and <c>--cuda-graphs</c>); a budget the engine refuses (below one page)
+    /// is the option's error.
+    /// </summary>
+    public static Qwen2Generator CreateGenerator(Qwen2Model model, int maxBatch, int maxLength, long bytes, string? kvCacheMemory, bool deviceGraphs = true)
     {
         try
         {
-            return new Qwen2Generator(model, maxBatch, maxLength, kvCacheBytes: bytes);
+            return new Qwen2Generator(model, maxBatch, maxLength, kvCacheBytes: bytes, deviceGraphs: deviceGraphs);
         }
         catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
         {

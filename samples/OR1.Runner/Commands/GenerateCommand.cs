@@ -28,16 +28,17 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Sampler seed", DefaultValueFactory = _ => 0UL };
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
         var kvMemory = KvCacheMemoryOption.Create();
+        var cudaGraphs = CudaGraphsOption.Create();
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
-        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, device, precision };
+        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, cudaGraphs, device, precision };
         command.SetAction(r => Run(new Arguments(r.GetValue(model)!, r.GetValue(prompt), r.GetValue(input), r.GetValue(output), r.GetValue(samples),
-            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision), r.GetValue(kvMemory))));
+            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision), r.GetValue(kvMemory), r.GetValue(cudaGraphs))));
         return command;
     }
 
     public sealed record Arguments(string Model, string? Prompt, string? Input, string? Output, int Samples, int MaxNewTokens,
-        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null, string? KvCacheMemory = null);
+        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null, string? KvCacheMemory = null, bool CudaGraphs = true);
 
     public static int Run(Arguments a)
     {
@@ -62,7 +63,7 @@ public static class GenerateCommand
         if (longest + a.MaxNewTokens > model.Config.MaxPositionEmbeddings)
             Console.Error.WriteLine($"warning: prompt ({longest} tokens) + --max-new-tokens {a.MaxNewTokens} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
 
-        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes, a.KvCacheMemory);
+        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes, a.KvCacheMemory, a.CudaGraphs);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),
@@ -126,11 +127,14 @@ public static class GenerateCommand
     {
         var invariant = System.Globalization.CultureInfo.InvariantCulture;
         string cut = s.TruncatedMassSum > 0 ? string.Create(invariant, $", mean mass cut by top-k/top-p {s.MeanTruncatedMass:G3}") : "";
+        string graphs = s.DecodeGraphCaptures > 0
+            ? string.Create(invariant, $", {s.DecodeGraphReplays:N0} of {s.DecodeSteps:N0} steps replayed from {s.DecodeGraphCaptures} device graphs")
+            : "";
         return string.Create(invariant,
             $"{s.PrefillTokens:N0} prompt tokens prefilled in {s.Prefills:N0} waves ({s.PrefillTokensPerSecond:N0} tok/s), " +
             $"{s.DecodeTokens:N0} tokens decoded in {s.DecodeSteps:N0} steps ({s.DecodeTokensPerSecond:N0} tok/s), " +
             $"mean batch {s.MeanOccupancy * 100:F1}% of {s.Slots} slots ({s.MeanOccupancyWhileQueued * 100:F1}% while requests waited), " +
-            $"KV cache peak {s.PeakCacheUse * 100:F1}% of {s.CachePages:N0} pages, {s.Preemptions:N0} pre-emptions{cut}");
+            $"KV cache peak {s.PeakCacheUse * 100:F1}% of {s.CachePages:N0} pages, {s.Preemptions:N0} pre-emptions{cut}{graphs}");
     }
 
     /// <summary>"1,234 tok/s" over the time so far.</summary>

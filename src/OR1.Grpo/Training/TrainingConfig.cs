@@ -64,6 +64,11 @@ public sealed record TrainingConfig
     /// prompt and response, or half the free memory when that is less. A full cache pre-empts and recomputes samples.
     /// </summary>
     public long KvCacheMemoryBytes { get; init; }
+    /// <summary>
+    /// Decode steps as device graphs where the backend has them (CUDA graphs; the emulator's recorded launches): true by
+    /// default; false launches every op of every step (for profiling, or a driver whose graphs misbehave).
+    /// </summary>
+    public bool CudaGraphs { get; init; } = true;
     public int CheckpointEvery { get; init; } = 20;
     public int KeepCheckpoints { get; init; } = 3;
     public int ValidateEvery { get; init; } = 20;

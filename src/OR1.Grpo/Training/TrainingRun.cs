@@ -65,7 +65,8 @@ public sealed class TrainingRun : IDisposable
         int slots = Math.Min(config.RolloutBatch, Math.Max(config.Stages.Max(s => s.PromptsPerStep * s.GroupSize), Math.Max(1, validation.Count) * config.ValidationK));
         try
         {
-            _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse, kvCacheBytes: config.KvCacheMemoryBytes);
+            _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse, kvCacheBytes: config.KvCacheMemoryBytes,
+                deviceGraphs: config.CudaGraphs);
         }
         catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
         {

@@ -38,7 +38,7 @@ public sealed class Qwen2Generator : IDisposable
     private Qwen2Activations? _prefill;
     private readonly PackedBatchBuffers _prefillBatch;
     private Tensor? _prefillCacheRows, _logProbHistory, _truncatedHistory;
-    private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams;
+    private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated;
     private readonly int[] _hostDecodeInputs, _hostPageTable, _hostWaveStreams;
     private int[] _hostPromptTokens = [], _hostPromptLengths = [], _hostCacheRows = [], _historyOwner = [];
     private float[] _hostLogProbHistory = [], _hostTruncatedHistory = [];
@@ -60,7 +60,8 @@ public sealed class Qwen2Generator : IDisposable
     /// pre-emption) if half the backend's free memory holds it, else that half (<see cref="KvCacheSizing"/>). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
     /// reads a page as one run) and 32 elsewhere.
     /// </summary>
-    public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0, long kvCacheBytes = 0, int pageSize = 0)
+    public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0, long kvCacheBytes = 0, int pageSize = 0,
+        bool deviceGraphs = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
@@ -70,6 +71,7 @@ public sealed class Qwen2Generator : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(pageSize);
         _model = model;
         _backend = model.Backend;
+        DeviceGraphs = deviceGraphs;
         MaxBatch = maxBatch;
         MaxLength = maxLength;
         PrefillTokenBudget = prefillTokenBudget > 0 ? prefillTokenBudget : Math.Max(maxLength, 4096);
@@ -101,6 +103,8 @@ public sealed class Qwen2Generator : IDisposable
         _waveStreams = Ints(2 * maxBatch);
         _hostWaveStreams = new int[2 * maxBatch];
         _sampled = Ints(maxBatch);
+        _stepLogProbs = _backend.Allocate(DType.Float32, new TensorShape(maxBatch));
+        _stepTruncated = _backend.Allocate(DType.Float32, new TensorShape(maxBatch));
         _lastRows = Ints(maxBatch);
         _logits = _backend.Allocate(DType.Float32, new TensorShape(maxBatch, c.VocabSize));
         _lastHidden = _backend.Allocate(model.Storage, new TensorShape(maxBatch, c.HiddenSize));
@@ -108,6 +112,15 @@ public sealed class Qwen2Generator : IDisposable
 
     public int MaxBatch { get; }
     public int MaxLength { get; }
+
+    /// <summary>
+    /// Whether decode steps run as device graphs where the backend has them (CUDA graphs on the Cuda backend, recorded
+    /// launches on the emulator; <c>--cuda-graphs</c>): a step's hundreds of launches become one. Each call captures a
+    /// graph per batch-size bucket (powers of two up to MaxBatch; a step's rows are padded to its bucket with rows that
+    /// write only the sink page) after running that bucket's first step directly; the page table then has a fixed width.
+    /// Off, or on a backend without graphs (Cpu, ILGPU), every step launches its ops.
+    /// </summary>
+    public bool DeviceGraphs { get; }
 
     /// <summary>Prompt tokens prefilled per iteration at most (one longer prompt goes alone).</summary>
     public int PrefillTokenBudget { get; }
@@ -200,7 +213,11 @@ public sealed class Qwen2Generator : IDisposable
         var run = new Run(this, prompts, requests, options, progress);
         // The weights do not change during a call: the backend may prepare them once for the call's many small
         // products (the Cpu backend packs each for its GEMM once instead of at every decode step; same bits).
-        using (_backend.FreezeWeights(_model.Weights.ProjectionWeights)) run.Execute();
+        using (_backend.FreezeWeights(_model.Weights.ProjectionWeights))
+        {
+            try { run.Execute(); }
+            finally { run.DisposeGraphs(); }
+        }
         LastStats = run.Stats;
         return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated, q.TruncatedMass)).ToArray();
     }
@@ -252,8 +269,6 @@ public sealed class Qwen2Generator : IDisposable
                 // Generate checked that every request fits the cache alone, so an empty engine always admits one.
                 if (_running.Count == 0 && Waiting && _finished < requests.Length && !AdmitAndPrefill())
                     throw new InvalidOperationException("the rollout engine could not admit a request into an empty KV cache");
-                // The last report carries the whole call's stats, the log-probs' (sampled tokens, truncated mass) included.
-                if (_running.Count == 0 && !Waiting) FlushLogProbs();
                 int inUse = g.CachePages - g._pages.FreeCount;
                 _stats = _stats with { CachePagesInUse = inUse, PeakCachePagesInUse = Math.Max(_stats.PeakCachePagesInUse, inUse) };
                 progress?.Report(new GenerationProgress(_finished, requests.Length, _sampledTokens, _stats));
@@ -279,7 +294,7 @@ public sealed class Qwen2Generator : IDisposable
                 q.TruncatedMass.Add(mass);
                 truncated += mass;
             }
-            _stats = _stats with { SampledTokens = _stats.SampledTokens + _written, TruncatedMassSum = _stats.TruncatedMassSum + truncated };
+            _stats = _stats with { TruncatedMassSum = _stats.TruncatedMassSum + truncated };
             _written = 0;
         }
 
@@ -326,9 +341,22 @@ public sealed class Qwen2Generator : IDisposable
         private void SampleRows(int rows, Tensor streams, List<int> owners, string where)
         {
             var b = g._backend;
+            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._stepLogProbs.SliceRows(0, rows),
+                _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
+            TakeSampled(rows, owners, where);
+        }
+
+        /// <summary>
+        /// After a sampling of <paramref name="rows"/> rows into the step buffers: their log-probs (and truncated masses)
+        /// go on into the history on the device, the tokens come back (the one synchronisation), the owners are noted.
+        /// </summary>
+        private void TakeSampled(int rows, List<int> owners, string where)
+        {
+            var b = g._backend;
             if (_written + rows > g._logProbHistory!.ElementCount) FlushLogProbs();
-            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows),
-                _filtered ? g._truncatedHistory!.SliceRows(_written, rows) : null);
+            b.Copy(g._stepLogProbs.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows));
+            _stats = _stats with { SampledTokens = _stats.SampledTokens + rows };
+            if (_filtered) b.Copy(g._stepTruncated.SliceRows(0, rows), g._truncatedHistory!.SliceRows(_written, rows));
             // The one synchronisation: the host decides from the tokens which requests stop.
             b.Download<int>(g._sampled.SliceRows(0, rows), _tokens.AsSpan(0, rows));
             CheckTokens(rows, where);
@@ -369,19 +397,39 @@ public sealed class Qwen2Generator : IDisposable
             }
         }
 
+        // Per batch-size bucket, this call's decode graph (captured with its seed, sampling options and temperature).
+        private readonly Dictionary<int, IDeviceGraph> _graphs = [];
+        private bool _graphsAvailable = g.DeviceGraphs;
+        public int GraphCaptures, GraphReplays;
+
+        /// <summary>The rows a step of <paramref name="n"/> requests runs: n, or its bucket (a power of two up to MaxBatch) with graphs.</summary>
+        private int StepRows(int n) => _graphsAvailable ? Math.Min(g.MaxBatch, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n)) : n;
+
         private void DecodeStep()
         {
             ReservePages();
             if (_running.Count == 0) return;
             var timer = Stopwatch.StartNew();
             bool queued = Waiting;
-            int n = _running.Count;
+            int n = _running.Count, rows = StepRows(n);
             Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions);
             Span<int> lengths = g.HostInput(DecodeInput.Lengths), streams = g.HostInput(DecodeInput.Streams), cacheRows = g.HostInput(DecodeInput.CacheRows);
-            int tablePages = 0;
+            // A graph's table has a fixed width; otherwise it is as wide as the longest running request needs.
+            int tablePages = _graphsAvailable ? g.MaxPagesPerRequest : 0;
             for (int j = 0; j < n; j++) tablePages = Math.Max(tablePages, requests[_running[j]].Pages.Count);
-            for (int j = 0; j < n; j++)
+            for (int j = 0; j < rows; j++)
             {
+                if (j >= n)
+                {
+                    // A padding row of a graph's bucket: token 0 at position 0 of the sink page, whose output is never read.
+                    tokens[j] = positions[j] = 0;
+                    lengths[j] = 1;
+                    streams[2 * j] = streams[2 * j + 1] = 0;
+                    cacheRows[j] = g.SinkPage * g.PageSize;
+                    g._hostPageTable[j * tablePages] = g.SinkPage;
+                    for (int i = 1; i < tablePages; i++) g._hostPageTable[j * tablePages + i] = -1;
+                    continue;
+                }
                 int r = _running[j];
                 var q = requests[r];
                 tokens[j] = q.Pending;
@@ -391,30 +439,38 @@ public sealed class Qwen2Generator : IDisposable
                 lengths[j] = q.Length;
                 streams[2 * j] = r;
                 streams[2 * j + 1] = q.Tokens.Count;
-                // The page table [n, tablePages]; entries past a row's pages are never read.
+                // The page table [rows, tablePages]; entries past a row's pages are never read.
                 for (int i = 0; i < tablePages; i++) g._hostPageTable[j * tablePages + i] = i < q.Pages.Count ? q.Pages[i] : -1;
                 Debug.Assert(q.Length <= g.MaxLength, "decode past the request's maximum length");
             }
-            // One copy for the step's inputs (runs of MaxBatch ints, the last cut to the n entries used), one for the table.
-            int uploaded = g.Offset(DecodeInput.CacheRows) + n;
+            // One copy for the step's inputs (runs of MaxBatch ints, the last cut to the rows used), one for the table.
+            int uploaded = g.Offset(DecodeInput.CacheRows) + rows;
             var b = g._backend;
             b.Upload<int>(g._hostDecodeInputs.AsSpan(0, uploaded), g._decodeInputs.SliceRows(0, uploaded));
-            var table = g._pageTable.SliceRows(0, n * tablePages);
-            b.Upload<int>(g._hostPageTable.AsSpan(0, n * tablePages), table);
-            var tableTensor = table.Reshape(n, tablePages);
+            var table = g._pageTable.SliceRows(0, rows * tablePages);
+            b.Upload<int>(g._hostPageTable.AsSpan(0, rows * tablePages), table);
+            var tableTensor = table.Reshape(rows, tablePages);
 
-            var model = g._model;
-            b.EmbeddingForward(g.DeviceInput(DecodeInput.Tokens, n), model.Weights.Embedding, g._decode.Residuals[0].SliceRows(0, n));
-            var lengthTensor = g.DeviceInput(DecodeInput.Lengths, n);
-            var rowsTensor = g.DeviceInput(DecodeInput.CacheRows, n);
-            model.RunLayers(g._decode, n, g.DeviceInput(DecodeInput.Positions, n), (layer, _, q, k, v, attention, _) =>
+            if (!_graphsAvailable) DecodeWork(rows, tableTensor);
+            else if (_graphs.TryGetValue(rows, out var graph) && graph.IsCurrent)
             {
-                b.ScatterRows(k, rowsTensor, g._cache.KeyRows(layer));
-                b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
-                b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
-            });
-            Logits(model.FinalNorm(g._decode, n), g._logits.SliceRows(0, n));
-            SampleRows(n, g.DeviceInput(DecodeInput.Streams, n), _running, "a decode step");
+                graph.Replay();
+                GraphReplays++;
+            }
+            else
+            {
+                // The bucket's first step runs directly (it warms what a capture cannot allocate), then is captured.
+                DecodeWork(rows, tableTensor);
+                graph?.Dispose();
+                var captured = b.CaptureGraph(() => DecodeWork(rows, tableTensor));
+                if (captured is null) _graphsAvailable = false; // the backend has no graphs: launch from now on
+                else
+                {
+                    _graphs[rows] = captured;
+                    GraphCaptures++;
+                }
+            }
+            TakeSampled(n, _running, "a decode step");
 
             _survivors.Clear();
             for (int j = 0; j < n; j++) Take(_running[j], _tokens[j]);
@@ -424,7 +480,38 @@ public sealed class Qwen2Generator : IDisposable
                 DecodeTokens = _stats.DecodeTokens + n, DecodeSeconds = _stats.DecodeSeconds + timer.Elapsed.TotalSeconds,
                 DecodeSteps = _stats.DecodeSteps + 1, DecodeRows = _stats.DecodeRows + n,
                 QueuedSteps = _stats.QueuedSteps + (queued ? 1 : 0), QueuedRows = _stats.QueuedRows + (queued ? n : 0),
+                DecodeGraphReplays = GraphReplays, DecodeGraphCaptures = GraphCaptures,
             };
+        }
+
+        /// <summary>
+        /// A decode step's device work over <paramref name="rows"/> rows whose inputs are uploaded: embed, the layers
+        /// (each writes its keys and values to the cache, then attends through the page table), the LM head and the
+        /// sampler into the step buffers. Nothing in it touches the host, so it can be captured as a graph.
+        /// </summary>
+        private void DecodeWork(int rows, Tensor tableTensor)
+        {
+            var b = g._backend;
+            var model = g._model;
+            b.EmbeddingForward(g.DeviceInput(DecodeInput.Tokens, rows), model.Weights.Embedding, g._decode.Residuals[0].SliceRows(0, rows));
+            var lengthTensor = g.DeviceInput(DecodeInput.Lengths, rows);
+            var rowsTensor = g.DeviceInput(DecodeInput.CacheRows, rows);
+            model.RunLayers(g._decode, rows, g.DeviceInput(DecodeInput.Positions, rows), (layer, _, q, k, v, attention, _) =>
+            {
+                b.ScatterRows(k, rowsTensor, g._cache.KeyRows(layer));
+                b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
+                b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
+            });
+            Logits(model.FinalNorm(g._decode, rows), g._logits.SliceRows(0, rows));
+            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, g.DeviceInput(DecodeInput.Streams, rows), g._sampled.SliceRows(0, rows),
+                g._stepLogProbs.SliceRows(0, rows), _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
+        }
+
+        /// <summary>This call's graphs are for its seed and options only.</summary>
+        public void DisposeGraphs()
+        {
+            foreach (var graph in _graphs.Values) graph.Dispose();
+            _graphs.Clear();
         }
 
         /// <summary>The tokens a request's prefill runs: its prompt, and for a pre-empted one the tokens before its pending one.</summary>
@@ -616,6 +703,6 @@ public sealed class Qwen2Generator : IDisposable
         _prefillCacheRows?.Dispose();
         _logProbHistory?.Dispose();
         _truncatedHistory?.Dispose();
-        foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams }) t.Dispose();
+        foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated }) t.Dispose();
     }
 }

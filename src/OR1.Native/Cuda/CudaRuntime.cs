@@ -25,10 +25,15 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     // The device's facts as read at start-up; free memory is asked again whenever they are.
     private readonly GpuFacts _facts;
     private bool _disposed;
+    private readonly ulong _cublasWorkspace;
 
-    private CudaRuntime(int device, nint context, nint stream, nint cublas, CudaModules modules, string description, int multiprocessors, int sharedOptIn,
-        int capability, bool tf32, GpuFacts facts)
+    /// <summary>The workspace given to cuBLAS (cublasSetWorkspace).</summary>
+    private const int CublasWorkspaceBytes = 32 << 20;
+
+    private CudaRuntime(int device, nint context, nint stream, nint cublas, ulong cublasWorkspace, CudaModules modules, string description,
+        int multiprocessors, int sharedOptIn, int capability, bool tf32, GpuFacts facts)
     {
+        _cublasWorkspace = cublasWorkspace;
         _facts = facts;
         _tf32 = tf32;
         _capability = capability;
@@ -135,6 +140,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
 
         CudaErrors.Driver(CudaDriver.cuDevicePrimaryCtxRetain(out nint context, device), "cuDevicePrimaryCtxRetain");
         nint stream = 0, cublas = 0;
+        ulong workspace = 0;
         CudaModules? modules = null;
         try
         {
@@ -152,6 +158,10 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
                 {
                     CudaErrors.Cublas(Cublas.cublasCreate(out cublas), "cublasCreate");
                     CudaErrors.Cublas(Cublas.cublasSetStream(cublas, stream), "cublasSetStream");
+                    // cuBLAS's own workspace, set once: a GEMM captured into a graph must not allocate one (NVIDIA's advice
+                    // for graphs: 32 MiB on Hopper, which covers the smaller needs of earlier parts).
+                    CudaErrors.Driver(CudaDriver.cuMemAlloc(out workspace, (nuint)CublasWorkspaceBytes), "cuMemAlloc (cuBLAS workspace)");
+                    CudaErrors.Cublas(Cublas.cublasSetWorkspace(cublas, (nint)workspace, (nuint)CublasWorkspaceBytes), "cublasSetWorkspace");
                     cublasVersionText = Cublas.cublasGetVersion(cublas, out int cublasVersion) == 0 ? CudaLibraryVersions.FormatCublas(cublasVersion) : "(version unknown)";
                     gemm = $"cuBLAS {cublasVersionText}{(options.Tf32 ? ", TF32 for fp32" : "")}";
                 }
@@ -174,12 +184,13 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
             string driver = CudaLibraryVersions.FormatDriver(driverVersion);
             string description = $"Cuda ({name}, sm_{capability}, {sms} SMs, {totalMemory / (1UL << 20)} MiB, driver {driver}; kernels: {modules.Source}; GEMM: {gemm})";
             var facts = new GpuFacts(name, ordinal, sms, major, minor, (long)totalMemory, null, driver, null, cublasVersionText);
-            return new CudaRuntime(device, context, stream, cublas, modules, description, sms, sharedOptIn, capability, options.Tf32, facts);
+            return new CudaRuntime(device, context, stream, cublas, workspace, modules, description, sms, sharedOptIn, capability, options.Tf32, facts);
         }
         catch
         {
             modules?.Dispose();
             if (cublas != 0) Cublas.cublasDestroy(cublas);
+            if (workspace != 0) CudaDriver.cuMemFree(workspace);
             if (stream != 0) CudaDriver.cuStreamDestroy(stream);
             CudaDriver.cuDevicePrimaryCtxRelease(device);
             throw;
@@ -452,6 +463,7 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         }
         _modules.Dispose();
         if (_cublas != 0) Cublas.cublasDestroy(_cublas);
+        if (_cublasWorkspace != 0) CudaDriver.cuMemFree(_cublasWorkspace);
         CudaDriver.cuStreamDestroy(_stream);
         _disposed = true;
         CudaDriver.cuDevicePrimaryCtxRelease(_device);

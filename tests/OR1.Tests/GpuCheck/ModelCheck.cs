@@ -101,6 +101,10 @@ public static class ModelCheck
             double seconds = timer.Elapsed.TotalSeconds;
             long tokens = result.Sum(r => (long)r.Tokens.Count);
             var used = backend.Counters - before;
+            var counters = CounterTable(used);
+            counters["graph_captures"] = generator.LastStats.DecodeGraphCaptures;
+            counters["graph_replays"] = generator.LastStats.DecodeGraphReplays;
+            counters["decode_steps"] = generator.LastStats.DecodeSteps;
             generation = new GpuCheckRecord
             {
                 Key = $"model/generate/{precision.Name()}",
@@ -111,7 +115,7 @@ public static class ModelCheck
                 Ms = seconds * 1e3,
                 TokensPerS = tokens / seconds,
                 PeakBytes = backend.DeviceBytes.Peak,
-                Counters = CounterTable(used),
+                Counters = counters,
             };
             log($"model check: generated {tokens} tokens in {seconds:F2} s, {tokens / seconds:F0} tokens/s, {used}");
         }

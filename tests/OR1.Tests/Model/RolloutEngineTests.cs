@@ -234,6 +234,43 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
         }
     }
 
+    /// <summary>
+    /// Decode steps replayed as device graphs (buckets of 1, 2, 4 and 6 rows, padding rows included) give the tokens of
+    /// steps that launch their ops, and the log-probs and truncated masses within rounding (a padded step's decode may
+    /// split its rows differently); on the kernel backends the graphs were captured and replayed, elsewhere not.
+    /// </summary>
+    [Test]
+    public void DecodeGraphsChangeNoResponse()
+    {
+        using var model = Model(730);
+        var options = new GenerationOptions(9, new SamplingOptions(1f, 0.9f), [3], SamplesPerPrompt: 3, Seed: 8);
+        IReadOnlyList<GeneratedSample> launched, graphed;
+        GenerationStats stats;
+        using (var g = new Qwen2Generator(model, maxBatch: 6, maxLength: 20, deviceGraphs: false)) launched = g.Generate(Prompts, options);
+        using (var g = new Qwen2Generator(model, maxBatch: 6, maxLength: 20))
+        {
+            Assert.That(g.DeviceGraphs, Is.True, "graphs are on by default");
+            graphed = g.Generate(Prompts, options);
+            stats = g.LastStats;
+            // A second call captures its own graphs (they hold the call's seed and options) and gives the same again.
+            var again = g.Generate(Prompts, options);
+            for (int i = 0; i < graphed.Count; i++) Assert.That(again[i].Tokens, Is.EqualTo(graphed[i].Tokens), $"request {i}: a second call");
+        }
+        TestContext.Out.WriteLine($"{stats.DecodeGraphCaptures} graphs captured, {stats.DecodeGraphReplays} of {stats.DecodeSteps} steps replayed");
+        for (int i = 0; i < launched.Count; i++)
+        {
+            Assert.That(graphed[i].Tokens, Is.EqualTo(launched[i].Tokens), $"request {i}: tokens with graphs vs launched ops");
+            TensorAssert.Close(graphed[i].LogProbs.ToArray(), launched[i].LogProbs.ToArray(), 1e-5, 1e-5, $"request {i}: log-probs");
+            TensorAssert.Close(graphed[i].TruncatedMass!.ToArray(), launched[i].TruncatedMass!.ToArray(), 1e-5, 1e-5, $"request {i}: truncated masses");
+        }
+        if (_backend is OR1.Native.Kernels.KernelBackend)
+        {
+            Assert.That(stats.DecodeGraphCaptures, Is.InRange(2, 8), "a graph per bucket met (1, 2, 4, 6 rows), recaptured only if scratch moved");
+            Assert.That(stats.DecodeGraphReplays, Is.GreaterThan(stats.DecodeSteps / 2), "most steps are replays");
+        }
+        else Assert.That(stats.DecodeGraphCaptures + stats.DecodeGraphReplays, Is.Zero, "a backend without graphs launches every step");
+    }
+
     private static long PageBytes(Qwen2Model model, int pageSize) =>
         2L * model.Config.NumHiddenLayers * pageSize * model.Config.NumKeyValueHeads * model.Config.HeadDim * sizeof(float);
 
