@@ -31,7 +31,8 @@ namespace OR1.Native.Cpu;
 /// <para>The files: AttentionForward.cs, AttentionBackward.cs and AttentionDecode.cs hold the entry
 /// points and their work items; AttentionJob.cs the call's arguments and work-item table;
 /// AttentionTiles.cs the packing, tile loads and masked score tiles that forward and backward share;
-/// AttentionVectorMath.cs the row helpers.</para>
+/// AttentionSpans.cs the softmax spans and their merge that forward and decode share (so a decoded row has the
+/// forward's bits); AttentionVectorMath.cs the row helpers.</para>
 /// </remarks>
 internal static unsafe partial class CpuAttention
 {

@@ -67,7 +67,4 @@ internal static class SamplingRules
 
     /// <summary>The 53 random bits of row <paramref name="row"/> (the numerator of <see cref="CounterRng.Uniform"/>).</summary>
     public static ulong UniformBits(ulong seed, ulong counter, ulong row) => CounterRng.Hash(seed, counter, row) >> 11;
-
-    /// <summary>log(sum of e) from the total weight: log(W) - F ln 2.</summary>
-    public static double LogTotal(ulong totalWeight, int fractionBits) => Math.Log(totalWeight) - fractionBits * 0.69314718055994530942;
 }
