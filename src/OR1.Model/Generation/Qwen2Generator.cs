@@ -122,6 +122,9 @@ public sealed class Qwen2Generator : IDisposable
     /// </summary>
     public bool DeviceGraphs { get; }
 
+    /// <summary>Why the last decode-graph capture failed (the engine then launched every op), or null.</summary>
+    public string? GraphFailure { get; private set; }
+
     /// <summary>Prompt tokens prefilled per iteration at most (one longer prompt goes alone).</summary>
     public int PrefillTokenBudget { get; }
 
@@ -462,8 +465,19 @@ public sealed class Qwen2Generator : IDisposable
                 // The bucket's first step runs directly (it warms what a capture cannot allocate), then is captured.
                 DecodeWork(rows, tableTensor);
                 graph?.Dispose();
-                var captured = b.CaptureGraph(() => DecodeWork(rows, tableTensor));
-                if (captured is null) _graphsAvailable = false; // the backend has no graphs: launch from now on
+                IDeviceGraph? captured;
+                try
+                {
+                    captured = b.CaptureGraph(() => DecodeWork(rows, tableTensor));
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // A driver that refuses the capture costs the speed of graphs, not the generation: this step's
+                    // results came from the direct run, and the rest of the call launches its ops. The reason is kept.
+                    g.GraphFailure = $"{e.GetType().Name}: {e.Message}";
+                    captured = null;
+                }
+                if (captured is null) _graphsAvailable = false; // no graphs (or a failed capture): launch from now on
                 else
                 {
                     _graphs[rows] = captured;

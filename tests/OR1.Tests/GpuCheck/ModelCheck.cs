@@ -116,8 +116,10 @@ public static class ModelCheck
                 TokensPerS = tokens / seconds,
                 PeakBytes = backend.DeviceBytes.Peak,
                 Counters = counters,
+                Implementation = generator.GraphFailure is { } failure ? $"decode graphs failed, ops launched: {failure}" : "decode steps as device graphs",
             };
-            log($"model check: generated {tokens} tokens in {seconds:F2} s, {tokens / seconds:F0} tokens/s, {used}");
+            log($"model check: generated {tokens} tokens in {seconds:F2} s, {tokens / seconds:F0} tokens/s, {used}" +
+                (generator.GraphFailure is { } why ? $"; decode graphs failed: {why}" : $"; {generator.LastStats.DecodeGraphReplays} steps replayed from graphs"));
         }
         // On-policy: the engine's log-prob of each sampled token against the trainer's forward over the whole sequence
         // (after the generator is gone, so its KV cache's memory is free). Bit-identical on the Cpu backend; the goal here
