@@ -343,11 +343,14 @@ public sealed class Qwen2Generator : IDisposable
         /// <summary>Samples rows [0, rows) of the logits with the given streams, downloads the tokens, records the owners of the log-probs.</summary>
         private void SampleRows(int rows, Tensor streams, List<int> owners, string where)
         {
-            var b = g._backend;
-            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._stepLogProbs.SliceRows(0, rows),
-                _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
+            SampleIntoStepBuffers(rows, streams);
             TakeSampled(rows, owners, where);
         }
+
+        /// <summary>Draws rows [0, rows) of the logits: tokens, log-probs and (filtered) truncated masses into the step buffers.</summary>
+        private void SampleIntoStepBuffers(int rows, Tensor streams) =>
+            g._backend.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._stepLogProbs.SliceRows(0, rows),
+                _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
 
         /// <summary>
         /// After a sampling of <paramref name="rows"/> rows into the step buffers: their log-probs (and truncated masses)
@@ -403,7 +406,6 @@ public sealed class Qwen2Generator : IDisposable
         // Per batch-size bucket, this call's decode graph (captured with its seed, sampling options and temperature).
         private readonly Dictionary<int, IDeviceGraph> _graphs = [];
         private bool _graphsAvailable = g.DeviceGraphs;
-        public int GraphCaptures, GraphReplays;
 
         /// <summary>The rows a step of <paramref name="n"/> requests runs: n, or its bucket (a power of two up to MaxBatch) with graphs.</summary>
         private int StepRows(int n) => _graphsAvailable ? Math.Min(g.MaxBatch, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n)) : n;
@@ -458,7 +460,7 @@ public sealed class Qwen2Generator : IDisposable
             else if (_graphs.TryGetValue(rows, out var graph) && graph.IsCurrent)
             {
                 graph.Replay();
-                GraphReplays++;
+                _stats = _stats with { DecodeGraphReplays = _stats.DecodeGraphReplays + 1 };
             }
             else
             {
@@ -481,7 +483,7 @@ public sealed class Qwen2Generator : IDisposable
                 else
                 {
                     _graphs[rows] = captured;
-                    GraphCaptures++;
+                    _stats = _stats with { DecodeGraphCaptures = _stats.DecodeGraphCaptures + 1 };
                 }
             }
             TakeSampled(n, _running, "a decode step");
@@ -494,7 +496,6 @@ public sealed class Qwen2Generator : IDisposable
                 DecodeTokens = _stats.DecodeTokens + n, DecodeSeconds = _stats.DecodeSeconds + timer.Elapsed.TotalSeconds,
                 DecodeSteps = _stats.DecodeSteps + 1, DecodeRows = _stats.DecodeRows + n,
                 QueuedSteps = _stats.QueuedSteps + (queued ? 1 : 0), QueuedRows = _stats.QueuedRows + (queued ? n : 0),
-                DecodeGraphReplays = GraphReplays, DecodeGraphCaptures = GraphCaptures,
             };
         }
 
@@ -517,8 +518,7 @@ public sealed class Qwen2Generator : IDisposable
                 b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
             });
             Logits(model.FinalNorm(g._decode, rows), g._logits.SliceRows(0, rows));
-            b.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, g.DeviceInput(DecodeInput.Streams, rows), g._sampled.SliceRows(0, rows),
-                g._stepLogProbs.SliceRows(0, rows), _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
+            SampleIntoStepBuffers(rows, g.DeviceInput(DecodeInput.Streams, rows));
         }
 
         /// <summary>This call's graphs are for its seed and options only.</summary>

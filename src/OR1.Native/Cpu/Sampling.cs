@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -84,8 +85,9 @@ internal static unsafe class CpuSampling
         if (t == 0f)
         {
             float max = TensorPrimitives.Max(row);
-            int best = FirstMaximum(x, vocab, max);
-            return best >= 0 ? best : TensorPrimitives.IndexOfMax(row); // NaN logits
+            // The first id whose logit is max, bit for bit (+0 after -0 as the kernels order them); none with NaN logits.
+            int best = MemoryMarshal.Cast<float, uint>(row).IndexOf(BitConverter.SingleToUInt32Bits(max));
+            return best >= 0 ? best : TensorPrimitives.IndexOfMax(row);
         }
 
         // Division is monotone, so the largest tempered logit is the tempered largest logit.
@@ -310,32 +312,6 @@ internal static unsafe class CpuSampling
             running += SamplingRules.Weight(e[j], scale);
             if (running > target) return start + j;
         }
-        return -1;
-    }
-
-    /// <summary>The first id whose logit is max, bit for bit (+0 after -0 as the kernels order them; -1 if none).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int FirstMaximum(float* x, int vocab, float max)
-    {
-        int i = 0;
-        uint bits = BitConverter.SingleToUInt32Bits(max);
-        if (Wide)
-        {
-            var target = Vector512.Create(bits);
-            for (; i <= vocab - 16; i += 16)
-            {
-                ulong hit = Vector512.Equals(Vector512.Load(x + i).AsUInt32(), target).ExtractMostSignificantBits();
-                if (hit != 0) return i + BitOperations.TrailingZeroCount(hit);
-            }
-        }
-        var target8 = Vector256.Create(bits);
-        for (; i <= vocab - 8; i += 8)
-        {
-            uint hit = Vector256.Equals(Vector256.Load(x + i).AsUInt32(), target8).ExtractMostSignificantBits();
-            if (hit != 0) return i + BitOperations.TrailingZeroCount(hit);
-        }
-        for (; i < vocab; i++)
-            if (BitConverter.SingleToUInt32Bits(x[i]) == bits) return i;
         return -1;
     }
 }

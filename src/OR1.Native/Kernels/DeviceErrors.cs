@@ -127,7 +127,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
     {
         if (_record == 0 || NothingToVerify || _snapshotEnd != 0) return;
         _device.CopyDeviceToHostAsync(_record, (void*)_snapshot, sizeof(ulong));
-        _snapshotEnd = Math.Max(1, _next);
+        _snapshotEnd = Math.Max(1, _next); // never 0 ("none queued"), also when only a replay's checks are pending
     }
 
     /// <summary>After the blocking read returned (so the queued copy has landed): raise what the record holds.</summary>
