@@ -15,7 +15,7 @@ namespace OR1.Model.Generation;
 /// <param name="QueuedSteps">Decode steps run while requests were waiting.</param>
 /// <param name="QueuedRows">Sum of the rows of those steps.</param>
 /// <param name="Slots">The generator's MaxBatch.</param>
-/// <param name="Prefills">Prefill waves run (one packed batch each).</param>
+/// <param name="Prefills">Prefill waves run (one packed batch each; chunks of long sequences are counted apart).</param>
 /// <param name="Preemptions">Running requests pre-empted for lack of cache pages (each prefilled again later).</param>
 /// <param name="SampledTokens">Tokens sampled, by prefills and decode steps.</param>
 /// <param name="TruncatedMassSum">Sum over the sampled tokens of the probability top-k/top-p cut from their draw; it comes
@@ -26,10 +26,12 @@ namespace OR1.Model.Generation;
 /// <param name="PeakCachePagesInUse">The most pages held at once.</param>
 /// <param name="DecodeGraphCaptures">Decode-step graphs captured (one per batch-size bucket met, with device graphs on).</param>
 /// <param name="DecodeGraphReplays">Decode steps run by replaying a graph instead of launching their ops.</param>
+/// <param name="PrefillChunks">Chunks of sequences longer than the prefill budget run by decode steps (their tokens count
+/// in <paramref name="PrefillTokens"/>; a step's time is shared between its chunk and decode rows by their counts).</param>
 public readonly record struct GenerationStats(
     long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds, int DecodeSteps, long DecodeRows,
     int QueuedSteps, long QueuedRows, int Slots, int Prefills, int Preemptions = 0, long SampledTokens = 0, double TruncatedMassSum = 0,
-    int CachePages = 0, int CachePagesInUse = 0, int PeakCachePagesInUse = 0, int DecodeGraphCaptures = 0, int DecodeGraphReplays = 0)
+    int CachePages = 0, int CachePagesInUse = 0, int PeakCachePagesInUse = 0, int DecodeGraphCaptures = 0, int DecodeGraphReplays = 0, int PrefillChunks = 0)
 {
     /// <summary>The share of the KV cache's pages in use at the last report.</summary>
     public double CacheUse => CachePages > 0 ? (double)CachePagesInUse / CachePages : 0;
@@ -61,5 +63,6 @@ public readonly record struct GenerationStats(
         a.DecodeSteps + b.DecodeSteps, a.DecodeRows + b.DecodeRows, a.QueuedSteps + b.QueuedSteps, a.QueuedRows + b.QueuedRows,
         Math.Max(a.Slots, b.Slots), a.Prefills + b.Prefills, a.Preemptions + b.Preemptions, a.SampledTokens + b.SampledTokens,
         a.TruncatedMassSum + b.TruncatedMassSum, Math.Max(a.CachePages, b.CachePages), b.CachePagesInUse,
-        Math.Max(a.PeakCachePagesInUse, b.PeakCachePagesInUse), a.DecodeGraphCaptures + b.DecodeGraphCaptures, a.DecodeGraphReplays + b.DecodeGraphReplays);
+        Math.Max(a.PeakCachePagesInUse, b.PeakCachePagesInUse), a.DecodeGraphCaptures + b.DecodeGraphCaptures, a.DecodeGraphReplays + b.DecodeGraphReplays,
+        a.PrefillChunks + b.PrefillChunks);
 }

@@ -10,7 +10,8 @@ namespace OR1.Model.Generation;
 /// waiting requests while there is room, so the decode batch stays full until the queue is empty (a long response no
 /// longer holds a whole batch at batch 1-2). Admitted requests are prefilled as one packed batch, a prompt once for all
 /// of its requests admitted together, up to <see cref="PrefillTokenBudget"/> prompt tokens per iteration; each draws its
-/// first token from its prompt's last position. Row b of any step draws from its request's own random stream, keyed by
+/// first token from its prompt's last position. A sequence longer than that budget is prefilled in chunks of it, each
+/// chunk's positions run as extra rows of a decode step (chunked prefill: the running requests keep decoding meanwhile). Row b of any step draws from its request's own random stream, keyed by
 /// (seed, request id, position), so a request's tokens do not depend on which requests share its batch or where its row
 /// sits. Prefill and decode use inference arenas (<see cref="Qwen2Activations.ForInference"/>).
 /// <para>The cache (<see cref="KvCache"/>) is a pool of pages of <see cref="PageSize"/> positions within a memory budget;
@@ -38,24 +39,30 @@ public sealed class Qwen2Generator : IDisposable
     private Qwen2Activations? _prefill;
     private readonly PackedBatchBuffers _prefillBatch;
     private Tensor? _prefillCacheRows, _logProbHistory, _truncatedHistory;
+    private Tensor? _chunkTable;
     private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated;
-    private readonly int[] _hostDecodeInputs, _hostPageTable, _hostWaveStreams;
+    private readonly int[] _hostDecodeInputs, _hostWaveStreams;
+    private int[] _hostPageTable;
     private int[] _hostPromptTokens = [], _hostPromptLengths = [], _hostCacheRows = [], _historyOwner = [];
     private float[] _hostLogProbHistory = [], _hostTruncatedHistory = [];
 
     /// <summary>
-    /// What a decode step uploads in one copy, as consecutive runs of <see cref="MaxBatch"/> ints (two runs for the
-    /// streams): the tokens to embed, their positions, the cache length after this token, each row's random stream
+    /// What a decode step uploads in one copy, as consecutive runs of <see cref="StepRowCapacity"/> ints (two runs for
+    /// the streams): the tokens to embed, their positions, the cache length after this token, each row's random stream
     /// (request id, position), and the flattened cache row the token's key and value go to.
     /// </summary>
     private enum DecodeInput { Tokens, Positions, Lengths, Streams, CacheRows }
 
-    private int Offset(DecodeInput input) => (int)input * MaxBatch + (input > DecodeInput.Streams ? MaxBatch : 0);
+    /// <summary>The most rows one step runs: a token per running request and a chunk of a long prefill.</summary>
+    private int StepRowCapacity => MaxBatch + PrefillTokenBudget;
+
+    private int Offset(DecodeInput input) => (int)input * StepRowCapacity + (input > DecodeInput.Streams ? StepRowCapacity : 0);
 
     /// <summary>
     /// Prepares an engine for up to <paramref name="maxBatch"/> concurrent requests of up to <paramref name="maxLength"/>
     /// tokens each (prompt + generated). <paramref name="prefillTokenBudget"/> caps the prompt tokens prefilled per
-    /// iteration (a longer prompt is still prefilled, alone); 0 means max(maxLength, 4096). <paramref name="kvCacheBytes"/>
+    /// iteration: a longer sequence is prefilled in chunks of that many tokens, one chunk per decode step; 0 means
+    /// <see cref="DefaultPrefillTokenBudget"/>. <paramref name="kvCacheBytes"/>
     /// is the KV cache's memory (keys and values of every layer); 0 means enough for maxBatch requests of maxLength (no
     /// pre-emption) if half the backend's free memory holds it, else that half (<see cref="KvCacheSizing"/>). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
     /// reads a page as one run) and 32 elsewhere.
@@ -74,7 +81,9 @@ public sealed class Qwen2Generator : IDisposable
         DeviceGraphs = deviceGraphs;
         MaxBatch = maxBatch;
         MaxLength = maxLength;
-        PrefillTokenBudget = prefillTokenBudget > 0 ? prefillTokenBudget : Math.Max(maxLength, 4096);
+        PrefillTokenBudget = prefillTokenBudget > 0 ? prefillTokenBudget : DefaultPrefillTokenBudget;
+        if ((long)maxBatch + PrefillTokenBudget > int.MaxValue / 6)
+            throw new ArgumentException($"a step of {maxBatch} rows and a prefill chunk of {PrefillTokenBudget} tokens is more rows than one step takes", nameof(prefillTokenBudget));
         PageSize = pageSize > 0 ? pageSize : _backend is CpuBackend ? 128 : 32;
         var c = model.Config;
         PageBytes = 2L * c.NumHiddenLayers * PageSize * c.NumKeyValueHeads * c.HeadDim * model.Storage.SizeOf();
@@ -96,8 +105,8 @@ public sealed class Qwen2Generator : IDisposable
         _pages = new PageAllocator(CachePages);
         _decode = Qwen2Activations.ForInference(_backend, c, maxBatch, model.Storage);
         _prefillBatch = new PackedBatchBuffers(_backend, c.VocabSize);
-        _decodeInputs = Ints(Offset(DecodeInput.CacheRows) + maxBatch);
-        _hostDecodeInputs = new int[Offset(DecodeInput.CacheRows) + maxBatch];
+        _decodeInputs = Ints(Offset(DecodeInput.CacheRows) + StepRowCapacity);
+        _hostDecodeInputs = new int[Offset(DecodeInput.CacheRows) + StepRowCapacity];
         _pageTable = Ints(maxBatch * MaxPagesPerRequest);
         _hostPageTable = new int[maxBatch * MaxPagesPerRequest];
         _waveStreams = Ints(2 * maxBatch);
@@ -125,8 +134,16 @@ public sealed class Qwen2Generator : IDisposable
     /// <summary>Why the last decode-graph capture failed (the engine then launched every op), or null.</summary>
     public string? GraphFailure { get; private set; }
 
-    /// <summary>Prompt tokens prefilled per iteration at most (one longer prompt goes alone).</summary>
+    /// <summary>
+    /// Prompt tokens prefilled per iteration at most. Whole sequences up to it are prefilled in packed waves; a longer one
+    /// (a long prompt, or a pre-empted request's prompt and tokens) is prefilled in chunks of this many tokens, each run in
+    /// a decode step beside the running requests' tokens, so no iteration stalls the batch for a whole long prefill and
+    /// the prefill arena never exceeds MaxBatch + this many rows.
+    /// </summary>
     public int PrefillTokenBudget { get; }
+
+    /// <summary>The prefill budget when none is given: 4096 tokens (vLLM's chunked prefill uses budgets of this order).</summary>
+    public const int DefaultPrefillTokenBudget = 4096;
 
     /// <summary>Positions per page of the KV cache.</summary>
     public int PageSize { get; }
@@ -149,14 +166,14 @@ public sealed class Qwen2Generator : IDisposable
 
     private Tensor Ints(int n) => _backend.Allocate(DType.Int32, new TensorShape(n));
 
-    /// <summary>The first <paramref name="rows"/> entries of one decode input on the device ([rows, 2] for the streams).</summary>
+    /// <summary>The first <paramref name="rows"/> entries of one step input on the device ([rows, 2] for the streams).</summary>
     private Tensor DeviceInput(DecodeInput input, int rows) => input == DecodeInput.Streams
         ? _decodeInputs.SliceRows(Offset(input), 2 * rows).Reshape(rows, 2)
         : _decodeInputs.SliceRows(Offset(input), rows);
 
-    /// <summary>The host staging of one decode input (all of its entries).</summary>
+    /// <summary>The host staging of one step input (all of its entries).</summary>
     private Span<int> HostInput(DecodeInput input) =>
-        _hostDecodeInputs.AsSpan(Offset(input), input == DecodeInput.Streams ? 2 * MaxBatch : MaxBatch);
+        _hostDecodeInputs.AsSpan(Offset(input), input == DecodeInput.Streams ? 2 * StepRowCapacity : StepRowCapacity);
 
     /// <summary>One request: a prompt's sample, its pages while it runs, and what it has produced.</summary>
     private sealed class Request(int prompt, int sample, int promptLength)
@@ -169,6 +186,19 @@ public sealed class Qwen2Generator : IDisposable
         public readonly List<float> LogProbs = [];
         public readonly List<float> TruncatedMass = [];
         public bool Truncated;
+    }
+
+    /// <summary>
+    /// A sequence longer than the prefill budget, prefilled a chunk per decode step. Its first member owns its pages (all
+    /// allocated at admission) and writes them; the other members are samples of the same prompt admitted with it, which
+    /// hold its full pages by reference and a page of their own for the partial last one, copied from the owner's when the
+    /// last chunk is done. Members are not running until then; they count against the batch.
+    /// </summary>
+    private sealed class ChunkedPrefill(int key, int length)
+    {
+        public readonly int Key = key, Length = length;
+        public int Done; // positions prefilled so far
+        public readonly List<int> Members = [];
     }
 
     /// <summary>
@@ -260,17 +290,22 @@ public sealed class Qwen2Generator : IDisposable
 
         private bool Waiting => _preempted.Count > 0 || _next < requests.Length;
 
+        // The long sequence being prefilled a chunk per step, or null.
+        private ChunkedPrefill? _chunk;
+
+        private int ChunkMembers => _chunk?.Members.Count ?? 0;
+
         public void Execute()
         {
             // Room for MaxNewTokens + 1 full steps before a flush; a call that samples more flushes (one extra wait).
             g.EnsureHistory(g.MaxBatch * (options.MaxNewTokens + 1));
-            while (_running.Count > 0 || Waiting)
+            while (_running.Count > 0 || Waiting || _chunk is not null)
             {
-                if (_running.Count > 0) DecodeStep();
+                if (_running.Count > 0 || _chunk is not null) DecodeStep();
                 // Again while there is room: a request whose first token stops it frees its place at once.
-                while (Waiting && _running.Count < g.MaxBatch && AdmitAndPrefill()) { }
+                while (Waiting && _running.Count + ChunkMembers < g.MaxBatch && AdmitAndPrefill()) { }
                 // Generate checked that every request fits the cache alone, so an empty engine always admits one.
-                if (_running.Count == 0 && Waiting && _finished < requests.Length && !AdmitAndPrefill())
+                if (_running.Count == 0 && _chunk is null && Waiting && _finished < requests.Length && !AdmitAndPrefill())
                     throw new InvalidOperationException("the rollout engine could not admit a request into an empty KV cache");
                 int inUse = g.CachePages - g._pages.FreeCount;
                 _stats = _stats with { CachePagesInUse = inUse, PeakCachePagesInUse = Math.Max(_stats.PeakCachePagesInUse, inUse) };
@@ -410,20 +445,48 @@ public sealed class Qwen2Generator : IDisposable
         /// <summary>The rows a step of <paramref name="n"/> requests runs: n, or its bucket (a power of two up to MaxBatch) with graphs.</summary>
         private int StepRows(int n) => _graphsAvailable ? Math.Min(g.MaxBatch, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n)) : n;
 
+        /// <summary>
+        /// One token for every running request, and the next chunk of a long prefill when one is under way: the chunk's
+        /// positions are rows after the decode rows, each attending through its sequence's page table up to its own position
+        /// (decode attention walks a row's keys as the forward does, so on Cpu a chunked prefill gives the bits of a whole
+        /// one). Only the decode rows are sampled; the chunk's last row gives its members' first tokens when it completes.
+        /// </summary>
         private void DecodeStep()
         {
             ReservePages();
-            if (_running.Count == 0) return;
+            var chunk = _chunk;
+            if (_running.Count == 0 && chunk is null) return;
             var timer = Stopwatch.StartNew();
             bool queued = Waiting;
-            int n = _running.Count, rows = StepRows(n);
+            int n = _running.Count;
+            int c = chunk is null ? 0 : Math.Min(g.PrefillTokenBudget, chunk.Length - chunk.Done);
+            // A step with a chunk runs its ops (its rows vary); a decode-only step may replay its bucket's graph.
+            bool graphs = _graphsAvailable && c == 0;
+            int rows = graphs ? StepRows(n) : n + c;
             Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions);
             Span<int> lengths = g.HostInput(DecodeInput.Lengths), streams = g.HostInput(DecodeInput.Streams), cacheRows = g.HostInput(DecodeInput.CacheRows);
-            // A graph's table has a fixed width; otherwise it is as wide as the longest running request needs.
-            int tablePages = _graphsAvailable ? g.MaxPagesPerRequest : 0;
+            // A graph's table has a fixed width; otherwise it is as wide as the longest row needs.
+            int tablePages = graphs ? g.MaxPagesPerRequest : 0;
             for (int j = 0; j < n; j++) tablePages = Math.Max(tablePages, requests[_running[j]].Pages.Count);
+            var owner = chunk is null ? null : requests[chunk.Members[0]];
+            if (chunk is not null) tablePages = Math.Max(tablePages, g.PagesFor(chunk.Done + c));
+            Grow(ref g._hostPageTable, rows * tablePages);
+            var table = g._hostPageTable.AsSpan(0, rows * tablePages);
             for (int j = 0; j < rows; j++)
             {
+                var tableRow = table.Slice(j * tablePages, tablePages);
+                if (j >= n && owner is not null)
+                {
+                    // A chunk row: the owner's position Done + i, which attends to the positions up to it.
+                    int position = chunk!.Done + j - n;
+                    tokens[j] = SequenceToken(owner, position);
+                    positions[j] = position;
+                    lengths[j] = position + 1;
+                    streams[2 * j] = streams[2 * j + 1] = 0; // not sampled
+                    cacheRows[j] = owner.Pages[position / g.PageSize] * g.PageSize + position % g.PageSize;
+                    FillTableRow(tableRow, owner.Pages);
+                    continue;
+                }
                 if (j >= n)
                 {
                     // A padding row of a graph's bucket: token 0 at position 0 of the sink page, whose output is never read.
@@ -431,8 +494,8 @@ public sealed class Qwen2Generator : IDisposable
                     lengths[j] = 1;
                     streams[2 * j] = streams[2 * j + 1] = 0;
                     cacheRows[j] = g.SinkPage * g.PageSize;
-                    g._hostPageTable[j * tablePages] = g.SinkPage;
-                    for (int i = 1; i < tablePages; i++) g._hostPageTable[j * tablePages + i] = -1;
+                    tableRow.Fill(-1);
+                    tableRow[0] = g.SinkPage;
                     continue;
                 }
                 int r = _running[j];
@@ -444,19 +507,24 @@ public sealed class Qwen2Generator : IDisposable
                 lengths[j] = q.Length;
                 streams[2 * j] = r;
                 streams[2 * j + 1] = q.Tokens.Count;
-                // The page table [rows, tablePages]; entries past a row's pages are never read.
-                for (int i = 0; i < tablePages; i++) g._hostPageTable[j * tablePages + i] = i < q.Pages.Count ? q.Pages[i] : -1;
+                FillTableRow(tableRow, q.Pages);
                 Debug.Assert(q.Length <= g.MaxLength, "decode past the request's maximum length");
             }
-            // One copy for the step's inputs (runs of MaxBatch ints, the last cut to the rows used), one for the table.
+            // One copy for the step's inputs (runs of StepRowCapacity ints, the last cut to the rows used), one for the table.
             int uploaded = g.Offset(DecodeInput.CacheRows) + rows;
             var b = g._backend;
             b.Upload<int>(g._hostDecodeInputs.AsSpan(0, uploaded), g._decodeInputs.SliceRows(0, uploaded));
-            var table = g._pageTable.SliceRows(0, rows * tablePages);
-            b.Upload<int>(g._hostPageTable.AsSpan(0, rows * tablePages), table);
-            var tableTensor = table.Reshape(rows, tablePages);
+            var tableTensor = g.StepTable(rows * tablePages);
+            b.Upload<int>(table, tableTensor);
+            tableTensor = tableTensor.Reshape(rows, tablePages);
 
-            if (!_graphsAvailable) DecodeWork(rows, tableTensor);
+            if (c > 0)
+            {
+                // A step with a chunk runs in the prefill arena (MaxBatch + the budget rows at most).
+                var arena = g.PrefillArena(rows);
+                StepWork(arena, rows, n, tableTensor);
+            }
+            else if (!_graphsAvailable) StepWork(g._decode, rows, rows, tableTensor);
             else if (_graphs.TryGetValue(rows, out var graph) && graph.IsCurrent)
             {
                 graph.Replay();
@@ -465,12 +533,12 @@ public sealed class Qwen2Generator : IDisposable
             else
             {
                 // The bucket's first step runs directly (it warms what a capture cannot allocate), then is captured.
-                DecodeWork(rows, tableTensor);
+                StepWork(g._decode, rows, rows, tableTensor);
                 graph?.Dispose();
                 IDeviceGraph? captured;
                 try
                 {
-                    captured = b.CaptureGraph(() => DecodeWork(rows, tableTensor));
+                    captured = b.CaptureGraph(() => StepWork(g._decode, rows, rows, tableTensor));
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
@@ -486,39 +554,114 @@ public sealed class Qwen2Generator : IDisposable
                     _stats = _stats with { DecodeGraphCaptures = _stats.DecodeGraphCaptures + 1 };
                 }
             }
-            TakeSampled(n, _running, "a decode step");
-
             _survivors.Clear();
-            for (int j = 0; j < n; j++) Take(_running[j], _tokens[j]);
+            if (n > 0)
+            {
+                TakeSampled(n, _running, "a decode step");
+                for (int j = 0; j < n; j++) Take(_running[j], _tokens[j]);
+            }
+            if (chunk is not null)
+            {
+                chunk.Done += c;
+                if (chunk.Done == chunk.Length) CompleteChunk(chunk, g._prefill!, rows, lastRow: rows - 1);
+            }
             (_running, _survivors) = (_survivors, _running);
+            // A step's time is shared between its decode rows and its chunk's rows by their counts (the chunk's rows cost
+            // about what a decode row does in the projections; their attention reads longer rows).
+            double seconds = timer.Elapsed.TotalSeconds, chunkShare = (double)c / (n + c);
             _stats = _stats with
             {
-                DecodeTokens = _stats.DecodeTokens + n, DecodeSeconds = _stats.DecodeSeconds + timer.Elapsed.TotalSeconds,
-                DecodeSteps = _stats.DecodeSteps + 1, DecodeRows = _stats.DecodeRows + n,
-                QueuedSteps = _stats.QueuedSteps + (queued ? 1 : 0), QueuedRows = _stats.QueuedRows + (queued ? n : 0),
+                DecodeTokens = _stats.DecodeTokens + n, DecodeSeconds = _stats.DecodeSeconds + seconds * (1 - chunkShare),
+                PrefillTokens = _stats.PrefillTokens + c, PrefillSeconds = _stats.PrefillSeconds + seconds * chunkShare,
+                PrefillChunks = _stats.PrefillChunks + (c > 0 ? 1 : 0),
             };
+            if (n > 0)
+                _stats = _stats with
+                {
+                    DecodeSteps = _stats.DecodeSteps + 1, DecodeRows = _stats.DecodeRows + n,
+                    QueuedSteps = _stats.QueuedSteps + (queued ? 1 : 0), QueuedRows = _stats.QueuedRows + (queued ? n : 0),
+                };
+        }
+
+        /// <summary>A row of the page table: the sequence's pages, then -1 (never read: past its length).</summary>
+        private static void FillTableRow(Span<int> row, List<int> pages)
+        {
+            int count = Math.Min(row.Length, pages.Count);
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(pages)[..count].CopyTo(row);
+            row[count..].Fill(-1);
         }
 
         /// <summary>
-        /// A decode step's device work over <paramref name="rows"/> rows whose inputs are uploaded: embed, the layers
-        /// (each writes its keys and values to the cache, then attends through the page table), the LM head and the
-        /// sampler into the step buffers. Nothing in it touches the host, so it can be captured as a graph.
+        /// A step's device work over <paramref name="rows"/> rows whose inputs are uploaded: embed, the layers (each writes
+        /// its keys and values to the cache, then attends through the page table), and for the first
+        /// <paramref name="sampledRows"/> rows the LM head and the sampler into the step buffers. Nothing in it touches the
+        /// host, so it can be captured as a graph.
         /// </summary>
-        private void DecodeWork(int rows, Tensor tableTensor)
+        private void StepWork(Qwen2Activations arena, int rows, int sampledRows, Tensor tableTensor)
         {
             var b = g._backend;
             var model = g._model;
-            b.EmbeddingForward(g.DeviceInput(DecodeInput.Tokens, rows), model.Weights.Embedding, g._decode.Residuals[0].SliceRows(0, rows));
+            b.EmbeddingForward(g.DeviceInput(DecodeInput.Tokens, rows), model.Weights.Embedding, arena.Residuals[0].SliceRows(0, rows));
             var lengthTensor = g.DeviceInput(DecodeInput.Lengths, rows);
             var rowsTensor = g.DeviceInput(DecodeInput.CacheRows, rows);
-            model.RunLayers(g._decode, rows, g.DeviceInput(DecodeInput.Positions, rows), (layer, _, q, k, v, attention, _) =>
+            model.RunLayers(arena, rows, g.DeviceInput(DecodeInput.Positions, rows), (layer, _, q, k, v, attention, _) =>
             {
                 b.ScatterRows(k, rowsTensor, g._cache.KeyRows(layer));
                 b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
                 b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
             });
-            Logits(model.FinalNorm(g._decode, rows), g._logits.SliceRows(0, rows));
-            SampleIntoStepBuffers(rows, g.DeviceInput(DecodeInput.Streams, rows));
+            if (sampledRows == 0) return;
+            Logits(model.FinalNorm(arena, sampledRows), g._logits.SliceRows(0, sampledRows));
+            SampleIntoStepBuffers(sampledRows, g.DeviceInput(DecodeInput.Streams, sampledRows));
+        }
+
+        /// <summary>
+        /// A chunked prefill's last chunk ran (its last position at <paramref name="lastRow"/> of the arena): the other
+        /// members get their copy of the owner's partial last page (copy-on-write, where the samples diverge), a resumed
+        /// owner goes on with its pending token, and fresh members draw their first tokens from the last position.
+        /// </summary>
+        private void CompleteChunk(ChunkedPrefill chunk, Qwen2Activations arena, int rows, int lastRow)
+        {
+            _chunk = null;
+            var owner = requests[chunk.Members[0]];
+            bool partial = chunk.Length % g.PageSize != 0;
+            _fresh.Clear();
+            foreach (int r in chunk.Members)
+            {
+                var q = requests[r];
+                if (partial && q != owner) g.CopyPage(owner.Pages[^1], q.Pages[^1]);
+                if (q.Tokens.Count > 0)
+                {
+                    q.Pending = q.Tokens[^1];
+                    _survivors.Add(r);
+                }
+                else _fresh.Add(r);
+            }
+            if (_fresh.Count > 0) SampleFirstTokens(g._model.FinalNorm(arena, rows), _ => lastRow);
+        }
+
+        /// <summary>
+        /// Each request of <see cref="_fresh"/> draws its first token from the hidden row <paramref name="lastRowOf"/> names
+        /// (its prompt's last position), on its own stream at position 0, and is taken (running unless it stopped).
+        /// </summary>
+        private void SampleFirstTokens(Tensor hidden, Func<int, int> lastRowOf)
+        {
+            var b = g._backend;
+            int n = _fresh.Count;
+            Span<int> lastRows = g.HostInput(DecodeInput.Tokens)[..n]; // staging; the next step rewrites it
+            for (int i = 0; i < n; i++)
+            {
+                int r = _fresh[i];
+                lastRows[i] = lastRowOf(r);
+                g._hostWaveStreams[2 * i] = r;
+                g._hostWaveStreams[2 * i + 1] = 0;
+            }
+            b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));
+            b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
+            b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
+            Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
+            SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _fresh, "a prefill");
+            for (int i = 0; i < n; i++) Take(_fresh[i], _tokens[i]);
         }
 
         /// <summary>This call's graphs are for its seed and options only.</summary>
@@ -538,6 +681,38 @@ public sealed class Qwen2Generator : IDisposable
         }
 
         /// <summary>
+        /// Admits request r, whose sequence of <paramref name="length"/> tokens exceeds the prefill budget, to the chunked
+        /// prefill: as its owner when none is under way (all of its pages allocated now; the chunks write them), or as one
+        /// more sample of the prompt being chunked (its full pages by reference, a page of its own for the partial last
+        /// one). False when it must wait: another sequence is being chunked, or the pages are not free.
+        /// </summary>
+        private bool JoinChunk(int r, int key, int length)
+        {
+            var q = requests[r];
+            int fullPages = length / g.PageSize, tail = length % g.PageSize != 0 ? 1 : 0;
+            if (_chunk is null)
+            {
+                if (fullPages + tail > g._pages.FreeCount) return false;
+                for (int i = 0; i < fullPages + tail; i++) q.Pages.Add(g._pages.Allocate());
+                _chunk = new ChunkedPrefill(key, length);
+            }
+            else
+            {
+                if (_chunk.Key != key || tail > g._pages.FreeCount) return false;
+                var owner = requests[_chunk.Members[0]];
+                for (int i = 0; i < fullPages; i++)
+                {
+                    g._pages.Retain(owner.Pages[i]);
+                    q.Pages.Add(owner.Pages[i]);
+                }
+                if (tail > 0) q.Pages.Add(g._pages.Allocate());
+            }
+            q.Length = length;
+            _chunk.Members.Add(r);
+            return true;
+        }
+
+        /// <summary>
         /// Admits waiting requests (pre-empted ones first, then fresh ones in order) while the batch, the prefill budget and
         /// the free pages allow, prefills their distinct sequences as one packed batch, writing each copy's keys and values
         /// to its pages (a prompt's full pages once, shared; the partial last page per copy), and samples each fresh
@@ -552,12 +727,22 @@ public sealed class Qwen2Generator : IDisposable
             _copies.Clear();
             // Distinct sequences of this wave (a prompt's index for fresh requests, ~request for a pre-empted one).
             int promptTokens = 0;
-            while (Waiting && _running.Count + _admitted.Count < g.MaxBatch)
+            bool joinedChunk = false;
+            while (Waiting && _running.Count + _admitted.Count + ChunkMembers < g.MaxBatch)
             {
                 bool resumed = _preempted.Count > 0;
                 int r = resumed ? _preempted[0] : _next;
                 var q = requests[r];
                 int key = resumed ? ~r : q.Prompt, length = SequenceLength(q);
+                if (length > g.PrefillTokenBudget)
+                {
+                    // Longer than a wave's budget: prefilled in chunks by the decode steps (one such sequence at a time).
+                    if (!JoinChunk(r, key, length)) break;
+                    joinedChunk = true;
+                    if (resumed) _preempted.RemoveAt(0);
+                    else _next++;
+                    continue;
+                }
                 bool shared = _copies.TryGetValue(key, out var sharers);
                 int cost = shared ? 0 : length;
                 if (_admitted.Count > 0 && promptTokens + cost > g.PrefillTokenBudget) break;
@@ -592,7 +777,7 @@ public sealed class Qwen2Generator : IDisposable
                     _fresh.Add(r);
                 }
             }
-            if (_admitted.Count == 0) return false;
+            if (_admitted.Count == 0) return joinedChunk;
             int total = promptTokens, maxCopies = _copies.Values.Max(list => list.Count), sequences = _distinct.Count;
 
             // The packed sequences, and per copy c a table of cache rows: sequence d's position i goes to its c-th
@@ -622,12 +807,7 @@ public sealed class Qwen2Generator : IDisposable
             var b = g._backend;
             var model = g._model;
             var batch = g._prefillBatch.Load(g._hostPromptTokens.AsSpan(0, total), g._hostPromptLengths.AsSpan(0, sequences));
-            if (g._prefill is null || g._prefill.Capacity < total)
-            {
-                int capacity = Math.Max(total, g._prefill?.Capacity ?? 0);
-                g._prefill?.Dispose();
-                g._prefill = Qwen2Activations.ForInference(b, model.Config, capacity, model.Storage);
-            }
+            var arena = g.PrefillArena(total);
             if (g._prefillCacheRows is null || g._prefillCacheRows.ElementCount < maxCopies * total)
             {
                 int size = Math.Max(maxCopies * total, (int)Math.Min(int.MaxValue, (g._prefillCacheRows?.ElementCount ?? 0) * 3 / 2));
@@ -635,8 +815,8 @@ public sealed class Qwen2Generator : IDisposable
                 g._prefillCacheRows = g.Ints(size);
             }
             b.Upload<int>(g._hostCacheRows.AsSpan(0, maxCopies * total), g._prefillCacheRows.SliceRows(0, maxCopies * total));
-            b.EmbeddingForward(batch.Tokens, model.Weights.Embedding, g._prefill.Residuals[0].SliceRows(0, total));
-            model.RunLayers(g._prefill, total, batch.Positions, (layer, _, q, k, v, attention, lse) =>
+            b.EmbeddingForward(batch.Tokens, model.Weights.Embedding, arena.Residuals[0].SliceRows(0, total));
+            model.RunLayers(arena, total, batch.Positions, (layer, _, q, k, v, attention, lse) =>
             {
                 b.AttentionForward(q, k, v, batch.Sequences, model.Heads, model.Heads.DefaultScale, attention, lse);
                 for (int c = 0; c < maxCopies; c++)
@@ -660,25 +840,7 @@ public sealed class Qwen2Generator : IDisposable
                     _survivors.Add(r);
                 }
             }
-            int n = _fresh.Count;
-            if (n > 0)
-            {
-                var hidden = model.FinalNorm(g._prefill, total);
-                Span<int> lastRows = g.HostInput(DecodeInput.Tokens)[..n]; // staging; the next decode step rewrites it
-                for (int i = 0; i < n; i++)
-                {
-                    int r = _fresh[i];
-                    lastRows[i] = _lastRowOf[requests[r].Prompt];
-                    g._hostWaveStreams[2 * i] = r;
-                    g._hostWaveStreams[2 * i + 1] = 0;
-                }
-                b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));
-                b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
-                b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
-                Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
-                SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _fresh, "a prefill");
-                for (int i = 0; i < n; i++) Take(_fresh[i], _tokens[i]);
-            }
+            if (_fresh.Count > 0) SampleFirstTokens(model.FinalNorm(arena, total), r => _lastRowOf[requests[r].Prompt]);
             (_running, _survivors) = (_survivors, _running);
             _stats = _stats with
             {
@@ -686,6 +848,43 @@ public sealed class Qwen2Generator : IDisposable
                 Prefills = _stats.Prefills + 1,
             };
             return true;
+        }
+    }
+
+    /// <summary>The prefill arena with room for at least <paramref name="rows"/> rows (grow-only: sized by the largest wave or chunk step).</summary>
+    private Qwen2Activations PrefillArena(int rows)
+    {
+        if (_prefill is null || _prefill.Capacity < rows)
+        {
+            int capacity = Math.Max(rows, _prefill?.Capacity ?? 0);
+            _prefill?.Dispose();
+            _prefill = Qwen2Activations.ForInference(_backend, _model.Config, capacity, _model.Storage);
+        }
+        return _prefill;
+    }
+
+    /// <summary>
+    /// A device page table of <paramref name="entries"/> ints: the decode table (fixed, as graphs captured it) when it is
+    /// large enough, else a grow-only one for the steps that carry a chunk.
+    /// </summary>
+    private Tensor StepTable(int entries)
+    {
+        if (entries <= _pageTable.ElementCount) return _pageTable.SliceRows(0, entries);
+        if (_chunkTable is null || _chunkTable.ElementCount < entries)
+        {
+            _chunkTable?.Dispose();
+            _chunkTable = _backend.Allocate(DType.Int32, new TensorShape(Math.Max(entries, (int)Math.Min(int.MaxValue, (_chunkTable?.ElementCount ?? 0) * 3 / 2))), "chunk page table");
+        }
+        return _chunkTable.SliceRows(0, entries);
+    }
+
+    /// <summary>Copies page <paramref name="from"/>'s keys and values of every layer to page <paramref name="to"/> (copy-on-write).</summary>
+    private void CopyPage(int from, int to)
+    {
+        for (int l = 0; l < _model.Config.NumHiddenLayers; l++)
+        {
+            _backend.Copy(_cache.KeyRows(l).SliceRows(from * PageSize, PageSize), _cache.KeyRows(l).SliceRows(to * PageSize, PageSize));
+            _backend.Copy(_cache.ValueRows(l).SliceRows(from * PageSize, PageSize), _cache.ValueRows(l).SliceRows(to * PageSize, PageSize));
         }
     }
 
@@ -715,6 +914,7 @@ public sealed class Qwen2Generator : IDisposable
         _prefill?.Dispose();
         _prefillBatch.Dispose();
         _prefillCacheRows?.Dispose();
+        _chunkTable?.Dispose();
         _logProbHistory?.Dispose();
         _truncatedHistory?.Dispose();
         foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated }) t.Dispose();

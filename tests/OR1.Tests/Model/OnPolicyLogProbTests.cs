@@ -130,6 +130,23 @@ public sealed class OnPolicyLogProbTests
         else Assert.That(masses, Is.All.Zero, "nothing is cut without a filter");
     }
 
+    /// <summary>
+    /// Prompts longer than the prefill budget are prefilled in chunks by decode steps (their positions attend through the
+    /// page table like decode rows): the sampled log-probs are still the trainer's bits.
+    /// </summary>
+    [Test]
+    public void ChunkedPrefillsKeepTheTrainersLogProbs()
+    {
+        const int vocab = 3000;
+        using var model = Model(vocab, 9300);
+        var prompts = RandomPrompts(4, 60, 300, vocab, 91);
+        var options = new GenerationOptions(100, new SamplingOptions(1f), StopTokenIds: [], SamplesPerPrompt: 3, Seed: 7);
+        using var generator = new Qwen2Generator(model, 5, 420, prefillTokenBudget: 70, pageSize: 16);
+        var samples = generator.Generate(prompts, options);
+        Assert.That(generator.LastStats.PrefillChunks, Is.GreaterThan(4), "prompts over 70 tokens are chunked");
+        AssertBitIdentical(samples, TrainerLogProbs(model, prompts, samples, 1f), "chunked prefill");
+    }
+
     /// <summary>A budget of a few pages pre-empts requests; their recomputed prefixes give the same bits.</summary>
     [Test]
     public void PreemptedAndRecomputedRequestsKeepTheTrainersLogProbs()

@@ -143,8 +143,68 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
             smallStats = g.LastStats;
         }
         using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20)) large = g.Generate(Prompts, options);
-        Assert.That(smallStats.Prefills, Is.GreaterThan(2), "a budget of 3 tokens prefills the prompts in several waves (a longer prompt alone)");
+        TestContext.Out.WriteLine($"{smallStats}");
+        Assert.That(smallStats.Prefills, Is.EqualTo(2), "a budget of 3 tokens prefills the short prompts (2, 1 and 3 tokens) in two waves");
+        Assert.That(smallStats.PrefillChunks, Is.EqualTo(2 + 3), "the prompts of 5 and 7 tokens are chunked (2 and 3 chunks), once for their two samples");
         for (int i = 0; i < small.Count; i++) Assert.That(small[i].Tokens, Is.EqualTo(large[i].Tokens), $"request {i}");
+    }
+
+    /// <summary>
+    /// Prompts longer than the prefill budget are prefilled in chunks run by the decode steps, beside running requests:
+    /// prompts of 15, 16, 17 and 33 tokens with pages of 16 and a budget of 6 (chunks that cross pages, a page filled by
+    /// the last chunk exactly, a partial last page each sample copies). Greedy tokens are those of full forwards for every
+    /// sample; a chunked prompt is prefilled once for the samples admitted with it; every page is free at the end.
+    /// </summary>
+    [Test]
+    public void LongPromptsArePrefilledInChunksBesideTheDecodeSteps()
+    {
+        using var model = Model(820);
+        var random = new Random(820);
+        IReadOnlyList<int>[] prompts = [.. new[] { 15, 16, 3, 17, 33 }.Select(n => (IReadOnlyList<int>)Enumerable.Range(0, n).Select(_ => random.Next(1, 37)).ToArray())];
+        using var generator = new Qwen2Generator(model, maxBatch: 5, maxLength: 48, prefillTokenBudget: 6, pageSize: 16);
+        var samples = generator.Generate(prompts, new GenerationOptions(8, new SamplingOptions(0f), [], SamplesPerPrompt: 2, Seed: 3));
+        var stats = generator.LastStats;
+        TestContext.Out.WriteLine($"{stats}");
+        for (int p = 0; p < prompts.Length; p++)
+        {
+            var expected = GreedyByFullForward(model, prompts[p], 8);
+            foreach (var s in samples.Where(s => s.PromptIndex == p))
+                Assert.That(s.Tokens, Is.EqualTo(expected), $"prompt {p} ({prompts[p].Count} tokens) sample {s.SampleIndex}");
+        }
+        // 15 -> 3 chunks, 16 -> 3, 17 -> 3, 33 -> 6: each long prompt once for its two samples (admitted together).
+        Assert.That(stats.PrefillChunks, Is.EqualTo(3 + 3 + 3 + 6));
+        Assert.That(stats.Prefills, Is.InRange(1, 2), "the 3-token prompt in packed waves (its samples together or apart)");
+        Assert.That(stats.PrefillTokens, Is.EqualTo(15 + 16 + 17 + 33 + 3 * stats.Prefills), "the long prompts' tokens prefilled once");
+        Assert.That(stats.CachePagesInUse, Is.Zero, "every page is free again at the end");
+        Assert.That(stats.DecodeSteps, Is.GreaterThan(0));
+    }
+
+    /// <summary>
+    /// Chunked prefill under a tiny cache: running requests are pre-empted and come back through chunks of their prompt and
+    /// tokens so far (sequences longer than the budget), and every response is the unlimited, unchunked engine's.
+    /// </summary>
+    [TestCase(0f)]
+    [TestCase(1f)]
+    public void PreemptedRequestsComeBackThroughChunks(float temperature)
+    {
+        using var model = Model(830);
+        var options = new GenerationOptions(10, new SamplingOptions(temperature, 0.95f), [], SamplesPerPrompt: 2, Seed: 13);
+        var prompts = Prompts[..4];
+        IReadOnlyList<GeneratedSample> reference, chunked;
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20, pageSize: 4)) reference = g.Generate(prompts, options);
+        using (var g = new Qwen2Generator(model, maxBatch: 8, maxLength: 20, prefillTokenBudget: 4, pageSize: 4, kvCacheBytes: 6 * PageBytes(model, 4)))
+        {
+            chunked = g.Generate(prompts, options);
+            TestContext.Out.WriteLine($"{g.LastStats}");
+            Assert.That(g.LastStats.Preemptions, Is.GreaterThan(0), "the budget forces pre-emptions");
+            Assert.That(g.LastStats.PrefillChunks, Is.GreaterThan(0), "sequences over 4 tokens are chunked");
+            Assert.That(g.LastStats.CachePagesInUse, Is.Zero);
+        }
+        for (int i = 0; i < reference.Count; i++)
+        {
+            Assert.That(chunked[i].Tokens, Is.EqualTo(reference[i].Tokens), $"request {i}: chunked and pre-empted vs whole prefills");
+            TensorAssert.Close(chunked[i].LogProbs.ToArray(), reference[i].LogProbs.ToArray(), 1e-5, 1e-5, $"request {i}: log-probs");
+        }
     }
 
     /// <summary>
