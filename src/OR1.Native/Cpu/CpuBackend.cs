@@ -259,4 +259,24 @@ public sealed unsafe class CpuBackend : BackendBase
         Tensor? truncatedMass) =>
         CpuSampling.Sample(F(logits), logits.Shape[0], logits.Shape[1], options, seed, counter, streams is null ? null : I(streams), I(tokens), F(logProbs),
             truncatedMass is null ? null : F(truncatedMass));
+
+    /// <inheritdoc />
+    protected override void AdvanceDecodeCore(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next)
+    {
+        int rows = sampled.Shape[0];
+        var stop = stopTokens is null ? ReadOnlySpan<int>.Empty : Ints(stopTokens);
+        if (next is not { } n)
+        {
+            CpuDecodeAdvance.Advance(Ints(sampled), stop, Ints(remaining), Ints(emitted), default, default, default, default, default, default, 0, 1, 0, advanceInputs: false);
+            return;
+        }
+        int width = n.PageTable.Shape[1];
+        // Checked before anything moves, so a refused call leaves every row as it was.
+        var (row, position) = CpuDecodeAdvance.FindMissingPage(Ints(sampled), stop, Ints(remaining), Ints(n.Positions), Ints(n.PageTable), width, n.PageSize);
+        if (row >= 0) throw new ArgumentException(CpuDecodeAdvance.MissingPageMessage(row, position, width), "next");
+        CpuDecodeAdvance.Advance(Ints(sampled), stop, Ints(remaining), Ints(emitted), Ints(n.Tokens), Ints(n.Positions), Ints(n.Lengths), Ints(n.Streams),
+            Ints(n.CacheRows), Ints(n.PageTable), width, n.PageSize, n.SinkRow, advanceInputs: true);
+    }
+
+    private static Span<int> Ints(Tensor t) => new(I(t), checked((int)t.ElementCount));
 }

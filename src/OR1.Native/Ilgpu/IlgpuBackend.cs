@@ -547,6 +547,39 @@ public sealed class IlgpuBackend : BackendBase
             truncatedMass is null ? F(logProbs) : F(truncatedMass), args, limit);
     }
 
+    /// <inheritdoc />
+    protected override void AdvanceDecodeCore(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next)
+    {
+        var args = new IlgpuDecodeAdvance.AdvanceArgs
+        {
+            Rows = sampled.Shape[0], StopCount = stopTokens?.Shape[0] ?? 0, Advance = next is null ? 0 : 1,
+            TableWidth = next?.PageTable.Shape[1] ?? 0, PageSize = next?.PageSize ?? 1, SinkRow = next?.SinkRow ?? 0,
+        };
+        if (next is { } n && _checkIndices)
+        {
+            // The kernel reads the next page without a check of its own: every running row's is checked here first.
+            int[] hostSampled = HostInts(sampled), hostRemaining = HostInts(remaining), hostPositions = HostInts(n.Positions), hostTable = HostInts(n.PageTable);
+            int[] hostStops = stopTokens is null ? [] : HostInts(stopTokens);
+            try
+            {
+                int rows = args.Rows;
+                var (row, position) = Cpu.CpuDecodeAdvance.FindMissingPage(hostSampled.AsSpan(0, rows), hostStops.AsSpan(0, args.StopCount),
+                    hostRemaining.AsSpan(0, rows), hostPositions.AsSpan(0, rows), hostTable.AsSpan(0, rows * args.TableWidth), args.TableWidth, args.PageSize);
+                if (row >= 0) throw new ArgumentException(Cpu.CpuDecodeAdvance.MissingPageMessage(row, position, args.TableWidth), "next");
+            }
+            finally
+            {
+                foreach (var array in new[] { hostSampled, hostRemaining, hostPositions, hostTable }) ArrayPool<int>.Shared.Return(array);
+                if (stopTokens is not null) ArrayPool<int>.Shared.Return(hostStops);
+            }
+        }
+        // Without a stop list or next inputs the kernel gets stand-in views it never reads or writes.
+        var standIn = I(emitted);
+        IlgpuDecodeAdvance.Advance(Device, I(sampled), stopTokens is null ? standIn : I(stopTokens), I(remaining), I(emitted),
+            next is { } t ? I(t.Tokens) : standIn, next is { } po ? I(po.Positions) : standIn, next is { } l ? I(l.Lengths) : standIn,
+            next is { } st ? I(st.Streams) : standIn, next is { } c ? I(c.CacheRows) : standIn, next is { } pt ? I(pt.PageTable) : standIn, args);
+    }
+
     // ---------------------------------------------------------------- lifetime
 
     /// <inheritdoc />

@@ -15,6 +15,8 @@ internal enum IndexCheck
     Length,
     /// <summary>Log-prob 'targets' in [0, vocab = bound).</summary>
     Target,
+    /// <summary>AdvanceDecode: a running row's next position has a page in its table row (bound = the row's slots; the value is the position).</summary>
+    NextPage,
 }
 
 /// <summary>
@@ -184,6 +186,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
         IndexCheck.Position => "positions",
         IndexCheck.PageEntry => "pageTable",
         IndexCheck.Length => "lengths",
+        IndexCheck.NextPage => "next",
         _ => "targets",
     };
 
@@ -195,6 +198,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
         IndexCheck.Position => $"{op}: argument 'positions' has {value} at row {position}; positions must be non-negative",
         IndexCheck.PageEntry => $"{op}: pageTable[{position}] = {value} is outside [0, {bound}), the cache's pages (the flat index: row x pages per row + page)",
         IndexCheck.Length => $"{op}: lengths[{position}] = {value} is outside [1, {bound}]",
+        IndexCheck.NextPage => OR1.Native.Cpu.CpuDecodeAdvance.MissingPageMessage(position, value, bound),
         _ => $"{op}: argument 'targets' has token {value} at row {position}, outside the vocabulary [0, {bound})",
     } + " (found by the kernel, reported at the next synchronisation; --debug-sync reports it at the op)";
 

@@ -220,6 +220,10 @@ public abstract class KernelBackend : BackendBase
     protected override float GlobalNormCore(IReadOnlyList<Tensor> tensors) => Op("GlobalNorm").GlobalNorm(tensors);
 
     /// <inheritdoc />
+    protected override void AdvanceDecodeCore(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next) =>
+        Op("AdvanceDecode").AdvanceDecode(sampled, stopTokens, remaining, emitted, next);
+
+    /// <inheritdoc />
     protected override void SampleCore(Tensor logits, SamplingOptions options, ulong seed, ulong counter, Tensor? streams, Tensor tokens, Tensor logProbs,
         Tensor? truncatedMass) =>
         Op("Sample").Sample(logits, options, seed, counter, streams, tokens, logProbs, truncatedMass);

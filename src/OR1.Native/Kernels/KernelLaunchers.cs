@@ -596,5 +596,19 @@ internal sealed unsafe class KernelLaunchers : IDisposable
                 .ULong(seed).ULong(counter).Ptr(P(streams, true)).Ptr(P(tokens)).Ptr(P(logProbs)).Ptr(P(truncatedMass, true)));
     }
 
+    /// <summary>The decode loop's stop rules and input advance (kernels/decode_advance.cu): one thread per row.</summary>
+    public void AdvanceDecode(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next)
+    {
+        int rows = sampled.Shape[0];
+        int width = next?.PageTable.Shape[1] ?? 0;
+        var (record, check) = next is null ? (0, 0u) : Check(nameof(IBackend.AdvanceDecode), IndexCheck.NextPage, width);
+        var n = next.GetValueOrDefault();
+        var a = new KernelArgs();
+        _rt.Launch("decode_advance", (uint)((rows + 127) / 128), 128, 0,
+            ref a.Ptr(P(sampled)).Ptr(P(stopTokens, true)).Int(stopTokens is null ? 0 : stopTokens.Shape[0]).Ptr(P(remaining)).Ptr(P(emitted)).Int(rows)
+                .Int(next is null ? 0 : 1).Ptr(P(n.Tokens, true)).Ptr(P(n.Positions, true)).Ptr(P(n.Lengths, true)).Ptr(P(n.Streams, true))
+                .Ptr(P(n.CacheRows, true)).Ptr(P(n.PageTable, true)).Int(width).Int(next is null ? 1 : n.PageSize).Int(n.SinkRow).Ptr(record).UInt(check));
+    }
+
     public void Dispose() => _scratch.Dispose();
 }

@@ -642,6 +642,32 @@ public abstract class BackendBase : IBackend
     }
 
     /// <inheritdoc />
+    public void AdvanceDecode(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next = null)
+    {
+        var check = new OpCheck(nameof(AdvanceDecode), this);
+        int rows = check.Vector(sampled, nameof(sampled), DType.Int32);
+        if (stopTokens is not null) check.Vector(stopTokens, nameof(stopTokens), DType.Int32);
+        check.Shaped(remaining, nameof(remaining), DType.Int32, rows);
+        check.Shaped(emitted, nameof(emitted), DType.Int32, rows);
+        if (next is { } n)
+        {
+            check.Shaped(n.Tokens, "next.Tokens", DType.Int32, rows);
+            check.Shaped(n.Positions, "next.Positions", DType.Int32, rows);
+            check.Shaped(n.Lengths, "next.Lengths", DType.Int32, rows);
+            check.Shaped(n.Streams, "next.Streams", DType.Int32, rows, 2);
+            check.Shaped(n.CacheRows, "next.CacheRows", DType.Int32, rows);
+            var (tableRows, _) = check.Matrix(n.PageTable, "next.PageTable", DType.Int32);
+            check.Require(tableRows == rows, "next.PageTable", $"has {tableRows} rows, expected {rows} (one per row of 'sampled')");
+            check.Require(n.PageSize >= 1, "next.PageSize", $"is {n.PageSize}, expected at least 1");
+            check.Require(n.SinkRow >= 0, "next.SinkRow", $"is {n.SinkRow}, expected a cache row (non-negative)");
+        }
+        if (rows > 0) AdvanceDecodeCore(sampled, stopTokens, remaining, emitted, next);
+    }
+
+    /// <summary>The decode loop's stop rules and input advance (<see cref="AdvanceDecode"/>); shapes checked, rows &gt; 0.</summary>
+    protected abstract void AdvanceDecodeCore(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next);
+
+    /// <inheritdoc />
     public virtual IDisposable FreezeWeights(IReadOnlyList<Tensor> weights, long maxBytes = 1L << 31)
     {
         ArgumentNullException.ThrowIfNull(weights);

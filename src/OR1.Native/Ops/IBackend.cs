@@ -262,4 +262,16 @@ public interface IBackend : IDisposable
     /// bias an importance ratio of the full-vocabulary log-probs would not see (exact to the sampler's integer weights).
     /// </summary>
     void Sample(Tensor logits, SamplingOptions options, ulong seed, Tensor streams, Tensor tokens, Tensor logProbs, Tensor? truncatedMass = null);
+
+    /// <summary>
+    /// The decode loop's stop rules, on the device, after a step's <see cref="Sample(Tensor, SamplingOptions, ulong, Tensor, Tensor, Tensor, Tensor?)"/>:
+    /// remaining Int32 [B] holds per row how many tokens it may still sample (&gt; 0: running), or how it stopped (0: at its
+    /// length limit, -1: at a stop token). A running row's sampled token (sampled Int32 [B]) goes to emitted Int32 [B] and
+    /// its remaining count drops by one; a token in stopTokens (Int32 [S], null for none) sets -1. A row stopped before
+    /// this call emits -1 and keeps its state. With <paramref name="next"/>, a row still running gets the next step's
+    /// inputs in place (token = the sampled one, position and length + 1, stream position + 1, the cache row of the new
+    /// position through its page-table row, which must hold that page) and a stopped row's cache row becomes the sink,
+    /// so several steps run without the host, which reads the emitted tokens and remaining counts once after them.
+    /// </summary>
+    void AdvanceDecode(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next = null);
 }
