@@ -11,7 +11,8 @@ namespace OR1.Model.Generation;
 /// <param name="DecodeTokens">Tokens sampled by decode steps.</param>
 /// <param name="DecodeSeconds">Wall time of the decode steps.</param>
 /// <param name="DecodeSteps">Decode steps run.</param>
-/// <param name="DecodeRows">Sum over decode steps of the rows decoded.</param>
+/// <param name="DecodeRows">Sum over decode steps of the rows that sampled (a row stopped within a run of several steps
+/// idles until the run ends and is not counted).</param>
 /// <param name="QueuedSteps">Decode steps run while requests were waiting.</param>
 /// <param name="QueuedRows">Sum of the rows of those steps.</param>
 /// <param name="Slots">The generator's MaxBatch.</param>
@@ -26,12 +27,13 @@ namespace OR1.Model.Generation;
 /// <param name="PeakCachePagesInUse">The most pages held at once.</param>
 /// <param name="DecodeGraphCaptures">Decode-step graphs captured (one per batch-size bucket met, with device graphs on).</param>
 /// <param name="DecodeGraphReplays">Decode steps run by replaying a graph instead of launching their ops.</param>
+/// <param name="DecodeRuns">Runs of decode steps, each ended by one wait for the device (<see cref="Qwen2Generator.DecodeStepsPerSync"/> steps at most).</param>
 /// <param name="PrefillChunks">Chunks of sequences longer than the prefill budget run by decode steps (their tokens count
 /// in <paramref name="PrefillTokens"/>; a step's time is shared between its chunk and decode rows by their counts).</param>
 public readonly record struct GenerationStats(
     long PrefillTokens, double PrefillSeconds, long DecodeTokens, double DecodeSeconds, int DecodeSteps, long DecodeRows,
     int QueuedSteps, long QueuedRows, int Slots, int Prefills, int Preemptions = 0, long SampledTokens = 0, double TruncatedMassSum = 0,
-    int CachePages = 0, int CachePagesInUse = 0, int PeakCachePagesInUse = 0, int DecodeGraphCaptures = 0, int DecodeGraphReplays = 0, int PrefillChunks = 0)
+    int CachePages = 0, int CachePagesInUse = 0, int PeakCachePagesInUse = 0, int DecodeGraphCaptures = 0, int DecodeGraphReplays = 0, int PrefillChunks = 0, int DecodeRuns = 0)
 {
     /// <summary>The share of the KV cache's pages in use at the last report.</summary>
     public double CacheUse => CachePages > 0 ? (double)CachePagesInUse / CachePages : 0;
@@ -64,5 +66,5 @@ public readonly record struct GenerationStats(
         Math.Max(a.Slots, b.Slots), a.Prefills + b.Prefills, a.Preemptions + b.Preemptions, a.SampledTokens + b.SampledTokens,
         a.TruncatedMassSum + b.TruncatedMassSum, Math.Max(a.CachePages, b.CachePages), b.CachePagesInUse,
         Math.Max(a.PeakCachePagesInUse, b.PeakCachePagesInUse), a.DecodeGraphCaptures + b.DecodeGraphCaptures, a.DecodeGraphReplays + b.DecodeGraphReplays,
-        a.PrefillChunks + b.PrefillChunks);
+        a.PrefillChunks + b.PrefillChunks, a.DecodeRuns + b.DecodeRuns);
 }

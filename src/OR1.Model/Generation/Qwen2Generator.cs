@@ -40,18 +40,19 @@ public sealed class Qwen2Generator : IDisposable
     private readonly PackedBatchBuffers _prefillBatch;
     private Tensor? _prefillCacheRows, _logProbHistory, _truncatedHistory;
     private Tensor? _chunkTable;
-    private readonly Tensor _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated;
-    private readonly int[] _hostDecodeInputs, _hostWaveStreams;
+    private readonly Tensor _decodeInputs, _emitted, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated;
+    private readonly int[] _hostDecodeInputs, _hostEmitted, _hostWaveStreams;
     private int[] _hostPageTable;
     private int[] _hostPromptTokens = [], _hostPromptLengths = [], _hostCacheRows = [], _historyOwner = [];
     private float[] _hostLogProbHistory = [], _hostTruncatedHistory = [];
 
     /// <summary>
-    /// What a decode step uploads in one copy, as consecutive runs of <see cref="StepRowCapacity"/> ints (two runs for
+    /// What a decode run uploads in one copy, as consecutive runs of <see cref="StepRowCapacity"/> ints (two runs for
     /// the streams): the tokens to embed, their positions, the cache length after this token, each row's random stream
-    /// (request id, position), and the flattened cache row the token's key and value go to.
+    /// (request id, position), the flattened cache row the token's key and value go to, and the tokens the row may still
+    /// sample (the device's stop state, <see cref="IBackend.AdvanceDecode"/>), which the device moves on step by step.
     /// </summary>
-    private enum DecodeInput { Tokens, Positions, Lengths, Streams, CacheRows }
+    private enum DecodeInput { Tokens, Positions, Lengths, Streams, CacheRows, Remaining }
 
     /// <summary>The most rows one step runs: a token per running request and a chunk of a long prefill.</summary>
     private int StepRowCapacity => MaxBatch + PrefillTokenBudget;
@@ -65,10 +66,11 @@ public sealed class Qwen2Generator : IDisposable
     /// <see cref="DefaultPrefillTokenBudget"/>. <paramref name="kvCacheBytes"/>
     /// is the KV cache's memory (keys and values of every layer); 0 means enough for maxBatch requests of maxLength (no
     /// pre-emption) if half the backend's free memory holds it, else that half (<see cref="KvCacheSizing"/>). <paramref name="pageSize"/> is the positions per page; 0 means 128 on the Cpu backend (its decode
-    /// reads a page as one run) and 32 elsewhere.
+    /// reads a page as one run) and 32 elsewhere. <paramref name="decodeStepsPerSync"/> is <see cref="DecodeStepsPerSync"/>; 0 means 1 on the
+    /// Cpu backend (its memory is the host's: nothing to wait for) and 4 elsewhere.
     /// </summary>
     public Qwen2Generator(Qwen2Model model, int maxBatch, int maxLength, int prefillTokenBudget = 0, long kvCacheBytes = 0, int pageSize = 0,
-        bool deviceGraphs = true)
+        bool deviceGraphs = true, int decodeStepsPerSync = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
@@ -76,8 +78,10 @@ public sealed class Qwen2Generator : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(prefillTokenBudget);
         ArgumentOutOfRangeException.ThrowIfNegative(kvCacheBytes);
         ArgumentOutOfRangeException.ThrowIfNegative(pageSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(decodeStepsPerSync);
         _model = model;
         _backend = model.Backend;
+        DecodeStepsPerSync = decodeStepsPerSync > 0 ? decodeStepsPerSync : _backend is CpuBackend ? 1 : 4;
         DeviceGraphs = deviceGraphs;
         MaxBatch = maxBatch;
         MaxLength = maxLength;
@@ -105,8 +109,11 @@ public sealed class Qwen2Generator : IDisposable
         _pages = new PageAllocator(CachePages);
         _decode = Qwen2Activations.ForInference(_backend, c, maxBatch, model.Storage);
         _prefillBatch = new PackedBatchBuffers(_backend, c.VocabSize);
-        _decodeInputs = Ints(Offset(DecodeInput.CacheRows) + StepRowCapacity);
-        _hostDecodeInputs = new int[Offset(DecodeInput.CacheRows) + StepRowCapacity];
+        _decodeInputs = Ints(Offset(DecodeInput.Remaining) + StepRowCapacity);
+        _hostDecodeInputs = new int[Offset(DecodeInput.Remaining) + StepRowCapacity];
+        // Each step of a run emits a token per row; the rows' stop states follow the last step's, for one download.
+        _emitted = Ints((DecodeStepsPerSync + 1) * maxBatch);
+        _hostEmitted = new int[(DecodeStepsPerSync + 1) * maxBatch];
         _pageTable = Ints(maxBatch * MaxPagesPerRequest);
         _hostPageTable = new int[maxBatch * MaxPagesPerRequest];
         _waveStreams = Ints(2 * maxBatch);
@@ -130,6 +137,14 @@ public sealed class Qwen2Generator : IDisposable
     /// Off, or on a backend without graphs (Cpu, ILGPU), every step launches its ops.
     /// </summary>
     public bool DeviceGraphs { get; }
+
+    /// <summary>
+    /// Decode steps run back to back before the host reads their tokens. The stop tokens and length limits are applied on
+    /// the device (<see cref="IBackend.AdvanceDecode"/>), which also moves each row on to its next step, so the host waits
+    /// for the device once per run instead of once per step; a row that stops within a run idles (writing only the sink
+    /// page) until the run ends, when finished requests leave and waiting ones are admitted. 1 waits after every step.
+    /// </summary>
+    public int DecodeStepsPerSync { get; }
 
     /// <summary>Why the last decode-graph capture failed (the engine then launched every op), or null.</summary>
     public string? GraphFailure { get; private set; }
@@ -249,7 +264,7 @@ public sealed class Qwen2Generator : IDisposable
         using (_backend.FreezeWeights(_model.Weights.ProjectionWeights))
         {
             try { run.Execute(); }
-            finally { run.DisposeGraphs(); }
+            finally { run.Dispose(); }
         }
         LastStats = run.Stats;
         return requests.Select(q => new GeneratedSample(q.Prompt, q.Sample, q.Tokens, q.LogProbs, q.Truncated, q.TruncatedMass)).ToArray();
@@ -259,7 +274,8 @@ public sealed class Qwen2Generator : IDisposable
     private sealed class Run(Qwen2Generator g, IReadOnlyList<IReadOnlyList<int>> prompts, Request[] requests, GenerationOptions options,
         IProgress<GenerationProgress>? progress)
     {
-        private readonly ISet<int> _stop = options.StopTokenIds as ISet<int> ?? new HashSet<int>(options.StopTokenIds);
+        // The stop tokens on the device (null when there are none), for AdvanceDecode.
+        private readonly Tensor? _stopTokens = options.StopTokenIds.Count == 0 ? null : g.UploadInts(options.StopTokenIds);
         private readonly ulong _seed = options.StreamSeed;
         // Sampling at T > 0 draws from logits already divided by T in the LM head's GEMM (the trainer's log-prob scales
         // its tiles the same way), so the sampler runs at T = 1 and its log-probs are the trainer's bit for bit on Cpu.
@@ -273,7 +289,6 @@ public sealed class Qwen2Generator : IDisposable
             if (t > 0f) g._model.TemperedLogits(hidden, t, logits);
             else g._model.Logits(hidden, logits);
         }
-        private readonly int[] _tokens = new int[g.MaxBatch];
         // Running requests in admission order (the newest last: the one pre-empted first).
         private List<int> _running = new(g.MaxBatch), _survivors = new(g.MaxBatch);
         private readonly List<int> _admitted = new(g.MaxBatch), _fresh = new(g.MaxBatch);
@@ -295,13 +310,16 @@ public sealed class Qwen2Generator : IDisposable
 
         private int ChunkMembers => _chunk?.Members.Count ?? 0;
 
+        /// <summary>The tokens request q may still sample (its length limit less what it has).</summary>
+        private int TokensLeft(Request q) => options.MaxNewTokensOf(q.Prompt) - q.Tokens.Count;
+
         public void Execute()
         {
             // Room for MaxNewTokens + 1 full steps before a flush; a call that samples more flushes (one extra wait).
             g.EnsureHistory(g.MaxBatch * (options.MaxNewTokens + 1));
             while (_running.Count > 0 || Waiting || _chunk is not null)
             {
-                if (_running.Count > 0 || _chunk is not null) DecodeStep();
+                if (_running.Count > 0 || _chunk is not null) DecodeRun();
                 // Again while there is room: a request whose first token stops it frees its place at once.
                 while (Waiting && _running.Count + ChunkMembers < g.MaxBatch && AdmitAndPrefill()) { }
                 // Generate checked that every request fits the cache alone, so an empty engine always admits one.
@@ -316,7 +334,7 @@ public sealed class Qwen2Generator : IDisposable
 
         /// <summary>
         /// The sampled log-probs (and truncated masses) held on the device, downloaded in one copy each and handed out in
-        /// sampling order.
+        /// sampling order. Entries of rows that had stopped within a run (owner -1) are dropped.
         /// </summary>
         private void FlushLogProbs()
         {
@@ -326,7 +344,9 @@ public sealed class Qwen2Generator : IDisposable
             double truncated = 0;
             for (int k = 0; k < _written; k++)
             {
-                var q = requests[g._historyOwner[k]];
+                int owner = g._historyOwner[k];
+                if (owner < 0) continue;
+                var q = requests[owner];
                 q.LogProbs.Add(g._hostLogProbHistory[k]);
                 float mass = _filtered ? g._hostTruncatedHistory[k] : 0f;
                 q.TruncatedMass.Add(mass);
@@ -342,67 +362,81 @@ public sealed class Qwen2Generator : IDisposable
             q.Pages.Clear();
         }
 
-        /// <summary>
-        /// Takes a sampled token for request r: recorded, and the request either stops (stop token, length limit; its
-        /// pages are freed) or goes on with the token pending.
-        /// </summary>
-        private void Take(int r, int token)
-        {
-            var q = requests[r];
-            q.Tokens.Add(token);
-            _sampledTokens++;
-            bool stop = _stop.Contains(token);
-            if (!stop && q.Tokens.Count >= options.MaxNewTokensOf(q.Prompt))
-            {
-                q.Truncated = true;
-                stop = true;
-            }
-            if (stop)
-            {
-                ReleasePages(q);
-                _finished++;
-                return;
-            }
-            q.Pending = token;
-            _survivors.Add(r);
-        }
-
-        private void CheckTokens(int rows, string where)
-        {
-            int bad = _tokens.AsSpan(0, rows).IndexOfAnyExceptInRange(0, g._model.Config.VocabSize - 1);
-            if (bad >= 0)
-                throw new InvalidOperationException($"the sampler returned token id {_tokens[bad]} at row {bad} of {where}, outside the vocabulary " +
-                                                    $"[0, {g._model.Config.VocabSize}); the logits are probably not finite");
-        }
-
-        /// <summary>Samples rows [0, rows) of the logits with the given streams, downloads the tokens, records the owners of the log-probs.</summary>
-        private void SampleRows(int rows, Tensor streams, List<int> owners, string where)
-        {
-            SampleIntoStepBuffers(rows, streams);
-            TakeSampled(rows, owners, where);
-        }
-
         /// <summary>Draws rows [0, rows) of the logits: tokens, log-probs and (filtered) truncated masses into the step buffers.</summary>
         private void SampleIntoStepBuffers(int rows, Tensor streams) =>
             g._backend.Sample(g._logits.SliceRows(0, rows), _sampling, _seed, streams, g._sampled.SliceRows(0, rows), g._stepLogProbs.SliceRows(0, rows),
                 _filtered ? g._stepTruncated.SliceRows(0, rows) : null);
 
         /// <summary>
-        /// After a sampling of <paramref name="rows"/> rows into the step buffers: their log-probs (and truncated masses)
-        /// go on into the history on the device, the tokens come back (the one synchronisation), the owners are noted.
+        /// After step <paramref name="step"/> of a run of <paramref name="rows"/> sampled rows (the first n of them requests'):
+        /// their log-probs (and truncated masses) go on into the history on the device, and the stop rules run on the device
+        /// (<see cref="IBackend.AdvanceDecode"/>), writing the step's emitted tokens and, with <paramref name="next"/>, the
+        /// next step's inputs. Nothing waits for the device.
         /// </summary>
-        private void TakeSampled(int rows, List<int> owners, string where)
+        private void RecordStep(int step, int n, int rows, DecodeInputs? next)
         {
             var b = g._backend;
-            if (_written + rows > g._logProbHistory!.ElementCount) FlushLogProbs();
-            b.Copy(g._stepLogProbs.SliceRows(0, rows), g._logProbHistory!.SliceRows(_written, rows));
-            _stats = _stats with { SampledTokens = _stats.SampledTokens + rows };
-            if (_filtered) b.Copy(g._stepTruncated.SliceRows(0, rows), g._truncatedHistory!.SliceRows(_written, rows));
-            // The one synchronisation: the host decides from the tokens which requests stop.
-            b.Download<int>(g._sampled.SliceRows(0, rows), _tokens.AsSpan(0, rows));
-            CheckTokens(rows, where);
-            for (int i = 0; i < rows; i++) g._historyOwner[_written + i] = owners[i];
-            _written += rows;
+            int at = _written + step * n;
+            b.Copy(g._stepLogProbs.SliceRows(0, n), g._logProbHistory!.SliceRows(at, n));
+            if (_filtered) b.Copy(g._stepTruncated.SliceRows(0, n), g._truncatedHistory!.SliceRows(at, n));
+            b.AdvanceDecode(g._sampled.SliceRows(0, rows), _stopTokens, g.DeviceInput(DecodeInput.Remaining, rows), g._emitted.SliceRows(step * rows, rows), next);
+        }
+
+        /// <summary>
+        /// After a run of <paramref name="steps"/> recorded steps (<see cref="RecordStep"/>) over rows owned by
+        /// <paramref name="owners"/>: the emitted tokens and the rows' stop states come back in one copy (the one wait for
+        /// the device), each request takes its tokens, and a stopped one (0: its length limit, -1: a stop token) leaves
+        /// with its pages freed; the others go on (into the survivors) with their last token pending.
+        /// <paramref name="decoded"/>: the run's steps wrote each token's predecessor to the cache (a decode run, not a
+        /// first token). Returns the rows that emitted at each step, summed.
+        /// </summary>
+        private long CollectRun(List<int> owners, int n, int rows, int steps, bool decoded, string where)
+        {
+            var b = g._backend;
+            b.Copy(g.DeviceInput(DecodeInput.Remaining, n), g._emitted.SliceRows(steps * rows, n));
+            int count = steps * rows + n;
+            b.Download<int>(g._emitted.SliceRows(0, count), g._hostEmitted.AsSpan(0, count));
+            int vocab = g._model.Config.VocabSize;
+            long emitted = 0;
+            for (int j = 0; j < n; j++)
+            {
+                int r = owners[j];
+                var q = requests[r];
+                int taken = 0;
+                for (int k = 0; k < steps; k++)
+                {
+                    int token = g._hostEmitted[k * rows + j];
+                    g._historyOwner[_written + k * n + j] = token < 0 ? -1 : r;
+                    if (token < 0) continue;
+                    if (token >= vocab)
+                        throw new InvalidOperationException($"the sampler returned token id {token} at row {j} of {where}, outside the vocabulary " +
+                                                            $"[0, {vocab}); the logits are probably not finite");
+                    q.Tokens.Add(token);
+                    taken++;
+                }
+                emitted += taken;
+                if (decoded) q.Length += taken;
+                int state = g._hostEmitted[steps * rows + j];
+                if (state > 0)
+                {
+                    q.Pending = q.Tokens[^1];
+                    _survivors.Add(r);
+                    continue;
+                }
+                q.Truncated = state == 0;
+                ReleasePages(q);
+                _finished++;
+            }
+            _written += steps * n;
+            _sampledTokens += emitted;
+            _stats = _stats with { SampledTokens = _stats.SampledTokens + emitted };
+            return emitted;
+        }
+
+        /// <summary>Flushes the log-prob history first if a run of <paramref name="entries"/> more would not fit.</summary>
+        private void MakeHistoryRoom(int entries)
+        {
+            if (_written + entries > g._logProbHistory!.ElementCount) FlushLogProbs();
         }
 
         /// <summary>
@@ -420,21 +454,28 @@ public sealed class Qwen2Generator : IDisposable
             _stats = _stats with { Preemptions = _stats.Preemptions + 1 };
         }
 
-        /// <summary>Gives every running request a page for its next position, pre-empting the newest while none is free.</summary>
-        private void ReservePages()
+        /// <summary>
+        /// Gives every running request the pages for the positions a run of <paramref name="steps"/> steps writes (as many
+        /// as it may still sample, up to the run's steps), pre-empting the newest while none is free.
+        /// </summary>
+        private void ReservePages(int steps)
         {
             for (int j = 0; j < _running.Count; j++)
             {
                 var q = requests[_running[j]];
-                if (q.Length % g.PageSize != 0 || q.Length / g.PageSize < q.Pages.Count) continue; // its last page has room
-                int page;
-                while ((page = g._pages.Allocate()) < 0)
+                int needed = g.PagesFor(q.Length + Math.Min(steps, TokensLeft(q)));
+                while (q.Pages.Count < needed)
                 {
+                    int page = g._pages.Allocate();
+                    if (page >= 0)
+                    {
+                        q.Pages.Add(page);
+                        continue;
+                    }
                     bool self = _running[^1] == _running[j];
                     PreemptNewest();
                     if (self) return; // it was the newest: the requests before it have their pages
                 }
-                q.Pages.Add(page);
             }
         }
 
@@ -446,24 +487,29 @@ public sealed class Qwen2Generator : IDisposable
         private int StepRows(int n) => _graphsAvailable ? Math.Min(g.MaxBatch, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)n)) : n;
 
         /// <summary>
-        /// One token for every running request, and the next chunk of a long prefill when one is under way: the chunk's
-        /// positions are rows after the decode rows, each attending through its sequence's page table up to its own position
-        /// (decode attention walks a row's keys as the forward does, so on Cpu a chunked prefill gives the bits of a whole
-        /// one). Only the decode rows are sampled; the chunk's last row gives its members' first tokens when it completes.
+        /// A run of decode steps: up to <see cref="DecodeStepsPerSync"/> tokens for every running request, back to back on
+        /// the device (the stop rules and each row's next inputs applied there), then one wait to read them. With a long
+        /// prefill under way the run is one step that also carries its next chunk: the chunk's positions are rows after
+        /// the decode rows, each attending through its sequence's page table up to its own position (decode attention
+        /// walks a row's keys as the forward does, so on Cpu a chunked prefill gives the bits of a whole one). Only the
+        /// decode rows are sampled; the chunk's last row gives its members' first tokens when it completes.
         /// </summary>
-        private void DecodeStep()
+        private void DecodeRun()
         {
-            ReservePages();
             var chunk = _chunk;
+            int steps = chunk is null ? g.DecodeStepsPerSync : 1;
+            ReservePages(steps);
             if (_running.Count == 0 && chunk is null) return;
             var timer = Stopwatch.StartNew();
             bool queued = Waiting;
-            int n = _running.Count;
+            int n = _running.Count, mostLeft = 0;
+            for (int j = 0; j < n; j++) mostLeft = Math.Max(mostLeft, TokensLeft(requests[_running[j]]));
+            steps = Math.Min(steps, Math.Max(1, mostLeft)); // no step in which every row has stopped
             int c = chunk is null ? 0 : Math.Min(g.PrefillTokenBudget, chunk.Length - chunk.Done);
             // A step with a chunk runs its ops (its rows vary); a decode-only step may replay its bucket's graph.
             bool graphs = _graphsAvailable && c == 0;
-            int rows = graphs ? StepRows(n) : n + c;
-            Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions);
+            int rows = graphs ? StepRows(n) : n + c, sampledRows = c > 0 ? n : rows;
+            Span<int> tokens = g.HostInput(DecodeInput.Tokens), positions = g.HostInput(DecodeInput.Positions), left = g.HostInput(DecodeInput.Remaining);
             Span<int> lengths = g.HostInput(DecodeInput.Lengths), streams = g.HostInput(DecodeInput.Streams), cacheRows = g.HostInput(DecodeInput.CacheRows);
             // A graph's table has a fixed width; otherwise it is as wide as the longest row needs.
             int tablePages = graphs ? g.MaxPagesPerRequest : 0;
@@ -477,20 +523,20 @@ public sealed class Qwen2Generator : IDisposable
                 var tableRow = table.Slice(j * tablePages, tablePages);
                 if (j >= n && owner is not null)
                 {
-                    // A chunk row: the owner's position Done + i, which attends to the positions up to it.
+                    // A chunk row: the owner's position Done + i, which attends to the positions up to it; never sampled.
                     int position = chunk!.Done + j - n;
                     tokens[j] = SequenceToken(owner, position);
                     positions[j] = position;
                     lengths[j] = position + 1;
-                    streams[2 * j] = streams[2 * j + 1] = 0; // not sampled
+                    streams[2 * j] = streams[2 * j + 1] = 0;
                     cacheRows[j] = owner.Pages[position / g.PageSize] * g.PageSize + position % g.PageSize;
                     FillTableRow(tableRow, owner.Pages);
                     continue;
                 }
                 if (j >= n)
                 {
-                    // A padding row of a graph's bucket: token 0 at position 0 of the sink page, whose output is never read.
-                    tokens[j] = positions[j] = 0;
+                    // A padding row of a graph's bucket: token 0 at position 0 of the sink page, stopped from the start.
+                    tokens[j] = positions[j] = left[j] = 0;
                     lengths[j] = 1;
                     streams[2 * j] = streams[2 * j + 1] = 0;
                     cacheRows[j] = g.SinkPage * g.PageSize;
@@ -502,29 +548,63 @@ public sealed class Qwen2Generator : IDisposable
                 var q = requests[r];
                 tokens[j] = q.Pending;
                 positions[j] = q.Length;
+                lengths[j] = q.Length + 1;
                 cacheRows[j] = q.Pages[q.Length / g.PageSize] * g.PageSize + q.Length % g.PageSize;
-                q.Length++;
-                lengths[j] = q.Length;
                 streams[2 * j] = r;
                 streams[2 * j + 1] = q.Tokens.Count;
+                left[j] = TokensLeft(q);
                 FillTableRow(tableRow, q.Pages);
-                Debug.Assert(q.Length <= g.MaxLength, "decode past the request's maximum length");
+                Debug.Assert(q.Length < g.MaxLength, "decode past the request's maximum length");
             }
-            // One copy for the step's inputs (runs of StepRowCapacity ints, the last cut to the rows used), one for the table.
-            int uploaded = g.Offset(DecodeInput.CacheRows) + rows;
+            // One copy for the run's inputs (runs of StepRowCapacity ints, the last cut to the rows used), one for the table.
+            int uploaded = g.Offset(DecodeInput.Remaining) + rows;
             var b = g._backend;
             b.Upload<int>(g._hostDecodeInputs.AsSpan(0, uploaded), g._decodeInputs.SliceRows(0, uploaded));
             var tableTensor = g.StepTable(rows * tablePages);
             b.Upload<int>(table, tableTensor);
             tableTensor = tableTensor.Reshape(rows, tablePages);
 
-            if (c > 0)
+            MakeHistoryRoom(steps * n);
+            var next = new DecodeInputs(g.DeviceInput(DecodeInput.Tokens, rows), g.DeviceInput(DecodeInput.Positions, rows), g.DeviceInput(DecodeInput.Lengths, rows),
+                g.DeviceInput(DecodeInput.Streams, rows), g.DeviceInput(DecodeInput.CacheRows, rows), tableTensor, g.PageSize, g.SinkPage * g.PageSize);
+            for (int step = 0; step < steps; step++)
             {
-                // A step with a chunk runs in the prefill arena (MaxBatch + the budget rows at most).
-                var arena = g.PrefillArena(rows);
-                StepWork(arena, rows, n, tableTensor);
+                if (c > 0) StepWork(g.PrefillArena(rows), rows, sampledRows, tableTensor); // with a chunk: the prefill arena's rows
+                else RunDecodeStep(rows, tableTensor);
+                // The last step's rows need no next inputs: the host writes the next run's.
+                if (sampledRows > 0) RecordStep(step, n, sampledRows, step + 1 < steps ? next : null);
             }
-            else if (!_graphsAvailable) StepWork(g._decode, rows, rows, tableTensor);
+            _survivors.Clear();
+            long decoded = n > 0 ? CollectRun(_running, n, sampledRows, steps, decoded: true, "a decode step") : 0;
+            if (chunk is not null)
+            {
+                chunk.Done += c;
+                if (chunk.Done == chunk.Length) CompleteChunk(chunk, g._prefill!, rows, lastRow: rows - 1);
+            }
+            (_running, _survivors) = (_survivors, _running);
+            // A step's time is shared between its decode rows and its chunk's rows by their counts (the chunk's rows cost
+            // about what a decode row does in the projections; their attention reads longer rows).
+            double seconds = timer.Elapsed.TotalSeconds, chunkShare = (double)c / (n + c);
+            _stats = _stats with
+            {
+                DecodeTokens = _stats.DecodeTokens + decoded, DecodeSeconds = _stats.DecodeSeconds + seconds * (1 - chunkShare),
+                PrefillTokens = _stats.PrefillTokens + c, PrefillSeconds = _stats.PrefillSeconds + seconds * chunkShare,
+                PrefillChunks = _stats.PrefillChunks + (c > 0 ? 1 : 0),
+            };
+            // Occupancy counts the rows that sampled at each step (a row stopped within a run idles until it ends).
+            if (n > 0)
+                _stats = _stats with
+                {
+                    DecodeSteps = _stats.DecodeSteps + steps, DecodeRows = _stats.DecodeRows + decoded, DecodeRuns = _stats.DecodeRuns + 1,
+                    QueuedSteps = _stats.QueuedSteps + (queued ? steps : 0), QueuedRows = _stats.QueuedRows + (queued ? decoded : 0),
+                };
+        }
+
+        /// <summary>One decode-only step over the uploaded (or advanced) inputs: its bucket's graph replayed, or its ops launched.</summary>
+        private void RunDecodeStep(int rows, Tensor tableTensor)
+        {
+            var b = g._backend;
+            if (!_graphsAvailable) StepWork(g._decode, rows, rows, tableTensor);
             else if (_graphs.TryGetValue(rows, out var graph) && graph.IsCurrent)
             {
                 graph.Replay();
@@ -554,33 +634,6 @@ public sealed class Qwen2Generator : IDisposable
                     _stats = _stats with { DecodeGraphCaptures = _stats.DecodeGraphCaptures + 1 };
                 }
             }
-            _survivors.Clear();
-            if (n > 0)
-            {
-                TakeSampled(n, _running, "a decode step");
-                for (int j = 0; j < n; j++) Take(_running[j], _tokens[j]);
-            }
-            if (chunk is not null)
-            {
-                chunk.Done += c;
-                if (chunk.Done == chunk.Length) CompleteChunk(chunk, g._prefill!, rows, lastRow: rows - 1);
-            }
-            (_running, _survivors) = (_survivors, _running);
-            // A step's time is shared between its decode rows and its chunk's rows by their counts (the chunk's rows cost
-            // about what a decode row does in the projections; their attention reads longer rows).
-            double seconds = timer.Elapsed.TotalSeconds, chunkShare = (double)c / (n + c);
-            _stats = _stats with
-            {
-                DecodeTokens = _stats.DecodeTokens + n, DecodeSeconds = _stats.DecodeSeconds + seconds * (1 - chunkShare),
-                PrefillTokens = _stats.PrefillTokens + c, PrefillSeconds = _stats.PrefillSeconds + seconds * chunkShare,
-                PrefillChunks = _stats.PrefillChunks + (c > 0 ? 1 : 0),
-            };
-            if (n > 0)
-                _stats = _stats with
-                {
-                    DecodeSteps = _stats.DecodeSteps + 1, DecodeRows = _stats.DecodeRows + n,
-                    QueuedSteps = _stats.QueuedSteps + (queued ? 1 : 0), QueuedRows = _stats.QueuedRows + (queued ? n : 0),
-                };
         }
 
         /// <summary>A row of the page table: the sequence's pages, then -1 (never read: past its length).</summary>
@@ -660,15 +713,22 @@ public sealed class Qwen2Generator : IDisposable
             b.Upload<int>(g._hostWaveStreams.AsSpan(0, 2 * n), g._waveStreams.SliceRows(0, 2 * n));
             b.GatherRows(hidden, g._lastRows.SliceRows(0, n), g._lastHidden.SliceRows(0, n));
             Logits(g._lastHidden.SliceRows(0, n), g._logits.SliceRows(0, n));
-            SampleRows(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2), _fresh, "a prefill");
-            for (int i = 0; i < n; i++) Take(_fresh[i], _tokens[i]);
+            SampleIntoStepBuffers(n, g._waveStreams.SliceRows(0, 2 * n).Reshape(n, 2));
+            // The stop rules on the device, as for decode steps: each request may sample its whole limit.
+            Span<int> left = g.HostInput(DecodeInput.Remaining)[..n];
+            for (int i = 0; i < n; i++) left[i] = TokensLeft(requests[_fresh[i]]);
+            b.Upload<int>(left, g.DeviceInput(DecodeInput.Remaining, n));
+            MakeHistoryRoom(n);
+            RecordStep(0, n, n, next: null);
+            CollectRun(_fresh, n, n, steps: 1, decoded: false, "a prefill");
         }
 
-        /// <summary>This call's graphs are for its seed and options only.</summary>
-        public void DisposeGraphs()
+        /// <summary>This call's graphs are for its seed and options only; so is its stop list.</summary>
+        public void Dispose()
         {
             foreach (var graph in _graphs.Values) graph.Dispose();
             _graphs.Clear();
+            _stopTokens?.Dispose();
         }
 
         /// <summary>The tokens a request's prefill runs: its prompt, and for a pre-empted one the tokens before its pending one.</summary>
@@ -851,6 +911,14 @@ public sealed class Qwen2Generator : IDisposable
         }
     }
 
+    /// <summary>A new Int32 tensor holding <paramref name="values"/>.</summary>
+    private Tensor UploadInts(IReadOnlyCollection<int> values)
+    {
+        var tensor = Ints(values.Count);
+        _backend.Upload<int>(values.ToArray(), tensor);
+        return tensor;
+    }
+
     /// <summary>The prefill arena with room for at least <paramref name="rows"/> rows (grow-only: sized by the largest wave or chunk step).</summary>
     private Qwen2Activations PrefillArena(int rows)
     {
@@ -917,6 +985,6 @@ public sealed class Qwen2Generator : IDisposable
         _chunkTable?.Dispose();
         _logProbHistory?.Dispose();
         _truncatedHistory?.Dispose();
-        foreach (var t in new[] { _decodeInputs, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated }) t.Dispose();
+        foreach (var t in new[] { _decodeInputs, _emitted, _pageTable, _sampled, _logits, _lastHidden, _lastRows, _waveStreams, _stepLogProbs, _stepTruncated }) t.Dispose();
     }
 }

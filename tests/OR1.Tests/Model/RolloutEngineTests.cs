@@ -97,7 +97,8 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
     public void TheDecodeBatchStaysFullWhileRequestsWait()
     {
         using var model = Model(720);
-        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 24);
+        // One step per wait for the device: a stopped row leaves at once (runs of several steps idle it until they end).
+        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 24, decodeStepsPerSync: 1);
         var options = new GenerationOptions(12, new SamplingOptions(1f), StopTokenIds: [.. Enumerable.Range(0, 8)], SamplesPerPrompt: 4, Seed: 3);
         var reports = new List<GenerationProgress>();
         var samples = generator.Generate(Prompts, options, new SynchronousProgress<GenerationProgress>(reports.Add));
@@ -215,7 +216,7 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
     public void ALongTailKeepsTheBatchFullUntilTheQueueIsEmpty()
     {
         using var model = Model(770);
-        using var generator = new Qwen2Generator(model, maxBatch: 16, maxLength: 40);
+        using var generator = new Qwen2Generator(model, maxBatch: 16, maxLength: 40, decodeStepsPerSync: 1);
         var prompts = Enumerable.Range(0, 64).Select(i => (IReadOnlyList<int>)new[] { 1 + i % 30, 2 + i % 7, 3 }).ToArray();
         var limits = Enumerable.Range(0, 64).Select(i => i % 10 == 7 ? 32 : 4).ToArray();
         var samples = generator.Generate(prompts, new GenerationOptions(32, new SamplingOptions(1f), [], Seed: 6, PromptMaxNewTokens: limits));
@@ -329,6 +330,64 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
             Assert.That(stats.DecodeGraphReplays, Is.GreaterThan(stats.DecodeSteps / 2), "most steps are replays");
         }
         else Assert.That(stats.DecodeGraphCaptures + stats.DecodeGraphReplays, Is.Zero, "a backend without graphs launches every step");
+    }
+
+    /// <summary>
+    /// Runs of several decode steps per wait for the device (the stop tokens and length limits applied on the device, each
+    /// row's next inputs written there) give the responses of one step per wait: the same tokens, stops and truncation
+    /// flags, the same log-probs (bit for bit on Cpu, where rows are batch-invariant; within rounding elsewhere), under
+    /// stop tokens, per-prompt limits shorter and longer than a run, pre-emption and graphs.
+    /// </summary>
+    [TestCase(3)]
+    [TestCase(5)]
+    public void SeveralDecodeStepsPerWaitChangeNoResponse(int stepsPerSync)
+    {
+        using var model = Model(840);
+        var limits = new[] { 2, 11, 7, 1, 9 };
+        var options = new GenerationOptions(11, new SamplingOptions(1f, 0.9f), StopTokenIds: [3, 5, 8], SamplesPerPrompt: 3, Seed: 21, PromptMaxNewTokens: limits);
+        IReadOnlyList<GeneratedSample> each, runs, tight;
+        GenerationStats eachStats, runStats, tightStats;
+        using (var g = new Qwen2Generator(model, maxBatch: 6, maxLength: 20, decodeStepsPerSync: 1))
+        {
+            each = g.Generate(Prompts, options);
+            eachStats = g.LastStats;
+        }
+        using (var g = new Qwen2Generator(model, maxBatch: 6, maxLength: 20, decodeStepsPerSync: stepsPerSync))
+        {
+            Assert.That(g.DecodeStepsPerSync, Is.EqualTo(stepsPerSync));
+            runs = g.Generate(Prompts, options);
+            runStats = g.LastStats;
+        }
+        using (var g = new Qwen2Generator(model, maxBatch: 6, maxLength: 20, pageSize: 4, kvCacheBytes: 7 * PageBytes(model, 4), decodeStepsPerSync: stepsPerSync))
+        {
+            tight = g.Generate(Prompts, options);
+            tightStats = g.LastStats;
+        }
+        TestContext.Out.WriteLine($"1 step per wait: {eachStats}");
+        TestContext.Out.WriteLine($"{stepsPerSync} steps per wait: {runStats}");
+        TestContext.Out.WriteLine($"under a 7-page cache: {tightStats}");
+        Assert.That(eachStats.DecodeRuns, Is.EqualTo(eachStats.DecodeSteps), "one wait per step");
+        Assert.That(runStats.DecodeRuns, Is.LessThan(runStats.DecodeSteps), "fewer waits than steps");
+        Assert.That(tightStats.Preemptions, Is.GreaterThan(0), "the small cache pre-empts (the last comparison can fail)");
+        foreach (var (other, what) in new[] { (runs, $"{stepsPerSync} steps per wait"), (tight, $"{stepsPerSync} steps per wait, pre-empted") })
+            for (int i = 0; i < each.Count; i++)
+            {
+                Assert.That(other[i].Tokens, Is.EqualTo(each[i].Tokens), $"request {i}: tokens, {what}");
+                Assert.That(other[i].Truncated, Is.EqualTo(each[i].Truncated), $"request {i}: truncated, {what}");
+                Assert.That(other[i].LogProbs, Has.Count.EqualTo(each[i].Tokens.Count), $"request {i}: one log-prob per token, {what}");
+                if (_backend is OR1.Native.Cpu.CpuBackend)
+                    Assert.That(other[i].LogProbs, Is.EqualTo(each[i].LogProbs), $"request {i}: log-probs bit for bit, {what}");
+                else TensorAssert.Close(other[i].LogProbs.ToArray(), each[i].LogProbs.ToArray(), 1e-5, 1e-5, $"request {i}: log-probs, {what}");
+                TensorAssert.Close(other[i].TruncatedMass!.ToArray(), each[i].TruncatedMass!.ToArray(), 1e-5, 1e-5, $"request {i}: truncated masses, {what}");
+            }
+        // The rules held: a response ends at its first stop token, or is truncated at its prompt's limit.
+        foreach (var s in each)
+        {
+            int stopAt = s.Tokens.ToList().FindIndex(t => t is 3 or 5 or 8);
+            if (s.Truncated) Assert.That((stopAt, s.Tokens.Count), Is.EqualTo((-1, limits[s.PromptIndex])), $"prompt {s.PromptIndex} sample {s.SampleIndex}");
+            else Assert.That(stopAt, Is.EqualTo(s.Tokens.Count - 1), $"prompt {s.PromptIndex} sample {s.SampleIndex} ends at its stop token");
+        }
+        Assert.That(each.Count(s => s.Truncated), Is.InRange(1, each.Count - 1), "some responses stopped at a token, some at their limit");
     }
 
     private static long PageBytes(Qwen2Model model, int pageSize) =>
