@@ -17,14 +17,15 @@ public static class KvCacheMemoryOption
     public static long Bytes(string? kvCacheMemory) => kvCacheMemory is null ? 0 : ByteSize.Parse(kvCacheMemory, "--kv-cache-memory");
 
     /// <summary>
-    /// The engine for a command with that budget (and <c>--cuda-graphs</c>); a budget the engine refuses (below one page)
-    /// is the option's error.
+    /// The engine for a command with that budget (and <c>--cuda-graphs</c>, <c>--decode-steps-per-sync</c>); a budget the
+    /// engine refuses (below one page) is the option's error.
     /// </summary>
-    public static Qwen2Generator CreateGenerator(Qwen2Model model, int maxBatch, int maxLength, long bytes, string? kvCacheMemory, bool deviceGraphs = true)
+    public static Qwen2Generator CreateGenerator(Qwen2Model model, int maxBatch, int maxLength, long bytes, string? kvCacheMemory, bool deviceGraphs = true,
+        int decodeStepsPerSync = 0)
     {
         try
         {
-            return new Qwen2Generator(model, maxBatch, maxLength, kvCacheBytes: bytes, deviceGraphs: deviceGraphs);
+            return new Qwen2Generator(model, maxBatch, maxLength, kvCacheBytes: bytes, deviceGraphs: deviceGraphs, decodeStepsPerSync: decodeStepsPerSync);
         }
         catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
         {

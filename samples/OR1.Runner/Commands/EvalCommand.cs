@@ -28,22 +28,25 @@ public static class EvalCommand
         var maxBatch = new Option<int>("--max-batch") { DefaultValueFactory = _ => 64, Description = "Samples decoded together" };
         var kvMemory = KvCacheMemoryOption.Create();
         var cudaGraphs = CudaGraphsOption.Create();
+        var decodeSteps = DecodeStepsOption.Create();
         var output = new Option<string?>("--output") { Description = "Also write every response with its reward as JSONL" };
         var device = Devices.CreateOption();
         var unsafeNoSandbox = CodeSandboxOption.Create();
         var precision = PrecisionOptions.CreatePrecision();
-        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, kvMemory, cudaGraphs, output, device, unsafeNoSandbox, precision };
+        var command = new Command("eval", "Avg@K evaluation") { model, data, k, temperature, topP, maxNew, seed, maxBatch, kvMemory, cudaGraphs, decodeSteps, output, device, unsafeNoSandbox, precision };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(k), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP)),
-            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox), r.GetValue(precision), r.GetValue(kvMemory), r.GetValue(cudaGraphs)));
+            r.GetValue(maxNew), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(output), r.GetValue(device)!, r.GetValue(unsafeNoSandbox), r.GetValue(precision), r.GetValue(kvMemory), r.GetValue(cudaGraphs), r.GetValue(decodeSteps)));
         return command;
     }
 
     public static int Run(string modelDir, string dataPath, int k, SamplingOptions sampling, int maxNewTokens, ulong seed, int maxBatch, string? output, string device,
-        bool unsafeNoSandbox = false, Precision? precision = null, string? kvCacheMemory = null, bool cudaGraphs = true)
+        bool unsafeNoSandbox = false, Precision? precision = null, string? kvCacheMemory = null, bool cudaGraphs = true,
+        int decodeStepsPerSync = 0)
     {
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
         long kvCacheBytes = KvCacheMemoryOption.Bytes(kvCacheMemory);
+        int decodeSteps = DecodeStepsOption.Checked(decodeStepsPerSync);
         var report = new DataLoadReport();
         IReadOnlyList<RlExample> examples;
         try
@@ -62,7 +65,7 @@ public static class EvalCommand
         var tokenizer = ModelLoading.LoadTokenizer(modelDir, "eval builds chat prompts");
         var encoder = new PromptEncoder(tokenizer);
         int longest = examples.Max(e => encoder.Encode(e).Length);
-        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens, kvCacheBytes, kvCacheMemory, cudaGraphs);
+        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(maxBatch, examples.Count * k), longest + maxNewTokens, kvCacheBytes, kvCacheMemory, cudaGraphs, decodeSteps);
         var collector = new RolloutCollector(generator, encoder, new RewardRouter(CodeSandboxOption.Verifiers(unsafeNoSandbox)), PromptEncoder.StopTokens(tokenizer, model.Config.EosTokenIds));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (scores, responses) = ProgressDisplay.Run("eval: samples", update => Evaluator.Run(collector, examples, k, sampling, maxNewTokens, seed,

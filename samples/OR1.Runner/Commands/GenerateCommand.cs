@@ -29,16 +29,18 @@ public static class GenerateCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "Samples decoded together", DefaultValueFactory = _ => 64 };
         var kvMemory = KvCacheMemoryOption.Create();
         var cudaGraphs = CudaGraphsOption.Create();
+        var decodeSteps = DecodeStepsOption.Create();
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
-        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, cudaGraphs, device, precision };
+        var command = new Command("generate", "Sample answers to prompts") { model, prompt, input, output, samples, maxNew, temperature, topP, topK, seed, maxBatch, kvMemory, cudaGraphs, decodeSteps, device, precision };
         command.SetAction(r => Run(new Arguments(r.GetValue(model)!, r.GetValue(prompt), r.GetValue(input), r.GetValue(output), r.GetValue(samples),
-            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision), r.GetValue(kvMemory), r.GetValue(cudaGraphs))));
+            r.GetValue(maxNew), new SamplingOptions(r.GetValue(temperature), r.GetValue(topP), r.GetValue(topK)), r.GetValue(seed), r.GetValue(maxBatch), r.GetValue(device)!, r.GetValue(precision), r.GetValue(kvMemory), r.GetValue(cudaGraphs), r.GetValue(decodeSteps))));
         return command;
     }
 
     public sealed record Arguments(string Model, string? Prompt, string? Input, string? Output, int Samples, int MaxNewTokens,
-        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null, string? KvCacheMemory = null, bool CudaGraphs = true);
+        SamplingOptions Sampling, ulong Seed, int MaxBatch, string Device, Precision? Precision = null, string? KvCacheMemory = null, bool CudaGraphs = true,
+        int DecodeStepsPerSync = 0);
 
     public static int Run(Arguments a)
     {
@@ -50,6 +52,7 @@ public static class GenerateCommand
         if (!(a.Sampling.TopP > 0 && a.Sampling.TopP <= 1)) throw new CliException($"--top-p is {a.Sampling.TopP}; it must be in (0, 1]");
         if (a.Sampling.TopK < 0) throw new CliException($"--top-k is {a.Sampling.TopK}; it must be 0 (off) or positive");
         long kvCacheBytes = KvCacheMemoryOption.Bytes(a.KvCacheMemory);
+        int decodeSteps = DecodeStepsOption.Checked(a.DecodeStepsPerSync);
 
         using var backend = Devices.Create(a.Device);
         using var model = ModelLoading.Load(backend, a.Model, PrecisionOptions.Resolve(backend, a.Precision));
@@ -63,7 +66,7 @@ public static class GenerateCommand
         if (longest + a.MaxNewTokens > model.Config.MaxPositionEmbeddings)
             Console.Error.WriteLine($"warning: prompt ({longest} tokens) + --max-new-tokens {a.MaxNewTokens} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
 
-        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes, a.KvCacheMemory, a.CudaGraphs);
+        using var generator = KvCacheMemoryOption.CreateGenerator(model, Math.Min(a.MaxBatch, prompts.Length * a.Samples), longest + a.MaxNewTokens, kvCacheBytes, a.KvCacheMemory, a.CudaGraphs, decodeSteps);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var results = ProgressDisplay.Run("generate: samples", update => generator.Generate(prompts.Select(p => (IReadOnlyList<int>)p).ToArray(),
             new GenerationOptions(a.MaxNewTokens, a.Sampling, stop, a.Samples, a.Seed),

@@ -69,6 +69,11 @@ public sealed record TrainingConfig
     /// default; false launches every op of every step (for profiling, or a driver whose graphs misbehave).
     /// </summary>
     public bool CudaGraphs { get; init; } = true;
+    /// <summary>
+    /// Decode steps the rollout engine runs on the device before reading their tokens (stop rules applied there); 0 (the
+    /// default) means the engine's: 1 on the Cpu backend, 4 elsewhere.
+    /// </summary>
+    public int DecodeStepsPerSync { get; init; }
     public int CheckpointEvery { get; init; } = 20;
     public int KeepCheckpoints { get; init; } = 3;
     public int ValidateEvery { get; init; } = 20;
@@ -148,6 +153,7 @@ public sealed record TrainingConfig
         Require(TopP is > 0 and <= 1, "top_p", "must be in (0, 1]");
         Require(RolloutBatch >= 1, "rollout_batch", "must be positive");
         Require(KvCacheMemoryBytes >= 0, "kv_cache_memory_bytes", "must be 0 (sized for rollout_batch) or a positive byte count");
+        Require(DecodeStepsPerSync >= 0, "decode_steps_per_sync", "must be 0 (the engine's default) or a positive count");
         Require(MaxPromptLength >= 1, "max_prompt_length", "must be positive");
         Require(CheckpointEvery >= 1, "checkpoint_every", "must be positive");
         Require(ValidateEvery >= 1, "validate_every", "must be positive");

@@ -66,7 +66,7 @@ public sealed class TrainingRun : IDisposable
         try
         {
             _generator = new Qwen2Generator(policy, slots, longestPrompt + longestResponse, kvCacheBytes: config.KvCacheMemoryBytes,
-                deviceGraphs: config.CudaGraphs);
+                deviceGraphs: config.CudaGraphs, decodeStepsPerSync: config.DecodeStepsPerSync);
         }
         catch (ArgumentException e) when (e.ParamName == "kvCacheBytes")
         {

@@ -105,6 +105,7 @@ public static class ModelCheck
             counters["graph_captures"] = generator.LastStats.DecodeGraphCaptures;
             counters["graph_replays"] = generator.LastStats.DecodeGraphReplays;
             counters["decode_steps"] = generator.LastStats.DecodeSteps;
+            counters["decode_runs"] = generator.LastStats.DecodeRuns; // waits for the device: DecodeStepsPerSync steps per run at most
             generation = new GpuCheckRecord
             {
                 Key = $"model/generate/{precision.Name()}",
@@ -116,7 +117,8 @@ public static class ModelCheck
                 TokensPerS = tokens / seconds,
                 PeakBytes = backend.DeviceBytes.Peak,
                 Counters = counters,
-                Implementation = generator.GraphFailure is { } failure ? $"decode graphs failed, ops launched: {failure}" : "decode steps as device graphs",
+                Implementation = (generator.GraphFailure is { } failure ? $"decode graphs failed, ops launched: {failure}" : "decode steps as device graphs") +
+                                 $"; up to {generator.DecodeStepsPerSync} steps per wait, stop rules on the device",
             };
             log($"model check: generated {tokens} tokens in {seconds:F2} s, {tokens / seconds:F0} tokens/s, {used}" +
                 (generator.GraphFailure is { } why ? $"; decode graphs failed: {why}" : $"; {generator.LastStats.DecodeGraphReplays} steps replayed from graphs"));

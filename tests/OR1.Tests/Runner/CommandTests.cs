@@ -218,6 +218,24 @@ public sealed class CommandTests
     }
 
     /// <summary>
+    /// --decode-steps-per-sync: runs of several decode steps per wait for the device (stop rules on the device) write the
+    /// samples one step per wait writes, line for line; a negative count is refused with the option's name, nothing written.
+    /// </summary>
+    [Test]
+    public void GenerateWithSeveralDecodeStepsPerSyncGivesTheSameSamples()
+    {
+        File.WriteAllLines(Work("steps.jsonl"), [JsonSerializer.Serialize(new { prompt_tokens = new[] { 5, 6, 7 } }), JsonSerializer.Serialize(new { prompt = "the" })]);
+        var args = new GenerateCommand.Arguments(_files.Directory, null, Work("steps.jsonl"), Work("steps-1.jsonl"), 3, 6, new SamplingOptions(1f), 5, 6, "cpu",
+            DecodeStepsPerSync: 1);
+        Assert.That(GenerateCommand.Run(args), Is.Zero);
+        Assert.That(GenerateCommand.Run(args with { Output = Work("steps-4.jsonl"), DecodeStepsPerSync = 4 }), Is.Zero);
+        Assert.That(File.ReadAllLines(Work("steps-4.jsonl")), Is.EqualTo(File.ReadAllLines(Work("steps-1.jsonl"))));
+        Assert.That(() => GenerateCommand.Run(args with { Output = Work("steps-bad.jsonl"), DecodeStepsPerSync = -2 }),
+            Throws.InstanceOf<CliException>().With.Message.Contains("--decode-steps-per-sync is -2"));
+        Assert.That(File.Exists(Work("steps-bad.jsonl")), Is.False);
+    }
+
+    /// <summary>
     /// --kv-cache-memory: a budget of a few pages still yields every sample (pre-empting and recomputing), the same as
     /// without a budget; one below a page is refused with the option's name, and nothing is written.
     /// </summary>
