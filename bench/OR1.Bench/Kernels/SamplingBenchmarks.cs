@@ -9,12 +9,16 @@ namespace OR1.Bench.Kernels;
 /// filtering), nucleus top-p 0.95, top-k 50 and greedy on uniform logits in [-8, 8) (the filters' worst case: a nucleus of a
 /// fifth of the vocabulary), top-p and the rollout draw on model-like rows (<see cref="RandomFill.ModelLike"/>); the logits in bf16 too on the backends that store
 /// it. GB/s counts one read of the logits, the least any sampler must do; the filtered modes read them more
-/// than once.
+/// than once. <c>StopRules</c> is the step after the draw (kernels/sampling_stop.cu, Cpu/DecodeAdvance.cs,
+/// Ilgpu/DecodeAdvance.cs): each row's token checked against stop tokens and its remaining length and its next inputs
+/// written in place; a launch's worth of work, so its time is the launch's (GB/s counts the ints it reads and writes).
 /// <code>dotnet run -c Release --project bench/OR1.Bench -- --filter '*Sampling*'</code>
 /// </summary>
 public class SamplingBenchmarks : KernelBenchmark
 {
     private Tensor _logits = null!, _modelLike = null!, _tokens = null!, _logProbs = null!;
+    private Tensor _stopTokens = null!, _remaining = null!, _emitted = null!;
+    private DecodeInputs _next;
     private ulong _counter;
     private SamplingOptions _options;
 
@@ -29,6 +33,14 @@ public class SamplingBenchmarks : KernelBenchmark
         _modelLike = Stored(modelLike, shape);
         _tokens = Ints(new int[Scale.SampleRows]);
         _logProbs = Zeros(new TensorShape(Scale.SampleRows));
+        // Rows that never stop (no token is a stop token; the remaining counts outlast any run) and a page table of one
+        // page whose size outlasts the positions, so every call does the whole work of a running row.
+        int rows = Scale.SampleRows;
+        _stopTokens = Ints([-1, -2, -3, -4]);
+        _remaining = Ints(Enumerable.Repeat(int.MaxValue, rows).ToArray());
+        _emitted = Ints(new int[rows]);
+        _next = new DecodeInputs(Ints(new int[rows]), Ints(new int[rows]), Ints(Enumerable.Repeat(1, rows).ToArray()), Ints(new int[2 * rows]).Reshape(rows, 2),
+            Ints(new int[rows]), Ints(new int[rows]).Reshape(rows, 1), 1 << 30, 0);
     }
 
     private void Draw(SamplingOptions options, bool modelLike = false)
@@ -58,7 +70,14 @@ public class SamplingBenchmarks : KernelBenchmark
     [Benchmark(OperationsPerInvoke = Launches)]
     public void Greedy() => Draw(new SamplingOptions(0f));
 
-    public override long BytesMoved(string method) => (long)Scale.SampleRows * Model.Vocab * Case.Storage.SizeOf();
+    /// <summary>The stop rules and next inputs of a decode step's rows (<see cref="IBackend.AdvanceDecode"/>).</summary>
+    [Benchmark(OperationsPerInvoke = Launches)]
+    public void StopRules() => Repeat<SamplingBenchmarks>(static b => b.Backend.AdvanceDecode(b._tokens, b._stopTokens, b._remaining, b._emitted, b._next));
+
+    // StopRules reads a row's token, remaining count, position, stream and page entry, and writes eight ints.
+    public override long BytesMoved(string method) => method == nameof(StopRules)
+        ? (long)Scale.SampleRows * 14 * sizeof(int)
+        : (long)Scale.SampleRows * Model.Vocab * Case.Storage.SizeOf();
 
     public override double Flops(string method) => 0;
 }

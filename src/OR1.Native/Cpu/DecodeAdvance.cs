@@ -2,7 +2,7 @@ namespace OR1.Native.Cpu;
 
 /// <summary>
 /// The decode loop's stop rules and input advance (<see cref="IBackend.AdvanceDecode"/>), row by row: the plain reference
-/// that kernels/decode_advance.cu and Ilgpu/DecodeAdvance.cs follow. A row's remaining count is its state: &gt; 0 running
+/// that kernels/sampling_stop.cu and Ilgpu/DecodeAdvance.cs follow. A row's remaining count is its state: &gt; 0 running
 /// (tokens it may still sample), 0 stopped at its length limit, -1 stopped at a stop token.
 /// </summary>
 internal static class CpuDecodeAdvance

@@ -5,7 +5,7 @@ namespace OR1.Native.Ilgpu;
 
 /// <summary>
 /// The decode loop's stop rules and input advance (<see cref="IBackend.AdvanceDecode"/>): one thread per row, the rules of
-/// Cpu/DecodeAdvance.cs and kernels/decode_advance.cu. The rows' next pages are checked on the host before the launch
+/// Cpu/DecodeAdvance.cs and kernels/sampling_stop.cu. The rows' next pages are checked on the host before the launch
 /// (the backend's index checks), so the kernel assumes them.
 /// </summary>
 internal static class IlgpuDecodeAdvance

@@ -596,7 +596,7 @@ internal sealed unsafe class KernelLaunchers : IDisposable
                 .ULong(seed).ULong(counter).Ptr(P(streams, true)).Ptr(P(tokens)).Ptr(P(logProbs)).Ptr(P(truncatedMass, true)));
     }
 
-    /// <summary>The decode loop's stop rules and input advance (kernels/decode_advance.cu): one thread per row.</summary>
+    /// <summary>The decode loop's stop rules and input advance (kernels/sampling_stop.cu): one thread per row.</summary>
     public void AdvanceDecode(Tensor sampled, Tensor? stopTokens, Tensor remaining, Tensor emitted, DecodeInputs? next)
     {
         int rows = sampled.Shape[0];

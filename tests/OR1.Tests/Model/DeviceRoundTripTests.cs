@@ -140,15 +140,17 @@ public sealed class DeviceRoundTripTests
     }
 
     /// <summary>
-    /// Decode steps seen through the progress report, which comes right after each step's sampled tokens are read: the
-    /// counts between two reports are one decode step (embedding, layers, logits, sampling, the tokens' download).
+    /// Decode runs seen through the progress report, which comes right after each run's emitted tokens are read: the
+    /// counts between two reports are one run (embedding, layers, logits, sampling and the stop rules per step, then the
+    /// tokens' download). One step per run: a wait per step; the whole response in one run: one wait for all its steps.
     /// </summary>
-    [TestCase(Precision.Fp32)]
-    [TestCase(Precision.Bf16)]
-    public void ADecodeStepWaitsOnceAndAllocatesNothing(Precision precision)
+    [TestCase(Precision.Fp32, 1)]
+    [TestCase(Precision.Bf16, 1)]
+    [TestCase(Precision.Fp32, 5)]
+    public void ADecodeRunWaitsOnceAndAllocatesNothing(Precision precision, int stepsPerSync)
     {
         using var model = Model(precision);
-        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 16);
+        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 16, decodeStepsPerSync: stepsPerSync);
         IReadOnlyList<int>[] prompts = [[1, 2, 3, 4, 5], [7, 8]];
         const int newTokens = 6;
         var options = new GenerationOptions(newTokens, new SamplingOptions(1f), StopTokenIds: [], SamplesPerPrompt: 2, Seed: 11);
@@ -167,25 +169,29 @@ public sealed class DeviceRoundTripTests
 
         var (firstCall, firstPoints) = Generate(out _);
         var (secondCall, points) = Generate(out var samples);
-        Assert.That(points, Has.Count.EqualTo(newTokens + 2), "a report per decode step (no stop tokens: every sample runs to the limit)");
+        // No stop tokens: every sample runs to the limit, its first token from the prefill and the rest from decode steps.
+        int runs = (newTokens - 1 + stepsPerSync - 1) / stepsPerSync;
+        Assert.That(points, Has.Count.EqualTo(runs + 3), "a report after the prefill and after each decode run");
+        Assert.That(generator.LastStats.DecodeRuns, Is.EqualTo(runs));
+        Assert.That(generator.LastStats.DecodeSteps, Is.EqualTo(newTokens - 1));
         var prefill = points[1] - points[0];
-        var decodeSteps = Enumerable.Range(2, newTokens - 1).Select(i => points[i] - points[i - 1]).ToArray();
+        var decodeSteps = Enumerable.Range(2, runs).Select(i => points[i] - points[i - 1]).ToArray();
         var tail = points[^1] - points[^2];
         TestContext.Out.WriteLine($"{precision} first Generate call: {firstCall}");
         TestContext.Out.WriteLine($"{precision} prefill + first sampling of 4 samples: {prefill}");
-        TestContext.Out.WriteLine($"{precision} one decode step of 4 samples: {decodeSteps[0]}");
+        TestContext.Out.WriteLine($"{precision} one decode run of {Math.Min(stepsPerSync, newTokens - 1)} steps of 4 samples: {decodeSteps[0]}");
         TestContext.Out.WriteLine($"{precision} after the last step (the sampled log-probs): {tail}");
         TestContext.Out.WriteLine($"{precision} second Generate call: {secondCall}");
 
         Assert.That(samples.All(s => s.Tokens.Count == newTokens && s.LogProbs.Count == newTokens), "every token comes with its log-prob");
         Assert.That(samples.SelectMany(s => s.LogProbs).All(lp => lp <= 0 && float.IsFinite(lp)), "the log-probs are log-probabilities");
         Assert.That(firstCall.Allocations, Is.GreaterThan(0), "the counters see the first call's allocations (the assertions below can fail)");
-        for (int i = 2; i < newTokens; i++)
-            Assert.That((firstPoints[i + 1] - firstPoints[i]).Allocations, Is.Zero, $"first call, decode step {i}: nothing allocated after the first step");
+        for (int i = 2; i < runs + 1; i++)
+            Assert.That((firstPoints[i + 1] - firstPoints[i]).Allocations, Is.Zero, $"first call, decode run {i}: nothing allocated after the first run");
         Assert.That(secondCall.Allocations, Is.Zero, "a warm generator allocates nothing: not per prefill, not per step");
         foreach (var step in decodeSteps)
         {
-            Assert.That(step.Synchronizations, Is.LessThanOrEqualTo(1), "a decode step waits only to read the sampled tokens");
+            Assert.That(step.Synchronizations, Is.LessThanOrEqualTo(1), "a decode run waits only to read the emitted tokens and stop states");
             Assert.That(step.Allocations, Is.Zero);
         }
         Assert.That(tail.Synchronizations, Is.LessThanOrEqualTo(1), "the sampled log-probs come back in one copy, after the last step");

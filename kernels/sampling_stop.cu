@@ -1,4 +1,4 @@
-// decode_advance.cu — the decode loop's stop rules on the device (the rollout engine, Qwen2Generator): after a step's
+// sampling_stop.cu — the decode loop's stop rules on the device (the rollout engine, Qwen2Generator): after a step's
 // sampler, each row's token is checked against the stop tokens and the row's remaining length, and a row that goes on
 // gets the next step's inputs in place. The engine can then run several decode steps (graph replays) back to back and
 // read the emitted tokens once after them, instead of waiting for the device after every step to decide on the host.
