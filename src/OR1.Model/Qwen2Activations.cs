@@ -41,10 +41,14 @@ public sealed class Qwen2Activations : IDisposable
 
     /// <summary>
     /// Allocates buffers for micro-batches of up to <paramref name="capacity"/> tokens; activations and their gradients
-    /// in <paramref name="storage"/> (the model's precision), the saved statistics (1/rms, log-sum-exp) in fp32.
+    /// in <paramref name="storage"/> (the model's precision), the saved statistics (1/rms, log-sum-exp) in fp32. With
+    /// <paramref name="recompute"/> (activation recomputation), the forward keeps only each layer's input (the residual
+    /// stream) and one layer's buffers serve every layer: <see cref="Qwen2Model.Backward"/> runs each layer's forward
+    /// again, with the same kernels on the same inputs, just before that layer's backward, so the gradients are the same
+    /// bits for about one hidden vector per layer per token instead of the whole layer's activations.
     /// </summary>
-    public Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32)
-        : this(backend, config, capacity, storage, inference: false)
+    public Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32, bool recompute = false)
+        : this(backend, config, capacity, storage, inference: false, recompute)
     {
     }
 
@@ -54,9 +58,9 @@ public sealed class Qwen2Activations : IDisposable
     /// size does not grow with depth; there are no gradients. <see cref="Qwen2Model.Backward"/> refuses it.
     /// </summary>
     public static Qwen2Activations ForInference(IBackend backend, Qwen2Config config, int capacity, DType storage = DType.Float32) =>
-        new(backend, config, capacity, storage, inference: true);
+        new(backend, config, capacity, storage, inference: true, recompute: false);
 
-    private Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage, bool inference)
+    private Qwen2Activations(IBackend backend, Qwen2Config config, int capacity, DType storage, bool inference, bool recompute)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Backend = backend;
@@ -64,6 +68,7 @@ public sealed class Qwen2Activations : IDisposable
         Capacity = capacity;
         Storage = storage;
         IsInference = inference;
+        Recompute = recompute;
         int h = config.HiddenSize;
         if (inference)
         {
@@ -79,7 +84,13 @@ public sealed class Qwen2Activations : IDisposable
             return;
         }
         Residuals = Enumerable.Range(0, config.NumHiddenLayers + 1).Select(_ => Own(capacity, h)).ToArray();
-        Layers = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LayerActivations(backend, config, capacity, storage)).ToArray();
+        if (recompute)
+        {
+            // The backward recomputes each layer into these buffers, one layer at a time.
+            var working = new LayerActivations(backend, config, capacity, storage);
+            Layers = Enumerable.Repeat(working, config.NumHiddenLayers).ToArray();
+        }
+        else Layers = Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new LayerActivations(backend, config, capacity, storage)).ToArray();
         FinalNorm = Own(capacity, h);
         FinalInvRms = OwnFloat32(capacity);
         LogProbLse = OwnFloat32(capacity);
@@ -107,6 +118,9 @@ public sealed class Qwen2Activations : IDisposable
 
     /// <summary>An inference arena (<see cref="ForInference"/>): nothing saved for a backward, no gradients.</summary>
     public bool IsInference { get; }
+
+    /// <summary>Activation recomputation: the forward keeps only the layers' inputs; the backward recomputes each layer.</summary>
+    public bool Recompute { get; }
 
     /// <summary>Residual stream entering layer l (index l) and leaving the last layer (index L) [T, H].</summary>
     internal Tensor[] Residuals { get; }

@@ -70,50 +70,62 @@ public sealed class Qwen2Model : IDisposable
     {
         int rows = CheckCapacity(batch.TokenCount, activations);
         Backend.EmbeddingForward(batch.Tokens, Weights.Embedding, activations.Residuals[0].SliceRows(0, rows));
-        RunLayers(activations, rows, batch.Positions, (layer, la, q, k, v, attention, lse) =>
-            Backend.AttentionForward(q, k, v, batch.Sequences, Heads, AttentionScale, attention, lse));
+        RunLayers(activations, rows, batch.Positions, CausalAttention(batch));
         return FinalNorm(activations, rows);
     }
+
+    /// <summary>The training forward's attention: causal within each packed sequence.</summary>
+    private AttentionStep CausalAttention(PackedBatch batch) => (_, _, q, k, v, attention, lse) =>
+        Backend.AttentionForward(q, k, v, batch.Sequences, Heads, AttentionScale, attention, lse);
 
     /// <summary>One attention implementation for <see cref="RunLayers"/>: fill attention [T, Hq*D] from q, k, v.</summary>
     internal delegate void AttentionStep(int layer, LayerActivations saved, Tensor q, Tensor k, Tensor v, Tensor attention, Tensor logSumExp);
 
     internal void RunLayers(Qwen2Activations act, int rows, Tensor positions, AttentionStep attend)
     {
-        var c = Config;
-        for (int l = 0; l < c.NumHiddenLayers; l++)
-        {
-            var w = Weights.Layers[l];
-            var a = act.Layers[l];
-            var x = act.Residuals[l].SliceRows(0, rows);
-            var norm1 = a.Norm1.SliceRows(0, rows);
-            Backend.RmsNormForward(x, w.InputNorm, Eps, norm1, a.InvRms1.SliceRows(0, rows));
-            var q = a.Query.SliceRows(0, rows);
-            var k = a.Key.SliceRows(0, rows);
-            var v = a.Value.SliceRows(0, rows);
-            Linear(norm1, w.QueryWeight, w.QueryBias, q);
-            Linear(norm1, w.KeyWeight, w.KeyBias, k);
-            Linear(norm1, w.ValueWeight, w.ValueBias, v);
-            Backend.RopeForward(q, positions, c.NumAttentionHeads, c.HeadDim, Theta, q);
-            Backend.RopeForward(k, positions, c.NumKeyValueHeads, c.HeadDim, Theta, k);
-            var attention = a.Attention.SliceRows(0, rows);
-            attend(l, a, q, k, v, attention, a.AttentionLse.SliceRows(0, rows));
-            var projected = act.HiddenScratch.SliceRows(0, rows);
-            Linear(attention, w.OutputWeight, null, projected);
-            var middle = a.Middle.SliceRows(0, rows);
-            Backend.Add(x, projected, middle);
+        for (int l = 0; l < Config.NumHiddenLayers; l++) ForwardLayer(l, act, rows, positions, attend, writeOutput: true);
+    }
 
-            var norm2 = a.Norm2.SliceRows(0, rows);
-            Backend.RmsNormForward(middle, w.PostAttentionNorm, Eps, norm2, a.InvRms2.SliceRows(0, rows));
-            var gate = a.Gate.SliceRows(0, rows);
-            var up = a.Up.SliceRows(0, rows);
-            var activation = a.Activation.SliceRows(0, rows);
-            Linear(norm2, w.GateWeight, null, gate);
-            Linear(norm2, w.UpWeight, null, up);
-            Backend.SwiGluForward(gate, up, activation);
-            Linear(activation, w.DownWeight, null, projected);
-            Backend.Add(middle, projected, act.Residuals[l + 1].SliceRows(0, rows));
-        }
+    /// <summary>
+    /// Layer l's forward from its input (the residual stream Residuals[l]) into its activations (Layers[l]) and, with
+    /// <paramref name="writeOutput"/>, its output Residuals[l + 1]. A recomputation inside the backward leaves the output
+    /// out (the backward reads only what comes before the MLP's down projection), and runs the same kernels on the same
+    /// input, so what it writes is what the forward wrote, bit for bit.
+    /// </summary>
+    private void ForwardLayer(int l, Qwen2Activations act, int rows, Tensor positions, AttentionStep attend, bool writeOutput)
+    {
+        var c = Config;
+        var w = Weights.Layers[l];
+        var a = act.Layers[l];
+        var x = act.Residuals[l].SliceRows(0, rows);
+        var norm1 = a.Norm1.SliceRows(0, rows);
+        Backend.RmsNormForward(x, w.InputNorm, Eps, norm1, a.InvRms1.SliceRows(0, rows));
+        var q = a.Query.SliceRows(0, rows);
+        var k = a.Key.SliceRows(0, rows);
+        var v = a.Value.SliceRows(0, rows);
+        Linear(norm1, w.QueryWeight, w.QueryBias, q);
+        Linear(norm1, w.KeyWeight, w.KeyBias, k);
+        Linear(norm1, w.ValueWeight, w.ValueBias, v);
+        Backend.RopeForward(q, positions, c.NumAttentionHeads, c.HeadDim, Theta, q);
+        Backend.RopeForward(k, positions, c.NumKeyValueHeads, c.HeadDim, Theta, k);
+        var attention = a.Attention.SliceRows(0, rows);
+        attend(l, a, q, k, v, attention, a.AttentionLse.SliceRows(0, rows));
+        var projected = act.HiddenScratch.SliceRows(0, rows);
+        Linear(attention, w.OutputWeight, null, projected);
+        var middle = a.Middle.SliceRows(0, rows);
+        Backend.Add(x, projected, middle);
+
+        var norm2 = a.Norm2.SliceRows(0, rows);
+        Backend.RmsNormForward(middle, w.PostAttentionNorm, Eps, norm2, a.InvRms2.SliceRows(0, rows));
+        var gate = a.Gate.SliceRows(0, rows);
+        var up = a.Up.SliceRows(0, rows);
+        var activation = a.Activation.SliceRows(0, rows);
+        Linear(norm2, w.GateWeight, null, gate);
+        Linear(norm2, w.UpWeight, null, up);
+        Backend.SwiGluForward(gate, up, activation);
+        if (!writeOutput) return;
+        Linear(activation, w.DownWeight, null, projected);
+        Backend.Add(middle, projected, act.Residuals[l + 1].SliceRows(0, rows));
     }
 
     internal Tensor FinalNorm(Qwen2Activations act, int rows)
@@ -169,8 +181,11 @@ public sealed class Qwen2Model : IDisposable
             act.FinalInvRms.SliceRows(0, rows), dResidual, gradients.FinalNorm);
 
         var scratch = act.HiddenScratch.SliceRows(0, rows);
+        var attend = act.Recompute ? CausalAttention(batch) : null;
         for (int l = c.NumHiddenLayers - 1; l >= 0; l--)
         {
+            // With recomputation the forward kept only the layers' inputs: this layer's activations are made again here.
+            if (attend is not null) ForwardLayer(l, act, rows, batch.Positions, attend, writeOutput: false);
             var w = Weights.Layers[l];
             var g = gradients.Layers[l];
             var a = act.Layers[l];

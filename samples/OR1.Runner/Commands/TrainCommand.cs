@@ -22,14 +22,19 @@ public static class TrainCommand
         precision.Description += "; overrides the config's precision";
         var saveDType = PrecisionOptions.CreateSaveDType();
         saveDType.Description += "; overrides the config's save_dtype";
-        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType };
+        var recompute = new Option<bool>("--recompute")
+        {
+            Description = "Recompute each layer's activations in the backward instead of keeping them (same gradients, bit for bit; about one " +
+                          "hidden vector per layer per token); overrides the config's recompute",
+        };
+        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute };
         command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs),
-            r.GetValue(precision), r.GetValue(saveDType)));
+            r.GetValue(precision), r.GetValue(saveDType), r.GetValue(recompute)));
         return command;
     }
 
     public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null,
-        Precision? precision = null, Precision? saveDType = null)
+        Precision? precision = null, Precision? saveDType = null, bool recompute = false)
     {
         TrainingConfig config;
         try
@@ -43,6 +48,7 @@ public static class TrainCommand
         if (oldLogProbs is { } source) config = config with { OldLogprobs = source };
         if (precision is { } p) config = config with { Precision = p };
         if (saveDType is { } d) config = config with { SaveDtype = d };
+        if (recompute) config = config with { Recompute = true };
         string? checkpoint = null;
         if (resume is not null)
         {

@@ -40,6 +40,13 @@ public sealed record MagicOptions
     /// <summary>Tokens per micro-batch forward/backward: the memory bound of a step.</summary>
     public int MicroBatchTokens { get; init; } = 8192;
 
+    /// <summary>
+    /// Activation recomputation: the forward keeps only each layer's input and the backward recomputes the layer
+    /// (<see cref="OR1.Model.Qwen2Activations.Recompute"/>); the gradients and updates are the same bits, the activations about one
+    /// hidden vector per layer per token, for about a third more compute.
+    /// </summary>
+    public bool Recompute { get; init; }
+
     /// <summary>Where log p_old comes from: the trainer's forward (default, the recipe's) or the rollout engine.</summary>
     public OldLogProbSource OldLogProbs { get; init; } = OldLogProbSource.Recompute;
 

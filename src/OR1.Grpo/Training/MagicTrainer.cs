@@ -424,7 +424,7 @@ public sealed class MagicTrainer : IDisposable
         if (arena is null || arena.Capacity < tokens)
         {
             arena?.Dispose();
-            arena = new Qwen2Activations(_backend, config, Math.Max(tokens, Math.Min(Options.MicroBatchTokens, 1 << 16)), _policy.Storage);
+            arena = new Qwen2Activations(_backend, config, Math.Max(tokens, Math.Min(Options.MicroBatchTokens, 1 << 16)), _policy.Storage, Options.Recompute);
         }
         return arena;
     }

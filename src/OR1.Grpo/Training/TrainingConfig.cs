@@ -53,6 +53,8 @@ public sealed record TrainingConfig
     /// <summary>Source of log p_old: <c>recompute</c> (the trainer's forward, the recipe's) or <c>sampler</c> (the rollout engine's).</summary>
     public OldLogProbSource OldLogprobs { get; init; } = OldLogProbSource.Recompute;
     public int MicroBatchTokens { get; init; } = 8192;
+    /// <summary>Activation recomputation (<see cref="OR1.Grpo.Training.MagicOptions.Recompute"/>): same gradients, less memory.</summary>
+    public bool Recompute { get; init; }
     public float Temperature { get; init; } = 1f;
     public float TopP { get; init; } = 1f;
     public bool ZeroRewardForTruncated { get; init; } = true;
@@ -176,6 +178,7 @@ public sealed record TrainingConfig
         OldLogProbs = OldLogprobs,
         KlCoefficient = KlCoef,
         MicroBatchTokens = MicroBatchTokens,
+        Recompute = Recompute,
         MaxResponseLength = stage.MaxResponseLength,
     };
 

@@ -32,8 +32,15 @@ public abstract class BackendBase : IBackend
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         var buffer = AllocateBuffer(shape.ElementCount * dtype.SizeOf());
+        Interlocked.Add(ref _allocatedBytes, buffer.SizeInBytes);
+        buffer.Released = size => Interlocked.Add(ref _allocatedBytes, -size);
         return new Tensor(buffer, 0, dtype, shape, ownsBuffer: true, name);
     }
+
+    private long _allocatedBytes;
+
+    /// <inheritdoc />
+    public long AllocatedBytes => Interlocked.Read(ref _allocatedBytes);
 
     /// <summary>Allocates zero-filled memory.</summary>
     protected abstract DeviceBuffer AllocateBuffer(long sizeInBytes);

@@ -88,6 +88,13 @@ public interface IBackend : IDisposable
     /// <summary>destination[rowIndices[i], :] = source[i, :] (indices must be distinct). Used to write a KV cache.</summary>
     void ScatterRows(Tensor source, Tensor rowIndices, Tensor destination);
 
+    /// <summary>
+    /// Bytes of the tensors allocated through <see cref="Allocate"/> and not yet disposed (what a model, an arena or a
+    /// cache holds; a kernel backend's launcher scratch and library workspaces are not counted). The memory planner's
+    /// predictions are checked against it.
+    /// </summary>
+    long AllocatedBytes { get; }
+
     // ---------------------------------------------------------------- GEMM
 
     /// <summary>

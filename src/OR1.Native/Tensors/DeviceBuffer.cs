@@ -37,8 +37,12 @@ public abstract class DeviceBuffer : IDisposable
         if (IsDisposed) return;
         IsDisposed = true;
         Release();
+        Released?.Invoke(SizeInBytes);
         GC.SuppressFinalize(this);
     }
+
+    /// <summary>Told the buffer's size once it is released (the backend's count of allocated bytes).</summary>
+    internal Action<long>? Released { get; set; }
 
     /// <summary>Frees the backend memory exactly once.</summary>
     protected abstract void Release();
