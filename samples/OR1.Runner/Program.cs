@@ -19,6 +19,7 @@ public static class Program
             TrainCommand.Create(),
             EvalCommand.Create(),
             RewardCommand.Create(),
+            PlanCommand.Create(),
         };
         var debugSync = new Option<bool>("--debug-sync")
         {

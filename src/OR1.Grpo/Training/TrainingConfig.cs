@@ -52,6 +52,11 @@ public sealed record TrainingConfig
     public LossAggregation LossAggregation { get; init; } = LossAggregation.TokenMean;
     /// <summary>Source of log p_old: <c>recompute</c> (the trainer's forward, the recipe's) or <c>sampler</c> (the rollout engine's).</summary>
     public OldLogProbSource OldLogprobs { get; init; } = OldLogProbSource.Recompute;
+    /// <summary>
+    /// Tokens per micro-batch forward/backward, or <c>"auto"</c> (0 here): the largest the memory planner finds room for
+    /// (<see cref="OR1.Model.Planning.MemoryPlanner"/>), at least the longest sequence, at most 65,536.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonConverter(typeof(TokensOrAutoConverter))]
     public int MicroBatchTokens { get; init; } = 8192;
     /// <summary>Activation recomputation (<see cref="OR1.Grpo.Training.MagicOptions.Recompute"/>): same gradients, less memory.</summary>
     public bool Recompute { get; init; }
@@ -150,7 +155,7 @@ public sealed record TrainingConfig
         Require(ClipHigh >= 0, "clip_high", "must be non-negative");
         Require(EntropyCoefMin <= EntropyCoefMax, "entropy_coef_min", "must not exceed entropy_coef_max");
         Require(KlCoef >= 0, "kl_coef", "must be non-negative");
-        Require(MicroBatchTokens >= 1, "micro_batch_tokens", "must be positive");
+        Require(MicroBatchTokens >= 0, "micro_batch_tokens", "must be positive, or \"auto\"");
         Require(Temperature > 0, "temperature", "must be positive");
         Require(TopP is > 0 and <= 1, "top_p", "must be in (0, 1]");
         Require(RolloutBatch >= 1, "rollout_batch", "must be positive");

@@ -45,6 +45,8 @@ public static class TrainingSetup
             var precision = config.Precision ?? PrecisionInfo.DefaultFor(backend);
             if (!backend.StorageTypes.Contains(precision.StorageType()))
                 throw new TrainingConfigException("the config", $"\"precision\" is {precision.Name()}, but the {backend.Kind} backend (device '{config.Device}') computes in fp32; use precision fp32");
+            // Planned before the weights are read: a run that cannot fit fails here, and micro_batch_tokens: auto is resolved.
+            config = TrainingMemory.Apply(config, Qwen2Config.Load(Path.Combine(weightsDir, "config.json")), precision, backend, log);
             model = Qwen2ModelFiles.Load(backend, weightsDir, precision, master: true);
             var tokenizer = Qwen2Tokenizer.Load(config.Model);
             var router = new RewardRouter(verifiers, new RewardOptions(config.ZeroRewardForTruncated));
