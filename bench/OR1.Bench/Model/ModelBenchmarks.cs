@@ -36,7 +36,7 @@ public class ModelBenchmarks : ITokenThroughputBenchmark, IDisposable
     private Qwen2Weights _gradients = null!, _m = null!, _v = null!;
     private AdamWSlot[] _slots = [];
     private PackedBatch _batch = null!;
-    private Qwen2Activations _activations = null!;
+    private Qwen2Activations _activations = null!, _recomputing = null!;
     private Tensor _targets = null!, _logProbs = null!, _entropy = null!, _dLogProbs = null!;
     private Qwen2Generator _generator = null!;
     private IReadOnlyList<int>[] _prompts = [];
@@ -58,6 +58,7 @@ public class ModelBenchmarks : ITokenThroughputBenchmark, IDisposable
         _batch = PackedBatch.Create(_backend, sequences);
         int t = _batch.TokenCount;
         _activations = new Qwen2Activations(_backend, config, t);
+        _recomputing = new Qwen2Activations(_backend, config, t, DType.Float32, recompute: true);
         var targets = sequences.SelectMany(s => s).Skip(1).Append(0).ToArray();
         _targets = _backend.Allocate(DType.Int32, new TensorShape(t));
         _backend.Upload<int>(targets, _targets);
@@ -71,12 +72,18 @@ public class ModelBenchmarks : ITokenThroughputBenchmark, IDisposable
 
     /// <summary>One supervised training step: forward, log-probs, backward, AdamW.</summary>
     [Benchmark]
-    public void TrainingStep()
+    public void TrainingStep() => Step(_activations);
+
+    /// <summary>The same step with activation recomputation (each layer's forward again in the backward; same gradients).</summary>
+    [Benchmark]
+    public void TrainingStepRecompute() => Step(_recomputing);
+
+    private void Step(Qwen2Activations activations)
     {
-        _model.Forward(_batch, _activations);
-        _model.LogProbs(_activations, _targets, 1f, _logProbs, _entropy);
+        _model.Forward(_batch, activations);
+        _model.LogProbs(activations, _targets, 1f, _logProbs, _entropy);
         _gradients.Zero();
-        _model.Backward(_batch, _activations, _targets, 1f, _dLogProbs, null, _entropy, _gradients);
+        _model.Backward(_batch, activations, _targets, 1f, _dLogProbs, null, _entropy, _gradients);
         _backend.AdamWStep(_slots, new AdamWOptions(1e-4), ++_step, 1f);
     }
 
@@ -85,13 +92,14 @@ public class ModelBenchmarks : ITokenThroughputBenchmark, IDisposable
     public void Generation() =>
         _generator.Generate(_prompts, new GenerationOptions(NewTokens, new SamplingOptions(1f), [], 1, Seed: (ulong)++_step));
 
-    public long Tokens(string method) => method == nameof(TrainingStep) ? (long)Sequences * SequenceLength : (long)GenerationBatch * NewTokens;
+    public long Tokens(string method) => method.StartsWith(nameof(TrainingStep), StringComparison.Ordinal) ? (long)Sequences * SequenceLength : (long)GenerationBatch * NewTokens;
 
     [GlobalCleanup]
     public void Dispose()
     {
         _generator?.Dispose();
         _activations?.Dispose();
+        _recomputing?.Dispose();
         _batch?.Dispose();
         foreach (var t in new[] { _targets, _logProbs, _entropy, _dLogProbs }) t?.Dispose();
         _gradients?.Dispose();

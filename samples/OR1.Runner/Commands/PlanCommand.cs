@@ -25,15 +25,16 @@ public static class PlanCommand
         var context = new Option<int>("--context") { Description = "Tokens of the longest sequence (prompt + response)", DefaultValueFactory = _ => 32768 };
         var samples = new Option<int>("--samples") { Description = "Sequences the rollout engine decodes at once", DefaultValueFactory = _ => 64 };
         var microBatch = new Option<int?>("--micro-batch-tokens") { Description = "Tokens per micro-batch (default: the largest that fits, as micro_batch_tokens: auto)" };
+        var ranks = new Option<int>("--ranks") { Description = "Data-parallel ranks sharing the optimizer state (ZeRO-1: master weights and Adam moments split); the plan is per rank", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Write the plan as one JSON object instead of a table" };
-        var command = new Command("plan", "Plan a run's memory: what fits on a device") { model, shape, device, precision, recompute, context, samples, microBatch, json };
+        var command = new Command("plan", "Plan a run's memory: what fits on a device") { model, shape, device, precision, recompute, context, samples, microBatch, ranks, json };
         command.SetAction(r => Run(new Arguments(r.GetValue(model), r.GetValue(shape), r.GetValue(device)!, r.GetValue(precision), r.GetValue(recompute),
-            r.GetValue(context), r.GetValue(samples), r.GetValue(microBatch), r.GetValue(json)), Console.Out));
+            r.GetValue(context), r.GetValue(samples), r.GetValue(microBatch), r.GetValue(json), r.GetValue(ranks)), Console.Out));
         return command;
     }
 
     public sealed record Arguments(string? Model, string? Shape, string Device = "h200", Precision? Precision = null, bool Recompute = false,
-        int Context = 32768, int Samples = 64, int? MicroBatchTokens = null, bool Json = false);
+        int Context = 32768, int Samples = 64, int? MicroBatchTokens = null, bool Json = false, int Ranks = 1);
 
     public static int Run(Arguments a, TextWriter output)
     {
@@ -41,6 +42,7 @@ public static class PlanCommand
         if (a.Context < 1) throw new CliException($"--context is {a.Context}; it must be at least 1");
         if (a.Samples < 1) throw new CliException($"--samples is {a.Samples}; it must be at least 1");
         if (a.MicroBatchTokens is < 1) throw new CliException($"--micro-batch-tokens is {a.MicroBatchTokens}; it must be positive");
+        if (a.Ranks < 1) throw new CliException($"--ranks is {a.Ranks}; it must be at least 1");
         Qwen2Config config;
         string name;
         if (a.Shape is { } s)
@@ -64,7 +66,7 @@ public static class PlanCommand
         var plan = MemoryPlanner.Plan(new MemoryPlanInput
         {
             Config = config, Precision = precision, Recompute = a.Recompute, Context = a.Context, Samples = a.Samples,
-            DeviceBytes = memory.Bytes, Gpu = memory.Gpu, MicroBatchTokens = a.MicroBatchTokens,
+            DeviceBytes = memory.Bytes, Gpu = memory.Gpu, MicroBatchTokens = a.MicroBatchTokens, Ranks = a.Ranks,
         });
         if (a.Json) output.WriteLine(Json(plan, name, a.Device).ToJsonString(ReadableJson.Options));
         else WriteTable(plan, name, a.Device, output);
@@ -82,6 +84,7 @@ public static class PlanCommand
             ["recompute"] = plan.Input.Recompute,
             ["context"] = plan.Input.Context,
             ["samples"] = plan.Input.Samples,
+            ["ranks"] = plan.Input.Ranks,
             ["parameters"] = plan.Parameters,
             ["weights_bytes"] = plan.WeightsBytes,
             ["master_weights_bytes"] = plan.MasterWeightsBytes,
@@ -114,7 +117,8 @@ public static class PlanCommand
     {
         var input = plan.Input;
         o.WriteLine($"{model} on {device} ({MemoryPlan.Gb(plan.DeviceBytes)}), {input.Precision.Name()}{(input.Recompute ? ", recomputing activations" : "")}, " +
-                    $"{input.Context:N0}-token sequences, rollout batch {input.Samples}");
+                    $"{input.Context:N0}-token sequences, rollout batch {input.Samples}" +
+                    (input.Ranks > 1 ? $", per rank of {input.Ranks} sharing the optimizer state" : ""));
         void Row(string what, long bytes, string note = "") => o.WriteLine($"  {what,-34} {MemoryPlan.Gb(bytes),12}  {note}");
         Row("weights", plan.WeightsBytes, $"{plan.Parameters:N0} parameters in {input.Precision.Name()}");
         Row("master weights", plan.MasterWeightsBytes, input.Precision == Precision.Bf16 ? "fp32" : "none in fp32");

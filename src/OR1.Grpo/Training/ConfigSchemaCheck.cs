@@ -44,7 +44,16 @@ internal sealed class ConfigSchemaCheck
             string keyPath = path.Length == 0 ? member.Key : $"{path}.{member.Key}";
             present.Add(member.Key);
             if (settable.TryGetValue(member.Key, out var property))
+            {
+                // A count that may be "auto" (micro_batch_tokens): the string is checked here, a number as any integer.
+                if (property.CustomConverter is TokensOrAutoConverter && member.Value.Kind == JsonTokenType.String)
+                {
+                    if (!string.Equals(member.Value.Text, "auto", StringComparison.OrdinalIgnoreCase))
+                        throw _document.Error(member.Value, $"'{keyPath}' must be a token count or \"auto\", not {ConfigNode.Shorten(member.Value.Raw)}");
+                    continue;
+                }
                 Check(member.Value, property.PropertyType, IsNullable(property), Description(property), keyPath);
+            }
             else if (disallowUnknown && !info.Properties.Any(p => p.Name == member.Key)) // get-only properties are skipped, as the serializer does
                 throw _document.Error(member.KeyOffset, UnknownKey(member.Key, keyPath, path, info, settable.Keys));
         }

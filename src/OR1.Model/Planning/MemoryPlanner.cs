@@ -21,6 +21,11 @@ public sealed record MemoryPlanInput
     public int? MicroBatchTokens { get; init; }
     /// <summary>The KV cache's budget; 0 is the engine's default (every sample at full context, or half of what is left).</summary>
     public long KvCacheBytes { get; init; }
+    /// <summary>
+    /// Data-parallel ranks sharing the optimizer state (ZeRO-1: each rank keeps 1/ranks of the fp32 master weights and the
+    /// Adam moments; weights, gradients, activations and the cache stay whole on every rank). 1: no sharding.
+    /// </summary>
+    public int Ranks { get; init; } = 1;
     /// <summary>The cache's positions per page; 0 is the engine's default (128 on the Cpu backend, 32 on a GPU).</summary>
     public int PageSize { get; init; }
     /// <summary>The rollout engine's prefill budget in tokens (<see cref="Generation.Qwen2Generator.PrefillTokenBudget"/>).</summary>
@@ -176,12 +181,14 @@ public static class MemoryPlanner
         if (input.Context < 1) throw new ArgumentException($"the context is {input.Context} tokens; it must be at least 1", nameof(input));
         if (input.Samples < 1) throw new ArgumentException($"the rollout batch is {input.Samples} samples; it must be at least 1", nameof(input));
         if (input.DeviceBytes < 1) throw new ArgumentException($"the device has {input.DeviceBytes} bytes; give its memory", nameof(input));
+        if (input.Ranks < 1) throw new ArgumentException($"the ranks are {input.Ranks}; there must be at least one", nameof(input));
         if (input.MicroBatchTokens is < 1) throw new ArgumentException($"micro_batch_tokens is {input.MicroBatchTokens}; it must be positive (or auto)", nameof(input));
         var storage = input.Precision.StorageType();
         long parameters = ParameterCount(c);
         long weights = parameters * storage.SizeOf();
-        long master = input.Precision == Precision.Bf16 ? parameters * sizeof(float) : 0;
-        long gradients = parameters * sizeof(float), optimizer = 2 * parameters * sizeof(float);
+        long shard = (parameters + input.Ranks - 1) / input.Ranks; // the parameters whose optimizer state this rank holds
+        long master = input.Precision == Precision.Bf16 ? shard * sizeof(float) : 0;
+        long gradients = parameters * sizeof(float), optimizer = 2 * shard * sizeof(float);
         var parts = ActivationsPerToken(c, storage, input.Recompute);
         long perToken = parts.Total;
         long kvPerToken = KvCachePerToken(c, storage);
@@ -199,8 +206,12 @@ public static class MemoryPlanner
         long left = Math.Max(0, input.DeviceBytes - state - rollout - LmHead(input.Context));
         long kv = input.KvCacheBytes > 0 ? input.KvCacheBytes : Math.Max(Math.Min(wanted, left / 2), Math.Min(wanted, one));
 
-        long room = input.DeviceBytes - state - rollout - kv - LmHead(input.Context);
-        int maxMicro = (int)Math.Clamp(room / perToken, 0, int.MaxValue);
+        // The LM head's scratch grows with the micro-batch (its row statistics, and in bf16 the fp32 d-hidden accumulator)
+        // on top of a tile of bounded size: both are counted where the largest micro-batch is solved for.
+        long lmPerToken = Math.Max(4L * sizeof(float), storage == DType.Float32 ? 0 : (long)c.HiddenSize * sizeof(float));
+        long lmTile = LmHead(AutoMicroBatchCap) - lmPerToken * AutoMicroBatchCap;
+        long room = input.DeviceBytes - state - rollout - kv - lmTile;
+        int maxMicro = (int)Math.Clamp(room / (perToken + lmPerToken), 0, int.MaxValue);
         int micro = input.MicroBatchTokens ?? Math.Max(input.Context, Math.Min(maxMicro, AutoMicroBatchCap));
         long activations = (long)micro * perToken;
         long lmHead = LmHead(micro);

@@ -131,6 +131,31 @@ public sealed class MemoryPlanTargetsTests
         Assert.That(with.ActivationsPerToken.Total, Is.LessThan(without.ActivationsPerToken.Total / 8));
     }
 
+    /// <summary>Whatever the shape, device, context or sharding, the budget auto picks keeps the whole plan within the device.</summary>
+    [Test]
+    public void TheAutoBudgetAlwaysFitsWhereAnyBudgetDoes()
+    {
+        int checkedPlans = 0;
+        foreach (string shape in ModelShapes.Names)
+            foreach (string device in new[] { "h100", "h200", "24", "300" })
+                foreach (bool recompute in new[] { false, true })
+                    foreach (int context in new[] { 1024, 8192, 32768 })
+                        foreach (int ranks in new[] { 1, 8 })
+                        {
+                            var memory = MemoryPlanner.DeviceMemory(device, null)!.Value;
+                            var plan = MemoryPlanner.Plan(new MemoryPlanInput
+                            {
+                                Config = ModelShapes.Get(shape)!, Precision = Precision.Bf16, Recompute = recompute, Context = context, Samples = 64,
+                                DeviceBytes = memory.Bytes, Gpu = true, Ranks = ranks,
+                            });
+                            if (plan.MaxMicroBatchTokens < context) continue;
+                            checkedPlans++;
+                            Assert.That(plan.TotalBytes, Is.LessThanOrEqualTo(plan.DeviceBytes), $"{shape} on {device}, recompute {recompute}, {context} tokens, {ranks} ranks");
+                            Assert.That(plan.MicroBatchTokens, Is.InRange(context, MemoryPlanner.AutoMicroBatchCap));
+                        }
+        Assert.That(checkedPlans, Is.GreaterThan(20));
+    }
+
     [Test]
     public void ASequenceThatCannotFitAloneIsNamedWithWhatWouldMakeItFit()
     {

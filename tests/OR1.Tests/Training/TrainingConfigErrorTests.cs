@@ -48,6 +48,19 @@ public sealed class TrainingConfigErrorTests
         return path;
     }
 
+    /// <summary>micro_batch_tokens takes a count or "auto" (the memory planner's budget); recompute is a flag; other text is refused.</summary>
+    [Test]
+    public void MicroBatchTokensIsACountOrAutoAndRecomputeIsAFlag()
+    {
+        var auto = TrainingConfig.Load(Write(ConfigWith("\"micro_batch_tokens\": \"auto\", \"recompute\": true,")));
+        Assert.That(auto.MicroBatchTokens, Is.EqualTo(TokensOrAutoConverter.Auto));
+        Assert.That(auto.Recompute, Is.True);
+        Assert.That(auto.MagicOptions(auto.Stages[0]).Recompute, Is.True, "the trainer's options carry it");
+        Assert.That(TrainingConfig.Load(Write(ConfigWith("\"micro_batch_tokens\": 4096,"), "count.json")).MicroBatchTokens, Is.EqualTo(4096));
+        string message = LoadError(Write(ConfigWith("\"micro_batch_tokens\": \"lots\","), "bad.json"));
+        Assert.That(message, Does.Contain("micro_batch_tokens").And.Contain("\"auto\""));
+    }
+
     private static string LoadError(string path)
     {
         var e = Assert.Throws<TrainingConfigException>(() => TrainingConfig.Load(path))!;
