@@ -161,6 +161,29 @@ public sealed class MagicTrainerTests
         Assert.That(metrics.OldLogProbSeconds, Is.GreaterThan(0), "log p_old is computed by a forward before the first update");
     }
 
+    /// <summary>
+    /// Activation recomputation changes no bit of a training step: two mini-batches of several micro-batches each (old
+    /// log-probs by a forward, then two updates), the same updated weights and the same loss with and without it.
+    /// </summary>
+    [Test]
+    public void RecomputationChangesNoBitOfTheUpdate()
+    {
+        Dictionary<string, float[]> Run(bool recompute, out double loss)
+        {
+            var (model, trainer) = Create(new MagicOptions { LearningRate = 1e-2, MiniBatches = 2, MicroBatchTokens = 6, Recompute = recompute });
+            using var _ = model;
+            using var __ = trainer;
+            var metrics = trainer.Step(Batch());
+            loss = metrics.MiniBatches.Sum(m => m.PolicyLoss);
+            return model.Weights.Named.ToDictionary(n => n.Name, n => n.Tensor.ToFloats());
+        }
+        var saved = Run(recompute: false, out double savedLoss);
+        var recomputed = Run(recompute: true, out double recomputedLoss);
+        Assert.That(BitConverter.DoubleToInt64Bits(recomputedLoss), Is.EqualTo(BitConverter.DoubleToInt64Bits(savedLoss)), "the loss");
+        foreach (var (name, expected) in saved)
+            Assert.That(recomputed[name].Select(BitConverter.SingleToInt32Bits), Is.EqualTo(expected.Select(BitConverter.SingleToInt32Bits)), $"{name} after the step");
+    }
+
     /// <summary>log p of every response token of <paramref name="samples"/> under <paramref name="model"/>, per sample (float, our kernels).</summary>
     private float[][] ResponseLogProbs(Qwen2Model model, RolloutSample[] samples)
     {
