@@ -2,7 +2,7 @@ namespace OR1.Native.Cpu;
 
 /// <summary>
 /// A small fork-join pool for the Cpu backend's kernels. Ops on the sample model take microseconds, so
-/// the fork cost matters: workers spin briefly before sleeping, and the calling thread does a share of
+/// the fork cost matters: workers poll for 200 µs before sleeping, and the calling thread does a share of
 /// the work. There is one level of parallelism only: a kernel called from inside a pool job runs inline
 /// (two pools fighting over two cores tripled step times in the prototype, see docs/SAMPLE-NOTES.md).
 /// Parts are claimed dynamically, but each part writes only its own outputs, so results do not depend
@@ -78,12 +78,32 @@ internal sealed class CpuThreadPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// How long an idle worker polls for the next job before it sleeps on the semaphore. A decode step of a small model
+    /// is a few hundred ops microseconds apart; a worker that sleeps between them pays a wake-up (a futex and the
+    /// scheduler) on every op, which the profile of the rollout engine put at 6 % of its time. Polling for 200 µs made the
+    /// Groups case 1.6-2.9 % faster in interleaved A/B runs (50 µs: 2.6 %); a worker idle longer than that sleeps.
+    /// </summary>
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 5_000; // 200 µs
+
+    /// <summary>Takes a job's start signal if one arrives within <see cref="SpinTicks"/>, without sleeping.</summary>
+    private bool TryStartSoon()
+    {
+        long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+        do
+        {
+            if (_start.CurrentCount > 0 && _start.Wait(0)) return true;
+            Thread.SpinWait(16);
+        } while (System.Diagnostics.Stopwatch.GetTimestamp() < deadline);
+        return false;
+    }
+
     private void WorkerLoop()
     {
         t_insideJob = true;
         while (true)
         {
-            _start.Wait();
+            if (!TryStartSoon()) _start.Wait();
             if (_stopping) return;
             Drain();
             Interlocked.Decrement(ref _activeWorkers);
