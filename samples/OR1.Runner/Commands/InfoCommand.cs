@@ -37,6 +37,8 @@ public static class InfoCommand
     public static int Run(string? device, bool json, TextWriter output, TextWriter error, Action<string, string, float[]>? beforeCompare = null)
     {
         var report = InfoReport.Collect(device, beforeCompare);
+        // Under mpirun every rank checks; rank 0 alone prints the report (the others only their failures).
+        if (report.World is { Rank: > 0 } && report.ChecksPassed) return report.ExitCode;
         if (json) output.WriteLine(InfoJson.Serialize(report));
         else InfoText.Write(report, output);
         if (report.Device?.Error is { } reason) error.WriteLine($"or1: --device '{device}': {reason}");

@@ -12,10 +12,12 @@ namespace OR1.Runner.Commands;
 /// <param name="Backends">Every backend of <see cref="OR1.Native.Backends.Names"/>, in that order.</param>
 /// <param name="KernelFiles">The kernel files beside OR1.Native.dll.</param>
 /// <param name="CudaLibraries">The CUDA driver, NVRTC and cuBLAS versions (null: not loadable).</param>
-public sealed record InfoReport(InfoDeviceCheck? Device, IReadOnlyList<BackendReport> Backends, InfoKernelFiles KernelFiles, CudaLibraryVersions CudaLibraries)
+/// <param name="World">The ranks this process runs among (mpirun) and the check of their collectives; null when not collected.</param>
+public sealed record InfoReport(InfoDeviceCheck? Device, IReadOnlyList<BackendReport> Backends, InfoKernelFiles KernelFiles, CudaLibraryVersions CudaLibraries,
+    InfoWorld? World = null)
 {
-    /// <summary>Every backend that started passed its op check (one that does not start fails nothing).</summary>
-    public bool ChecksPassed => Backends.All(b => !b.Starts || b.Check is { Passed: true });
+    /// <summary>Every backend that started passed its op check (one that does not start fails nothing), and the world's collectives theirs.</summary>
+    public bool ChecksPassed => Backends.All(b => !b.Starts || b.Check is { Passed: true }) && World is null or { Passed: true };
 
     /// <summary>
     /// 1 when a backend that started failed its op check; else 2 when the --device backend does not start (as the other
@@ -28,7 +30,9 @@ public sealed record InfoReport(InfoDeviceCheck? Device, IReadOnlyList<BackendRe
     /// <param name="beforeCompare">A test seam: sees (and may change) each backend's op results before they are compared.</param>
     public static InfoReport Collect(string? device = null, Action<string, string, float[]>? beforeCompare = null)
     {
+        // The ranks first: under mpirun every rank joins the world and checks the collectives with the others.
+        var world = InfoWorld.Collect();
         var check = device is null ? null : InfoDeviceCheck.Run(device);
-        return new InfoReport(check, OR1.Native.Backends.Inspect(beforeCompare), InfoKernelFiles.Find(), CudaLibraryVersions.Probe());
+        return new InfoReport(check, OR1.Native.Backends.Inspect(beforeCompare), InfoKernelFiles.Find(), CudaLibraryVersions.Probe(), world);
     }
 }

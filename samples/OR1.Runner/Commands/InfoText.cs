@@ -18,6 +18,13 @@ public static class InfoText
                 output.WriteLine($"Device work for that check: {device.DeviceWork}; debug sync {(device.DebugSync == true ? "on (a wait after every launch)" : "off")}");
         }
 
+        if (report.World is { } world)
+            output.WriteLine(world.WorldSize == 1
+                ? $"World: 1 process ({world.Transport}; start ranks with mpirun -np N)"
+                : world.Error is { } why
+                    ? $"World: {world.WorldSize} ranks announced by the launcher, but: {why}"
+                    : $"World: {world.WorldSize} ranks over {world.Transport}, this is rank {world.Rank}; collectives check " +
+                      $"{(world.Passed ? "passed" : "FAILED")} (max |error| {world.CheckMaxError}, different sizes {(world.MismatchRefused == true ? "refused on every rank" : "NOT refused")})");
         output.WriteLine("Backends on this machine:");
         BackendTable.Write(output, report.Backends);
 
@@ -40,5 +47,7 @@ public static class InfoText
             string why = check.Error ?? string.Join(", ", check.Ops.Where(o => !o.Passed)
                 .Select(o => $"{o.Op}: {BackendTable.Number(o.MaxDifference)} > {BackendTable.Number(o.Tolerance)}"));
             return $"{b.Name} ({why})";
-        }).ToList();
+        }).Concat(report.World is { Passed: false } w
+            ? [$"the collectives of rank {w.Rank} of {w.WorldSize} ({w.Error ?? $"max |error| {w.CheckMaxError}, different sizes refused: {w.MismatchRefused}"})"]
+            : []).ToList();
 }

@@ -1,0 +1,41 @@
+namespace OR1.Native.Distributed;
+
+/// <summary>Where the ranks come from, and the size rules every implementation checks.</summary>
+public static class Collectives
+{
+    /// <summary>
+    /// The world this process was started in, read from the launcher's environment (Open MPI's mpirun sets
+    /// OMPI_COMM_WORLD_SIZE; Hydra-style launchers PMI_SIZE): MPI when it says more than one rank, else
+    /// <see cref="SingleProcess"/>. No flag: <c>mpirun -np 4 or1 train ...</c> is four ranks, <c>or1 train ...</c> one.
+    /// </summary>
+    public static ICollectives FromLauncher()
+    {
+        int size = LauncherWorldSize();
+        return size > 1 ? MpiCollectives.Start() : SingleProcess.Instance;
+    }
+
+    /// <summary>The world size the launcher's environment announces (1 without a launcher).</summary>
+    public static int LauncherWorldSize()
+    {
+        foreach (var variable in new[] { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(variable), out int size) && size > 0) return size;
+        return 1;
+    }
+
+    internal static void CheckScatter(int input, int output, int world, int rank)
+    {
+        if ((long)output * world != input)
+            throw new CollectiveException($"rank {rank}: reduce-scatter of {input:N0} elements into {output:N0} per rank: the input must be world size ({world}) x the output");
+    }
+
+    internal static void CheckGather(int input, int output, int world, int rank)
+    {
+        if ((long)input * world != output)
+            throw new CollectiveException($"rank {rank}: all-gather of {input:N0} elements per rank into {output:N0}: the output must be world size ({world}) x the input");
+    }
+
+    internal static void CheckRoot(int root, int world)
+    {
+        if ((uint)root >= (uint)world) throw new CollectiveException($"broadcast from rank {root}, outside the world of {world} ranks");
+    }
+}

@@ -1,0 +1,74 @@
+using System.Text.Json;
+using OR1.Native.Distributed;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Distributed;
+
+/// <summary>
+/// The collectives between processes started by Open MPI's mpirun: `mpirun -np N or1 info --json` joins the world on
+/// every rank, checks every collective against known answers and the refusal of buffers whose sizes differ between
+/// ranks, and rank 0 reports the world (2 ranks, and 3: a size that divides nothing in particular). Without a launcher
+/// the world is one process. Without mpirun the MPI tests are ignored, or fail under OR1_REQUIRE_MPI=1 (CI installs
+/// Debian's openmpi-bin and libopenmpi-dev).
+/// </summary>
+public sealed class MpiWorldTests
+{
+    private static string Or1 => Path.Combine(AppContext.BaseDirectory, "or1.dll");
+
+    private static string? Mpirun()
+    {
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            if (File.Exists(Path.Combine(dir, "mpirun"))) return Path.Combine(dir, "mpirun");
+        return null;
+    }
+
+    private static string RequireMpirun()
+    {
+        if (Mpirun() is { } mpirun) return mpirun;
+        if (Environment.GetEnvironmentVariable("OR1_REQUIRE_MPI") == "1") Assert.Fail("OR1_REQUIRE_MPI=1 but mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)");
+        Assert.Ignore("the MPI tests need Open MPI's mpirun (apt-get install openmpi-bin libopenmpi-dev)");
+        return "";
+    }
+
+    /// <summary>mpirun's options for a test machine: as root in a container, more ranks than cores, no network probing.</summary>
+    private static IEnumerable<string> MpirunArguments(int ranks, params string[] command) =>
+        ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "-np", ranks.ToString(), "dotnet", Or1, .. command];
+
+    [TestCase(2)]
+    [TestCase(3)]
+    public async Task EveryCollectiveGivesTheKnownAnswerOnEveryRank(int ranks)
+    {
+        string mpirun = RequireMpirun();
+        var (code, output, error) = await ChildProcess.RunAsync(mpirun, MpirunArguments(ranks, "info", "--json"), TimeSpan.FromMinutes(4),
+            // mpirun gives rank 0 a pseudo-terminal, where .NET's console would write a terminal-mode escape before the JSON.
+            environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+        TestContext.Out.WriteLine(error);
+        Assert.That(code, Is.Zero, $"mpirun -np {ranks} or1 info: {error}");
+        using var json = JsonDocument.Parse(output); // rank 0 alone prints
+        var world = json.RootElement.GetProperty("world");
+        TestContext.Out.WriteLine(world.ToString());
+        Assert.That(world.GetProperty("world_size").GetInt32(), Is.EqualTo(ranks));
+        Assert.That(world.GetProperty("rank").GetInt32(), Is.Zero);
+        Assert.That(world.GetProperty("transport").GetString(), Does.StartWith("mpi (Open MPI"));
+        Assert.That(world.GetProperty("check_max_error").GetDouble(), Is.Zero, "every collective's result is exact");
+        Assert.That(world.GetProperty("mismatch_refused").GetBoolean(), Is.True, "an all-reduce of different sizes is refused on every rank");
+        Assert.That(world.GetProperty("error").ValueKind, Is.EqualTo(JsonValueKind.Null));
+    }
+
+    [Test]
+    public void WithoutALauncherTheWorldIsOneProcess()
+    {
+        Assert.That(Collectives.LauncherWorldSize(), Is.EqualTo(1), "the test runner is not started by mpirun");
+        using var world = Collectives.FromLauncher();
+        Assert.That((world.Rank, world.WorldSize), Is.EqualTo((0, 1)));
+        float[] buffer = [1, 2, 3];
+        world.AllReduceSum(buffer);
+        Assert.That(buffer, Is.EqualTo(new float[] { 1, 2, 3 }));
+        var gathered = new float[3];
+        world.AllGather(buffer, gathered);
+        Assert.That(gathered, Is.EqualTo(buffer));
+        Assert.That(() => world.AllGather(buffer, new float[4]), Throws.InstanceOf<CollectiveException>().With.Message.Contains("world size (1) x the input"));
+        Assert.That(() => world.ReduceScatterSum(buffer, new float[2]), Throws.InstanceOf<CollectiveException>().With.Message.Contains("reduce-scatter"));
+        Assert.That(() => world.Broadcast(new byte[2], 1), Throws.InstanceOf<CollectiveException>().With.Message.Contains("outside the world of 1"));
+    }
+}
