@@ -56,9 +56,12 @@ public static class StepCommand
             throw new CliException(e.Message, e);
         }
         var samples = ReadRollouts(rolloutsPath);
+        // Under mpirun every rank reads the whole file, trains the kept groups dealt to it and takes the same update;
+        // rank 0 alone writes the outputs.
+        using var world = OR1.Native.Distributed.Collectives.FromLauncher();
         using var backend = Devices.Create(device);
         using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision), master: true);
-        using var trainer = new MagicTrainer(model, options);
+        using var trainer = new MagicTrainer(model, options) { World = world };
         StepMetrics metrics;
         try
         {
@@ -69,6 +72,16 @@ public static class StepCommand
             throw new CliException($"{rolloutsPath}: {e.Message}", e);
         }
 
+        if (world.WorldSize > 1)
+        {
+            // The ranks must hold the same weights after the step: a checksum of every parameter, compared across ranks.
+            Span<double> range = [WeightsChecksum(backend, model), -WeightsChecksum(backend, model)];
+            world.AllReduceMax(range);
+            if (range[0] != -range[1])
+                throw new CliException($"rank {world.Rank}: the ranks' weights differ after the step (checksums {-range[1]} to {range[0]}); the update is not written");
+            Console.Error.WriteLine($"step: rank {world.Rank} of {world.WorldSize}: the ranks' weights agree");
+            if (world.Rank != 0) return 0;
+        }
         Directory.CreateDirectory(outputDir);
         Qwen2ModelFiles.Save(model, outputDir, PrecisionOptions.SaveDType(saveDType, model.Config));
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
@@ -92,6 +105,19 @@ public static class StepCommand
             ? "step: every group had equal rewards; no update was made (the checkpoint is unchanged)"
             : $"step: {metrics.KeptGroups}/{metrics.Groups} groups kept, {metrics.KeptTokens} tokens, pg loss {metrics.PolicyLoss:G4}, grad norm {metrics.GradNorm:G4}");
         return 0;
+    }
+
+    /// <summary>A position-weighted sum of every parameter (fp32 master where there is one): equal on ranks that hold equal weights.</summary>
+    private static double WeightsChecksum(OR1.Native.IBackend backend, Qwen2Model model)
+    {
+        double sum = 0;
+        foreach (var (_, tensor) in model.Parameters.Named)
+        {
+            var data = new float[tensor.ElementCount];
+            backend.Download<float>(tensor, data);
+            for (int i = 0; i < data.Length; i++) sum += data[i] * (1 + i % 1021);
+        }
+        return sum;
     }
 
     private static List<RolloutSample> ReadRollouts(string path)

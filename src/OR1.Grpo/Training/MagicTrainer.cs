@@ -65,6 +65,16 @@ public sealed class MagicTrainer : IDisposable
     /// <summary>The adaptive entropy controller's state.</summary>
     public EntropyControlState Controller { get; set; }
 
+    /// <summary>
+    /// The data-parallel world (<see cref="OR1.Native.Distributed.Collectives.FromLauncher"/>; one process by default).
+    /// With N ranks every rank is given the whole rollout batch and computes the same filter, advantages and
+    /// mini-batches; within each mini-batch the kept groups are dealt to the ranks in turn (kept group j to rank
+    /// j mod N), each rank runs the forward and backward of its own groups only, the gradients and the loss sums are
+    /// all-reduced before the clip, and every rank applies the same update: the step of one process over the whole
+    /// batch, up to the order of the gradient sums.
+    /// </summary>
+    public OR1.Native.Distributed.ICollectives World { get; set; } = OR1.Native.Distributed.SingleProcess.Instance;
+
     /// <summary>alpha_k used by the next step's loss.</summary>
     public double CurrentAlpha => Options.FixedEntropyCoefficient ?? Controller.Alpha;
 
@@ -84,6 +94,9 @@ public sealed class MagicTrainer : IDisposable
         var groupRewards = Enumerable.Range(0, all.GroupCount).Select(g => (IReadOnlyList<double>)rollouts.GroupRewards(g)).ToArray();
         var (none, solvedAll, partial) = GroupFilter.Histogram(groupRewards);
         int[] keptGroups = GroupFilter.KeptGroups(groupRewards);
+        // With several ranks each mini-batch's groups are reordered so that every rank's share is one contiguous range.
+        var chunks = MiniBatchGroups(keptGroups.Length, Options.MiniBatches);
+        if (World.WorldSize > 1) keptGroups = RankOrder(keptGroups, chunks, World.WorldSize);
         int sequences = all.SequenceCount;
         var lengths = Enumerable.Range(0, sequences).Select(all.ResponseLength).ToArray();
         var metrics = new StepMetrics
@@ -100,6 +113,7 @@ public sealed class MagicTrainer : IDisposable
             ResponseLengthClipRatio = sequences == 0 || Options.MaxResponseLength is not int max ? 0 : lengths.Count(l => l >= max) / (double)sequences,
             GeneratedTokens = all.ResponseTokenCount,
             EntropyCoefficient = CurrentAlpha,
+            WorldSize = World.WorldSize,
             EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
             LearningRate = Options.LearningRate,
             OldLogprobs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",
@@ -111,7 +125,7 @@ public sealed class MagicTrainer : IDisposable
         // Kept sequence i is sequence keptSequence[i] of the rollouts (for rewards and the sampler's log-probs).
         var keptSequence = keptGroups.SelectMany(g => Enumerable.Range(all.GroupStart(g), all.GroupSize(g))).ToArray();
         var advantages = Advantages(rollouts, keptSequence, batch);
-        var miniBatches = MiniBatchRanges(batch, Options.MiniBatches);
+        var (miniBatches, localRanges) = MiniBatchRanges(batch, chunks, World.WorldSize, World.Rank);
 
         bool sampler = Options.OldLogProbs == OldLogProbSource.Sampler;
         float[]? precomputedOld = null;
@@ -119,7 +133,7 @@ public sealed class MagicTrainer : IDisposable
         if (!sampler && miniBatches.Count > 1)
         {
             var oldTimer = Stopwatch.StartNew();
-            precomputedOld = ForwardLogProbs(batch);
+            precomputedOld = ForwardLogProbs(batch, localRanges);
             oldSeconds = oldTimer.Elapsed.TotalSeconds;
         }
 
@@ -132,7 +146,9 @@ public sealed class MagicTrainer : IDisposable
         {
             var mini = miniBatches[m];
             var sums = new StepSums();
-            var microBatches = batch.SplitByTokens(mini.FirstSequence, mini.EndSequence, Options.MicroBatchTokens);
+            // This rank's share of the mini-batch (all of it in one process); the loss weights stay the mini-batch's.
+            var local = localRanges[m];
+            var microBatches = local.SequenceCount == 0 ? [] : batch.SplitByTokens(local.FirstSequence, local.EndSequence, Options.MicroBatchTokens);
             foreach (var range in microBatches) largestMicroBatch = Math.Max(largestMicroBatch, range.TokenCount);
             var source = precomputedOld is not null ? OldSource.Precomputed : sampler ? OldSource.Sampler : OldSource.ThisForward;
             _readback.Begin(microBatches);
@@ -141,10 +157,12 @@ public sealed class MagicTrainer : IDisposable
                 TrainMicroBatch(batch, microBatches[k], k, mini, advantages, source, rollouts, keptSequence, alpha);
             // The mini-batch's first wait for the device: everything its micro-batches left for the host, in one copy.
             _readback.Download();
+            AllReduceGradients();
             float norm = Optimizer.Step(adam, Options.MaxGradNorm);
             // AdamW runs on the device while the host adds up the metrics.
             for (int k = 0; k < microBatches.Count; k++)
                 AddMicroBatchMetrics(batch, microBatches[k], k, source, precomputedOld, rollouts, keptSequence, comparesSampler: m == 0 || precomputedOld is not null, sums);
+            sums.AllReduce(World);
             perMiniBatch.Add(new MiniBatchMetrics(sums.PolicyGradient, sums.Kl, sums.ClipFraction, sums.ClipLow, sums.ClipHigh, sums.PpoKl, norm, sums.Tokens));
             step.Add(sums);
         }
@@ -230,18 +248,74 @@ public sealed class MagicTrainer : IDisposable
     }
 
     /// <summary>The kept groups split into <paramref name="count"/> contiguous mini-batches of whole groups.</summary>
-    private static List<SequenceRange> MiniBatchRanges(ResponseBatch batch, int count)
+    /// <summary>The kept groups' split into mini-batches: [g0, g1) per mini-batch, as equal as counts allow.</summary>
+    private static List<(int First, int End)> MiniBatchGroups(int groups, int count)
     {
-        count = Math.Min(count, batch.GroupCount);
-        var ranges = new List<SequenceRange>(count);
-        for (int m = 0; m < count; m++)
+        count = Math.Min(count, groups);
+        var chunks = new List<(int, int)>(count);
+        for (int m = 0; m < count; m++) chunks.Add(((int)((long)groups * m / count), (int)((long)groups * (m + 1) / count)));
+        return chunks;
+    }
+
+    /// <summary>Within each mini-batch, rank r's groups (positions t with t mod N = r) first for r = 0, 1, ...: each rank's share contiguous.</summary>
+    private static int[] RankOrder(int[] kept, List<(int First, int End)> chunks, int world)
+    {
+        var ordered = new int[kept.Length];
+        foreach (var (first, end) in chunks)
         {
-            int g0 = (int)((long)batch.GroupCount * m / count), g1 = (int)((long)batch.GroupCount * (m + 1) / count);
-            int end = g1 < batch.GroupCount ? batch.GroupStart(g1) : batch.SequenceCount;
-            var range = batch.Range(batch.GroupStart(g0), end);
-            if (range.ResponseTokens > 0) ranges.Add(range);
+            int at = first;
+            for (int r = 0; r < world; r++)
+                for (int t = r; first + t < end; t += world) ordered[at++] = kept[first + t];
         }
-        return ranges;
+        return ordered;
+    }
+
+    /// <summary>Groups of [0, size) that rank <paramref name="rank"/> of <paramref name="world"/> holds after <see cref="RankOrder"/>: (offset, count).</summary>
+    private static (int Offset, int Count) RankShare(int size, int world, int rank)
+    {
+        int offset = 0;
+        for (int q = 0; q < rank; q++) offset += (size - q + world - 1) / world;
+        return (offset, Math.Max(0, (size - rank + world - 1) / world));
+    }
+
+    /// <summary>
+    /// Each mini-batch's sequences (those with response tokens), and this rank's share of each: the whole mini-batch in one
+    /// process, else the contiguous range of its groups (empty when it holds none).
+    /// </summary>
+    private static (List<SequenceRange> Global, List<SequenceRange> Local) MiniBatchRanges(ResponseBatch batch, List<(int First, int End)> chunks, int world, int rank)
+    {
+        var global = new List<SequenceRange>(chunks.Count);
+        var local = new List<SequenceRange>(chunks.Count);
+        int End(int g) => g < batch.GroupCount ? batch.GroupStart(g) : batch.SequenceCount;
+        foreach (var (g0, g1) in chunks)
+        {
+            var range = batch.Range(batch.GroupStart(g0), End(g1));
+            if (range.ResponseTokens == 0) continue;
+            global.Add(range);
+            var (offset, count) = RankShare(g1 - g0, world, rank);
+            int first = g0 + offset;
+            local.Add(count == 0 ? default : batch.Range(batch.GroupStart(first), End(first + count)));
+        }
+        return (global, local);
+    }
+
+    /// <summary>
+    /// Sums every rank's gradients (in place; every rank then holds the whole batch's) before the clip. Host-visible
+    /// gradients (the Cpu backend, the emulator) are reduced where they lie, tensor by tensor.
+    /// </summary>
+    private void AllReduceGradients()
+    {
+        if (World.WorldSize == 1) return;
+        _backend.Synchronize();
+        foreach (var (name, tensor) in Optimizer.Gradients.Named)
+        {
+            if (!tensor.IsHostVisible)
+                throw new NotSupportedException($"data parallel training on the {_backend.Kind} backend needs its gradients reduced on the device (NCCL), which this build does not have yet; gradient '{name}' is device memory");
+            unsafe
+            {
+                World.AllReduceSum(new Span<float>((void*)tensor.DevicePointer, checked((int)tensor.ElementCount)));
+            }
+        }
     }
 
     private enum OldSource { ThisForward, Precomputed, Sampler }
@@ -251,6 +325,20 @@ public sealed class MagicTrainer : IDisposable
     {
         public double PolicyGradient, Kl, ClipFraction, ClipLow, ClipHigh, PpoKl, SumNegOldLogProb, SumEntropy, DiffSum, DiffMax;
         public int Tokens, DiffTokens;
+
+        /// <summary>Every rank's sums added (the maximum of the maxima): the mini-batch's, not this rank's share.</summary>
+        public void AllReduce(OR1.Native.Distributed.ICollectives world)
+        {
+            if (world.WorldSize == 1) return;
+            Span<double> v = [PolicyGradient, Kl, ClipFraction, ClipLow, ClipHigh, PpoKl, SumNegOldLogProb, SumEntropy, DiffSum, Tokens, DiffTokens];
+            world.AllReduceSum(v);
+            (PolicyGradient, Kl, ClipFraction, ClipLow, ClipHigh, PpoKl, SumNegOldLogProb, SumEntropy, DiffSum) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
+            Tokens = (int)v[9];
+            DiffTokens = (int)v[10];
+            Span<double> most = [DiffMax];
+            world.AllReduceMax(most);
+            DiffMax = most[0];
+        }
 
         public void Add(StepSums o)
         {
@@ -381,7 +469,7 @@ public sealed class MagicTrainer : IDisposable
     /// Log-probs of every packed position under the current policy (no gradient), before any update: they stay on the
     /// device (the micro-batches read their old log-probs from there) and come to the host in one copy, for the metrics.
     /// </summary>
-    private float[] ForwardLogProbs(ResponseBatch batch)
+    private float[] ForwardLogProbs(ResponseBatch batch, List<SequenceRange> localRanges)
     {
         int total = batch.TokenCount;
         if (_oldLogProbs is null || _oldLogProbs.ElementCount < total)
@@ -390,7 +478,8 @@ public sealed class MagicTrainer : IDisposable
             _oldLogProbs?.Dispose();
             _oldLogProbs = _backend.Allocate(DType.Float32, new TensorShape(capacity), "old log-probs");
         }
-        foreach (var range in batch.SplitByTokens(0, batch.SequenceCount, Options.MicroBatchTokens))
+        // This rank's shares only: the other ranks' sequences are theirs to train (and their entries are never read here).
+        foreach (var range in localRanges.Where(r => r.SequenceCount > 0).SelectMany(r => batch.SplitByTokens(r.FirstSequence, r.EndSequence, Options.MicroBatchTokens)))
         {
             using var micro = Load(batch, range);
             var act = Arena(ref _activations, _policy.Config, range.TokenCount);

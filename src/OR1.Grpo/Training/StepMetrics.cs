@@ -15,6 +15,9 @@ public sealed record StepMetrics
     public int Updates { get; init; }
     /// <summary>No group had mixed rewards: nothing was trained, no optimizer step, no controller update.</summary>
     public bool Skipped { get; init; }
+
+    /// <summary>Data-parallel ranks that took the step together (1 for a single process).</summary>
+    public int WorldSize { get; init; } = 1;
     public double RewardMean { get; init; }
     public int SolveNone { get; init; }
     public int SolveAll { get; init; }

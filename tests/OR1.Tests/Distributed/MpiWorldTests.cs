@@ -22,7 +22,7 @@ public sealed class MpiWorldTests
         return null;
     }
 
-    private static string RequireMpirun()
+    internal static string RequireMpirun()
     {
         if (Mpirun() is { } mpirun) return mpirun;
         if (Environment.GetEnvironmentVariable("OR1_REQUIRE_MPI") == "1") Assert.Fail("OR1_REQUIRE_MPI=1 but mpirun is not on PATH (apt-get install openmpi-bin libopenmpi-dev)");
@@ -31,7 +31,7 @@ public sealed class MpiWorldTests
     }
 
     /// <summary>mpirun's options for a test machine: as root in a container, more ranks than cores, no network probing.</summary>
-    private static IEnumerable<string> MpirunArguments(int ranks, params string[] command) =>
+    internal static IEnumerable<string> MpirunArguments(int ranks, params string[] command) =>
         ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "-np", ranks.ToString(), "dotnet", Or1, .. command];
 
     [TestCase(2)]

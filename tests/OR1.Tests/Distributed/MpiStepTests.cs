@@ -1,0 +1,110 @@
+using System.Text.Json;
+using OR1.Grpo.Training;
+using OR1.Model;
+using OR1.Model.Checkpoints;
+using OR1.Native.Cpu;
+using OR1.Runner.Commands;
+using OR1.Tests.Model;
+using OR1.Tests.Support;
+
+namespace OR1.Tests.Distributed;
+
+/// <summary>
+/// `mpirun -np N or1 step --save-grads` on the Cpu backend: every rank reads the whole rollouts file, trains the kept
+/// groups dealt to it, and the gradients are all-reduced before the clip, so the clipped gradients and the updated weights
+/// equal one process's on the whole file (relative difference at most 1e-5), the ranks' weights agree (checked by the
+/// command across ranks), and metrics.json says world_size N. N = 2, and 3 (a world that divides neither the groups nor
+/// the parameters).
+/// </summary>
+public sealed class MpiStepTests
+{
+    private string _dir = null!;
+
+    [SetUp]
+    public void Create() => _dir = Directory.CreateTempSubdirectory("or1-mpi-step-").FullName;
+
+    [TearDown]
+    public void Clean() => Directory.Delete(_dir, recursive: true);
+
+    private string WriteModel()
+    {
+        string model = Path.Combine(_dir, "model");
+        using var backend = new CpuBackend(threads: 2);
+        using var m = new Qwen2Model(backend, TinyModels.Config(tied: false));
+        TinyModels.Randomize(m.Weights, 31);
+        Qwen2ModelFiles.Save(m, model);
+        return model;
+    }
+
+    /// <summary>Seven groups of 2-4 responses: five with mixed rewards (kept), two all-equal (dropped).</summary>
+    private string WriteRollouts()
+    {
+        var random = new Random(5);
+        var lines = new List<string>();
+        for (int g = 0; g < 7; g++)
+        {
+            int[] prompt = Enumerable.Range(0, 2 + g % 3).Select(_ => random.Next(1, 37)).ToArray();
+            int responses = 2 + g % 3;
+            for (int i = 0; i < responses; i++)
+            {
+                int[] response = Enumerable.Range(0, 1 + random.Next(6)).Select(_ => random.Next(1, 37)).ToArray();
+                double reward = g is 2 or 5 ? 1 : (i + g) % 2;
+                lines.Add(JsonSerializer.Serialize(new { group = $"g{g}", prompt_tokens = prompt, response_tokens = response, reward, truncated = false }));
+            }
+        }
+        string path = Path.Combine(_dir, "rollouts.jsonl");
+        File.WriteAllLines(path, lines);
+        return path;
+    }
+
+    private static readonly string[] StepOptions = ["--lr", "1e-3", "--entropy-coef", "0.004", "--max-grad-norm", "0.05", "--save-grads"];
+
+    private static void AssertClose(SafetensorsFile actual, SafetensorsFile expected, string what)
+    {
+        foreach (string name in expected.Tensors.Keys)
+        {
+            float[] a = actual.ReadAsFloat32(name), e = expected.ReadAsFloat32(name);
+            double scale = Math.Max(1e-12, e.Max(v => Math.Abs((double)v)));
+            double worst = a.Zip(e, (x, y) => Math.Abs((double)x - y)).Max();
+            Assert.That(worst / scale, Is.LessThanOrEqualTo(1e-5), $"{what} '{name}': max |difference| {worst:G3} against a largest value of {scale:G3}");
+        }
+    }
+
+    [TestCase(2)]
+    [TestCase(3)]
+    public async Task RanksTakeTheStepOfOneProcess(int ranks)
+    {
+        string mpirun = MpiWorldTests.RequireMpirun();
+        string model = WriteModel(), rollouts = WriteRollouts();
+        string single = Path.Combine(_dir, "single"), parallel = Path.Combine(_dir, $"np{ranks}");
+        var options = new MagicOptions { LearningRate = 1e-3, FixedEntropyCoefficient = 0.004, MaxGradNorm = 0.05 };
+        Assert.That(StepCommand.Run(model, rollouts, single, options, saveGrads: true, "cpu"), Is.Zero);
+
+        var (code, _, error) = await ChildProcess.RunAsync(mpirun,
+            MpiWorldTests.MpirunArguments(ranks, ["step", "--model", model, "--rollouts", rollouts, "--out", parallel, .. StepOptions]),
+            TimeSpan.FromMinutes(4), environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+        TestContext.Out.WriteLine(error);
+        Assert.That(code, Is.Zero, error);
+        for (int r = 0; r < ranks; r++) Assert.That(error, Does.Contain($"rank {r} of {ranks}: the ranks' weights agree"));
+
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(parallel, "metrics.json")));
+        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(single, "metrics.json")));
+        Assert.That(metrics.RootElement.GetProperty("world_size").GetInt32(), Is.EqualTo(ranks));
+        Assert.That(reference.RootElement.GetProperty("world_size").GetInt32(), Is.EqualTo(1));
+        foreach (string field in new[] { "kept_groups", "kept_tokens", "groups" })
+            Assert.That(metrics.RootElement.GetProperty(field).GetInt32(), Is.EqualTo(reference.RootElement.GetProperty(field).GetInt32()), field);
+        foreach (string field in new[] { "grad_norm", "policy_loss", "entropy", "reward_mean" })
+        {
+            double actual = metrics.RootElement.GetProperty(field).GetDouble(), expected = reference.RootElement.GetProperty(field).GetDouble();
+            Assert.That(Math.Abs(actual - expected), Is.LessThanOrEqualTo(1e-5 * Math.Abs(expected) + 1e-9), $"{field} of {ranks} ranks ({actual}) vs one process ({expected})");
+        }
+        Assert.That(metrics.RootElement.GetProperty("kept_groups").GetInt32(), Is.EqualTo(5), "the two all-equal groups are dropped");
+
+        using var grads = SafetensorsFile.Open(Path.Combine(parallel, "grads.safetensors"));
+        using var gradsReference = SafetensorsFile.Open(Path.Combine(single, "grads.safetensors"));
+        AssertClose(grads, gradsReference, "clipped gradient");
+        using var weights = SafetensorsFile.Open(Path.Combine(parallel, "model.safetensors"));
+        using var weightsReference = SafetensorsFile.Open(Path.Combine(single, "model.safetensors"));
+        AssertClose(weights, weightsReference, "updated weight");
+    }
+}
