@@ -43,6 +43,7 @@ public static class EvalCommand
         bool unsafeNoSandbox = false, Precision? precision = null, string? kvCacheMemory = null, bool cudaGraphs = true,
         int decodeStepsPerSync = 0)
     {
+        SingleProcessOnly.Check("or1 eval");
         if (k < 1) throw new CliException($"-k is {k}; it must be at least 1");
         if (maxNewTokens < 1) throw new CliException($"--max-new-tokens is {maxNewTokens}; it must be at least 1");
         long kvCacheBytes = KvCacheMemoryOption.Bytes(kvCacheMemory);

@@ -44,6 +44,7 @@ public static class GenerateCommand
 
     public static int Run(Arguments a)
     {
+        SingleProcessOnly.Check("or1 generate");
         if ((a.Prompt is null) == (a.Input is null)) throw new CliException("give exactly one of --prompt TEXT or --input FILE");
         if (a.Samples < 1) throw new CliException($"--samples is {a.Samples}; it must be at least 1");
         if (a.MaxNewTokens < 1) throw new CliException($"--max-new-tokens is {a.MaxNewTokens}; it must be at least 1");

@@ -24,6 +24,7 @@ public static class SampleCommand
 
     public static int Run(string device, ulong seed, string outputDir, bool quick, string? configPath)
     {
+        SingleProcessOnly.Check("or1 sample");
         var settings = quick ? SampleSettings.Quick : new SampleSettings();
         if (configPath is not null) settings = SampleSchedule.Apply(configPath, settings);
         using var backend = Devices.Create(device);

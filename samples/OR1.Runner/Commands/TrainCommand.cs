@@ -36,6 +36,7 @@ public static class TrainCommand
     public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null,
         Precision? precision = null, Precision? saveDType = null, bool recompute = false)
     {
+        SingleProcessOnly.Check("or1 train");
         TrainingConfig config;
         try
         {

@@ -55,6 +55,17 @@ public sealed class MpiWorldTests
         Assert.That(world.GetProperty("error").ValueKind, Is.EqualTo(JsonValueKind.Null));
     }
 
+    /// <summary>The commands that are not data parallel yet refuse to start as one of several ranks, naming why.</summary>
+    [Test]
+    public async Task CommandsThatAreNotDataParallelRefuseToStartUnderMpirun()
+    {
+        string mpirun = RequireMpirun();
+        var (code, _, error) = await ChildProcess.RunAsync(mpirun, MpirunArguments(2, "train", "--config", "/nonexistent.json"), TimeSpan.FromMinutes(2),
+            environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error, Does.Contain("or1 train runs as one process; it was started as one of 2 MPI ranks"));
+    }
+
     [Test]
     public void WithoutALauncherTheWorldIsOneProcess()
     {
