@@ -25,12 +25,17 @@ public static class StepCommand
         var maxGradNorm = new Option<double>("--max-grad-norm") { Description = "Global gradient-norm clip", DefaultValueFactory = _ => 1.0 };
         var temperature = new Option<float>("--temperature") { Description = "Temperature of the log-probs in the loss", DefaultValueFactory = _ => 1f };
         var saveGrads = new Option<bool>("--save-grads") { Description = "Also write the clipped gradients, named like the parameters" };
+        var shardOptimizer = new Option<bool>("--shard-optimizer")
+        {
+            Description = "Under mpirun, keep each rank's 1/N of the Adam moments only (ZeRO-1; the same update). Default true; false keeps them whole on every rank",
+            DefaultValueFactory = _ => true,
+        };
         var oldLogProbs = OldLogProbsOption.Create();
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
         var saveDType = PrecisionOptions.CreateSaveDType();
         var command = new Command("step", "One MAGIC update from a rollouts file")
-            { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, oldLogProbs, device, precision, saveDType };
+            { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, shardOptimizer, oldLogProbs, device, precision, saveDType };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(rollouts)!, r.GetValue(output)!, new MagicOptions
         {
             LearningRate = r.GetValue(lr),
@@ -40,6 +45,7 @@ public static class StepCommand
             MaxGradNorm = r.GetValue(maxGradNorm),
             Temperature = r.GetValue(temperature),
             OldLogProbs = r.GetValue(oldLogProbs) ?? OldLogProbSource.Recompute,
+            ShardOptimizer = r.GetValue(shardOptimizer),
         }, r.GetValue(saveGrads), r.GetValue(device)!, r.GetValue(precision), r.GetValue(saveDType)));
         return command;
     }
@@ -61,7 +67,7 @@ public static class StepCommand
         using var world = OR1.Native.Distributed.Collectives.FromLauncher();
         using var backend = Devices.Create(device);
         using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision), master: true);
-        using var trainer = new MagicTrainer(model, options) { World = world };
+        using var trainer = new MagicTrainer(model, options, world: world);
         StepMetrics metrics;
         try
         {

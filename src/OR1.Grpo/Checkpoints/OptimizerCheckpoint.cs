@@ -12,10 +12,15 @@ public static class OptimizerCheckpoint
 {
     public const string FileName = "optimizer.safetensors";
 
+    private static (string Prefix, Qwen2Weights Weights)[] Moments(AdamWOptimizer optimizer) =>
+        optimizer is { FirstMoment: { } first, SecondMoment: { } second }
+            ? [("exp_avg.", first), ("exp_avg_sq.", second)]
+            : throw new NotSupportedException("the optimizer's moments are sharded over the ranks; a checkpoint of them (gathered on rank 0) is not built yet");
+
     public static void Save(string directory, AdamWOptimizer optimizer)
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
-        foreach (var (prefix, weights) in new[] { ("exp_avg.", optimizer.FirstMoment), ("exp_avg_sq.", optimizer.SecondMoment) })
+        foreach (var (prefix, weights) in Moments(optimizer))
         {
             foreach (var (name, tensor) in weights.Named)
             {
@@ -31,7 +36,7 @@ public static class OptimizerCheckpoint
     {
         string path = Path.Combine(directory, FileName);
         using var file = SafetensorsFile.Open(path);
-        foreach (var (prefix, weights) in new[] { ("exp_avg.", optimizer.FirstMoment), ("exp_avg_sq.", optimizer.SecondMoment) })
+        foreach (var (prefix, weights) in Moments(optimizer))
         {
             foreach (var (name, tensor) in weights.Named)
             {

@@ -47,6 +47,12 @@ public sealed record MagicOptions
     /// </summary>
     public bool Recompute { get; init; }
 
+    /// <summary>
+    /// With several ranks, shard the Adam moments over them (ZeRO-1, <see cref="AdamWOptimizer.IsSharded"/>): the same
+    /// update, 1/N of the optimizer state per rank. On by default; it changes nothing in one process.
+    /// </summary>
+    public bool ShardOptimizer { get; init; } = true;
+
     /// <summary>Where log p_old comes from: the trainer's forward (default, the recipe's) or the rollout engine.</summary>
     public OldLogProbSource OldLogProbs { get; init; } = OldLogProbSource.Recompute;
 

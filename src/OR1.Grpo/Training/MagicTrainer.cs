@@ -42,7 +42,8 @@ public sealed class MagicTrainer : IDisposable
     /// <param name="policy">The model being trained.</param>
     /// <param name="options">Hyper-parameters.</param>
     /// <param name="reference">A frozen copy of the initial policy; required when the KL coefficient is non-zero.</param>
-    public MagicTrainer(Qwen2Model policy, MagicOptions options, Qwen2Model? reference = null)
+    /// <param name="world">The data-parallel ranks (<see cref="World"/>); one process when null.</param>
+    public MagicTrainer(Qwen2Model policy, MagicOptions options, Qwen2Model? reference = null, OR1.Native.Distributed.ICollectives? world = null)
     {
         options.Validate();
         if (options.KlCoefficient > 0 && reference is null)
@@ -51,7 +52,8 @@ public sealed class MagicTrainer : IDisposable
         _reference = reference;
         _backend = policy.Backend;
         Options = options;
-        Optimizer = new AdamWOptimizer(policy);
+        World = world ?? OR1.Native.Distributed.SingleProcess.Instance;
+        Optimizer = new AdamWOptimizer(policy, World, options.ShardOptimizer);
         _buffers = new MicroBatchBuffers(_backend, policy.Config.VocabSize);
         _readback = new MiniBatchReadback(_backend);
         Controller = EntropyController.Initial(options.EntropyControl);
@@ -73,7 +75,7 @@ public sealed class MagicTrainer : IDisposable
     /// all-reduced before the clip, and every rank applies the same update: the step of one process over the whole
     /// batch, up to the order of the gradient sums.
     /// </summary>
-    public OR1.Native.Distributed.ICollectives World { get; set; } = OR1.Native.Distributed.SingleProcess.Instance;
+    public OR1.Native.Distributed.ICollectives World { get; }
 
     /// <summary>alpha_k used by the next step's loss.</summary>
     public double CurrentAlpha => Options.FixedEntropyCoefficient ?? Controller.Alpha;
@@ -114,6 +116,7 @@ public sealed class MagicTrainer : IDisposable
             GeneratedTokens = all.ResponseTokenCount,
             EntropyCoefficient = CurrentAlpha,
             WorldSize = World.WorldSize,
+            OptimizerStateBytes = Optimizer.MomentBytes,
             EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
             LearningRate = Options.LearningRate,
             OldLogprobs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",

@@ -18,6 +18,9 @@ public sealed record StepMetrics
 
     /// <summary>Data-parallel ranks that took the step together (1 for a single process).</summary>
     public int WorldSize { get; init; } = 1;
+
+    /// <summary>Bytes of Adam moments this rank holds (1/N of the model's with the sharded optimizer).</summary>
+    public long OptimizerStateBytes { get; init; }
     public double RewardMean { get; init; }
     public int SolveNone { get; init; }
     public int SolveAll { get; init; }

@@ -70,6 +70,34 @@ public sealed class MpiStepTests
         }
     }
 
+    /// <summary>
+    /// The sharded optimizer (ZeRO-1, the default under mpirun) takes the unsharded step bit for bit, and a rank holds
+    /// 1/N of the Adam moments (rank 0's slice, counted from its allocations) where the unsharded run holds them all.
+    /// </summary>
+    [TestCase(2)]
+    [TestCase(3)]
+    public async Task TheShardedOptimizerTakesTheSameStepWithItsShareOfTheState(int ranks)
+    {
+        string mpirun = MpiWorldTests.RequireMpirun();
+        string model = WriteModel(), rollouts = WriteRollouts();
+        string sharded = Path.Combine(_dir, "sharded"), whole = Path.Combine(_dir, "whole");
+        foreach (var (output, shard) in new[] { (sharded, "true"), (whole, "false") })
+        {
+            var (code, _, error) = await ChildProcess.RunAsync(mpirun,
+                MpiWorldTests.MpirunArguments(ranks, ["step", "--model", model, "--rollouts", rollouts, "--out", output, "--shard-optimizer", shard, .. StepOptions]),
+                TimeSpan.FromMinutes(4), environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+            Assert.That(code, Is.Zero, error);
+        }
+        using var a = SafetensorsFile.Open(Path.Combine(sharded, "model.safetensors"));
+        using var b = SafetensorsFile.Open(Path.Combine(whole, "model.safetensors"));
+        foreach (string name in b.Tensors.Keys)
+            Assert.That(a.ReadAsFloat32(name).Select(BitConverter.SingleToInt32Bits), Is.EqualTo(b.ReadAsFloat32(name).Select(BitConverter.SingleToInt32Bits)), name);
+        long parameters = Qwen2Checkpoint.ParameterShapes(TinyModels.Config(tied: false)).Sum(p => p.Shape.Aggregate(1L, (x, y) => x * y));
+        long State(string output) => JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json"))).RootElement.GetProperty("optimizer_state_bytes").GetInt64();
+        Assert.That(State(whole), Is.EqualTo(2 * sizeof(float) * parameters), "unsharded: both moments of every parameter");
+        Assert.That(State(sharded), Is.EqualTo(2 * sizeof(float) * (parameters / ranks)), "sharded: rank 0's slice of the flat parameters");
+    }
+
     [TestCase(2)]
     [TestCase(3)]
     public async Task RanksTakeTheStepOfOneProcess(int ranks)

@@ -50,7 +50,7 @@ public sealed class AdamWOptimizerTests
         optimizer.Step(new AdamWOptions(1e-3), maxGradNorm: 1.0);
         float scale = optimizer.LastClipScale;
         var weights = All(model.Weights);
-        var moments = All(optimizer.FirstMoment).Concat(All(optimizer.SecondMoment)).ToArray();
+        var moments = All(optimizer.FirstMoment!).Concat(All(optimizer.SecondMoment!)).ToArray();
 
         var poisoned = optimizer.Gradients.Named[0].Tensor;
         var values = poisoned.ToFloats();
@@ -63,7 +63,7 @@ public sealed class AdamWOptimizerTests
             Assert.That(optimizer.LastClipScale, Is.EqualTo(scale), "set only after the finiteness check");
             Assert.That(optimizer.Steps, Is.EqualTo(1));
             Assert.That(All(model.Weights), Is.EqualTo(weights));
-            Assert.That(All(optimizer.FirstMoment).Concat(All(optimizer.SecondMoment)).ToArray(), Is.EqualTo(moments));
+            Assert.That(All(optimizer.FirstMoment!).Concat(All(optimizer.SecondMoment!)).ToArray(), Is.EqualTo(moments));
         });
     }
 }
