@@ -4,9 +4,10 @@ using OR1.Native.Cuda;
 namespace OR1.Native.Distributed;
 
 /// <summary>
-/// Our binding of Open MPI's C API: the dozen calls data-parallel training makes. MPI.NET (the NuGet package) was not
-/// used: its Linux build needs a native shim compiled against the MPI headers at install time, which a user with only
-/// the .NET SDK and Debian's Open MPI does not have; these LibraryImports need nothing but libmpi.so.40.
+/// Our binding of Open MPI's C API: the dozen calls data-parallel training makes. MPI.NET 1.4.0 (the NuGet package) was
+/// tried first and does not work with Debian's Open MPI: its only build P/Invokes "msmpi.dll", Microsoft MPI, with that
+/// library's integer handles (under mpirun -np 2 it fails with DllNotFoundException: msmpi.dll on every rank). These
+/// LibraryImports need nothing but libmpi.so.40.
 /// <para>Open MPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, ...) are the addresses of exported globals
 /// (ompi_mpi_comm_world, ...), read from the library with <see cref="NativeLibrary.GetExport"/>; MPI_IN_PLACE is
 /// (void*)1. MPICH's ABI (integer handles) is not supported: <see cref="MpiCollectives"/> names the library it needs.</para>
