@@ -79,8 +79,8 @@ else
     exit 1
 fi
 
-# NVRTC and cuBLAS may live outside the loader's path (a CUDA toolkit in /usr/local/cuda, pip wheels).
-libdirs=$( (find /usr/local /usr/lib /opt -maxdepth 9 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' \) 2>/dev/null || true) \
+# NVRTC, cuBLAS and NCCL may live outside the loader's path (a CUDA toolkit in /usr/local/cuda, PyTorch's pip wheels).
+libdirs=$( (find /usr/local /usr/lib /opt -maxdepth 9 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' -o -name 'libnccl.so*' \) 2>/dev/null || true) \
     | grep -v /stubs/ | xargs -r -n1 dirname | sort -u | paste -sd: -)
 if [ -n "$libdirs" ]; then
     export OR1_CUDA_LIBRARY_PATH="$libdirs${OR1_CUDA_LIBRARY_PATH:+:$OR1_CUDA_LIBRARY_PATH}"

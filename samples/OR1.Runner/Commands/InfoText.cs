@@ -36,7 +36,7 @@ public static class InfoText
         output.WriteLine($"  CUDA sources for NVRTC: {files.CudaSources} files");
         output.WriteLine($"  emulator library: {files.EmulatorLibrary ?? "not found (the Emu backend is unavailable)"}");
         var cuda = report.CudaLibraries;
-        output.WriteLine($"CUDA libraries: driver {cuda.Driver ?? "not found"}, NVRTC {cuda.Nvrtc ?? "not found"}, cuBLAS {cuda.Cublas ?? "not found"}");
+        output.WriteLine($"CUDA libraries: driver {cuda.Driver ?? "not found"}, NVRTC {cuda.Nvrtc ?? "not found"}, cuBLAS {cuda.Cublas ?? "not found"}, NCCL {cuda.Nccl ?? "not found"}");
     }
 
     /// <summary>"cpu (MatMul: 1.0e+0 > 1.0e-4)" for each started backend whose op check failed; empty when none did.</summary>

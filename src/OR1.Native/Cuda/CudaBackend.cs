@@ -20,6 +20,9 @@ public sealed class CudaBackend : KernelBackend
     {
     }
 
+    /// <summary>The CUDA stream every op of this backend is queued on (NCCL's collectives join it).</summary>
+    internal nint Stream => ((CudaRuntime)DeviceRuntime).Stream;
+
     private static int DefaultDevice() =>
         int.TryParse(Environment.GetEnvironmentVariable("OR1_CUDA_DEVICE"), out int d) ? d : 0;
 

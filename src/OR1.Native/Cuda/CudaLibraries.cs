@@ -16,12 +16,15 @@ internal static class CudaLibraries
     public const string Cublas = "or1-cublas";
     /// <summary>Open MPI (the data-parallel collectives; the assembly has one resolver, so it lives here too).</summary>
     public const string Mpi = "or1-mpi";
+    /// <summary>NCCL 2 (GPU collectives).</summary>
+    public const string Nccl = "or1-nccl";
 
     private static readonly string[] s_driver = ["libcuda.so.1", "libcuda.so"];
     private static readonly string[] s_nvrtc = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so.11.1", "libnvrtc.so.11.0", "libnvrtc.so"];
     private static readonly string[] s_cublas = ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"];
     /// <summary>Open MPI 4 and 5 (Debian's libopenmpi3 ships libmpi.so.40).</summary>
     internal static readonly string[] MpiCandidates = ["libmpi.so.40", "libmpi.so"];
+    private static readonly string[] s_nccl = ["libnccl.so.2", "libnccl.so"];
     private static int s_registered;
 
     /// <summary>Installs the resolver (idempotent; the bindings' static constructors call it).</summary>
@@ -39,6 +42,7 @@ internal static class CudaLibraries
             Nvrtc => s_nvrtc,
             Cublas => s_cublas,
             Mpi => MpiCandidates,
+            Nccl => s_nccl,
             _ => null,
         };
         if (candidates is null) return 0;

@@ -11,10 +11,11 @@ namespace OR1.Native.Cuda;
 /// <param name="Driver">The CUDA version the installed driver supports, e.g. "12.4".</param>
 /// <param name="Nvrtc">NVRTC's version, e.g. "12.4".</param>
 /// <param name="Cublas">cuBLAS's version, major.minor.patch.</param>
-public sealed record CudaLibraryVersions(string? Driver, string? Nvrtc, string? Cublas)
+/// <param name="Nccl">NCCL's version (the GPU collectives of data-parallel training), major.minor.patch.</param>
+public sealed record CudaLibraryVersions(string? Driver, string? Nvrtc, string? Cublas, string? Nccl = null)
 {
     /// <summary>Loads each library (through the same resolver as the Cuda backend) and asks its version.</summary>
-    public static CudaLibraryVersions Probe() => new(DriverVersion(), NvrtcVersion(), CublasVersion());
+    public static CudaLibraryVersions Probe() => new(DriverVersion(), NvrtcVersion(), CublasVersion(), Distributed.NcclCollectives.Version(out _));
 
     /// <summary>cuDriverGetVersion's 12040 as "12.4".</summary>
     internal static string FormatDriver(int version) => $"{version / 1000}.{version % 1000 / 10}";
