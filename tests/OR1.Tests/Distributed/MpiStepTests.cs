@@ -26,15 +26,7 @@ public sealed class MpiStepTests
     [TearDown]
     public void Clean() => Directory.Delete(_dir, recursive: true);
 
-    private string WriteModel()
-    {
-        string model = Path.Combine(_dir, "model");
-        using var backend = new CpuBackend(threads: 2);
-        using var m = new Qwen2Model(backend, TinyModels.Config(tied: false));
-        TinyModels.Randomize(m.Weights, 31);
-        Qwen2ModelFiles.Save(m, model);
-        return model;
-    }
+    private string WriteModel() => TinyModels.SaveCheckpoint(_dir, seed: 31);
 
     /// <summary>Seven groups of 2-4 responses: five with mixed rewards (kept), two all-equal (dropped).</summary>
     private string WriteRollouts()

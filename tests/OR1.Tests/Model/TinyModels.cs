@@ -43,4 +43,15 @@ public static class TinyModels
         }
         return values;
     }
+
+    /// <summary>A random untied tiny model saved as a checkpoint folder <paramref name="directory"/>/model (what the command tests update).</summary>
+    public static string SaveCheckpoint(string directory, int seed)
+    {
+        string model = Path.Combine(directory, "model");
+        using var backend = new OR1.Native.Cpu.CpuBackend(threads: 2);
+        using var m = new Qwen2Model(backend, Config(tied: false));
+        Randomize(m.Weights, seed);
+        Qwen2ModelFiles.Save(m, model);
+        return model;
+    }
 }

@@ -21,15 +21,7 @@ public sealed class StepCommandTests
     [TearDown]
     public void Clean() => Directory.Delete(_dir, recursive: true);
 
-    private string WriteModel()
-    {
-        string model = Path.Combine(_dir, "model");
-        using var backend = new CpuBackend(threads: 2);
-        using var m = new Qwen2Model(backend, TinyModels.Config(tied: false));
-        TinyModels.Randomize(m.Weights, 21);
-        Qwen2ModelFiles.Save(m, model);
-        return model;
-    }
+    private string WriteModel() => TinyModels.SaveCheckpoint(_dir, seed: 21);
 
     [Test]
     public void UpdatesTheCheckpointAndWritesMetricsAndClippedGradients()
