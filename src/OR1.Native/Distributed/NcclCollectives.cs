@@ -84,6 +84,14 @@ public sealed unsafe class NcclCollectives : IDisposable
             throw new ArgumentException($"'{argument}' belongs to another backend than this communicator's", argument);
     }
 
+    /// <summary>Both tensors are this communicator's backend's, of one dtype.</summary>
+    private void CheckPair(Tensor input, Tensor output)
+    {
+        Own(input, nameof(input));
+        Own(output, nameof(output));
+        if (input.DType != output.DType) throw new ArgumentException($"'output' is {output.DType}, 'input' {input.DType}: they must match", nameof(output));
+    }
+
     /// <summary>buffer = the sum over the ranks (in place, on the backend's stream).</summary>
     public void AllReduceSum(Tensor buffer)
     {
@@ -95,10 +103,8 @@ public sealed unsafe class NcclCollectives : IDisposable
     /// <summary>output (n elements) = this rank's slice of the sum over the ranks of input (WorldSize x n elements).</summary>
     public void ReduceScatterSum(Tensor input, Tensor output)
     {
-        Own(input, nameof(input));
-        Own(output, nameof(output));
+        CheckPair(input, output);
         Collectives.CheckScatter(checked((int)input.ElementCount), checked((int)output.ElementCount), WorldSize, Rank);
-        if (input.DType != output.DType) throw new ArgumentException($"'output' is {output.DType}, 'input' {input.DType}: they must match", nameof(output));
         Check(NcclNative.ReduceScatter(input.DevicePointer, output.DevicePointer, (nuint)output.ElementCount, TypeOf(input, nameof(input)), NcclNative.Sum, _comm, _stream),
             "ncclReduceScatter", Rank);
     }
@@ -106,10 +112,8 @@ public sealed unsafe class NcclCollectives : IDisposable
     /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
     public void AllGather(Tensor input, Tensor output)
     {
-        Own(input, nameof(input));
-        Own(output, nameof(output));
+        CheckPair(input, output);
         Collectives.CheckGather(checked((int)input.ElementCount), checked((int)output.ElementCount), WorldSize, Rank);
-        if (input.DType != output.DType) throw new ArgumentException($"'output' is {output.DType}, 'input' {input.DType}: they must match", nameof(output));
         Check(NcclNative.AllGather(input.DevicePointer, output.DevicePointer, (nuint)input.ElementCount, TypeOf(input, nameof(input)), _comm, _stream),
             "ncclAllGather", Rank);
     }
