@@ -22,8 +22,9 @@ namespace OR1.Model.Generation;
 /// stopped, drawing the same tokens, as vLLM does; never an out-of-memory failure.</para>
 /// </summary>
 /// <remarks>
-/// Round trips: a decode step waits for the device once, to read the sampled tokens (the host decides which requests
-/// stop), and an iteration that admits requests once more, for their first tokens. The sampled tokens' log-probs stay
+/// Round trips: a run of up to <see cref="DecodeStepsPerSync"/> decode steps waits for the device once, to read the
+/// emitted tokens and the rows' stop states (the stop rules run on the device, <see cref="IBackend.AdvanceDecode"/>), and
+/// an iteration that admits requests once more, for their first tokens. The sampled tokens' log-probs stay
 /// on the device, each step's in the next rows of one buffer of MaxBatch x (MaxNewTokens + 1), and come back in one copy
 /// at the end (or when that buffer fills, in a call of many more requests than the batch). Every device buffer is sized
 /// once or grows only (the prefill arena and its row table, the log-prob history), so a warm generator allocates nothing
