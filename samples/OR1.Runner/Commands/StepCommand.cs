@@ -81,7 +81,8 @@ public static class StepCommand
         if (world.WorldSize > 1)
         {
             // The ranks must hold the same weights after the step: a checksum of every parameter, compared across ranks.
-            Span<double> range = [WeightsChecksum(backend, model), -WeightsChecksum(backend, model)];
+            double checksum = WeightsChecksum(backend, model);
+            Span<double> range = [checksum, -checksum];
             world.AllReduceMax(range);
             if (range[0] != -range[1])
                 throw new CliException($"rank {world.Rank}: the ranks' weights differ after the step (checksums {-range[1]} to {range[0]}); the update is not written");

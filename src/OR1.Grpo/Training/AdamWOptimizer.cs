@@ -48,7 +48,6 @@ public sealed class AdamWOptimizer : IDisposable
             SecondMoment = new Qwen2Weights(_backend, model.Config);
             _slots = parameters.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor,
                 WorkingCopy: working?[i].Tensor)).ToArray();
-            _shardEnd = ParameterCount;
         }
         else
         {
@@ -60,21 +59,13 @@ public sealed class AdamWOptimizer : IDisposable
             _shardFirst = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(1, owned)), "exp_avg shard");
             _shardSecond = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(1, owned)), "exp_avg_sq shard");
             // One slot per parameter tensor that overlaps this rank's slice, over the overlap only.
-            var slots = new List<AdamWSlot>();
-            long offset = 0;
-            for (int i = 0; i < parameters.Count; i++)
+            _slots = Pieces(_shardStart, _shardEnd).Select(piece =>
             {
-                var p = parameters[i].Tensor;
-                long n = p.ElementCount, a = Math.Max(offset, _shardStart), b = Math.Min(offset + n, _shardEnd);
-                if (a < b)
-                {
-                    int at = (int)(a - offset), count = (int)(b - a), m = (int)(a - _shardStart);
-                    slots.Add(new AdamWSlot(p.Reshape((int)n).SliceRows(at, count), Gradients.Named[i].Tensor.Reshape((int)n).SliceRows(at, count),
-                        _shardFirst.SliceRows(m, count), _shardSecond.SliceRows(m, count)));
-                }
-                offset += n;
-            }
-            _slots = [.. slots];
+                var (i, at, count, flat) = piece;
+                int n = (int)_parameters[i].ElementCount, m = (int)(flat - _shardStart);
+                return new AdamWSlot(_parameters[i].Reshape(n).SliceRows(at, count), Gradients.Named[i].Tensor.Reshape(n).SliceRows(at, count),
+                    _shardFirst.SliceRows(m, count), _shardSecond.SliceRows(m, count));
+            }).ToArray();
         }
         MomentBytes = _backend.AllocatedBytes - before;
         _gradientTensors = Gradients.Named.Select(n => n.Tensor).ToArray();
@@ -148,18 +139,28 @@ public sealed class AdamWOptimizer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Each parameter tensor's part of the flat range [start, end): the tensor's index, the part's first element in it,
+    /// its length, and its position in the flat vector.
+    /// </summary>
+    private IEnumerable<(int Tensor, int At, int Count, long Flat)> Pieces(long start, long end)
+    {
+        long offset = 0;
+        for (int i = 0; i < _parameters.Length; i++)
+        {
+            long n = _parameters[i].ElementCount, a = Math.Max(offset, start), b = Math.Min(offset + n, end);
+            if (a < b) yield return (i, (int)(a - offset), (int)(b - a), a);
+            offset += n;
+        }
+    }
+
     private delegate void PieceVisitor(Span<float> parameters, long flatStart);
 
     /// <summary>Calls <paramref name="visit"/> with each parameter tensor's part of the flat range [start, end) (host memory).</summary>
     private unsafe void ForEachPiece(long start, long end, PieceVisitor visit)
     {
-        long offset = 0;
-        foreach (var p in _parameters)
-        {
-            long n = p.ElementCount, a = Math.Max(offset, start), b = Math.Min(offset + n, end);
-            if (a < b) visit(new Span<float>((float*)p.DevicePointer + (a - offset), (int)(b - a)), a);
-            offset += n;
-        }
+        foreach (var (i, at, count, flat) in Pieces(start, end))
+            visit(new Span<float>((float*)_parameters[i].DevicePointer + at, count), flat);
     }
 
     public void Dispose()

@@ -202,9 +202,13 @@ public static class MemoryPlanner
 
         // The engine's default cache: every sample at full context if half of what is left holds it, else that half,
         // but at least one sequence (Qwen2Generator with KvCacheSizing).
-        long wanted = FullKvCache(c, storage, input.Samples, input.Context, pageSize), one = FullKvCache(c, storage, 1, input.Context, pageSize);
+        long one = FullKvCache(c, storage, 1, input.Context, pageSize);
         long left = Math.Max(0, input.DeviceBytes - state - rollout - LmHead(input.Context));
-        long kv = input.KvCacheBytes > 0 ? input.KvCacheBytes : Math.Max(Math.Min(wanted, left / 2), Math.Min(wanted, one));
+        long pageBytes = (long)pageSize * kvPerToken, requestPages = (input.Context + pageSize - 1) / pageSize;
+        long pages = input.KvCacheBytes > 0
+            ? input.KvCacheBytes / pageBytes
+            : Generation.KvCacheSizing.DefaultPages(input.Samples * requestPages, requestPages, pageBytes, left);
+        long kv = (pages + 1) * pageBytes; // and the sink page, as the engine allocates
 
         // The LM head's scratch grows with the micro-batch (its row statistics, and in bf16 the fp32 d-hidden accumulator)
         // on top of a tile of bounded size: both are counted where the largest micro-batch is solved for.
