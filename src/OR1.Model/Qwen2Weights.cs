@@ -20,15 +20,37 @@ public sealed record Qwen2LayerWeights(
 /// </summary>
 public sealed class Qwen2Weights : IDisposable
 {
+    /// <summary>Where each tensor of a flat layout starts: a multiple of this many elements (256 bytes in fp32: 16-byte vector loads and whole cache lines).</summary>
+    public const int FlatAlignment = 64;
+
     private readonly List<(string Name, Tensor Tensor)> _named = [];
     private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
+    private readonly List<long> _offsets = [];
+    private long _flatLength;
 
     /// <summary>Allocates zero-filled parameters for <paramref name="config"/> on <paramref name="backend"/>, stored as <paramref name="dtype"/>.</summary>
-    public Qwen2Weights(IBackend backend, Qwen2Config config, DType dtype = DType.Float32)
+    /// <param name="backend">Where the tensors live.</param>
+    /// <param name="config">The shapes.</param>
+    /// <param name="dtype">The dtype of every tensor.</param>
+    /// <param name="flatMultiple">0: a buffer per tensor. Otherwise every tensor is a view of one buffer (<see cref="Flat"/>):
+    /// tensors in checkpoint order, each starting at a multiple of <see cref="FlatAlignment"/> elements, the gaps and the
+    /// tail zero, the whole a multiple of this many elements. Gradients are kept so, for the data-parallel collectives
+    /// (one reduction over one buffer, cut into equal slices per rank).</param>
+    public Qwen2Weights(IBackend backend, Qwen2Config config, DType dtype = DType.Float32, int flatMultiple = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(flatMultiple);
         Backend = backend;
         Config = config;
         DType = dtype;
+        if (flatMultiple > 0)
+        {
+            // The same walk as below, counting only: the layout's length, then one allocation.
+            long length = 0;
+            foreach (long n in TensorSizes(config)) length += (n + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
+            length = (length + flatMultiple - 1) / flatMultiple * flatMultiple;
+            Flat = backend.Allocate(dtype, new TensorShape(checked((int)length)), "flat");
+            backend.Fill(Flat, 0f);
+        }
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
         int qw = config.NumAttentionHeads * config.HeadDim, kvw = config.NumKeyValueHeads * config.HeadDim;
         Embedding = Add("model.embed_tokens.weight", v, h);
@@ -51,6 +73,24 @@ public sealed class Qwen2Weights : IDisposable
     }
 
     public IBackend Backend { get; }
+
+    /// <summary>The one buffer every tensor is a view of (null unless made with a flat multiple).</summary>
+    public Tensor? Flat { get; }
+
+    /// <summary>Where tensor <paramref name="index"/> of <see cref="Named"/> starts in <see cref="Flat"/> (in elements).</summary>
+    public long FlatOffset(int index) => Flat is null ? throw new InvalidOperationException("these weights are not one flat buffer") : _offsets[index];
+
+    /// <summary>The element counts of a config's tensors, in checkpoint order (each distinct tensor once).</summary>
+    private static IEnumerable<long> TensorSizes(Qwen2Config config)
+    {
+        long h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
+        long qw = (long)config.NumAttentionHeads * config.HeadDim, kvw = (long)config.NumKeyValueHeads * config.HeadDim;
+        yield return v * h;
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+            foreach (long n in new[] { h, qw * h, qw, kvw * h, kvw, kvw * h, kvw, h * qw, h, inter * h, inter * h, h * inter }) yield return n;
+        yield return h;
+        if (!config.TieWordEmbeddings) yield return v * h;
+    }
 
     public Qwen2Config Config { get; }
 
@@ -86,6 +126,11 @@ public sealed class Qwen2Weights : IDisposable
     /// <summary>Sets every tensor to zero (gradients between steps).</summary>
     public void Zero()
     {
+        if (Flat is not null)
+        {
+            Backend.Fill(Flat, 0f);
+            return;
+        }
         foreach (var (_, t) in _named) Backend.Fill(t, 0f);
     }
 
@@ -149,7 +194,15 @@ public sealed class Qwen2Weights : IDisposable
 
     private Tensor Add(string name, params int[] shape)
     {
-        var t = Backend.Allocate(DType, new TensorShape(shape), name);
+        Tensor t;
+        if (Flat is null) t = Backend.Allocate(DType, new TensorShape(shape), name);
+        else
+        {
+            var tensorShape = new TensorShape(shape);
+            t = Flat.View(_flatLength, tensorShape).WithName(name);
+            _offsets.Add(_flatLength);
+            _flatLength += (tensorShape.ElementCount + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
+        }
         _named.Add((name, t));
         _byName[name] = t;
         return t;
@@ -158,5 +211,6 @@ public sealed class Qwen2Weights : IDisposable
     public void Dispose()
     {
         foreach (var (_, t) in _named) t.Dispose();
+        Flat?.Dispose();
     }
 }

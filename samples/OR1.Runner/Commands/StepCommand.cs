@@ -61,13 +61,19 @@ public static class StepCommand
         {
             throw new CliException(e.Message, e);
         }
-        var samples = ReadRollouts(rolloutsPath);
         // Under mpirun every rank reads the whole file, trains the kept groups dealt to it and takes the same update;
         // rank 0 alone writes the outputs.
-        using var world = OR1.Native.Distributed.Collectives.FromLauncher();
+        return LauncherWorld.Run(world => Step(world, modelDir, rolloutsPath, outputDir, options, saveGrads, device, precision, saveDType));
+    }
+
+    private static int Step(OR1.Native.Distributed.ICollectives world, string modelDir, string rolloutsPath, string outputDir, MagicOptions options,
+        bool saveGrads, string device, Precision? precision, Precision? saveDType)
+    {
+        var samples = ReadRollouts(rolloutsPath);
         using var backend = Devices.Create(device);
         using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision), master: true);
         using var trainer = new MagicTrainer(model, options, world: world);
+        trainer.Optimizer.KeepReducedGradients = saveGrads;
         StepMetrics metrics;
         try
         {
@@ -78,6 +84,7 @@ public static class StepCommand
             throw new CliException($"{rolloutsPath}: {e.Message}", e);
         }
 
+        float[]? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
         if (world.WorldSize > 1)
         {
             // The ranks must hold the same weights after the step: a checksum of every parameter, compared across ranks.
@@ -96,13 +103,13 @@ public static class StepCommand
             string source = Path.Combine(modelDir, file);
             if (File.Exists(source) && Path.GetFullPath(modelDir) != Path.GetFullPath(outputDir)) File.Copy(source, Path.Combine(outputDir, file), overwrite: true);
         }
-        if (saveGrads)
+        if (gradients is not null)
         {
             float scale = trainer.Optimizer.LastClipScale;
-            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), trainer.Optimizer.Gradients.Named.Select(p =>
+            var named = trainer.Optimizer.Gradients.Named;
+            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), named.Select((p, t) =>
             {
-                var data = new float[p.Tensor.ElementCount];
-                backend.Download<float>(p.Tensor, data);
+                var data = gradients.AsSpan((int)trainer.Optimizer.Gradients.FlatOffset(t), (int)p.Tensor.ElementCount).ToArray();
                 for (int i = 0; i < data.Length; i++) data[i] *= scale;
                 return (p.Name, p.Tensor.Shape.ToArray(), (ReadOnlyMemory<float>)data);
             }));

@@ -27,16 +27,25 @@ public static class TrainCommand
             Description = "Recompute each layer's activations in the backward instead of keeping them (same gradients, bit for bit; about one " +
                           "hidden vector per layer per token); overrides the config's recompute",
         };
-        var command = new Command("train", "Train a policy with GRPO/MAGIC") { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute };
+        var shardOptimizer = new Option<bool?>("--shard-optimizer")
+        {
+            Description = "Under mpirun, keep each rank's 1/N of the Adam moments only (ZeRO-1; the same update). Default true; overrides the config's shard_optimizer",
+        };
+        var command = new Command("train", "Train a policy with GRPO/MAGIC (data parallel under mpirun: mpirun -np N or1 train ...)")
+            { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer };
         command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs),
-            r.GetValue(precision), r.GetValue(saveDType), r.GetValue(recompute)));
+            r.GetValue(precision), r.GetValue(saveDType), r.GetValue(recompute), r.GetValue(shardOptimizer)));
         return command;
     }
 
     public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null,
-        Precision? precision = null, Precision? saveDType = null, bool recompute = false)
+        Precision? precision = null, Precision? saveDType = null, bool recompute = false, bool? shardOptimizer = null) =>
+        // Under mpirun every rank runs this with the same config; rank 0 prints and writes.
+        LauncherWorld.Run(world => Train(world, configPath, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer));
+
+    private static int Train(OR1.Native.Distributed.ICollectives world, string configPath, string? resume, bool unsafeNoSandbox, OldLogProbSource? oldLogProbs,
+        Precision? precision, Precision? saveDType, bool recompute, bool? shardOptimizer)
     {
-        SingleProcessOnly.Check("or1 train");
         TrainingConfig config;
         try
         {
@@ -50,6 +59,8 @@ public static class TrainCommand
         if (precision is { } p) config = config with { Precision = p };
         if (saveDType is { } d) config = config with { SaveDtype = d };
         if (recompute) config = config with { Recompute = true };
+        if (shardOptimizer is { } shard) config = config with { ShardOptimizer = shard };
+        var log = world.Rank == 0 ? Console.Out : TextWriter.Null;
         string? checkpoint = null;
         if (resume is not null)
         {
@@ -58,14 +69,14 @@ public static class TrainCommand
         }
         try
         {
-            using var session = TrainingSetup.Create(config, Devices.Create, CodeSandboxOption.Verifiers(unsafeNoSandbox), checkpoint, Console.Out);
+            using var session = TrainingSetup.Create(config, Devices.Create, CodeSandboxOption.Verifiers(unsafeNoSandbox), checkpoint, log, world);
             session.Run.Run();
         }
         catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException or TrainingStalledException)
         {
             throw new CliException(e.Message, e);
         }
-        Console.WriteLine($"train: done; checkpoints and metrics in {config.OutputDir}");
+        log.WriteLine($"train: done; checkpoints and metrics in {config.OutputDir}");
         return 0;
     }
 }

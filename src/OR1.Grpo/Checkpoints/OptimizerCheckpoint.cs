@@ -12,40 +12,32 @@ public static class OptimizerCheckpoint
 {
     public const string FileName = "optimizer.safetensors";
 
-    private static (string Prefix, Qwen2Weights Weights)[] Moments(AdamWOptimizer optimizer) =>
-        optimizer is { FirstMoment: { } first, SecondMoment: { } second }
-            ? [("exp_avg.", first), ("exp_avg_sq.", second)]
-            : throw new NotSupportedException("the optimizer's moments are sharded over the ranks; a checkpoint of them (gathered on rank 0) is not built yet");
+    /// <summary>Writes the moments of a single process's optimizer (sharded ones: <see cref="AdamWOptimizer.GatherMoments"/> on every rank, then <see cref="Write"/>).</summary>
+    public static void Save(string directory, AdamWOptimizer optimizer) => Write(directory, optimizer.GatherMoments());
 
-    public static void Save(string directory, AdamWOptimizer optimizer)
+    /// <summary>Writes whole moments (<see cref="AdamWOptimizer.GatherMoments"/>) as exp_avg.NAME and exp_avg_sq.NAME.</summary>
+    public static void Write(string directory, IReadOnlyList<(string Name, int[] Shape, float[] First, float[] Second)> moments)
     {
         var tensors = new List<(string, int[], ReadOnlyMemory<float>)>();
-        foreach (var (prefix, weights) in Moments(optimizer))
-        {
-            foreach (var (name, tensor) in weights.Named)
-            {
-                var data = new float[tensor.ElementCount];
-                weights.Backend.Download<float>(tensor, data);
-                tensors.Add((prefix + name, tensor.Shape.ToArray(), data));
-            }
-        }
+        foreach (var (name, shape, first, _) in moments) tensors.Add(("exp_avg." + name, shape, first));
+        foreach (var (name, shape, _, second) in moments) tensors.Add(("exp_avg_sq." + name, shape, second));
         SafetensorsWriter.Write(Path.Combine(directory, FileName), tensors);
     }
 
+    /// <summary>Reads the moments (whole tensors; a sharded optimizer keeps its slice), checking every name and shape.</summary>
     public static void Load(string directory, AdamWOptimizer optimizer)
     {
         string path = Path.Combine(directory, FileName);
         using var file = SafetensorsFile.Open(path);
-        foreach (var (prefix, weights) in Moments(optimizer))
+        var shapes = optimizer.Gradients.Named.ToDictionary(n => n.Name, n => n.Tensor.Shape, StringComparer.Ordinal);
+        float[] Read(string prefix, string name)
         {
-            foreach (var (name, tensor) in weights.Named)
-            {
-                if (!file.Tensors.TryGetValue(prefix + name, out var entry))
-                    throw new ModelFormatException(path, $"tensor '{prefix + name}' is missing");
-                if (!entry.HasShape(tensor.Shape.ToArray()))
-                    throw new ModelFormatException(path, $"tensor '{prefix + name}' has shape {entry.ShapeText}, expected {tensor.Shape}");
-                weights.Backend.Upload<float>(file.ReadAsFloat32(prefix + name), tensor);
-            }
+            if (!file.Tensors.TryGetValue(prefix + name, out var entry))
+                throw new ModelFormatException(path, $"tensor '{prefix + name}' is missing");
+            if (!entry.HasShape(shapes[name].ToArray()))
+                throw new ModelFormatException(path, $"tensor '{prefix + name}' has shape {entry.ShapeText}, expected {shapes[name]}");
+            return file.ReadAsFloat32(prefix + name);
         }
+        optimizer.LoadMoments(name => (Read("exp_avg.", name), Read("exp_avg_sq.", name)));
     }
 }

@@ -38,6 +38,9 @@ public sealed record Rollouts(RolloutBatch Batch, IReadOnlyList<RlExample> Examp
             parts.Select(p => p.Engine).Aggregate(GenerationStats.Add));
     }
 
+    /// <summary>No responses (a rank that ran none of an evaluation's chunks).</summary>
+    public static Rollouts Empty => new(new RolloutBatch(new ResponseBatch.Builder().Build(), [], []), [], [], [], 0, 0);
+
     /// <summary>The group (index into <see cref="Examples"/>) of every sequence.</summary>
     public int[] GroupOfSequence()
     {
@@ -63,14 +66,15 @@ public sealed class RolloutCollector(Qwen2Generator generator, PromptEncoder enc
 
     /// <summary>
     /// Samples and scores <paramref name="groupSize"/> responses to every example. <paramref name="counterOffset"/> is the
-    /// sampler's first counter (see <see cref="GenerationOptions.CounterOffset"/>).
+    /// sampler's first counter (see <see cref="GenerationOptions.CounterOffset"/>); <paramref name="promptStreams"/> the
+    /// examples' stream ids (<see cref="GenerationOptions.PromptStreams"/>: their indices in a larger batch).
     /// </summary>
     public Rollouts Collect(IReadOnlyList<RlExample> examples, int groupSize, int maxNewTokens,
-        SamplingOptions sampling, ulong seed, IProgress<GenerationProgress>? progress = null, ulong counterOffset = 0)
+        SamplingOptions sampling, ulong seed, IProgress<GenerationProgress>? progress = null, ulong counterOffset = 0, IReadOnlyList<int>? promptStreams = null)
     {
         var prompts = examples.Select(e => (IReadOnlyList<int>)encoder.Encode(e)).ToArray();
         var timer = Stopwatch.StartNew();
-        var generated = generator.Generate(prompts, new GenerationOptions(maxNewTokens, sampling, stopTokens, groupSize, seed, counterOffset), progress);
+        var generated = generator.Generate(prompts, new GenerationOptions(maxNewTokens, sampling, stopTokens, groupSize, seed, counterOffset, PromptStreams: promptStreams), progress);
         double generateSeconds = timer.Elapsed.TotalSeconds;
 
         // The generator returns samples ordered by prompt, then sample: one group per prompt.

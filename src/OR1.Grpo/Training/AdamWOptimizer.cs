@@ -10,36 +10,49 @@ namespace OR1.Grpo.Training;
 /// min(1, max_norm / (norm + 1e-6)), AdamW with that factor on the gradient (torch's clip_grad_norm_ + AdamW).
 /// Everything here is fp32. In mixed precision it updates the model's fp32 master and, in the same pass, refreshes
 /// the bf16 working copy the forward reads (round to nearest even).
-/// <para>Sharded (ZeRO-1, several ranks): the parameters are seen as one flat vector cut into the ranks' contiguous
-/// slices; each rank keeps the Adam moments of its slice only, updates that slice (the gradients are whole on every
-/// rank after their all-reduce, so the clip's norm is the same everywhere), and the ranks all-gather the updated
-/// slices, so every rank holds the new weights and a rank's optimizer state is 1/N of the model's.</para>
+/// <para>Several ranks: the gradients are one flat buffer (<see cref="Qwen2Weights.Flat"/>, cut into equal slices, one
+/// per rank). Unsharded, the step first all-reduces it in buckets, so every rank holds the whole batch's gradient and
+/// takes the same update. Sharded (ZeRO-1), the step reduce-scatters it instead: each rank receives the sum of its
+/// slice only, takes the clip's global norm from the slices' partial sums of squares (all-reduced), keeps and updates
+/// the Adam moments of its slice only, and the ranks all-gather the updated slices of the weights, so every rank holds
+/// the new weights and a rank's optimizer state is 1/N of the model's. The flat layout's gaps and tail are zero in
+/// every rank's gradient, so they stay zero in the sums and in the moments.</para>
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
+    /// <summary>Elements per all-reduce of the unsharded step (16 MB of fp32): bounds a staging copy, and the reduction of
+    /// the last layers' buckets need not wait for the first layers'.</summary>
+    public const int BucketElements = 1 << 22;
+
     private readonly IBackend _backend;
+    private readonly TensorCollectives _collectives;
     private readonly AdamWSlot[] _slots;
     private readonly Tensor[] _gradientTensors;
     private readonly Tensor[] _parameters;
-    private readonly Tensor? _shardFirst, _shardSecond;
+    private readonly Tensor[]? _workingCopies;
+    private readonly Tensor? _gradientShard, _shardFirst, _shardSecond;
     private readonly long _shardStart, _shardEnd;
-    private float[] _gatherMine = [], _gatherAll = [];
 
     /// <param name="model">The model to train.</param>
     /// <param name="world">The data-parallel ranks (one process when null).</param>
     /// <param name="shard">Shard the moments over the ranks (ZeRO-1); with one rank there is nothing to shard.</param>
+    /// <param name="nccl">The GPU communicator of the world's ranks, for gradients in device memory (null: they are staged
+    /// through the host).</param>
     /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
-    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false)
+    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null)
     {
         if (model.Parameters.DType != DType.Float32)
             throw new ArgumentException("a bf16 model needs fp32 master weights to train; create or load it with master weights", nameof(model));
         _backend = model.Backend;
         World = world ?? SingleProcess.Instance;
+        _collectives = new TensorCollectives(_backend, World, nccl);
         IsSharded = shard && World.WorldSize > 1;
-        Gradients = new Qwen2Weights(_backend, model.Config);
+        // One flat buffer whose length the world divides into slices of whole alignment units.
+        Gradients = new Qwen2Weights(_backend, model.Config, DType.Float32, flatMultiple: World.WorldSize * Qwen2Weights.FlatAlignment);
         var parameters = model.Parameters.Named;
         var working = model.Master is null ? null : model.Weights.Named;
         _parameters = parameters.Select(p => p.Tensor).ToArray();
+        _workingCopies = working?.Select(p => p.Tensor).ToArray();
         ParameterCount = _parameters.Sum(t => t.ElementCount);
         long before = _backend.AllocatedBytes;
         if (!IsSharded)
@@ -48,31 +61,25 @@ public sealed class AdamWOptimizer : IDisposable
             SecondMoment = new Qwen2Weights(_backend, model.Config);
             _slots = parameters.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor,
                 WorkingCopy: working?[i].Tensor)).ToArray();
+            MomentBytes = _backend.AllocatedBytes - before;
         }
         else
         {
-            if (working is not null || _parameters.Any(t => !t.IsHostVisible))
-                throw new NotSupportedException($"a sharded optimizer on the {_backend.Kind} backend gathers its slices on the device (NCCL), which this build does not have yet; " +
-                                                "use --shard-optimizer false, or the cpu backend");
-            (_shardStart, _shardEnd) = ShardOf(ParameterCount, World.WorldSize, World.Rank);
-            int owned = checked((int)(_shardEnd - _shardStart));
-            _shardFirst = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(1, owned)), "exp_avg shard");
-            _shardSecond = _backend.Allocate(DType.Float32, new TensorShape(Math.Max(1, owned)), "exp_avg_sq shard");
+            long slice = FlatLength / World.WorldSize;
+            (_shardStart, _shardEnd) = (slice * World.Rank, slice * (World.Rank + 1));
+            _shardFirst = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg shard");
+            _shardSecond = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg_sq shard");
+            MomentBytes = _backend.AllocatedBytes - before;
+            _backend.Fill(_shardFirst, 0f);
+            _backend.Fill(_shardSecond, 0f);
+            // The reduce-scatter's output: this rank's slice of the summed gradient (the AdamW slots read it).
+            _gradientShard = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "gradient shard");
             // One slot per parameter tensor that overlaps this rank's slice, over the overlap only.
-            _slots = Pieces(_shardStart, _shardEnd).Select(piece =>
-            {
-                var (i, at, count, flat) = piece;
-                int n = (int)_parameters[i].ElementCount, m = (int)(flat - _shardStart);
-                return new AdamWSlot(_parameters[i].Reshape(n).SliceRows(at, count), Gradients.Named[i].Tensor.Reshape(n).SliceRows(at, count),
-                    _shardFirst.SliceRows(m, count), _shardSecond.SliceRows(m, count));
-            }).ToArray();
+            _slots = Pieces(_shardStart, _shardEnd).Select(piece => new AdamWSlot(ParameterPiece(_parameters, piece), ShardPiece(_gradientShard, piece),
+                ShardPiece(_shardFirst, piece), ShardPiece(_shardSecond, piece), WorkingCopy: _workingCopies is null ? null : ParameterPiece(_workingCopies, piece))).ToArray();
         }
-        MomentBytes = _backend.AllocatedBytes - before;
         _gradientTensors = Gradients.Named.Select(n => n.Tensor).ToArray();
     }
-
-    /// <summary>The parameters [start, end) of the flat vector that <paramref name="rank"/> of <paramref name="world"/> updates.</summary>
-    public static (long Start, long End) ShardOf(long parameters, int world, int rank) => (parameters * rank / world, parameters * (rank + 1) / world);
 
     /// <summary>The ranks this optimizer steps with.</summary>
     public ICollectives World { get; }
@@ -83,10 +90,20 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Parameters of the model.</summary>
     public long ParameterCount { get; }
 
+    /// <summary>Elements of the flat gradient layout (the parameters, their alignment gaps and the tail that makes equal slices).</summary>
+    public long FlatLength => Gradients.Flat!.ElementCount;
+
+    /// <summary>The flat elements [start, end) whose moments this rank keeps: all of them unless sharded.</summary>
+    public (long Start, long End) Shard => IsSharded ? (_shardStart, _shardEnd) : (0, FlatLength);
+
     /// <summary>Bytes of Adam moments this rank holds (counted from its allocations): the whole model's, or its slice's when sharded.</summary>
     public long MomentBytes { get; }
 
-    /// <summary>dL/dθ, accumulated by the model's backward; <see cref="ZeroGradients"/> before each optimizer step's micro-batches.</summary>
+    /// <summary>
+    /// dL/dθ, accumulated by the model's backward; <see cref="ZeroGradients"/> before each optimizer step's micro-batches.
+    /// After a step of several ranks, the whole batch's sum when unsharded; sharded, only this rank's slice is summed
+    /// (read the whole with <see cref="ReducedGradients"/>).
+    /// </summary>
     public Qwen2Weights Gradients { get; }
 
     /// <summary>AdamW's exp_avg (null when sharded: each rank holds its slice).</summary>
@@ -104,64 +121,184 @@ public sealed class AdamWOptimizer : IDisposable
     /// </summary>
     public float LastClipScale { get; private set; } = 1f;
 
+    /// <summary>How the gradients travel between ranks ("host (in place)", "nccl ...").</summary>
+    public string CollectivesPath => _collectives.Path;
+
     public void ZeroGradients() => Gradients.Zero();
 
     /// <summary>
-    /// Clips by the global norm and applies AdamW. Returns the norm before clipping.
+    /// Sums the ranks' gradients (all-reduce, or reduce-scatter when sharded), clips by the global norm and applies AdamW.
+    /// Every rank must call it together. Returns the norm before clipping.
     /// </summary>
     /// <exception cref="InvalidOperationException">The norm is not finite; nothing was changed (weights, moments,
-    /// step count and <see cref="LastClipScale"/> are as before).</exception>
+    /// step count and <see cref="LastClipScale"/> are as before; every rank sees the same norm and refuses together).</exception>
     public float Step(AdamWOptions options, double maxGradNorm)
     {
-        float norm = _backend.GlobalNorm(_gradientTensors);
+        float norm;
+        if (IsSharded)
+        {
+            _collectives.ReduceScatterSum(Gradients.Flat!, _gradientShard!);
+            double partial = _backend.GlobalNorm([_gradientShard!]);
+            Span<double> squares = [partial * partial];
+            World.AllReduceSum(squares);
+            norm = (float)Math.Sqrt(squares[0]);
+        }
+        else
+        {
+            // Buckets from the end of the layout (the last layers, whose gradients a backward finishes first).
+            var flat = Gradients.Flat!;
+            for (long end = flat.ElementCount; end > 0 && World.WorldSize > 1; end -= BucketElements)
+            {
+                long start = Math.Max(0, end - BucketElements);
+                _collectives.AllReduceSum(flat.View(start, new TensorShape((int)(end - start))));
+            }
+            norm = _backend.GlobalNorm(_gradientTensors);
+        }
         if (!float.IsFinite(norm))
             throw new InvalidOperationException($"the gradient norm is {norm}; the update was not applied (lower the learning rate, check the data)");
         float scale = (float)Math.Min(1.0, maxGradNorm / (norm + 1e-6));
         _backend.AdamWStep(_slots, options, ++Steps, scale);
         LastClipScale = scale;
-        if (IsSharded) GatherSlices();
+        if (IsSharded) GatherWeights();
         return norm;
     }
 
-    /// <summary>Every rank's updated slice to every rank: the flat parameter vector all-gathered (slices padded to one size).</summary>
-    private unsafe void GatherSlices()
+    /// <summary>
+    /// Keep the summed gradient whole in <see cref="Gradients"/> after a sharded step (to save it): the step then
+    /// all-gathers the gradient slices too, and gathers the weights through buffers of their own. Off by default, where
+    /// a sharded step reuses the gradient buffers for the weights' gather.
+    /// </summary>
+    public bool KeepReducedGradients { get; set; }
+
+    /// <summary>
+    /// The summed gradient of the last step, whole, in the flat layout (read it per tensor with
+    /// <see cref="Qwen2Weights.FlatOffset"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A sharded optimizer without <see cref="KeepReducedGradients"/>.</exception>
+    public float[] ReducedGradients()
     {
-        int world = World.WorldSize, chunk = checked((int)((ParameterCount + world - 1) / world));
-        if (_gatherMine.Length != chunk) (_gatherMine, _gatherAll) = (new float[chunk], new float[(long)chunk * world]);
-        _backend.Synchronize();
-        ForEachPiece(_shardStart, _shardEnd, (span, flat) => span.CopyTo(_gatherMine.AsSpan((int)(flat - _shardStart))));
-        World.AllGather(_gatherMine, _gatherAll);
-        for (int q = 0; q < world; q++)
-        {
-            var (start, end) = ShardOf(ParameterCount, world, q);
-            long from = (long)q * chunk;
-            ForEachPiece(start, end, (span, flat) => _gatherAll.AsSpan((int)(from + flat - start), span.Length).CopyTo(span));
-        }
+        if (IsSharded && !KeepReducedGradients)
+            throw new InvalidOperationException("a sharded step keeps only this rank's slice of the summed gradient; set KeepReducedGradients before the step");
+        var flat = new float[FlatLength];
+        _backend.Download<float>(Gradients.Flat!, flat);
+        return flat;
     }
 
     /// <summary>
-    /// Each parameter tensor's part of the flat range [start, end): the tensor's index, the part's first element in it,
-    /// its length, and its position in the flat vector.
+    /// Every parameter tensor's moments, whole (name, shape, exp_avg, exp_avg_sq), as a checkpoint stores them. Sharded,
+    /// the ranks all-gather their slices: every rank must call it together.
     /// </summary>
-    private IEnumerable<(int Tensor, int At, int Count, long Flat)> Pieces(long start, long end)
+    public IReadOnlyList<(string Name, int[] Shape, float[] First, float[] Second)> GatherMoments()
     {
-        long offset = 0;
-        for (int i = 0; i < _parameters.Length; i++)
+        var names = Gradients.Named;
+        if (!IsSharded)
         {
-            long n = _parameters[i].ElementCount, a = Math.Max(offset, start), b = Math.Min(offset + n, end);
-            if (a < b) yield return (i, (int)(a - offset), (int)(b - a), a);
-            offset += n;
+            return names.Select((n, i) => (n.Name, n.Tensor.Shape.ToArray(), Download(FirstMoment!.Named[i].Tensor), Download(SecondMoment!.Named[i].Tensor))).ToArray();
+        }
+        float[] first = new float[FlatLength], second = new float[FlatLength];
+        GatherFlat(_shardFirst!, first);
+        GatherFlat(_shardSecond!, second);
+        return names.Select((n, i) =>
+        {
+            int at = (int)Gradients.FlatOffset(i), count = (int)n.Tensor.ElementCount;
+            return (n.Name, n.Tensor.Shape.ToArray(), first.AsSpan(at, count).ToArray(), second.AsSpan(at, count).ToArray());
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// Sets the moments from whole tensors (<paramref name="read"/>(name) gives a parameter's exp_avg and exp_avg_sq,
+    /// checked for size by the caller); sharded, this rank keeps its slice of them.
+    /// </summary>
+    public void LoadMoments(Func<string, (float[] First, float[] Second)> read)
+    {
+        for (int i = 0; i < Gradients.Named.Count; i++)
+        {
+            var (name, tensor) = Gradients.Named[i];
+            var (first, second) = read(name);
+            if (first.Length != tensor.ElementCount || second.Length != tensor.ElementCount)
+                throw new ArgumentException($"moments of '{name}': {first.Length} and {second.Length} values for {tensor.ElementCount} parameters");
+            if (!IsSharded)
+            {
+                _backend.Upload<float>(first, FirstMoment!.Named[i].Tensor);
+                _backend.Upload<float>(second, SecondMoment!.Named[i].Tensor);
+                continue;
+            }
+            long offset = Gradients.FlatOffset(i);
+            foreach (var piece in Pieces(Math.Max(_shardStart, offset), Math.Min(_shardEnd, offset + tensor.ElementCount)))
+            {
+                _backend.Upload<float>(first.AsSpan(piece.At, piece.Count), ShardPiece(_shardFirst!, piece));
+                _backend.Upload<float>(second.AsSpan(piece.At, piece.Count), ShardPiece(_shardSecond!, piece));
+            }
         }
     }
 
-    private delegate void PieceVisitor(Span<float> parameters, long flatStart);
-
-    /// <summary>Calls <paramref name="visit"/> with each parameter tensor's part of the flat range [start, end) (host memory).</summary>
-    private unsafe void ForEachPiece(long start, long end, PieceVisitor visit)
+    private float[] Download(Tensor t)
     {
-        foreach (var (i, at, count, flat) in Pieces(start, end))
-            visit(new Span<float>((float*)_parameters[i].DevicePointer + at, count), flat);
+        var data = new float[t.ElementCount];
+        _backend.Download<float>(t, data);
+        return data;
     }
+
+    /// <summary>Every rank's slice of a sharded buffer, all-gathered into the whole flat layout on the host.</summary>
+    private void GatherFlat(Tensor slice, float[] flat)
+    {
+        using var all = _backend.Allocate(DType.Float32, new TensorShape(checked((int)FlatLength)), "gathered slices");
+        _collectives.AllGather(slice, all);
+        _backend.Download<float>(all, flat);
+    }
+
+    /// <summary>
+    /// Every rank's updated slice of the weights to every rank: this rank's pieces into the gradient slice (read by the
+    /// update, free now), all-gathered into the flat gradient buffer (free too until the next backward zeroes it), and
+    /// copied out into the fp32 parameters (and rounded into the bf16 working copy): no memory beyond the gradients'.
+    /// With <see cref="KeepReducedGradients"/> the gradient slices are all-gathered into the flat buffer first and the
+    /// weights travel through buffers of their own for the step.
+    /// </summary>
+    private void GatherWeights()
+    {
+        Tensor slice = _gradientShard!, flat = Gradients.Flat!;
+        Tensor? ownSlice = null, ownFlat = null;
+        if (KeepReducedGradients)
+        {
+            _collectives.AllGather(_gradientShard!, Gradients.Flat!);
+            slice = ownSlice = _backend.Allocate(DType.Float32, _gradientShard!.Shape, "weights slice");
+            flat = ownFlat = _backend.Allocate(DType.Float32, Gradients.Flat!.Shape, "gathered weights");
+        }
+        try
+        {
+            foreach (var piece in Pieces(_shardStart, _shardEnd)) _backend.Copy(ParameterPiece(_parameters, piece), ShardPiece(slice, piece));
+            _collectives.AllGather(slice, flat);
+            // Whole tensors, this rank's parts included (they come back as they went).
+            foreach (var piece in Pieces(0, FlatLength))
+            {
+                var parameter = ParameterPiece(_parameters, piece);
+                _backend.Copy(flat.View(piece.Flat, parameter.Shape), parameter);
+                if (_workingCopies is not null) _backend.Convert(parameter, ParameterPiece(_workingCopies, piece));
+            }
+        }
+        finally
+        {
+            ownSlice?.Dispose();
+            ownFlat?.Dispose();
+        }
+    }
+
+    /// <summary>A part of one parameter tensor: its index, its first element in it, its length, and its position in the flat layout.</summary>
+    private readonly record struct Piece(int Tensor, int At, int Count, long Flat);
+
+    /// <summary>Each parameter tensor's part of the flat range [start, end) (the layout's gaps belong to none).</summary>
+    private IEnumerable<Piece> Pieces(long start, long end)
+    {
+        for (int i = 0; i < _parameters.Length; i++)
+        {
+            long offset = Gradients.FlatOffset(i), n = _parameters[i].ElementCount, a = Math.Max(offset, start), b = Math.Min(offset + n, end);
+            if (a < b) yield return new Piece(i, (int)(a - offset), (int)(b - a), a);
+        }
+    }
+
+    private static Tensor ParameterPiece(Tensor[] tensors, Piece piece) => tensors[piece.Tensor].Reshape((int)tensors[piece.Tensor].ElementCount).SliceRows(piece.At, piece.Count);
+
+    private Tensor ShardPiece(Tensor shard, Piece piece) => shard.View(piece.Flat - _shardStart, new TensorShape(piece.Count));
 
     public void Dispose()
     {
@@ -170,5 +307,6 @@ public sealed class AdamWOptimizer : IDisposable
         SecondMoment?.Dispose();
         _shardFirst?.Dispose();
         _shardSecond?.Dispose();
+        _gradientShard?.Dispose();
     }
 }

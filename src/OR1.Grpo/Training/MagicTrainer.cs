@@ -31,6 +31,7 @@ public sealed class MagicTrainer : IDisposable
     private readonly IBackend _backend;
     private readonly MicroBatchBuffers _buffers;
     private readonly MiniBatchReadback _readback;
+    private readonly OR1.Native.Distributed.NcclCollectives? _nccl;
     private float[] _hostScratch = [];
     private float[] _hostRewards = [];
     private float[] _hostOldLogProbs = [];
@@ -53,7 +54,9 @@ public sealed class MagicTrainer : IDisposable
         _backend = policy.Backend;
         Options = options;
         World = world ?? OR1.Native.Distributed.SingleProcess.Instance;
-        Optimizer = new AdamWOptimizer(policy, World, options.ShardOptimizer);
+        _nccl = DeviceCommunicator(_backend, World, out string? staged);
+        Optimizer = new AdamWOptimizer(policy, World, options.ShardOptimizer, _nccl);
+        CollectivesPath = staged ?? Optimizer.CollectivesPath;
         _buffers = new MicroBatchBuffers(_backend, policy.Config.VocabSize);
         _readback = new MiniBatchReadback(_backend);
         Controller = EntropyController.Initial(options.EntropyControl);
@@ -76,6 +79,9 @@ public sealed class MagicTrainer : IDisposable
     /// batch, up to the order of the gradient sums.
     /// </summary>
     public OR1.Native.Distributed.ICollectives World { get; }
+
+    /// <summary>How the gradients travel between ranks: "host (in place)", "nccl 2.x", or "staged through the host (why)".</summary>
+    public string CollectivesPath { get; }
 
     /// <summary>alpha_k used by the next step's loss.</summary>
     public double CurrentAlpha => Options.FixedEntropyCoefficient ?? Controller.Alpha;
@@ -160,7 +166,7 @@ public sealed class MagicTrainer : IDisposable
                 TrainMicroBatch(batch, microBatches[k], k, mini, advantages, source, rollouts, keptSequence, alpha);
             // The mini-batch's first wait for the device: everything its micro-batches left for the host, in one copy.
             _readback.Download();
-            AllReduceGradients();
+            // Sums the ranks' gradients (all-reduce, or reduce-scatter when sharded) before the clip.
             float norm = Optimizer.Step(adam, Options.MaxGradNorm);
             // AdamW runs on the device while the host adds up the metrics.
             for (int k = 0; k < microBatches.Count; k++)
@@ -303,21 +309,21 @@ public sealed class MagicTrainer : IDisposable
     }
 
     /// <summary>
-    /// Sums every rank's gradients (in place; every rank then holds the whole batch's) before the clip. Host-visible
-    /// gradients (the Cpu backend, the emulator) are reduced where they lie, tensor by tensor.
+    /// The GPU communicator for gradients in device memory: NCCL over the world's ranks on the Cuda backend (null elsewhere,
+    /// or when NCCL cannot be loaded: the gradients are then staged through the host, and <paramref name="path"/> says why).
     /// </summary>
-    private void AllReduceGradients()
+    private static OR1.Native.Distributed.NcclCollectives? DeviceCommunicator(IBackend backend, OR1.Native.Distributed.ICollectives world, out string? path)
     {
-        if (World.WorldSize == 1) return;
-        _backend.Synchronize();
-        foreach (var (name, tensor) in Optimizer.Gradients.Named)
+        path = null;
+        if (world.WorldSize == 1 || backend is not OR1.Native.Cuda.CudaBackend cuda) return null;
+        try
         {
-            if (!tensor.IsHostVisible)
-                throw new NotSupportedException($"data parallel training on the {_backend.Kind} backend needs its gradients reduced on the device (NCCL), which this build does not have yet; gradient '{name}' is device memory");
-            unsafe
-            {
-                World.AllReduceSum(new Span<float>((void*)tensor.DevicePointer, checked((int)tensor.ElementCount)));
-            }
+            return OR1.Native.Distributed.NcclCollectives.Create(cuda, world);
+        }
+        catch (OR1.Native.Distributed.NcclUnavailableException e)
+        {
+            path = $"staged through the host ({e.Message})";
+            return null;
         }
     }
 
@@ -532,5 +538,6 @@ public sealed class MagicTrainer : IDisposable
         _groupOffsets?.Dispose();
         _oldLogProbs?.Dispose();
         Optimizer.Dispose();
+        _nccl?.Dispose();
     }
 }

@@ -22,6 +22,8 @@ public sealed record TrainerState
     public double EntropyCoefficient { get; init; }
     public bool EntropyEnabled { get; init; }
     public SamplerState? Sampler { get; init; }
+    /// <summary>The data-parallel ranks the run had when it saved this state (0 in checkpoints from before it was recorded: one).</summary>
+    public int WorldSize { get; init; }
     /// <summary>Prompts dropped at earlier stage transitions (solved by every sample).</summary>
     public IReadOnlyList<string> RemovedIds { get; init; } = [];
     /// <summary>For each prompt seen in the current stage: whether its latest group was solved by every sample.</summary>

@@ -60,6 +60,8 @@ public sealed record TrainingConfig
     public int MicroBatchTokens { get; init; } = 8192;
     /// <summary>Activation recomputation (<see cref="OR1.Grpo.Training.MagicOptions.Recompute"/>): same gradients, less memory.</summary>
     public bool Recompute { get; init; }
+    /// <summary>Under mpirun, each rank keeps 1/N of the Adam moments (ZeRO-1, <see cref="OR1.Grpo.Training.MagicOptions.ShardOptimizer"/>): the same update.</summary>
+    public bool ShardOptimizer { get; init; } = true;
     public float Temperature { get; init; } = 1f;
     public float TopP { get; init; } = 1f;
     public bool ZeroRewardForTruncated { get; init; } = true;
@@ -184,6 +186,7 @@ public sealed record TrainingConfig
         KlCoefficient = KlCoef,
         MicroBatchTokens = MicroBatchTokens,
         Recompute = Recompute,
+        ShardOptimizer = ShardOptimizer,
         MaxResponseLength = stage.MaxResponseLength,
     };
 

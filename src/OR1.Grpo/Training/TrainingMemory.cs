@@ -15,8 +15,9 @@ public static class TrainingMemory
     public const int FallbackMicroBatchTokens = 8192;
 
     /// <summary>The planner's input for a run: its longest sequence, rollout batch and cache on the backend's free memory.</summary>
-    public static MemoryPlanInput Input(TrainingConfig config, Qwen2Config model, Precision precision, long deviceBytes, bool gpu) => new()
+    public static MemoryPlanInput Input(TrainingConfig config, Qwen2Config model, Precision precision, long deviceBytes, bool gpu, int shardedRanks = 1) => new()
     {
+        Ranks = shardedRanks,
         Config = model,
         Precision = precision,
         Recompute = config.Recompute,
@@ -32,7 +33,8 @@ public static class TrainingMemory
     /// Checks the run against <paramref name="backend"/>'s free memory and resolves <c>micro_batch_tokens: auto</c>.
     /// Throws <see cref="TrainingConfigException"/> when the longest sequence cannot fit even alone.
     /// </summary>
-    public static TrainingConfig Apply(TrainingConfig config, Qwen2Config model, Precision precision, IBackend backend, TextWriter log)
+    /// <remarks>With <paramref name="shardedRanks"/> above 1 the optimizer state counted is this rank's slice (ZeRO-1).</remarks>
+    public static TrainingConfig Apply(TrainingConfig config, Qwen2Config model, Precision precision, IBackend backend, TextWriter log, int shardedRanks = 1)
     {
         bool auto = config.MicroBatchTokens == TokensOrAutoConverter.Auto;
         if (backend.FreeMemoryBytes is not { } free || free <= 0)
@@ -41,7 +43,7 @@ public static class TrainingMemory
             log.WriteLine($"micro_batch_tokens: auto -> {FallbackMicroBatchTokens} (the {backend.Kind} backend does not report its free memory)");
             return config with { MicroBatchTokens = FallbackMicroBatchTokens };
         }
-        var plan = MemoryPlanner.Plan(Input(config, model, precision, free, backend.Kind == BackendKind.Cuda));
+        var plan = MemoryPlanner.Plan(Input(config, model, precision, free, backend.Kind == BackendKind.Cuda, shardedRanks));
         if (plan.MinimumBytes > plan.DeviceBytes)
             throw new TrainingConfigException("the config", $"the longest sequence ({plan.Input.Context:N0} tokens: max_prompt_length + max_response_length) " +
                                                             $"does not fit on the {backend.Kind} device: {plan.Advice}");

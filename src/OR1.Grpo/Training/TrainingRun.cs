@@ -16,6 +16,13 @@ namespace OR1.Grpo.Training;
 /// A whole MAGIC training run (docs/RECIPE.md): stages of steps, each step drawing prompts, rolling out G
 /// responses, scoring them and updating the policy; validation every N steps; atomic checkpoints with
 /// everything needed to resume exactly; metrics.jsonl and a console line per step.
+/// <para>Data parallel (started by mpirun: <see cref="World"/> of N ranks, each running this with the same config): every
+/// rank draws the same prompts, generates and scores prompt i of the batch when i mod N is its rank (with the random
+/// streams one process would use for it) and the ranks exchange the groups (<see cref="RolloutExchange"/>), so each
+/// holds the whole batch; the trainer then splits the kept groups over the ranks and sums the gradients
+/// (<see cref="MagicTrainer.World"/>), and validation splits its chunks the same way. Every rank takes the same update;
+/// rank 0 alone writes metrics, validation records and checkpoints (the optimizer's moments gathered from the ranks'
+/// slices first). The result is one process's run up to the order of floating-point sums.</para>
 /// </summary>
 public sealed class TrainingRun : IDisposable
 {
@@ -32,6 +39,7 @@ public sealed class TrainingRun : IDisposable
     private readonly CheckpointStore _checkpoints;
     private readonly TextWriter _log;
     private readonly OR1.Model.Checkpoints.SafetensorsDType _saveDType;
+    private readonly OR1.Native.Distributed.ICollectives _world;
     private TrainerState _state = new();
     private PromptSampler? _sampler;
 
@@ -43,9 +51,11 @@ public sealed class TrainingRun : IDisposable
     /// <param name="train">Training examples (already filtered and mixed).</param>
     /// <param name="validation">Validation examples (may be empty).</param>
     /// <param name="log">Where the per-step lines go.</param>
+    /// <param name="world">The data-parallel ranks (one process when null); every rank builds its run with the same arguments.</param>
     public TrainingRun(TrainingConfig config, Qwen2Model policy, PromptEncoder encoder, string tokenizerDir, RewardRouter rewards,
-        IReadOnlyList<RlExample> train, IReadOnlyList<RlExample> validation, TextWriter log)
+        IReadOnlyList<RlExample> train, IReadOnlyList<RlExample> validation, TextWriter log, OR1.Native.Distributed.ICollectives? world = null)
     {
+        _world = world ?? OR1.Native.Distributed.SingleProcess.Instance;
         _config = config;
         _policy = policy;
         _tokenizerDir = tokenizerDir;
@@ -59,7 +69,7 @@ public sealed class TrainingRun : IDisposable
             _reference = new Qwen2Model(policy.Backend, policy.Config, policy.Precision);
             _reference.Weights.CopyFrom(policy.Weights);
         }
-        _trainer = new MagicTrainer(policy, config.MagicOptions(config.Stages[0]), _reference);
+        _trainer = new MagicTrainer(policy, config.MagicOptions(config.Stages[0]), _reference, _world);
         int longestPrompt = train.Concat(validation).Max(e => encoder.Encode(e).Length);
         int longestResponse = Math.Max(config.Stages.Max(s => s.MaxResponseLength), ValidationMaxNewTokens);
         int slots = Math.Min(config.RolloutBatch, Math.Max(config.Stages.Max(s => s.PromptsPerStep * s.GroupSize), Math.Max(1, validation.Count) * config.ValidationK));
@@ -84,6 +94,12 @@ public sealed class TrainingRun : IDisposable
     public string MetricsPath => Path.Combine(_config.OutputDir, "metrics.jsonl");
     public string ValidationPath => Path.Combine(_config.OutputDir, "validation.jsonl");
 
+    /// <summary>The data-parallel ranks (one process unless started by mpirun).</summary>
+    public OR1.Native.Distributed.ICollectives World => _world;
+
+    /// <summary>Whether this process writes the run's files (rank 0; the only one in a single process).</summary>
+    private bool Writes => _world.Rank == 0;
+
     /// <summary>The trainer (weights, moments, controller).</summary>
     public MagicTrainer Trainer => _trainer;
 
@@ -97,12 +113,20 @@ public sealed class TrainingRun : IDisposable
     public void ResumeFrom(string checkpointDir)
     {
         _state = TrainerState.Load(checkpointDir);
+        int savedWorld = Math.Max(1, _state.WorldSize);
+        if (savedWorld != _world.WorldSize)
+            _log.WriteLine($"note: {checkpointDir} was saved by a run of {savedWorld} rank{(savedWorld == 1 ? "" : "s")}, this one has {_world.WorldSize}: " +
+                           "the prompts, samples and updates do not depend on the ranks, so the run continues the same up to the order of floating-point sums " +
+                           "(the per-rank throughput and memory change)");
         OptimizerCheckpoint.Load(checkpointDir, _trainer.Optimizer);
         _trainer.Optimizer.Steps = _state.OptimizerSteps;
         _trainer.Controller = new EntropyControlState(_state.EntropyCoefficient, _state.EntropyEnabled);
         // Logs written after this checkpoint belong to the interrupted run's lost steps: drop them.
-        TruncateLog(MetricsPath, _state.Attempts);
-        TruncateLog(ValidationPath, _state.Attempts);
+        if (Writes)
+        {
+            TruncateLog(MetricsPath, _state.Attempts);
+            TruncateLog(ValidationPath, _state.Attempts);
+        }
         _log.WriteLine($"resumed from {checkpointDir} at step {_state.Attempts}, update {_state.GlobalStep} (stage {_state.Stage + 1}, update {_state.StepInStage} of it)");
     }
 
@@ -157,7 +181,16 @@ public sealed class TrainingRun : IDisposable
     {
         var prompts = _sampler!.NextBatch();
         ulong seed = StepSeed(_config.Seed, _state.Attempts);
-        var responses = _collector.Collect(prompts, stage.GroupSize, stage.MaxResponseLength, new SamplingOptions(_config.Temperature, _config.TopP), seed);
+        var sampling = new SamplingOptions(_config.Temperature, _config.TopP);
+        Rollouts responses;
+        if (_world.WorldSize == 1) responses = _collector.Collect(prompts, stage.GroupSize, stage.MaxResponseLength, sampling, seed);
+        else
+        {
+            // This rank's prompts (i mod N), drawing the streams of their places in the whole batch; then every rank's groups.
+            int[] mine = RolloutExchange.PromptsOfRank(prompts.Count, _world.WorldSize, _world.Rank);
+            var own = _collector.Collect(mine.Select(i => prompts[i]).ToArray(), stage.GroupSize, stage.MaxResponseLength, sampling, seed, promptStreams: mine);
+            responses = RolloutExchange.AllGather(_world, own, mine, prompts);
+        }
         var metrics = _trainer.Step(responses.Batch);
 
         var solved = new Dictionary<string, bool>(_state.StageSolvedAll);
@@ -188,7 +221,7 @@ public sealed class TrainingRun : IDisposable
             RolloutTruncatedMass = responses.Engine.MeanTruncatedMass,
             RewardSeconds = responses.RewardSeconds,
         };
-        File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");
+        if (Writes) File.AppendAllText(MetricsPath, JsonSerializer.Serialize(metrics, MetricsJson.Lines) + "\n");
         _log.WriteLine(metrics.Skipped
             ? $"step {metrics.Step,5} stage {metrics.Stage}  skipped: no group with mixed rewards ({metrics.SolveNone} solve-none, {metrics.SolveAll} solve-all)"
             : $"step {metrics.Step,5} stage {metrics.Stage}  reward {metrics.RewardMean:F3}  kept {metrics.KeptGroups}/{metrics.Groups}  len {metrics.ResponseLengthMean:F1}  trunc {metrics.TruncationRatio:P0}  " +
@@ -226,21 +259,26 @@ public sealed class TrainingRun : IDisposable
         foreach (float temperature in _config.ValidationTemperatures)
         {
             var (scores, _) = Evaluator.Run(_collector, _validation, _config.ValidationK, new SamplingOptions(temperature, 1f), ValidationMaxNewTokens,
-                StepSeed(_config.Seed, 2_000_000 + _state.GlobalStep));
+                StepSeed(_config.Seed, 2_000_000 + _state.GlobalStep), world: _world);
             foreach (var s in scores)
             {
                 var line = new { step = _state.Attempts, updates = _state.GlobalStep, temperature, data_source = s.DataSource, problems = s.Problems, k = s.K, avg_at_k = s.AvgAtK, pass_at_1 = s.PassAt1, pass_at_k = s.PassAtK };
-                File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line, MetricsJson.Lines) + "\n");
+                if (Writes) File.AppendAllText(ValidationPath, JsonSerializer.Serialize(line, MetricsJson.Lines) + "\n");
                 _log.WriteLine($"validation step {_state.Attempts} T={temperature:0.##} {s.DataSource}: avg@{s.K} {s.AvgAtK:P1}  pass@1 {s.PassAt1:P1}  pass@{s.K} {s.PassAtK:P1} ({s.Problems} problems)");
             }
             ValidationCompleted?.Invoke(_state.Attempts, temperature, scores);
         }
     }
 
-    /// <summary>Writes weights, tokenizer, optimizer moments and trainer state, atomically.</summary>
-    public string SaveCheckpoint()
+    /// <summary>
+    /// Writes weights, tokenizer, optimizer moments and trainer state, atomically. Data parallel, every rank calls it (the
+    /// moments are gathered from the ranks' slices) and rank 0 writes; the others return null.
+    /// </summary>
+    public string? SaveCheckpoint()
     {
-        var state = _state with { Sampler = _sampler?.SaveState() };
+        var state = _state with { Sampler = _sampler?.SaveState(), WorldSize = _world.WorldSize };
+        var moments = _trainer.Optimizer.GatherMoments();
+        if (!Writes) return null;
         string path = _checkpoints.Save(state.GlobalStep, dir =>
         {
             Qwen2ModelFiles.Save(_policy, dir, _saveDType);
@@ -249,7 +287,7 @@ public sealed class TrainingRun : IDisposable
                 string source = Path.Combine(_tokenizerDir, file);
                 if (File.Exists(source)) File.Copy(source, Path.Combine(dir, file));
             }
-            OptimizerCheckpoint.Save(dir, _trainer.Optimizer);
+            OptimizerCheckpoint.Write(dir, moments);
             state.Save(dir);
         });
         _log.WriteLine($"checkpoint: {path}");

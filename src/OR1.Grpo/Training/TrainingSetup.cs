@@ -34,9 +34,11 @@ public static class TrainingSetup
     /// <param name="verifiers">Reward functions (math, and code when available).</param>
     /// <param name="resumeCheckpoint">A checkpoint folder to continue from, or null for a fresh run.</param>
     /// <param name="log">Progress and data reports.</param>
+    /// <param name="world">The data-parallel ranks (one process when null): every rank creates its session with the same arguments.</param>
     public static Session Create(TrainingConfig config, Func<string, IBackend> createBackend, IEnumerable<IRewardFunction> verifiers,
-        string? resumeCheckpoint, TextWriter log)
+        string? resumeCheckpoint, TextWriter log, OR1.Native.Distributed.ICollectives? world = null)
     {
+        world ??= OR1.Native.Distributed.SingleProcess.Instance;
         var backend = createBackend(config.Device);
         Qwen2Model? model = null;
         try
@@ -46,14 +48,16 @@ public static class TrainingSetup
             if (!backend.StorageTypes.Contains(precision.StorageType()))
                 throw new TrainingConfigException("the config", $"\"precision\" is {precision.Name()}, but the {backend.Kind} backend (device '{config.Device}') computes in fp32; use precision fp32");
             // Planned before the weights are read: a run that cannot fit fails here, and micro_batch_tokens: auto is resolved.
-            config = TrainingMemory.Apply(config, Qwen2Config.Load(Path.Combine(weightsDir, "config.json")), precision, backend, log);
+            int shardedRanks = config.ShardOptimizer ? world.WorldSize : 1;
+            config = TrainingMemory.Apply(config, Qwen2Config.Load(Path.Combine(weightsDir, "config.json")), precision, backend, log, shardedRanks);
             model = Qwen2ModelFiles.Load(backend, weightsDir, precision, master: true);
             var tokenizer = Qwen2Tokenizer.Load(config.Model);
             var router = new RewardRouter(verifiers, new RewardOptions(config.ZeroRewardForTruncated));
             var encoder = new PromptEncoder(tokenizer);
             var train = LoadTraining(config, encoder, router, log);
             var validation = LoadValidation(config, encoder, router, log);
-            var run = new TrainingRun(config, model, encoder, config.Model, router, train, validation, log);
+            var run = new TrainingRun(config, model, encoder, config.Model, router, train, validation, log, world);
+            log.WriteLine(StartLine(backend, precision, world, run.Trainer));
             if (resumeCheckpoint is not null) run.ResumeFrom(resumeCheckpoint);
             return new Session(backend, model, run);
         }
@@ -63,6 +67,18 @@ public static class TrainingSetup
             backend.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The run's start-up line: backend, precision, world size and, with several ranks, how gradients and optimizer state are split.</summary>
+    public static string StartLine(IBackend backend, Precision precision, OR1.Native.Distributed.ICollectives world, MagicTrainer trainer)
+    {
+        string line = $"train: {backend.Description}, {precision.Name()}, world size {world.WorldSize}";
+        if (world.WorldSize == 1) return line;
+        var optimizer = trainer.Optimizer;
+        string state = optimizer.IsSharded
+            ? $"optimizer sharded (ZeRO-1): {optimizer.MomentBytes / 1048576.0:F1} MiB of Adam moments on this rank, 1/{world.WorldSize} of the model's"
+            : $"optimizer whole on every rank ({optimizer.MomentBytes / 1048576.0:F1} MiB of Adam moments)";
+        return $"{line} ({world.Description}; gradients {trainer.CollectivesPath}; {state}); rank 0 writes the run's files";
     }
 
     private static IReadOnlyList<RlExample> LoadTraining(TrainingConfig config, PromptEncoder encoder, RewardRouter router, TextWriter log)

@@ -14,6 +14,10 @@ namespace OR1.Model.Generation;
 /// different offsets; 0 is the seed's own family.</param>
 /// <param name="PromptMaxNewTokens">Optional per-prompt limits (one per prompt, each in [1, MaxNewTokens]): the samples of
 /// prompt p stop after PromptMaxNewTokens[p] tokens. Null: MaxNewTokens for every prompt.</param>
+/// <param name="PromptStreams">Optional stream ids of the prompts (distinct, one per prompt): the samples of prompt p draw
+/// as the samples of prompt PromptStreams[p] of a larger call would (request r = PromptStreams[p] * SamplesPerPrompt + s).
+/// Data-parallel rollouts pass each prompt's index in the whole step's batch, so a rank that generates a share of the
+/// prompts draws exactly the tokens one process generating them all would. Null: p.</param>
 public sealed record GenerationOptions(
     int MaxNewTokens,
     SamplingOptions Sampling,
@@ -21,7 +25,8 @@ public sealed record GenerationOptions(
     int SamplesPerPrompt = 1,
     ulong Seed = 0,
     ulong CounterOffset = 0,
-    IReadOnlyList<int>? PromptMaxNewTokens = null)
+    IReadOnlyList<int>? PromptMaxNewTokens = null,
+    IReadOnlyList<int>? PromptStreams = null)
 {
     /// <summary>The limit of prompt <paramref name="prompt"/>'s samples.</summary>
     public int MaxNewTokensOf(int prompt) => PromptMaxNewTokens?[prompt] ?? MaxNewTokens;

@@ -192,9 +192,11 @@ public sealed class Qwen2Generator : IDisposable
         _hostDecodeInputs.AsSpan(Offset(input), input == DecodeInput.Streams ? 2 * StepRowCapacity : StepRowCapacity);
 
     /// <summary>One request: a prompt's sample, its pages while it runs, and what it has produced.</summary>
-    private sealed class Request(int prompt, int sample, int promptLength)
+    private sealed class Request(int prompt, int sample, int promptLength, int stream)
     {
         public readonly int Prompt = prompt, Sample = sample;
+        // Its random stream's id (GenerationOptions.PromptStreams).
+        public readonly int Stream = stream;
         public readonly List<int> Pages = [];
         public int Length = promptLength; // tokens in its cache pages
         public int Pending;               // the last sampled token, decoded next
@@ -254,9 +256,21 @@ public sealed class Qwen2Generator : IDisposable
         long requestCount = (long)prompts.Count * options.SamplesPerPrompt;
         if (requestCount > int.MaxValue)
             throw new ArgumentException($"{prompts.Count} prompts x {options.SamplesPerPrompt} samples is more requests than one call takes ({int.MaxValue})", nameof(prompts));
+        if (options.PromptStreams is { } streams)
+        {
+            if (streams.Count != prompts.Count)
+                throw new ArgumentException($"PromptStreams has {streams.Count} ids for {prompts.Count} prompts; give one per prompt", nameof(options));
+            if (streams.Count > 0 && (streams.Min() < 0 || (long)(streams.Max() + 1) * options.SamplesPerPrompt > int.MaxValue))
+                throw new ArgumentException($"PromptStreams holds ids from {streams.Min()} to {streams.Max()}; each must be in [0, {int.MaxValue / options.SamplesPerPrompt})", nameof(options));
+            if (streams.Distinct().Count() != streams.Count)
+                throw new ArgumentException("PromptStreams repeats an id: two prompts would draw the same random numbers", nameof(options));
+        }
         var requests = new Request[requestCount];
         for (int p = 0, r = 0; p < prompts.Count; p++)
-            for (int s = 0; s < options.SamplesPerPrompt; s++) requests[r++] = new Request(p, s, prompts[p].Count);
+        {
+            int stream = (options.PromptStreams?[p] ?? p) * options.SamplesPerPrompt;
+            for (int s = 0; s < options.SamplesPerPrompt; s++) requests[r++] = new Request(p, s, prompts[p].Count, stream + s);
+        }
 
         _pages.Reset();
         var run = new Run(this, prompts, requests, options, progress);
@@ -551,7 +565,7 @@ public sealed class Qwen2Generator : IDisposable
                 positions[j] = q.Length;
                 lengths[j] = q.Length + 1;
                 cacheRows[j] = q.Pages[q.Length / g.PageSize] * g.PageSize + q.Length % g.PageSize;
-                streams[2 * j] = r;
+                streams[2 * j] = q.Stream;
                 streams[2 * j + 1] = q.Tokens.Count;
                 left[j] = TokensLeft(q);
                 FillTableRow(tableRow, q.Pages);
@@ -707,7 +721,7 @@ public sealed class Qwen2Generator : IDisposable
             {
                 int r = _fresh[i];
                 lastRows[i] = lastRowOf(r);
-                g._hostWaveStreams[2 * i] = r;
+                g._hostWaveStreams[2 * i] = requests[r].Stream;
                 g._hostWaveStreams[2 * i + 1] = 0;
             }
             b.Upload<int>(lastRows, g._lastRows.SliceRows(0, n));

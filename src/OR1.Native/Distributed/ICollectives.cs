@@ -43,6 +43,12 @@ public interface ICollectives : IDisposable
 
     /// <summary>Returns once every rank has called it.</summary>
     void Barrier();
+
+    /// <summary>
+    /// Ends every rank of the world with <paramref name="code"/> (MPI_Abort): what a rank that cannot go on calls, so that
+    /// the others, waiting in a collective for it, stop too instead of hanging. Does not return.
+    /// </summary>
+    void Abort(int code);
 }
 
 /// <summary>A collective that cannot proceed: sizes that differ between ranks, a failed call; the message names the rank.</summary>

@@ -132,6 +132,14 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     public void Barrier() => Check(MpiNative.Barrier(_world), "MPI_Barrier");
 
+    public void Abort(int code)
+    {
+        _disposed = true;
+        MpiNative.Abort(_world, code);
+        // MPI_Abort does not return in Open MPI; should a library return, the process still must not go on.
+        Environment.Exit(code);
+    }
+
     /// <summary>Ends MPI for this process (MPI_Finalize): every rank must dispose its collectives before it exits.</summary>
     public void Dispose()
     {

@@ -27,5 +27,7 @@ public sealed class SingleProcess : ICollectives
 
     public void Broadcast(Span<byte> buffer, int root) => Collectives.CheckRoot(root, 1);
     public void Barrier() { }
+
+    public void Abort(int code) => Environment.Exit(code);
     public void Dispose() { }
 }

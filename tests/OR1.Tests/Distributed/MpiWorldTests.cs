@@ -13,7 +13,7 @@ namespace OR1.Tests.Distributed;
 /// </summary>
 public sealed class MpiWorldTests
 {
-    private static string Or1 => Path.Combine(AppContext.BaseDirectory, "or1.dll");
+    internal static string Or1 => Path.Combine(AppContext.BaseDirectory, "or1.dll");
 
     private static string? Mpirun()
     {
@@ -60,10 +60,10 @@ public sealed class MpiWorldTests
     public async Task CommandsThatAreNotDataParallelRefuseToStartUnderMpirun()
     {
         string mpirun = RequireMpirun();
-        var (code, _, error) = await ChildProcess.RunAsync(mpirun, MpirunArguments(2, "train", "--config", "/nonexistent.json"), TimeSpan.FromMinutes(2),
+        var (code, _, error) = await ChildProcess.RunAsync(mpirun, MpirunArguments(2, "sample", "--quick"), TimeSpan.FromMinutes(2),
             environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
         Assert.That(code, Is.Not.Zero);
-        Assert.That(error, Does.Contain("or1 train runs as one process; it was started as one of 2 MPI ranks"));
+        Assert.That(error, Does.Contain("or1 sample runs as one process; it was started as one of 2 MPI ranks"));
     }
 
     [Test]

@@ -1,0 +1,97 @@
+namespace OR1.Native.Distributed;
+
+/// <summary>
+/// The collectives of <see cref="ICollectives"/> on fp32 tensors of one backend, wherever they live: host-visible tensors
+/// (the Cpu backend, the emulator) are reduced in place through the world's host collectives; device tensors go through
+/// NCCL on the backend's stream when a communicator is given, else they are staged through one host buffer (a copy down
+/// and up per call: correct on every backend, and the path a GPU takes without NCCL).
+/// </summary>
+public sealed class TensorCollectives(IBackend backend, ICollectives world, NcclCollectives? nccl = null)
+{
+    private float[] _staging = [];
+
+    public ICollectives World => world;
+
+    /// <summary>How the tensors travel: "host", "nccl 2.x", or "staged through the host".</summary>
+    public string Path => nccl is not null ? nccl.Description : "host (in place)";
+
+    /// <summary>buffer = the sum over the ranks (in place).</summary>
+    public void AllReduceSum(Tensor buffer)
+    {
+        Check(buffer, nameof(buffer));
+        if (world.WorldSize == 1) return;
+        if (nccl is not null && !buffer.IsHostVisible)
+        {
+            nccl.AllReduceSum(buffer);
+            return;
+        }
+        backend.Synchronize();
+        if (buffer.IsHostVisible)
+        {
+            world.AllReduceSum(buffer.AsSpan<float>());
+            return;
+        }
+        var host = Staging(buffer.ElementCount);
+        backend.Download<float>(buffer, host);
+        world.AllReduceSum(host);
+        backend.Upload<float>(host, buffer);
+    }
+
+    /// <summary>output (n elements) = this rank's slice of the sum over the ranks of input (WorldSize x n elements).</summary>
+    public void ReduceScatterSum(Tensor input, Tensor output)
+    {
+        Check(input, nameof(input));
+        Check(output, nameof(output));
+        if (nccl is not null && !input.IsHostVisible && !output.IsHostVisible)
+        {
+            nccl.ReduceScatterSum(input, output);
+            return;
+        }
+        backend.Synchronize();
+        if (input.IsHostVisible && output.IsHostVisible)
+        {
+            world.ReduceScatterSum(input.AsSpan<float>(), output.AsSpan<float>());
+            return;
+        }
+        var host = Staging(input.ElementCount + output.ElementCount);
+        Span<float> whole = host[..(int)input.ElementCount], mine = host.Slice((int)input.ElementCount, (int)output.ElementCount);
+        backend.Download<float>(input, whole);
+        world.ReduceScatterSum(whole, mine);
+        backend.Upload<float>(mine, output);
+    }
+
+    /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
+    public void AllGather(Tensor input, Tensor output)
+    {
+        Check(input, nameof(input));
+        Check(output, nameof(output));
+        if (nccl is not null && !input.IsHostVisible && !output.IsHostVisible)
+        {
+            nccl.AllGather(input, output);
+            return;
+        }
+        backend.Synchronize();
+        if (input.IsHostVisible && output.IsHostVisible)
+        {
+            world.AllGather(input.AsSpan<float>(), output.AsSpan<float>());
+            return;
+        }
+        var host = Staging(input.ElementCount + output.ElementCount);
+        Span<float> mine = host[..(int)input.ElementCount], all = host.Slice((int)input.ElementCount, (int)output.ElementCount);
+        backend.Download<float>(input, mine);
+        world.AllGather(mine, all);
+        backend.Upload<float>(all, output);
+    }
+
+    private void Check(Tensor t, string argument)
+    {
+        if (!ReferenceEquals(t.Backend, backend)) throw new ArgumentException($"{t.Describe()} belongs to another backend than these collectives' ({backend.Kind})", argument);
+        if (t.DType != DType.Float32) throw new ArgumentException($"{t.Describe()}: the collectives take Float32 tensors", argument);
+    }
+
+    private Span<float> Staging(long elements)
+    {
+        if (_staging.Length < elements) _staging = new float[checked((int)elements)];
+        return _staging.AsSpan(0, (int)elements);
+    }
+}
