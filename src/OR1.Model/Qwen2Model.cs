@@ -40,8 +40,19 @@ public sealed class Qwen2Model : IDisposable
     /// <summary>The weights the forward and backward read (the bf16 working copy in mixed precision).</summary>
     public Qwen2Weights Weights { get; }
 
-    /// <summary>fp32 master weights (bf16 models built for training), or null.</summary>
-    public Qwen2Weights? Master { get; }
+    /// <summary>fp32 master weights (bf16 models built for training), or null (also once <see cref="ReleaseMaster"/> gave them up).</summary>
+    public Qwen2Weights? Master { get; private set; }
+
+    /// <summary>
+    /// Frees the whole fp32 master: a data-parallel optimizer that keeps each rank's slice of it (ZeRO-1) calls this
+    /// once it has copied its slice, and from then on it owns the fp32 parameters (and checkpoints them); the bf16
+    /// working copy stays.
+    /// </summary>
+    public void ReleaseMaster()
+    {
+        Master?.Dispose();
+        Master = null;
+    }
 
     /// <summary>The fp32 parameters that training updates and checkpoints save: the master when there is one, else the weights.</summary>
     public Qwen2Weights Parameters => Master ?? Weights;

@@ -44,11 +44,7 @@ public sealed class Qwen2Weights : IDisposable
         DType = dtype;
         if (flatMultiple > 0)
         {
-            // The same walk as below, counting only: the layout's length, then one allocation.
-            long length = 0;
-            foreach (long n in TensorSizes(config)) length += (n + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
-            length = (length + flatMultiple - 1) / flatMultiple * flatMultiple;
-            Flat = backend.Allocate(dtype, new TensorShape(checked((int)length)), "flat");
+            Flat = backend.Allocate(dtype, new TensorShape(checked((int)FlatLayout(config, flatMultiple).Length)), "flat");
             backend.Fill(Flat, 0f);
         }
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
@@ -79,6 +75,23 @@ public sealed class Qwen2Weights : IDisposable
 
     /// <summary>Where tensor <paramref name="index"/> of <see cref="Named"/> starts in <see cref="Flat"/> (in elements).</summary>
     public long FlatOffset(int index) => Flat is null ? throw new InvalidOperationException("these weights are not one flat buffer") : _offsets[index];
+
+    /// <summary>
+    /// The flat layout of a config's tensors (see the constructor's <c>flatMultiple</c>): where each tensor of
+    /// <see cref="Named"/>'s order starts, and the layout's length. Computed without allocating anything.
+    /// </summary>
+    public static (long[] Offsets, long Length) FlatLayout(Qwen2Config config, int flatMultiple)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(flatMultiple, 1);
+        var offsets = new List<long>();
+        long length = 0;
+        foreach (long n in TensorSizes(config))
+        {
+            offsets.Add(length);
+            length += (n + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
+        }
+        return (offsets.ToArray(), (length + flatMultiple - 1) / flatMultiple * flatMultiple);
+    }
 
     /// <summary>The element counts of a config's tensors, in checkpoint order (each distinct tensor once).</summary>
     private static IEnumerable<long> TensorSizes(Qwen2Config config)

@@ -85,10 +85,12 @@ public static class StepCommand
         }
 
         float[]? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
+        // The fp32 parameters whole (with a sharded master, the ranks gather their slices: every rank takes part).
+        var parameters = trainer.Optimizer.GatherParameters();
         if (world.WorldSize > 1)
         {
             // The ranks must hold the same weights after the step: a checksum of every parameter, compared across ranks.
-            double checksum = WeightsChecksum(backend, model);
+            double checksum = WeightsChecksum(model);
             Span<double> range = [checksum, -checksum];
             world.AllReduceMax(range);
             if (range[0] != -range[1])
@@ -97,7 +99,7 @@ public static class StepCommand
             if (world.Rank != 0) return 0;
         }
         Directory.CreateDirectory(outputDir);
-        Qwen2ModelFiles.Save(model, outputDir, PrecisionOptions.SaveDType(saveDType, model.Config));
+        Qwen2Checkpoint.Save(outputDir, model.Config, name => parameters(name), PrecisionOptions.SaveDType(saveDType, model.Config));
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
         {
             string source = Path.Combine(modelDir, file);
@@ -121,14 +123,13 @@ public static class StepCommand
         return 0;
     }
 
-    /// <summary>A position-weighted sum of every parameter (fp32 master where there is one): equal on ranks that hold equal weights.</summary>
-    private static double WeightsChecksum(OR1.Native.IBackend backend, Qwen2Model model)
+    /// <summary>A position-weighted sum of every weight the forward reads (the bf16 working copy in mixed precision): equal on ranks that hold equal weights.</summary>
+    private static double WeightsChecksum(Qwen2Model model)
     {
         double sum = 0;
-        foreach (var (_, tensor) in model.Parameters.Named)
+        foreach (var (_, tensor) in model.Weights.Named)
         {
-            var data = new float[tensor.ElementCount];
-            backend.Download<float>(tensor, data);
+            var data = model.Weights.ReadFloats(tensor);
             for (int i = 0; i < data.Length; i++) sum += data[i] * (1 + i % 1021);
         }
         return sum;

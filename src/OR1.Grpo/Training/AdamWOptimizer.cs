@@ -28,14 +28,21 @@ public sealed class AdamWOptimizer : IDisposable
     private readonly TensorCollectives _collectives;
     private readonly AdamWSlot[] _slots;
     private readonly Tensor[] _gradientTensors;
-    private readonly Tensor[] _parameters;
+    // The fp32 parameters, whole (null when the master is sharded: then this rank holds _masterShard only).
+    private readonly Tensor[]? _parameters;
     private readonly Tensor[]? _workingCopies;
-    private readonly Tensor? _gradientShard, _shardFirst, _shardSecond;
+    private readonly Tensor? _gradientShard, _shardFirst, _shardSecond, _masterShard;
+    private readonly long[] _offsets;
+    private readonly long[] _sizes;
+    private readonly string[] _names;
+    private readonly int[][] _shapes;
     private readonly long _shardStart, _shardEnd;
 
     /// <param name="model">The model to train.</param>
     /// <param name="world">The data-parallel ranks (one process when null).</param>
-    /// <param name="shard">Shard the moments over the ranks (ZeRO-1); with one rank there is nothing to shard.</param>
+    /// <param name="shard">Shard the optimizer state over the ranks (ZeRO-1): the Adam moments, and in mixed precision the
+    /// fp32 master too (the model's whole master is released once this rank has copied its slice). With one rank there is
+    /// nothing to shard.</param>
     /// <param name="nccl">The GPU communicator of the world's ranks, for gradients in device memory (null: they are staged
     /// through the host).</param>
     /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
@@ -47,26 +54,41 @@ public sealed class AdamWOptimizer : IDisposable
         World = world ?? SingleProcess.Instance;
         _collectives = new TensorCollectives(_backend, World, nccl);
         IsSharded = shard && World.WorldSize > 1;
-        // One flat buffer whose length the world divides into slices of whole alignment units.
-        Gradients = new Qwen2Weights(_backend, model.Config, DType.Float32, flatMultiple: World.WorldSize * Qwen2Weights.FlatAlignment);
         var parameters = model.Parameters.Named;
-        var working = model.Master is null ? null : model.Weights.Named;
-        _parameters = parameters.Select(p => p.Tensor).ToArray();
-        _workingCopies = working?.Select(p => p.Tensor).ToArray();
-        ParameterCount = _parameters.Sum(t => t.ElementCount);
+        _names = parameters.Select(p => p.Name).ToArray();
+        _shapes = parameters.Select(p => p.Tensor.Shape.ToArray()).ToArray();
+        _sizes = parameters.Select(p => p.Tensor.ElementCount).ToArray();
+        ParameterCount = _sizes.Sum();
+        // One flat layout whose length the world divides into slices of whole alignment units (the gradients' buffer).
+        (_offsets, FlatLength) = Qwen2Weights.FlatLayout(model.Config, World.WorldSize * Qwen2Weights.FlatAlignment);
+        _workingCopies = model.Master is null ? null : model.Weights.Named.Select(p => p.Tensor).ToArray();
+        long slice = FlatLength / World.WorldSize;
+        if (IsSharded) (_shardStart, _shardEnd) = (slice * World.Rank, slice * (World.Rank + 1));
+        if (IsSharded && model.Master is not null)
+        {
+            // This rank's slice of the fp32 master, then the whole master freed, before the gradients are allocated: the
+            // whole master and the gradients (8 bytes a parameter) are never held at once.
+            _masterShard = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "master shard");
+            _backend.Fill(_masterShard, 0f);
+            var whole = parameters.Select(p => p.Tensor).ToArray();
+            foreach (var piece in Pieces(_shardStart, _shardEnd)) _backend.Copy(PieceOf(whole, piece), ShardPiece(_masterShard, piece));
+            _backend.Synchronize();
+            model.ReleaseMaster();
+            MasterBytes = slice * sizeof(float);
+        }
+        else _parameters = parameters.Select(p => p.Tensor).ToArray();
+        Gradients = new Qwen2Weights(_backend, model.Config, DType.Float32, flatMultiple: World.WorldSize * Qwen2Weights.FlatAlignment);
         long before = _backend.AllocatedBytes;
         if (!IsSharded)
         {
             FirstMoment = new Qwen2Weights(_backend, model.Config);
             SecondMoment = new Qwen2Weights(_backend, model.Config);
-            _slots = parameters.Select((p, i) => new AdamWSlot(p.Tensor, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor,
-                WorkingCopy: working?[i].Tensor)).ToArray();
+            _slots = _parameters!.Select((p, i) => new AdamWSlot(p, Gradients.Named[i].Tensor, FirstMoment.Named[i].Tensor, SecondMoment.Named[i].Tensor,
+                WorkingCopy: _workingCopies?[i])).ToArray();
             MomentBytes = _backend.AllocatedBytes - before;
         }
         else
         {
-            long slice = FlatLength / World.WorldSize;
-            (_shardStart, _shardEnd) = (slice * World.Rank, slice * (World.Rank + 1));
             _shardFirst = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg shard");
             _shardSecond = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg_sq shard");
             MomentBytes = _backend.AllocatedBytes - before;
@@ -75,8 +97,9 @@ public sealed class AdamWOptimizer : IDisposable
             // The reduce-scatter's output: this rank's slice of the summed gradient (the AdamW slots read it).
             _gradientShard = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "gradient shard");
             // One slot per parameter tensor that overlaps this rank's slice, over the overlap only.
-            _slots = Pieces(_shardStart, _shardEnd).Select(piece => new AdamWSlot(ParameterPiece(_parameters, piece), ShardPiece(_gradientShard, piece),
-                ShardPiece(_shardFirst, piece), ShardPiece(_shardSecond, piece), WorkingCopy: _workingCopies is null ? null : ParameterPiece(_workingCopies, piece))).ToArray();
+            _slots = Pieces(_shardStart, _shardEnd).Select(piece => new AdamWSlot(
+                _masterShard is null ? PieceOf(_parameters!, piece) : ShardPiece(_masterShard, piece), ShardPiece(_gradientShard, piece),
+                ShardPiece(_shardFirst, piece), ShardPiece(_shardSecond, piece), WorkingCopy: _workingCopies is null ? null : PieceOf(_workingCopies, piece))).ToArray();
         }
         _gradientTensors = Gradients.Named.Select(n => n.Tensor).ToArray();
     }
@@ -91,7 +114,13 @@ public sealed class AdamWOptimizer : IDisposable
     public long ParameterCount { get; }
 
     /// <summary>Elements of the flat gradient layout (the parameters, their alignment gaps and the tail that makes equal slices).</summary>
-    public long FlatLength => Gradients.Flat!.ElementCount;
+    public long FlatLength { get; }
+
+    /// <summary>Bytes of fp32 master weights this rank holds apart from the model (its slice, when the master is sharded; else 0).</summary>
+    public long MasterBytes { get; }
+
+    /// <summary>Whether this rank holds only its slice of the fp32 master (mixed precision, sharded).</summary>
+    public bool IsMasterSharded => _masterShard is not null;
 
     /// <summary>The flat elements [start, end) whose moments this rank keeps: all of them unless sharded.</summary>
     public (long Start, long End) Shard => IsSharded ? (_shardStart, _shardEnd) : (0, FlatLength);
@@ -190,20 +219,33 @@ public sealed class AdamWOptimizer : IDisposable
     /// </summary>
     public IReadOnlyList<(string Name, int[] Shape, float[] First, float[] Second)> GatherMoments()
     {
-        var names = Gradients.Named;
         if (!IsSharded)
-        {
-            return names.Select((n, i) => (n.Name, n.Tensor.Shape.ToArray(), Download(FirstMoment!.Named[i].Tensor), Download(SecondMoment!.Named[i].Tensor))).ToArray();
-        }
+            return _names.Select((n, i) => (n, _shapes[i], Download(FirstMoment!.Named[i].Tensor), Download(SecondMoment!.Named[i].Tensor))).ToArray();
         float[] first = new float[FlatLength], second = new float[FlatLength];
         GatherFlat(_shardFirst!, first);
         GatherFlat(_shardSecond!, second);
-        return names.Select((n, i) =>
-        {
-            int at = (int)Gradients.FlatOffset(i), count = (int)n.Tensor.ElementCount;
-            return (n.Name, n.Tensor.Shape.ToArray(), first.AsSpan(at, count).ToArray(), second.AsSpan(at, count).ToArray());
-        }).ToArray();
+        return _names.Select((n, i) => (n, _shapes[i], Cut(first, i), Cut(second, i))).ToArray();
     }
+
+    /// <summary>
+    /// The fp32 parameters, whole, by name (a checkpoint's weights): the model's own, or, with the master sharded, the
+    /// ranks' slices all-gathered (every rank must call it together then).
+    /// </summary>
+    public Func<string, float[]> GatherParameters()
+    {
+        if (_masterShard is null)
+        {
+            var tensors = _names.Select((n, i) => (n, _parameters![i])).ToDictionary(p => p.n, p => p.Item2, StringComparer.Ordinal);
+            return name => Download(tensors[name]);
+        }
+        float[] master = new float[FlatLength];
+        GatherFlat(_masterShard, master);
+        var index = _names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        return name => Cut(master, index[name]);
+    }
+
+    /// <summary>Tensor <paramref name="i"/>'s elements of a whole flat layout.</summary>
+    private float[] Cut(float[] flat, int i) => flat.AsSpan((int)_offsets[i], (int)_sizes[i]).ToArray();
 
     /// <summary>
     /// Sets the moments from whole tensors (<paramref name="read"/>(name) gives a parameter's exp_avg and exp_avg_sq,
@@ -211,20 +253,18 @@ public sealed class AdamWOptimizer : IDisposable
     /// </summary>
     public void LoadMoments(Func<string, (float[] First, float[] Second)> read)
     {
-        for (int i = 0; i < Gradients.Named.Count; i++)
+        for (int i = 0; i < _names.Length; i++)
         {
-            var (name, tensor) = Gradients.Named[i];
-            var (first, second) = read(name);
-            if (first.Length != tensor.ElementCount || second.Length != tensor.ElementCount)
-                throw new ArgumentException($"moments of '{name}': {first.Length} and {second.Length} values for {tensor.ElementCount} parameters");
+            var (first, second) = read(_names[i]);
+            if (first.Length != _sizes[i] || second.Length != _sizes[i])
+                throw new ArgumentException($"moments of '{_names[i]}': {first.Length} and {second.Length} values for {_sizes[i]} parameters");
             if (!IsSharded)
             {
                 _backend.Upload<float>(first, FirstMoment!.Named[i].Tensor);
                 _backend.Upload<float>(second, SecondMoment!.Named[i].Tensor);
                 continue;
             }
-            long offset = Gradients.FlatOffset(i);
-            foreach (var piece in Pieces(Math.Max(_shardStart, offset), Math.Min(_shardEnd, offset + tensor.ElementCount)))
+            foreach (var piece in Pieces(Math.Max(_shardStart, _offsets[i]), Math.Min(_shardEnd, _offsets[i] + _sizes[i])))
             {
                 _backend.Upload<float>(first.AsSpan(piece.At, piece.Count), ShardPiece(_shardFirst!, piece));
                 _backend.Upload<float>(second.AsSpan(piece.At, piece.Count), ShardPiece(_shardSecond!, piece));
@@ -248,11 +288,12 @@ public sealed class AdamWOptimizer : IDisposable
     }
 
     /// <summary>
-    /// Every rank's updated slice of the weights to every rank: this rank's pieces into the gradient slice (read by the
-    /// update, free now), all-gathered into the flat gradient buffer (free too until the next backward zeroes it), and
-    /// copied out into the fp32 parameters (and rounded into the bf16 working copy): no memory beyond the gradients'.
-    /// With <see cref="KeepReducedGradients"/> the gradient slices are all-gathered into the flat buffer first and the
-    /// weights travel through buffers of their own for the step.
+    /// Every rank's updated slice of the weights to every rank, all-gathered into the flat gradient buffer (free until
+    /// the next backward zeroes it): with the master sharded, the master slices, rounded into the bf16 working copy;
+    /// else this rank's pieces of the fp32 parameters go through the gradient slice (read by the update, free now) and
+    /// come back whole into the parameters (and the working copy). No memory beyond the gradients'. With
+    /// <see cref="KeepReducedGradients"/> the gradient slices are all-gathered into the flat buffer first and the weights
+    /// travel through buffers of their own for the step.
     /// </summary>
     private void GatherWeights()
     {
@@ -266,14 +307,18 @@ public sealed class AdamWOptimizer : IDisposable
         }
         try
         {
-            foreach (var piece in Pieces(_shardStart, _shardEnd)) _backend.Copy(ParameterPiece(_parameters, piece), ShardPiece(slice, piece));
-            _collectives.AllGather(slice, flat);
-            // Whole tensors, this rank's parts included (they come back as they went).
+            if (_masterShard is not null) _collectives.AllGather(_masterShard, flat);
+            else
+            {
+                foreach (var piece in Pieces(_shardStart, _shardEnd)) _backend.Copy(PieceOf(_parameters!, piece), ShardPiece(slice, piece));
+                _collectives.AllGather(slice, flat);
+            }
+            // Whole tensors, this rank's parts included (they come back as they went; the working copy's rounding is the update's).
             foreach (var piece in Pieces(0, FlatLength))
             {
-                var parameter = ParameterPiece(_parameters, piece);
-                _backend.Copy(flat.View(piece.Flat, parameter.Shape), parameter);
-                if (_workingCopies is not null) _backend.Convert(parameter, ParameterPiece(_workingCopies, piece));
+                var gathered = flat.View(piece.Flat, new TensorShape(piece.Count));
+                if (_parameters is not null) _backend.Copy(gathered, PieceOf(_parameters, piece));
+                if (_workingCopies is not null) _backend.Convert(gathered, PieceOf(_workingCopies, piece));
             }
         }
         finally
@@ -289,14 +334,15 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Each parameter tensor's part of the flat range [start, end) (the layout's gaps belong to none).</summary>
     private IEnumerable<Piece> Pieces(long start, long end)
     {
-        for (int i = 0; i < _parameters.Length; i++)
+        for (int i = 0; i < _offsets.Length; i++)
         {
-            long offset = Gradients.FlatOffset(i), n = _parameters[i].ElementCount, a = Math.Max(offset, start), b = Math.Min(offset + n, end);
+            long offset = _offsets[i], a = Math.Max(offset, start), b = Math.Min(offset + _sizes[i], end);
             if (a < b) yield return new Piece(i, (int)(a - offset), (int)(b - a), a);
         }
     }
 
-    private static Tensor ParameterPiece(Tensor[] tensors, Piece piece) => tensors[piece.Tensor].Reshape((int)tensors[piece.Tensor].ElementCount).SliceRows(piece.At, piece.Count);
+    /// <summary>A piece of one of <paramref name="tensors"/> (the parameters, or the working copy) as a 1-D view.</summary>
+    private static Tensor PieceOf(Tensor[] tensors, Piece piece) => tensors[piece.Tensor].Reshape((int)tensors[piece.Tensor].ElementCount).SliceRows(piece.At, piece.Count);
 
     private Tensor ShardPiece(Tensor shard, Piece piece) => shard.View(piece.Flat - _shardStart, new TensorShape(piece.Count));
 
@@ -308,5 +354,6 @@ public sealed class AdamWOptimizer : IDisposable
         _shardFirst?.Dispose();
         _shardSecond?.Dispose();
         _gradientShard?.Dispose();
+        _masterShard?.Dispose();
     }
 }

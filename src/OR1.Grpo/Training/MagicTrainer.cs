@@ -122,7 +122,7 @@ public sealed class MagicTrainer : IDisposable
             GeneratedTokens = all.ResponseTokenCount,
             EntropyCoefficient = CurrentAlpha,
             WorldSize = World.WorldSize,
-            OptimizerStateBytes = Optimizer.MomentBytes,
+            OptimizerStateBytes = Optimizer.MomentBytes + Optimizer.MasterBytes,
             EntropyEnabled = Options.FixedEntropyCoefficient is not null || Controller.Enabled,
             LearningRate = Options.LearningRate,
             OldLogprobs = Options.OldLogProbs == OldLogProbSource.Sampler ? "sampler" : "recompute",

@@ -19,7 +19,8 @@ public sealed record StepMetrics
     /// <summary>Data-parallel ranks that took the step together (1 for a single process).</summary>
     public int WorldSize { get; init; } = 1;
 
-    /// <summary>Bytes of Adam moments this rank holds (1/N of the model's with the sharded optimizer).</summary>
+    /// <summary>Bytes of optimizer state this rank holds: the Adam moments, and the fp32 master slice when it is sharded
+    /// apart from the model (1/N of the model's with the sharded optimizer).</summary>
     public long OptimizerStateBytes { get; init; }
     public double RewardMean { get; init; }
     public int SolveNone { get; init; }

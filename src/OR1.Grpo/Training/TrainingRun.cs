@@ -278,10 +278,11 @@ public sealed class TrainingRun : IDisposable
     {
         var state = _state with { Sampler = _sampler?.SaveState(), WorldSize = _world.WorldSize };
         var moments = _trainer.Optimizer.GatherMoments();
+        var parameters = _trainer.Optimizer.GatherParameters();
         if (!Writes) return null;
         string path = _checkpoints.Save(state.GlobalStep, dir =>
         {
-            Qwen2ModelFiles.Save(_policy, dir, _saveDType);
+            OR1.Model.Checkpoints.Qwen2Checkpoint.Save(dir, _policy.Config, name => parameters(name), _saveDType);
             foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             {
                 string source = Path.Combine(_tokenizerDir, file);

@@ -22,9 +22,9 @@ public sealed record MemoryPlanInput
     /// <summary>The KV cache's budget; 0 is the engine's default (every sample at full context, or half of what is left).</summary>
     public long KvCacheBytes { get; init; }
     /// <summary>
-    /// Data-parallel ranks sharing the optimizer state (ZeRO-1 as the trainer builds it: each rank keeps 1/ranks of the Adam
-    /// moments; weights, the fp32 master of mixed precision, gradients, activations and the cache stay whole on every rank).
-    /// 1: no sharding.
+    /// Data-parallel ranks sharing the optimizer state (ZeRO-1, as <c>AdamWOptimizer</c> shards it: each rank keeps 1/ranks
+    /// of the fp32 master weights and the Adam moments; the weights the forward reads, gradients, activations and the cache
+    /// stay whole on every rank). 1: no sharding.
     /// </summary>
     public int Ranks { get; init; } = 1;
     /// <summary>The cache's positions per page; 0 is the engine's default (128 on the Cpu backend, 32 on a GPU).</summary>
@@ -188,8 +188,7 @@ public static class MemoryPlanner
         long parameters = ParameterCount(c);
         long weights = parameters * storage.SizeOf();
         long shard = (parameters + input.Ranks - 1) / input.Ranks; // the parameters whose optimizer state this rank holds
-        // The fp32 master stays whole on every rank (the update writes this rank's slice of it; the gather fills in the rest).
-        long master = input.Precision == Precision.Bf16 ? parameters * sizeof(float) : 0;
+        long master = input.Precision == Precision.Bf16 ? shard * sizeof(float) : 0;
         long gradients = parameters * sizeof(float), optimizer = 2 * shard * sizeof(float);
         var parts = ActivationsPerToken(c, storage, input.Recompute);
         long perToken = parts.Total;
