@@ -25,7 +25,7 @@ public static class PlanCommand
         var context = new Option<int>("--context") { Description = "Tokens of the longest sequence (prompt + response)", DefaultValueFactory = _ => 32768 };
         var samples = new Option<int>("--samples") { Description = "Sequences the rollout engine decodes at once", DefaultValueFactory = _ => 64 };
         var microBatch = new Option<int?>("--micro-batch-tokens") { Description = "Tokens per micro-batch (default: the largest that fits, as micro_batch_tokens: auto)" };
-        var ranks = new Option<int>("--ranks") { Description = "Data-parallel ranks sharing the optimizer state (ZeRO-1: master weights and Adam moments split); the plan is per rank", DefaultValueFactory = _ => 1 };
+        var ranks = new Option<int>("--ranks") { Description = "Data-parallel ranks sharing the optimizer state (ZeRO-1: master weights and Adam moments split); the plan is per rank, shown beside the unsharded one", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Write the plan as one JSON object instead of a table" };
         var command = new Command("plan", "Plan a run's memory: what fits on a device") { model, shape, device, precision, recompute, context, samples, microBatch, ranks, json };
         command.SetAction(r => Run(new Arguments(r.GetValue(model), r.GetValue(shape), r.GetValue(device)!, r.GetValue(precision), r.GetValue(recompute),
@@ -63,14 +63,52 @@ public static class PlanCommand
                      ?? throw new CliException($"--device '{a.Device}' is not cpu, h100, h200 or a size in GB");
         var precision = a.Precision ?? (memory.Gpu ? Precision.Bf16 : Precision.Fp32);
         if (!memory.Gpu && precision == Precision.Bf16) throw new CliException("--precision bf16 runs on the CUDA kernels; the cpu device computes in fp32");
-        var plan = MemoryPlanner.Plan(new MemoryPlanInput
+        var input = new MemoryPlanInput
         {
             Config = config, Precision = precision, Recompute = a.Recompute, Context = a.Context, Samples = a.Samples,
             DeviceBytes = memory.Bytes, Gpu = memory.Gpu, MicroBatchTokens = a.MicroBatchTokens, Ranks = a.Ranks,
-        });
-        if (a.Json) output.WriteLine(Json(plan, name, a.Device).ToJsonString(ReadableJson.Options));
-        else WriteTable(plan, name, a.Device, output);
+        };
+        var plan = MemoryPlanner.Plan(input);
+        // With several ranks, the same run with the optimizer state whole on every rank (--shard-optimizer false), beside it.
+        var unsharded = a.Ranks > 1 ? MemoryPlanner.Plan(input with { Ranks = 1 }) : null;
+        if (a.Json)
+        {
+            var json = Json(plan, name, a.Device);
+            if (unsharded is not null)
+            {
+                json["unsharded"] = new JsonObject
+                {
+                    ["master_weights_bytes"] = unsharded.MasterWeightsBytes,
+                    ["gradients_bytes"] = unsharded.GradientsBytes,
+                    ["optimizer_bytes"] = unsharded.OptimizerBytes,
+                    ["total_bytes"] = unsharded.TotalBytes,
+                    ["fits"] = unsharded.Fits,
+                    ["max_micro_batch_tokens"] = unsharded.MaxMicroBatchTokens,
+                    ["max_decode_batch"] = unsharded.MaxDecodeBatch,
+                    ["advice"] = unsharded.Advice,
+                };
+            }
+            output.WriteLine(json.ToJsonString(ReadableJson.Options));
+        }
+        else
+        {
+            WriteTable(plan, name, a.Device, output);
+            if (unsharded is not null) WriteComparison(plan, unsharded, output);
+        }
         return 0;
+    }
+
+    /// <summary>Per rank, the sharded plan (the trainer's default under mpirun) against the optimizer state whole on every rank.</summary>
+    private static void WriteComparison(MemoryPlan sharded, MemoryPlan unsharded, TextWriter o)
+    {
+        int ranks = sharded.Input.Ranks;
+        string Verdict(MemoryPlan p) => p.Fits ? "fits" : "DOES NOT FIT";
+        o.WriteLine($"  per rank of {ranks}: optimizer state sharded (ZeRO-1, the default) {MemoryPlan.Gb(sharded.TotalBytes)} ({Verdict(sharded)}), " +
+                    $"whole on every rank (--shard-optimizer false) {MemoryPlan.Gb(unsharded.TotalBytes)} ({Verdict(unsharded)}): " +
+                    $"sharding saves {MemoryPlan.Gb(unsharded.TotalBytes - sharded.TotalBytes)} a rank " +
+                    $"(master weights {MemoryPlan.Gb(unsharded.MasterWeightsBytes)} -> {MemoryPlan.Gb(sharded.MasterWeightsBytes)}, " +
+                    $"Adam moments {MemoryPlan.Gb(unsharded.OptimizerBytes)} -> {MemoryPlan.Gb(sharded.OptimizerBytes)})");
+        if (!unsharded.Fits && unsharded.Advice is { } advice) o.WriteLine($"  unsharded: {advice}");
     }
 
     public static JsonObject Json(MemoryPlan plan, string model, string device)

@@ -90,6 +90,32 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
     }
 
     /// <summary>
+    /// A share of the prompts with their stream ids (a data-parallel rank's share: prompts 1 and 3 of 5, and 0, 2, 4)
+    /// draws the tokens and log-probs those prompts' samples draw in the call over all five.
+    /// </summary>
+    [Test]
+    public void APromptsStreamIdDrawsItsSamplesOfTheWholeBatch()
+    {
+        using var model = Model(715);
+        var options = new GenerationOptions(10, new SamplingOptions(1f, 0.95f), StopTokenIds: [0, 1, 2], SamplesPerPrompt: 3, Seed: 34);
+        using var generator = new Qwen2Generator(model, maxBatch: 4, maxLength: 20);
+        var whole = generator.Generate(Prompts, options);
+        foreach (int[] share in new[] { new[] { 1, 3 }, new[] { 0, 2, 4 } })
+        {
+            var part = generator.Generate(share.Select(i => Prompts[i]).ToArray(), options with { PromptStreams = share });
+            foreach (var sample in part)
+            {
+                var expected = whole.Single(s => s.PromptIndex == share[sample.PromptIndex] && s.SampleIndex == sample.SampleIndex);
+                Assert.That(sample.Tokens, Is.EqualTo(expected.Tokens), $"prompt {share[sample.PromptIndex]} sample {sample.SampleIndex}: tokens in a share vs the whole batch");
+                TensorAssert.Close(sample.LogProbs.ToArray(), expected.LogProbs.ToArray(), 1e-5, 1e-5, "log-probs in a share vs the whole batch");
+            }
+        }
+        // Without the ids a share draws the streams of prompts 0, 1, ...: other tokens.
+        var unmarked = generator.Generate([Prompts[1], Prompts[3]], options);
+        Assert.That(unmarked.Select(s => s.Tokens), Is.Not.EqualTo(whole.Where(s => s.PromptIndex is 1 or 3).Select(s => s.Tokens)));
+    }
+
+    /// <summary>
     /// Continuous batching keeps every slot busy while requests wait (samples end at random steps on stop tokens), and a
     /// prompt admitted with several of its samples is prefilled once.
     /// </summary>
@@ -416,6 +442,9 @@ public sealed class RolloutEngineTests(BackendCase backendCase)
         Assert.That(() => generator.Generate([[1, 2]], options with { SamplesPerPrompt = 0 }), Throws.ArgumentException.With.Message.Contains("SamplesPerPrompt is 0"));
         Assert.That(() => generator.Generate([[1, 2, 3, 4, 5, 6]], options), Throws.ArgumentException.With.Message.Contains("maximum length 8"));
         Assert.That(() => generator.Generate([[1, 99]], options), Throws.ArgumentException.With.Message.Contains("token id 99 at position 1"));
+        Assert.That(() => generator.Generate([[1, 2], [3]], options with { PromptStreams = [4] }), Throws.ArgumentException.With.Message.Contains("PromptStreams has 1 ids for 2 prompts"));
+        Assert.That(() => generator.Generate([[1, 2], [3]], options with { PromptStreams = [4, 4] }), Throws.ArgumentException.With.Message.Contains("repeats an id"));
+        Assert.That(() => generator.Generate([[1, 2]], options with { PromptStreams = [-1] }), Throws.ArgumentException.With.Message.Contains("PromptStreams holds ids from -1"));
         Assert.That(() => new Qwen2Generator(model, maxBatch: 0, maxLength: 8), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 

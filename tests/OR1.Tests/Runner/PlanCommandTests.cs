@@ -47,6 +47,31 @@ public sealed class PlanCommandTests
             .And.Contain("attention").And.Contain("MLP").And.Contain("LM head chunk").And.Contain("DOES NOT FIT").And.Contain("needs "));
     }
 
+    /// <summary>
+    /// The seed's 7B on H100s with 8 ranks: the optimizer state whole on every rank (91 GB of fp32 master and moments,
+    /// 122 GB with the fp32 gradients) does not fit, sharded it does; the table and the JSON show both, and the sharded state is 1/8 of the whole.
+    /// </summary>
+    [Test]
+    public void RanksShowTheShardedPlanBesideTheUnshardedOne()
+    {
+        var (code, table) = Run(new PlanCommand.Arguments(null, "7b", "h100", Recompute: true, Context: 16384, Ranks: 8));
+        TestContext.Out.WriteLine(table);
+        Assert.That(code, Is.Zero);
+        Assert.That(table, Does.Contain("per rank of 8: optimizer state sharded (ZeRO-1, the default)").And.Contain("(fits)")
+            .And.Contain("whole on every rank (--shard-optimizer false)").And.Contain("(DOES NOT FIT)"));
+        var (_, output) = Run(new PlanCommand.Arguments(null, "7b", "h100", Recompute: true, Context: 16384, Ranks: 8, Json: true));
+        using var json = JsonDocument.Parse(output);
+        var (sharded, whole) = (json.RootElement, json.RootElement.GetProperty("unsharded"));
+        Assert.That(sharded.GetProperty("fits").GetBoolean(), Is.True);
+        Assert.That(whole.GetProperty("fits").GetBoolean(), Is.False);
+        long state(JsonElement e) => e.GetProperty("master_weights_bytes").GetInt64() + e.GetProperty("optimizer_bytes").GetInt64();
+        Assert.That(state(sharded), Is.EqualTo(state(whole) / 8).Within(16), "master and moments split eight ways");
+        Assert.That(state(whole), Is.EqualTo(12 * 7_615_616_512L), "12 bytes a parameter: fp32 master and two fp32 moments");
+        Assert.That(state(whole) + whole.GetProperty("gradients_bytes").GetInt64(), Is.EqualTo(16 * 7_615_616_512L), "122 GB with the fp32 gradients");
+        var (_, single) = Run(new PlanCommand.Arguments(null, "7b", "h100", Json: true));
+        Assert.That(JsonDocument.Parse(single).RootElement.TryGetProperty("unsharded", out _), Is.False, "one rank has nothing to compare");
+    }
+
     [Test]
     public void AModelFolderIsPlannedFromItsConfigAlone()
     {

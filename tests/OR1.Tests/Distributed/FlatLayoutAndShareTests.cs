@@ -1,0 +1,72 @@
+using OR1.Grpo.Rollout;
+using OR1.Model;
+using OR1.Native;
+using OR1.Native.Cpu;
+using OR1.Tests.Model;
+
+namespace OR1.Tests.Distributed;
+
+/// <summary>
+/// The pieces data parallelism stands on, in one process: the flat gradient layout (<see cref="Qwen2Weights"/> with a flat
+/// multiple) and the dealing of a step's prompts to the ranks.
+/// </summary>
+public sealed class FlatLayoutAndShareTests
+{
+    /// <summary>
+    /// Every tensor of a flat layout is a view of one buffer, in checkpoint order, each starting at a multiple of 64
+    /// elements after the end of the one before, the whole a multiple of the requested size; values written through the
+    /// views stay apart, and Zero clears the buffer, gaps included. The static layout is the instance's.
+    /// </summary>
+    [TestCase(true, 1)]
+    [TestCase(false, 3)]
+    [TestCase(false, 8)]
+    public void TheFlatLayoutIsAlignedAndDisjoint(bool tied, int ranks)
+    {
+        using var backend = new CpuBackend(threads: 1);
+        var config = TinyModels.Config(tied, layers: 3);
+        int multiple = ranks * Qwen2Weights.FlatAlignment;
+        using var weights = new Qwen2Weights(backend, config, flatMultiple: multiple);
+        var flat = weights.Flat!;
+        var (offsets, length) = Qwen2Weights.FlatLayout(config, multiple);
+        Assert.That(flat.ElementCount, Is.EqualTo(length));
+        Assert.That(length % multiple, Is.Zero);
+        long end = 0;
+        for (int i = 0; i < weights.Named.Count; i++)
+        {
+            var (name, tensor) = weights.Named[i];
+            long offset = weights.FlatOffset(i);
+            Assert.That(offset, Is.EqualTo(offsets[i]), name);
+            Assert.That(offset % Qwen2Weights.FlatAlignment, Is.Zero, $"{name} starts on a 64-element boundary");
+            Assert.That(offset, Is.InRange(end, end + Qwen2Weights.FlatAlignment - 1), $"{name} follows the tensor before it");
+            Assert.That(tensor.DevicePointer, Is.EqualTo(flat.DevicePointer + (nint)(offset * sizeof(float))), $"{name} is a view of the flat buffer");
+            end = offset + tensor.ElementCount;
+            weights.Set(name, Enumerable.Repeat((float)(i + 1), (int)tensor.ElementCount).ToArray());
+        }
+        Assert.That(length - end, Is.InRange(0, multiple + Qwen2Weights.FlatAlignment), "the tail only rounds up");
+        var values = flat.AsSpan<float>().ToArray();
+        for (int i = 0; i < weights.Named.Count; i++)
+            Assert.That(weights.ReadFloats(weights.Named[i].Tensor), Has.All.EqualTo((float)(i + 1)), $"{weights.Named[i].Name} kept its own values");
+        Assert.That(values.Count(v => v != 0), Is.EqualTo(weights.ParameterCount), "the gaps and the tail stay zero");
+        weights.Zero();
+        Assert.That(flat.AsSpan<float>().ToArray(), Has.All.Zero);
+        Assert.That(() => new Qwen2Weights(backend, config).FlatOffset(0), Throws.InvalidOperationException, "separate tensors have no flat offsets");
+    }
+
+    /// <summary>Rank r generates prompts r, r + N, ...: the ranks' shares partition the batch, in order, for any batch and world.</summary>
+    [Test]
+    public void ThePromptsOfTheRanksPartitionTheBatch()
+    {
+        foreach (int count in new[] { 0, 1, 5, 8, 13 })
+        foreach (int world in new[] { 1, 2, 3, 8 })
+        {
+            var shares = Enumerable.Range(0, world).Select(r => RolloutExchange.PromptsOfRank(count, world, r)).ToArray();
+            Assert.That(shares.SelectMany(s => s).Order(), Is.EqualTo(Enumerable.Range(0, count)), $"{count} prompts over {world} ranks");
+            for (int r = 0; r < world; r++)
+            {
+                Assert.That(shares[r], Has.All.Matches<int>(i => i % world == r), $"rank {r} of {world}");
+                Assert.That(shares[r], Is.Ordered, $"rank {r} of {world}");
+            }
+        }
+        Assert.That(() => RolloutExchange.PromptsOfRank(4, 2, 2), Throws.InstanceOf<ArgumentOutOfRangeException>());
+    }
+}
