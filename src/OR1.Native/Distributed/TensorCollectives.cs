@@ -12,8 +12,14 @@ public sealed class TensorCollectives(IBackend backend, ICollectives world, Nccl
 
     public ICollectives World => world;
 
-    /// <summary>How the tensors travel: "host", "nccl 2.x", or "staged through the host".</summary>
-    public string Path => nccl is not null ? nccl.Description : "host (in place)";
+    /// <summary>How the tensors travel: "host (in place)", "nccl 2.x", or "staged through the host".</summary>
+    public string Path { get; } = nccl is not null ? nccl.Description : HostVisible(backend) ? "host (in place)" : "staged through the host";
+
+    private static bool HostVisible(IBackend backend)
+    {
+        using var probe = backend.Allocate(DType.Float32, new TensorShape(1), "probe");
+        return probe.IsHostVisible;
+    }
 
     /// <summary>buffer = the sum over the ranks (in place).</summary>
     public void AllReduceSum(Tensor buffer)
