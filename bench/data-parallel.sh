@@ -4,12 +4,12 @@
 # invocation. Prints each run's wall time per step and generated + trained tokens per second, and the ratio: on one
 # machine the ranks share the cores, so the ratio says what the rollout exchange, the collectives and the ranks'
 # smaller batches cost (1.0 is free); across machines each rank brings its own cores. Needs Open MPI
-# (apt-get install openmpi-bin libopenmpi-dev). Usage: bench/data-parallel.sh [RANKS=2] [STEPS=12] [REPEATS=2]
+# (apt-get install openmpi-bin libopenmpi-dev). Usage: bench/data-parallel.sh [RANKS=2] [STEPS=20] [REPEATS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${1:-2}
-steps=${2:-12}
-repeats=${3:-2}
+steps=${2:-20}
+repeats=${3:-3}
 command -v mpirun >/dev/null || { echo "data-parallel: mpirun is missing: apt-get install openmpi-bin libopenmpi-dev"; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,7 +23,7 @@ config() {
     cat > "$work/$1.json" <<JSON
 {"model": "$work/sample/warmup", "train_files": ["$work/train.jsonl"], "output_dir": "$work/$1", "seed": 11,
  "learning_rate": 4e-4, "entropy_target": 0.05, "entropy_delta": 2e-4, "entropy_coef_max": 5e-3,
- "stages": [{"steps": $steps, "max_response_length": 64, "prompts_per_step": 32, "prompts_per_mini_batch": 16, "group_size": 8}],
+ "stages": [{"steps": $steps, "max_response_length": 64, "prompts_per_step": 64, "prompts_per_mini_batch": 32, "group_size": 16}],
  "rollout_batch": 256, "checkpoint_every": 1000, "validate_every": 1000, "micro_batch_tokens": 8192}
 JSON
 }

@@ -73,8 +73,8 @@ public sealed class MagicTrainer : IDisposable
     /// <summary>
     /// The data-parallel world (<see cref="OR1.Native.Distributed.Collectives.FromLauncher"/>; one process by default).
     /// With N ranks every rank is given the whole rollout batch and computes the same filter, advantages and
-    /// mini-batches; within each mini-batch the kept groups are dealt to the ranks in turn (kept group j to rank
-    /// j mod N), each rank runs the forward and backward of its own groups only, the gradients and the loss sums are
+    /// mini-batches; within each mini-batch the kept groups are dealt to the ranks by tokens (the longest first, each to
+    /// the least loaded rank), each rank runs the forward and backward of its own groups only, the gradients and the loss sums are
     /// all-reduced before the clip, and every rank applies the same update: the step of one process over the whole
     /// batch, up to the order of the gradient sums.
     /// </summary>
@@ -104,7 +104,8 @@ public sealed class MagicTrainer : IDisposable
         int[] keptGroups = GroupFilter.KeptGroups(groupRewards);
         // With several ranks each mini-batch's groups are reordered so that every rank's share is one contiguous range.
         var chunks = MiniBatchGroups(keptGroups.Length, Options.MiniBatches);
-        if (World.WorldSize > 1) keptGroups = RankOrder(keptGroups, chunks, World.WorldSize);
+        int[][]? rankCounts = null;
+        if (World.WorldSize > 1) (keptGroups, rankCounts) = DealByTokens(keptGroups, chunks, World.WorldSize, all);
         int sequences = all.SequenceCount;
         var lengths = Enumerable.Range(0, sequences).Select(all.ResponseLength).ToArray();
         var metrics = new StepMetrics
@@ -134,7 +135,7 @@ public sealed class MagicTrainer : IDisposable
         // Kept sequence i is sequence keptSequence[i] of the rollouts (for rewards and the sampler's log-probs).
         var keptSequence = keptGroups.SelectMany(g => Enumerable.Range(all.GroupStart(g), all.GroupSize(g))).ToArray();
         var advantages = Advantages(rollouts, keptSequence, batch);
-        var (miniBatches, localRanges) = MiniBatchRanges(batch, chunks, World.WorldSize, World.Rank);
+        var (miniBatches, localRanges) = MiniBatchRanges(batch, chunks, rankCounts, World.Rank);
 
         bool sampler = Options.OldLogProbs == OldLogProbSource.Sampler;
         float[]? precomputedOld = null;
@@ -266,42 +267,67 @@ public sealed class MagicTrainer : IDisposable
         return chunks;
     }
 
-    /// <summary>Within each mini-batch, rank r's groups (positions t with t mod N = r) first for r = 0, 1, ...: each rank's share contiguous.</summary>
-    private static int[] RankOrder(int[] kept, List<(int First, int End)> chunks, int world)
+    /// <summary>
+    /// Deals each mini-batch's kept groups to the ranks by tokens (a group's forward and backward take about as long as its
+    /// sequences are long): the longest group first, each to the rank with the fewest tokens so far (ties: the lower
+    /// rank), so that no rank waits long for the others at the gradient sum. Every rank computes the same deal. Returns
+    /// the groups reordered so that each rank's share of each mini-batch is contiguous (rank 0's first, each in batch
+    /// order) and, per mini-batch, each rank's number of groups.
+    /// </summary>
+    private static (int[] Ordered, int[][] Counts) DealByTokens(int[] kept, List<(int First, int End)> chunks, int world, ResponseBatch all)
     {
-        var ordered = new int[kept.Length];
-        foreach (var (first, end) in chunks)
+        long Tokens(int group)
         {
+            long tokens = 0;
+            for (int s = all.GroupStart(group); s < all.GroupStart(group) + all.GroupSize(group); s++) tokens += all.SequenceLength(s);
+            return tokens;
+        }
+        var ordered = new int[kept.Length];
+        var counts = new int[chunks.Count][];
+        var load = new long[world];
+        for (int c = 0; c < chunks.Count; c++)
+        {
+            var (first, end) = chunks[c];
+            Array.Clear(load);
+            var owner = new int[end - first];
+            foreach (int t in Enumerable.Range(first, end - first).OrderByDescending(t => Tokens(kept[t])).ThenBy(t => t))
+            {
+                int least = 0;
+                for (int r = 1; r < world; r++)
+                    if (load[r] < load[least]) least = r;
+                owner[t - first] = least;
+                load[least] += Tokens(kept[t]);
+            }
+            counts[c] = new int[world];
             int at = first;
             for (int r = 0; r < world; r++)
-                for (int t = r; first + t < end; t += world) ordered[at++] = kept[first + t];
+                for (int t = first; t < end; t++)
+                    if (owner[t - first] == r)
+                    {
+                        ordered[at++] = kept[t];
+                        counts[c][r]++;
+                    }
         }
-        return ordered;
-    }
-
-    /// <summary>Groups of [0, size) that rank <paramref name="rank"/> of <paramref name="world"/> holds after <see cref="RankOrder"/>: (offset, count).</summary>
-    private static (int Offset, int Count) RankShare(int size, int world, int rank)
-    {
-        int offset = 0;
-        for (int q = 0; q < rank; q++) offset += (size - q + world - 1) / world;
-        return (offset, Math.Max(0, (size - rank + world - 1) / world));
+        return (ordered, counts);
     }
 
     /// <summary>
     /// Each mini-batch's sequences (those with response tokens), and this rank's share of each: the whole mini-batch in one
-    /// process, else the contiguous range of its groups (empty when it holds none).
+    /// process, else the contiguous range of its groups (empty when it holds none; <paramref name="counts"/> from
+    /// <see cref="DealByTokens"/>).
     /// </summary>
-    private static (List<SequenceRange> Global, List<SequenceRange> Local) MiniBatchRanges(ResponseBatch batch, List<(int First, int End)> chunks, int world, int rank)
+    private static (List<SequenceRange> Global, List<SequenceRange> Local) MiniBatchRanges(ResponseBatch batch, List<(int First, int End)> chunks, int[][]? counts, int rank)
     {
         var global = new List<SequenceRange>(chunks.Count);
         var local = new List<SequenceRange>(chunks.Count);
         int End(int g) => g < batch.GroupCount ? batch.GroupStart(g) : batch.SequenceCount;
-        foreach (var (g0, g1) in chunks)
+        for (int c = 0; c < chunks.Count; c++)
         {
+            var (g0, g1) = chunks[c];
             var range = batch.Range(batch.GroupStart(g0), End(g1));
             if (range.ResponseTokens == 0) continue;
             global.Add(range);
-            var (offset, count) = RankShare(g1 - g0, world, rank);
+            int offset = counts is null ? 0 : counts[c].Take(rank).Sum(), count = counts is null ? g1 - g0 : counts[c][rank];
             int first = g0 + offset;
             local.Add(count == 0 ? default : batch.Range(batch.GroupStart(first), End(first + count)));
         }

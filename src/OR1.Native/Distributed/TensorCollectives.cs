@@ -44,49 +44,36 @@ public sealed class TensorCollectives(IBackend backend, ICollectives world, Nccl
     }
 
     /// <summary>output (n elements) = this rank's slice of the sum over the ranks of input (WorldSize x n elements).</summary>
-    public void ReduceScatterSum(Tensor input, Tensor output)
-    {
-        Check(input, nameof(input));
-        Check(output, nameof(output));
-        if (nccl is not null && !input.IsHostVisible && !output.IsHostVisible)
-        {
-            nccl.ReduceScatterSum(input, output);
-            return;
-        }
-        backend.Synchronize();
-        if (input.IsHostVisible && output.IsHostVisible)
-        {
-            world.ReduceScatterSum(input.AsSpan<float>(), output.AsSpan<float>());
-            return;
-        }
-        var host = Staging(input.ElementCount + output.ElementCount);
-        Span<float> whole = host[..(int)input.ElementCount], mine = host.Slice((int)input.ElementCount, (int)output.ElementCount);
-        backend.Download<float>(input, whole);
-        world.ReduceScatterSum(whole, mine);
-        backend.Upload<float>(mine, output);
-    }
+    public void ReduceScatterSum(Tensor input, Tensor output) =>
+        Pair(input, output, (n, i, o) => n.ReduceScatterSum(i, o), (i, o) => world.ReduceScatterSum(i, o));
 
     /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
-    public void AllGather(Tensor input, Tensor output)
+    public void AllGather(Tensor input, Tensor output) =>
+        Pair(input, output, (n, i, o) => n.AllGather(i, o), (i, o) => world.AllGather(i, o));
+
+    private delegate void HostCollective(ReadOnlySpan<float> input, Span<float> output);
+
+    /// <summary>A collective from one tensor into another: through NCCL, in place on the host, or staged through the host.</summary>
+    private void Pair(Tensor input, Tensor output, Action<NcclCollectives, Tensor, Tensor> onDevice, HostCollective onHost)
     {
         Check(input, nameof(input));
         Check(output, nameof(output));
         if (nccl is not null && !input.IsHostVisible && !output.IsHostVisible)
         {
-            nccl.AllGather(input, output);
+            onDevice(nccl, input, output);
             return;
         }
         backend.Synchronize();
         if (input.IsHostVisible && output.IsHostVisible)
         {
-            world.AllGather(input.AsSpan<float>(), output.AsSpan<float>());
+            onHost(input.AsSpan<float>(), output.AsSpan<float>());
             return;
         }
         var host = Staging(input.ElementCount + output.ElementCount);
-        Span<float> mine = host[..(int)input.ElementCount], all = host.Slice((int)input.ElementCount, (int)output.ElementCount);
-        backend.Download<float>(input, mine);
-        world.AllGather(mine, all);
-        backend.Upload<float>(all, output);
+        Span<float> from = host[..(int)input.ElementCount], to = host.Slice((int)input.ElementCount, (int)output.ElementCount);
+        backend.Download<float>(input, from);
+        onHost(from, to);
+        backend.Upload<float>(to, output);
     }
 
     private void Check(Tensor t, string argument)
