@@ -189,6 +189,26 @@ public sealed class MpiTrainTests
     }
 
     /// <summary>
+    /// A rank that fails (rank 0 cannot write its checkpoint: a file stands where the checkpoints folder goes) says so,
+    /// naming itself, and aborts the world: rank 1, already waiting in the next step's collectives, stops too instead of
+    /// waiting forever.
+    /// </summary>
+    [Test]
+    public async Task ARankThatFailsStopsEveryRankNamingItself()
+    {
+        string config = WriteConfig("failing", steps: 3);
+        string run = Path.Combine(_dir, "failing");
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "checkpoints"), "not a folder");
+        var timer = Stopwatch.StartNew();
+        var (code, output, error) = await Mpirun(2, "train", "--config", config);
+        TestContext.Out.WriteLine(output + error);
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error, Does.Contain("or1: rank 0 of 2 stops the run:").And.Contain("checkpoints"), "the failing rank names itself and the problem");
+        Assert.That(timer.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "rank 1 did not wait forever");
+    }
+
+    /// <summary>
     /// Rank 1 is killed (SIGKILL) once the run's first checkpoint exists: every rank stops within the test's time, mpirun
     /// names rank 1, and the newest checkpoint is complete and loads (weights, optimizer moments, trainer state).
     /// </summary>
