@@ -22,7 +22,7 @@ public sealed class FlatLayoutAndShareTests
     [TestCase(false, 8)]
     public void TheFlatLayoutIsAlignedAndDisjoint(bool tied, int ranks)
     {
-        using var backend = new CpuBackend(threads: 1);
+        using var backend = new CpuBackend(); // no thread count: the pool is the process's, and other tests share it
         var config = TinyModels.Config(tied, layers: 3);
         int multiple = ranks * Qwen2Weights.FlatAlignment;
         using var weights = new Qwen2Weights(backend, config, flatMultiple: multiple);

@@ -233,7 +233,7 @@ public sealed class MpiTrainTests
         Assert.That(checkpoint, Is.Not.Null, "the first checkpoint was complete before rank 1 died");
         var state = TrainerState.Load(checkpoint!);
         Assert.That(state.GlobalStep, Is.GreaterThanOrEqualTo(1));
-        using var backend = new CpuBackend(threads: 1);
+        using var backend = new CpuBackend(); // no thread count: the pool is the process's, and other tests share it
         using var model = Qwen2ModelFiles.Load(backend, checkpoint!, Precision.Fp32, master: true);
         using var optimizer = new AdamWOptimizer(model);
         Assert.DoesNotThrow(() => OptimizerCheckpoint.Load(checkpoint!, optimizer), "the optimizer's moments are whole in the checkpoint");
