@@ -45,15 +45,17 @@ public sealed class AdamWOptimizer : IDisposable
     /// nothing to shard.</param>
     /// <param name="nccl">The GPU communicator of the world's ranks, for gradients in device memory (null: they are staged
     /// through the host).</param>
+    /// <param name="shardAlone">Take the sharded path in a world of one too (one slice, the collectives copies): how one
+    /// device tests that path, through NCCL on a GPU. Without it a world of one is never sharded.</param>
     /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
-    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null)
+    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null, bool shardAlone = false)
     {
         if (model.Parameters.DType != DType.Float32)
             throw new ArgumentException("a bf16 model needs fp32 master weights to train; create or load it with master weights", nameof(model));
         _backend = model.Backend;
         World = world ?? SingleProcess.Instance;
         _collectives = new TensorCollectives(_backend, World, nccl);
-        IsSharded = shard && World.WorldSize > 1;
+        IsSharded = shard && (World.WorldSize > 1 || shardAlone);
         var parameters = model.Parameters.Named;
         _names = parameters.Select(p => p.Name).ToArray();
         _shapes = parameters.Select(p => p.Tensor.Shape.ToArray()).ToArray();
