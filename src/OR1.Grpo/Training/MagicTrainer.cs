@@ -74,8 +74,9 @@ public sealed class MagicTrainer : IDisposable
     /// The data-parallel world (<see cref="OR1.Native.Distributed.Collectives.FromLauncher"/>; one process by default).
     /// With N ranks every rank is given the whole rollout batch and computes the same filter, advantages and
     /// mini-batches; within each mini-batch the kept groups are dealt to the ranks by tokens (the longest first, each to
-    /// the least loaded rank), each rank runs the forward and backward of its own groups only, the gradients and the loss sums are
-    /// all-reduced before the clip, and every rank applies the same update: the step of one process over the whole
+    /// the least loaded rank), each rank runs the forward and backward of its own groups only, the loss sums are
+    /// all-reduced and the gradients summed before the clip (all-reduced, or reduce-scattered with the sharded optimizer:
+    /// <see cref="AdamWOptimizer"/>), and every rank applies the same update: the step of one process over the whole
     /// batch, up to the order of the gradient sums.
     /// </summary>
     public OR1.Native.Distributed.ICollectives World { get; }
