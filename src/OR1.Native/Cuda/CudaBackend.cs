@@ -11,7 +11,7 @@ namespace OR1.Native.Cuda;
 public sealed class CudaBackend : KernelBackend
 {
     /// <summary>
-    /// Opens GPU <paramref name="device"/> (default: OR1_CUDA_DEVICE or 0). No driver, no device, no cuBLAS (unless
+    /// Opens GPU <paramref name="device"/> (default: OR1_CUDA_DEVICE, else under mpirun the rank's index on its machine, else 0). No driver, no device, no cuBLAS (unless
     /// <see cref="CudaOptions.BuiltinGemm"/>) or no way to load the kernels is a <see cref="BackendUnavailableException"/>
     /// that says which.
     /// </summary>
@@ -23,8 +23,14 @@ public sealed class CudaBackend : KernelBackend
     /// <summary>The CUDA stream every op of this backend is queued on (NCCL's collectives join it).</summary>
     internal nint Stream => ((CudaRuntime)DeviceRuntime).Stream;
 
-    private static int DefaultDevice() =>
-        int.TryParse(Environment.GetEnvironmentVariable("OR1_CUDA_DEVICE"), out int d) ? d : 0;
+    /// <summary>
+    /// OR1_CUDA_DEVICE when set; else, as one of several MPI ranks, the rank's index on its machine (one GPU per rank, as
+    /// NCCL requires: a rank beyond the machine's GPUs is refused naming both counts); else 0.
+    /// </summary>
+    internal static int DefaultDevice() =>
+        int.TryParse(Environment.GetEnvironmentVariable("OR1_CUDA_DEVICE"), out int d) ? d
+        : Distributed.Collectives.LauncherWorldSize() > 1 && Distributed.Collectives.LauncherLocalRank() is { } local ? local
+        : 0;
 
     /// <inheritdoc />
     public override BackendKind Kind => BackendKind.Cuda;

@@ -123,7 +123,10 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         CudaErrors.Driver(CudaDriver.cuDeviceGetCount(out int count), "cuDeviceGetCount");
         if (count == 0) throw new BackendUnavailableException(BackendKind.Cuda, "no CUDA device: cuDeviceGetCount returned 0");
         if (ordinal < 0 || ordinal >= count)
-            throw new BackendUnavailableException(BackendKind.Cuda, $"device {ordinal} was requested, but there are {count} CUDA device(s)");
+            throw new BackendUnavailableException(BackendKind.Cuda, $"device {ordinal} was requested, but there are {count} CUDA device(s)" +
+                (Distributed.Collectives.LauncherWorldSize() > 1
+                    ? " (under mpirun each rank takes the GPU of its index on its machine: start at most as many ranks per machine as GPUs, or set OR1_CUDA_DEVICE)"
+                    : ""));
         CudaErrors.Driver(CudaDriver.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
         byte* nameBuffer = stackalloc byte[256];
         CudaErrors.Driver(CudaDriver.cuDeviceGetName(nameBuffer, 256, device), "cuDeviceGetName");

@@ -22,6 +22,18 @@ public static class Collectives
         return 1;
     }
 
+    /// <summary>
+    /// This process's index among the ranks of its machine, as the launcher announces it (Open MPI:
+    /// OMPI_COMM_WORLD_LOCAL_RANK; Hydra: MPI_LOCALRANKID; Slurm: SLURM_LOCALID), or null without a launcher. One rank per
+    /// GPU: the rank with local index i uses GPU i.
+    /// </summary>
+    public static int? LauncherLocalRank()
+    {
+        foreach (var variable in new[] { "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(variable), out int rank) && rank >= 0) return rank;
+        return null;
+    }
+
     internal static void CheckScatter(int input, int output, int world, int rank)
     {
         if ((long)output * world != input)

@@ -30,7 +30,7 @@ public static class Backends
         "cuda" => new CudaBackend(),
         "emu" => new EmuBackend(),
         // Bounds checks cost a GPU kernel a lot of time and the ops' arguments are validated on the host.
-        "ilgpu-cuda" => IlgpuBackend.CreateCuda(checkIndices: false),
+        "ilgpu-cuda" => IlgpuBackend.CreateCuda(Cuda.CudaBackend.DefaultDevice(), checkIndices: false),
         "ilgpu-cpu" => IlgpuBackend.CreateCpuSimulator(),
         _ => throw new ArgumentException($"'{name}' is not a backend this build has; known: {string.Join(", ", Names)}", nameof(name)),
     };
