@@ -87,6 +87,13 @@ public sealed class TrainingRun : IDisposable
         // Checkpoints in the dtype asked for, else the starting checkpoint's (a bf16 model stays bf16 on disk).
         _saveDType = config.SaveDtype is { } saveAs ? saveAs.SafetensorsDType() : Qwen2ModelFiles.CheckpointDType(policy.Config);
         Directory.CreateDirectory(config.OutputDir);
+        // The ranks read their config, data and model from their own disks: the same files, or every rank stops here.
+        // (micro_batch_tokens: auto may resolve differently on ranks with different free memory; that is a rank's own business.)
+        RankAgreement.Check(_world,
+            ("the config", RankAgreement.Fingerprint(config with { MicroBatchTokens = 0 })),
+            ("the training data", RankAgreement.Fingerprint(train)),
+            ("the validation data", RankAgreement.Fingerprint(validation)),
+            ("the model's weights", RankAgreement.Fingerprint(policy.Weights)));
     }
 
     private int ValidationMaxNewTokens => _config.ValidationMaxNewTokens ?? _config.Stages[^1].MaxResponseLength;

@@ -189,6 +189,28 @@ public sealed class MpiTrainTests
     }
 
     /// <summary>
+    /// Ranks that read different configs or data (each reads its own disk) stop before the first step, naming what
+    /// differs, instead of training on other data unnoticed: rank 1 reads a config whose training file lacks a line.
+    /// </summary>
+    [Test]
+    public async Task RanksThatReadDifferentDataStopBeforeTheFirstStep()
+    {
+        string same = WriteConfig("agree0", steps: 1);
+        string other = Path.Combine(_dir, "agree1.json");
+        string fewer = Path.Combine(_dir, "train-fewer.jsonl");
+        File.WriteAllLines(fewer, File.ReadLines(Path.Combine(_dir, "train.jsonl")).Skip(1));
+        File.WriteAllText(other, File.ReadAllText(same).Replace(Path.Combine(_dir, "train.jsonl"), fewer));
+        string script = $"exec dotnet '{MpiWorldTests.Or1}' train --config '{_dir}/agree'$OMPI_COMM_WORLD_RANK'.json'";
+        var (code, output, error) = await ChildProcess.RunAsync(MpiWorldTests.RequireMpirun(),
+            ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "-np", "2", "sh", "-c", script], TimeSpan.FromMinutes(4),
+            environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+        TestContext.Out.WriteLine(output + error);
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error, Does.Contain("the ranks do not agree on the config, the training data:").And.Not.Contain("the model's weights"));
+        Assert.That(File.Exists(Path.Combine(_dir, "agree0", "metrics.jsonl")), Is.False, "no step ran");
+    }
+
+    /// <summary>
     /// A rank that fails (rank 0 cannot write its checkpoint: a file stands where the checkpoints folder goes) says so,
     /// naming itself, and aborts the world: rank 1, already waiting in the next step's collectives, stops too instead of
     /// waiting forever.
