@@ -72,6 +72,16 @@ public static class StepCommand
         var samples = ReadRollouts(rolloutsPath);
         using var backend = Devices.Create(device);
         using var model = ModelLoading.Load(backend, modelDir, PrecisionOptions.Resolve(backend, precision), master: true);
+        // Every rank reads the file and the model from its own disk: the same ones, or every rank stops here naming what differs.
+        try
+        {
+            RankAgreement.Check(world, ("the rollouts file", RankAgreement.Fingerprint(JsonSerializer.Serialize(samples))),
+                ("the step's options", RankAgreement.Fingerprint(JsonSerializer.Serialize(options))), ("the model's weights", RankAgreement.Fingerprint(model.Weights)));
+        }
+        catch (TrainingConfigException e)
+        {
+            throw new CliException(e.Message, e);
+        }
         using var trainer = new MagicTrainer(model, options, world: world);
         trainer.Optimizer.KeepReducedGradients = saveGrads;
         StepMetrics metrics;
