@@ -27,7 +27,7 @@ public static class StepCommand
         var saveGrads = new Option<bool>("--save-grads") { Description = "Also write the clipped gradients, named like the parameters" };
         var shardOptimizer = new Option<bool>("--shard-optimizer")
         {
-            Description = "Under mpirun, keep each rank's 1/N of the Adam moments only (ZeRO-1; the same update). Default true; false keeps them whole on every rank",
+            Description = "Under mpirun, keep each rank's 1/N of the optimizer state only (ZeRO-1: the Adam moments, and in bf16 the fp32 master; the same update). Default true; false keeps them whole on every rank",
             DefaultValueFactory = _ => true,
         };
         var oldLogProbs = OldLogProbsOption.Create();

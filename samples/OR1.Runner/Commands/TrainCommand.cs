@@ -29,7 +29,7 @@ public static class TrainCommand
         };
         var shardOptimizer = new Option<bool?>("--shard-optimizer")
         {
-            Description = "Under mpirun, keep each rank's 1/N of the Adam moments only (ZeRO-1; the same update). Default true; overrides the config's shard_optimizer",
+            Description = "Under mpirun, keep each rank's 1/N of the optimizer state only (ZeRO-1: the Adam moments, and in bf16 the fp32 master; the same update). Default true; overrides the config's shard_optimizer",
         };
         var command = new Command("train", "Train a policy with GRPO/MAGIC (data parallel under mpirun: mpirun -np N or1 train ...)")
             { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer };
