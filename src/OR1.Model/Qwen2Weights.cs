@@ -25,8 +25,8 @@ public sealed class Qwen2Weights : IDisposable
 
     private readonly List<(string Name, Tensor Tensor)> _named = [];
     private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
-    private readonly List<long> _offsets = [];
-    private long _flatLength;
+    // Where each tensor of the flat layout starts (FlatLayout's), or null.
+    private readonly long[]? _offsets;
 
     /// <summary>Allocates zero-filled parameters for <paramref name="config"/> on <paramref name="backend"/>, stored as <paramref name="dtype"/>.</summary>
     /// <param name="backend">Where the tensors live.</param>
@@ -44,7 +44,8 @@ public sealed class Qwen2Weights : IDisposable
         DType = dtype;
         if (flatMultiple > 0)
         {
-            Flat = backend.Allocate(dtype, new TensorShape(checked((int)FlatLayout(config, flatMultiple).Length)), "flat");
+            (_offsets, long length) = FlatLayout(config, flatMultiple);
+            Flat = backend.Allocate(dtype, new TensorShape(checked((int)length)), "flat");
             backend.Fill(Flat, 0f);
         }
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
@@ -74,7 +75,7 @@ public sealed class Qwen2Weights : IDisposable
     public Tensor? Flat { get; }
 
     /// <summary>Where tensor <paramref name="index"/> of <see cref="Named"/> starts in <see cref="Flat"/> (in elements).</summary>
-    public long FlatOffset(int index) => Flat is null ? throw new InvalidOperationException("these weights are not one flat buffer") : _offsets[index];
+    public long FlatOffset(int index) => _offsets is null ? throw new InvalidOperationException("these weights are not one flat buffer") : _offsets[index];
 
     /// <summary>
     /// The flat layout of a config's tensors (see the constructor's <c>flatMultiple</c>): where each tensor of
@@ -207,15 +208,10 @@ public sealed class Qwen2Weights : IDisposable
 
     private Tensor Add(string name, params int[] shape)
     {
-        Tensor t;
-        if (Flat is null) t = Backend.Allocate(DType, new TensorShape(shape), name);
-        else
-        {
-            var tensorShape = new TensorShape(shape);
-            t = Flat.View(_flatLength, tensorShape).WithName(name);
-            _offsets.Add(_flatLength);
-            _flatLength += (tensorShape.ElementCount + FlatAlignment - 1) / FlatAlignment * FlatAlignment;
-        }
+        // Tensors are added in FlatLayout's order, so the next one's offset is the layout's entry at the count so far.
+        var t = Flat is null
+            ? Backend.Allocate(DType, new TensorShape(shape), name)
+            : Flat.View(_offsets![_named.Count], new TensorShape(shape)).WithName(name);
         _named.Add((name, t));
         _byName[name] = t;
         return t;

@@ -99,12 +99,15 @@ public static class StepCommand
         var parameters = trainer.Optimizer.GatherParameters();
         if (world.WorldSize > 1)
         {
-            // The ranks must hold the same weights after the step: a checksum of every parameter, compared across ranks.
-            double checksum = WeightsChecksum(model);
-            Span<double> range = [checksum, -checksum];
-            world.AllReduceMax(range);
-            if (range[0] != -range[1])
-                throw new CliException($"rank {world.Rank}: the ranks' weights differ after the step (checksums {-range[1]} to {range[0]}); the update is not written");
+            // The ranks must hold the same weights after the step: every weight the forward reads, fingerprinted and compared.
+            try
+            {
+                RankAgreement.Check(world, ("the weights after the step", RankAgreement.Fingerprint(model.Weights, everyElement: true)));
+            }
+            catch (TrainingConfigException e)
+            {
+                throw new CliException($"{e.Message}; the update is not written", e);
+            }
             Console.Error.WriteLine($"step: rank {world.Rank} of {world.WorldSize}: the ranks' weights agree");
             if (world.Rank != 0) return 0;
         }
@@ -131,18 +134,6 @@ public static class StepCommand
             ? "step: every group had equal rewards; no update was made (the checkpoint is unchanged)"
             : $"step: {metrics.KeptGroups}/{metrics.Groups} groups kept, {metrics.KeptTokens} tokens, pg loss {metrics.PolicyLoss:G4}, grad norm {metrics.GradNorm:G4}");
         return 0;
-    }
-
-    /// <summary>A position-weighted sum of every weight the forward reads (the bf16 working copy in mixed precision): equal on ranks that hold equal weights.</summary>
-    private static double WeightsChecksum(Qwen2Model model)
-    {
-        double sum = 0;
-        foreach (var (_, tensor) in model.Weights.Named)
-        {
-            var data = model.Weights.ReadFloats(tensor);
-            for (int i = 0; i < data.Length; i++) sum += data[i] * (1 + i % 1021);
-        }
-        return sum;
     }
 
     private static List<RolloutSample> ReadRollouts(string path)

@@ -60,7 +60,6 @@ public sealed class AdamWOptimizer : IDisposable
         _names = parameters.Select(p => p.Name).ToArray();
         _shapes = parameters.Select(p => p.Tensor.Shape.ToArray()).ToArray();
         _sizes = parameters.Select(p => p.Tensor.ElementCount).ToArray();
-        ParameterCount = _sizes.Sum();
         // One flat layout whose length the world divides into slices of whole alignment units (the gradients' buffer).
         (_offsets, FlatLength) = Qwen2Weights.FlatLayout(model.Config, World.WorldSize * Qwen2Weights.FlatAlignment);
         _workingCopies = model.Master is null ? null : model.Weights.Named.Select(p => p.Tensor).ToArray();
@@ -112,9 +111,6 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Whether this rank keeps only its slice's moments (ZeRO-1).</summary>
     public bool IsSharded { get; }
 
-    /// <summary>Parameters of the model.</summary>
-    public long ParameterCount { get; }
-
     /// <summary>Elements of the flat gradient layout (the parameters, their alignment gaps and the tail that makes equal slices).</summary>
     public long FlatLength { get; }
 
@@ -123,9 +119,6 @@ public sealed class AdamWOptimizer : IDisposable
 
     /// <summary>Whether this rank holds only its slice of the fp32 master (mixed precision, sharded).</summary>
     public bool IsMasterSharded => _masterShard is not null;
-
-    /// <summary>The flat elements [start, end) whose moments this rank keeps: all of them unless sharded.</summary>
-    public (long Start, long End) Shard => IsSharded ? (_shardStart, _shardEnd) : (0, FlatLength);
 
     /// <summary>Bytes of Adam moments this rank holds (counted from its allocations): the whole model's, or its slice's when sharded.</summary>
     public long MomentBytes { get; }

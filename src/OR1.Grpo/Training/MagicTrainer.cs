@@ -258,7 +258,6 @@ public sealed class MagicTrainer : IDisposable
         return advantages;
     }
 
-    /// <summary>The kept groups split into <paramref name="count"/> contiguous mini-batches of whole groups.</summary>
     /// <summary>The kept groups' split into mini-batches: [g0, g1) per mini-batch, as equal as counts allow.</summary>
     private static List<(int First, int End)> MiniBatchGroups(int groups, int count)
     {
@@ -277,12 +276,13 @@ public sealed class MagicTrainer : IDisposable
     /// </summary>
     private static (int[] Ordered, int[][] Counts) DealByTokens(int[] kept, List<(int First, int End)> chunks, int world, ResponseBatch all)
     {
-        long Tokens(int group)
+        // Each kept group's tokens (prompt and responses of all its sequences), once.
+        var tokens = kept.Select(group =>
         {
-            long tokens = 0;
-            for (int s = all.GroupStart(group); s < all.GroupStart(group) + all.GroupSize(group); s++) tokens += all.SequenceLength(s);
-            return tokens;
-        }
+            long sum = 0;
+            for (int s = all.GroupStart(group); s < all.GroupStart(group) + all.GroupSize(group); s++) sum += all.SequenceLength(s);
+            return sum;
+        }).ToArray();
         var ordered = new int[kept.Length];
         var counts = new int[chunks.Count][];
         var load = new long[world];
@@ -291,13 +291,13 @@ public sealed class MagicTrainer : IDisposable
             var (first, end) = chunks[c];
             Array.Clear(load);
             var owner = new int[end - first];
-            foreach (int t in Enumerable.Range(first, end - first).OrderByDescending(t => Tokens(kept[t])).ThenBy(t => t))
+            foreach (int t in Enumerable.Range(first, end - first).OrderByDescending(t => tokens[t]).ThenBy(t => t))
             {
                 int least = 0;
                 for (int r = 1; r < world; r++)
                     if (load[r] < load[least]) least = r;
                 owner[t - first] = least;
-                load[least] += Tokens(kept[t]);
+                load[least] += tokens[t];
             }
             counts[c] = new int[world];
             int at = first;

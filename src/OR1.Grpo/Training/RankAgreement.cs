@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -36,7 +37,12 @@ public static class RankAgreement
     }
 
     /// <summary>A 48-bit fingerprint of text.</summary>
-    public static long Fingerprint(string text) => Fingerprint(Encoding.UTF8.GetBytes(text));
+    public static long Fingerprint(string text)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(Encoding.UTF8.GetBytes(text));
+        return Cut(hash);
+    }
 
     /// <summary>The config as the run uses it (after command-line overrides).</summary>
     public static long Fingerprint(TrainingConfig config) => Fingerprint(JsonSerializer.Serialize(config, TrainingConfig.Json));
@@ -45,26 +51,30 @@ public static class RankAgreement
     public static long Fingerprint(IEnumerable<RlExample> examples) =>
         Fingerprint(string.Join('\n', examples.Select(e => e.Id + "\t" + JsonSerializer.Serialize(e.Prompt))));
 
-    /// <summary>Every fp32 parameter tensor's name, shape and first <see cref="SampledElements"/> values (its first rows).</summary>
-    public static long Fingerprint(Qwen2Weights weights)
+    /// <summary>
+    /// Every tensor's name, shape and values as floats (bf16 widened): its first <see cref="SampledElements"/> values (its
+    /// first rows) to tell checkpoints apart cheaply, or, with <paramref name="everyElement"/>, all of them (equal bits on
+    /// every rank after an update).
+    /// </summary>
+    public static long Fingerprint(Qwen2Weights weights, bool everyElement = false)
     {
-        var bytes = new List<byte>();
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var (name, tensor) in weights.Named)
         {
-            bytes.AddRange(Encoding.UTF8.GetBytes(name + tensor.Shape));
-            int rows = (int)Math.Clamp(SampledElements / Math.Max(1, tensor.RowLength), 1, tensor.Rank == 0 ? 1 : tensor.Shape[0]);
-            var sample = weights.ReadFloats(tensor.Rank == 0 ? tensor : tensor.SliceRows(0, rows));
-            foreach (float v in sample) bytes.AddRange(BitConverter.GetBytes(v));
+            hash.AppendData(Encoding.UTF8.GetBytes(name + tensor.Shape));
+            int rows = everyElement || tensor.Rank == 0 ? 0 : (int)Math.Clamp(SampledElements / Math.Max(1, tensor.RowLength), 1, tensor.Shape[0]);
+            hash.AppendData(MemoryMarshal.AsBytes(weights.ReadFloats(rows == 0 ? tensor : tensor.SliceRows(0, rows)).AsSpan()));
         }
-        return Fingerprint(bytes.ToArray());
+        return Cut(hash);
     }
 
-    private static long Fingerprint(byte[] data)
+    /// <summary>The hash's first 48 bits: exact as a double.</summary>
+    private static long Cut(IncrementalHash hash)
     {
-        Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(data, hash);
+        Span<byte> digest = stackalloc byte[32];
+        hash.GetHashAndReset(digest);
         long value = 0;
-        for (int i = 0; i < 6; i++) value = (value << 8) | hash[i];
+        for (int i = 0; i < 6; i++) value = (value << 8) | digest[i];
         return value;
     }
 }

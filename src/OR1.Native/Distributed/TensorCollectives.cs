@@ -10,8 +10,6 @@ public sealed class TensorCollectives(IBackend backend, ICollectives world, Nccl
 {
     private float[] _staging = [];
 
-    public ICollectives World => world;
-
     /// <summary>How the tensors travel: "host (in place)", "nccl 2.x", or "staged through the host".</summary>
     public string Path { get; } = nccl is not null ? nccl.Description : HostVisible(backend) ? "host (in place)" : "staged through the host";
 

@@ -52,7 +52,7 @@ public sealed class MpiStepTests
     private static readonly string[] StepOptions = ["--lr", "1e-3", "--entropy-coef", "0.004", "--max-grad-norm", "0.05", "--save-grads"];
 
     /// <summary>Every tensor within a relative 1e-5 of the reference (of its largest value); a failure lists every tensor that is not.</summary>
-    private static void AssertClose(SafetensorsFile actual, SafetensorsFile expected, string what)
+    internal static void AssertClose(SafetensorsFile actual, SafetensorsFile expected, string what)
     {
         var failures = new List<string>();
         foreach (string name in expected.Tensors.Keys)

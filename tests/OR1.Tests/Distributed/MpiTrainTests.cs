@@ -150,14 +150,7 @@ public sealed class MpiTrainTests
         Assert.That(Lines(Path.Combine(parallelDir, "validation.jsonl")), Is.Not.Empty);
         using (var weights = SafetensorsFile.Open(Path.Combine(parallelDir, "checkpoints", CheckpointStore.Name(3), "model.safetensors")))
         using (var reference = SafetensorsFile.Open(Path.Combine(singleDir, "checkpoints", CheckpointStore.Name(3), "model.safetensors")))
-        {
-            foreach (string name in reference.Tensors.Keys)
-            {
-                float[] a = weights.ReadAsFloat32(name), e = reference.ReadAsFloat32(name);
-                double scale = e.Max(v => Math.Abs((double)v)), worst = a.Zip(e, (p, q) => Math.Abs((double)p - q)).Max();
-                Assert.That(worst, Is.LessThanOrEqualTo(1e-5 * scale), $"weight '{name}' after three updates");
-            }
-        }
+            MpiStepTests.AssertClose(weights, reference, "weight after three updates");
 
         // The 2-rank run's second checkpoint, resumed by one process into its own folder: it says the world changed and
         // its last step is the single run's.
