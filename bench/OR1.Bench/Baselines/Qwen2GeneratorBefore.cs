@@ -164,7 +164,7 @@ public sealed class Qwen2GeneratorBefore : IDisposable
         _model.RunLayers(_prefill, total, batch.Positions, (layer, _, q, k, v, attention, lse) =>
         {
             _backend.AttentionForward(q, k, v, batch.Sequences, _model.Heads, _model.Heads.DefaultScale, attention, lse);
-            _backend.ScatterRows(k, cacheRowTensor, _cache.KeyRows(layer));
+            _backend.WriteKeyCache(k, cacheRowTensor, _cache.Keys[layer]);
             _backend.ScatterRows(v, cacheRowTensor, _cache.ValueRows(layer));
         });
         var hidden = _model.FinalNorm(_prefill, total);
@@ -252,7 +252,7 @@ public sealed class Qwen2GeneratorBefore : IDisposable
             var rowsTensor = DeviceInput(DecodeInput.CacheRows, n);
             _model.RunLayers(_decode, n, DeviceInput(DecodeInput.Positions, n), (layer, _, q, k, v, attention, _) =>
             {
-                _backend.ScatterRows(k, rowsTensor, _cache.KeyRows(layer));
+                _backend.WriteKeyCache(k, rowsTensor, _cache.Keys[layer]);
                 _backend.ScatterRows(v, rowsTensor, _cache.ValueRows(layer));
                 _backend.AttentionDecode(q, _cache.Keys[layer], _cache.Values[layer], slotTensor, lengthTensor, _model.Heads, _model.Heads.DefaultScale, attention);
             });

@@ -3,9 +3,11 @@ using OR1.Native;
 namespace OR1.Model.Generation;
 
 /// <summary>
-/// Keys and values of every layer for a fixed number of sequence slots, each up to a maximum length:
-/// per layer [slots, maxLength, kvHeads * headDim]. Slot s, position p lives in row s * maxLength + p of
-/// the flattened view, which is how prefill and decode write into it (ScatterRows). Stored in the model's precision.
+/// Keys and values of every layer for a fixed number of sequence slots (the rollout engine's pages), each up to a maximum
+/// length: per layer [slots, maxLength, kvHeads * headDim]. Slot s, position p is cache row s * maxLength + p, which is
+/// how prefill and decode write into it (<see cref="IBackend.WriteKeyCache"/> for the keys, in the backend's
+/// <see cref="KeyCacheLayout"/>; <see cref="IBackend.ScatterRows"/> into <see cref="ValueRows"/> for the values). Stored in
+/// the model's precision.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
@@ -32,7 +34,8 @@ public sealed class KvCache : IDisposable
     public Tensor[] Keys { get; }
     public Tensor[] Values { get; }
 
-    /// <summary>Layer l's keys as rows [slots * maxLength, width].</summary>
+    /// <summary>Layer l's keys as [slots * maxLength, width] (rows in the <see cref="KeyCacheLayout.Rows"/> layout; whole slots
+    /// of it copy in any layout).</summary>
     public Tensor KeyRows(int layer) => Keys[layer].Reshape(Slots * MaxLength, Width);
 
     /// <summary>Layer l's values as rows [slots * maxLength, width].</summary>

@@ -674,7 +674,7 @@ public sealed class Qwen2Generator : IDisposable
             var rowsTensor = g.DeviceInput(DecodeInput.CacheRows, rows);
             model.RunLayers(arena, rows, g.DeviceInput(DecodeInput.Positions, rows), (layer, _, q, k, v, attention, _) =>
             {
-                b.ScatterRows(k, rowsTensor, g._cache.KeyRows(layer));
+                b.WriteKeyCache(k, rowsTensor, g._cache.Keys[layer]);
                 b.ScatterRows(v, rowsTensor, g._cache.ValueRows(layer));
                 b.AttentionDecode(q, g._cache.Keys[layer], g._cache.Values[layer], tableTensor, lengthTensor, model.Heads, model.Heads.DefaultScale, attention);
             });
@@ -897,7 +897,7 @@ public sealed class Qwen2Generator : IDisposable
                 for (int c = 0; c < maxCopies; c++)
                 {
                     var rows = g._prefillCacheRows.SliceRows(c * total, total);
-                    b.ScatterRows(k, rows, g._cache.KeyRows(layer));
+                    b.WriteKeyCache(k, rows, g._cache.Keys[layer]);
                     b.ScatterRows(v, rows, g._cache.ValueRows(layer));
                 }
             });
@@ -961,7 +961,10 @@ public sealed class Qwen2Generator : IDisposable
         return _chunkTable.SliceRows(0, entries);
     }
 
-    /// <summary>Copies page <paramref name="from"/>'s keys and values of every layer to page <paramref name="to"/> (copy-on-write).</summary>
+    /// <summary>
+    /// Copies page <paramref name="from"/>'s keys and values of every layer to page <paramref name="to"/> (copy-on-write):
+    /// whole pages, so whatever the backend's <see cref="KeyCacheLayout"/> inside a page.
+    /// </summary>
     private void CopyPage(int from, int to)
     {
         for (int l = 0; l < _model.Config.NumHiddenLayers; l++)

@@ -7,20 +7,25 @@ internal static unsafe partial class CpuAttention
 {
     /// <summary>
     /// One query row per batch entry attending to positions [0, lengths[b]) of its pages: position p of row b is cache row
-    /// pageTable[b * pagesPerRow + p / pageSize] * pageSize + p % pageSize. q, output [B, Hq*D]; keyCache, valueCache
-    /// [pages, pageSize, Hkv*D] (a contiguous cache: one page per row, pageSize its capacity).
+    /// pageTable[b * pagesPerRow + p / pageSize] * pageSize + p % pageSize. q, output [B, Hq*D]; valueCache
+    /// [pages, pageSize, Hkv*D] (a contiguous cache: one page per row, pageSize its capacity); keyCache the same floats in
+    /// the Cpu backend's <see cref="KeyCacheLayout.PageTransposed"/> layout (each page [Hkv*D, pageSize], written by
+    /// <see cref="WriteKeys"/>).
     /// </summary>
     /// <remarks>
     /// Flash-decoding on the CPU, computed as the forward computes the same query row (<see cref="SoftmaxSpan"/>): keys in
-    /// blocks of <see cref="KeyBlock"/> positions, scores on GEMM's micro-kernel from keys transposed per block (each score
-    /// sums its head dimension in the forward's order), an online softmax per span, P·V on the micro-kernel adding each
-    /// position in order, spans merged in order. So the rollout engine's decode of a token gives the bits of the trainer's
-    /// forward over the whole sequence, whatever the batch, the pages or the split. A work item is a chunk of whole spans
-    /// of one row with every head (a cache row holds all kv heads side by side, so an item reads runs of keys and values);
-    /// rows are cut into chunks only when there are fewer rows than the threads need (batch 1), and then every span of a
-    /// cut row leaves its partial, which a second pass merges in span order, as an uncut row's item does itself. A block
-    /// may cross pages: its rows are read page run by page run, into the same scores and the same in-order sums. While an
-    /// item works on a block it asks for the next block's keys and this block's values (into L2): a core that computes
+    /// blocks of <see cref="KeyBlock"/> positions, scores on GEMM's micro-kernel (each score sums its head dimension in the
+    /// forward's order), an online softmax per span, P·V on the micro-kernel adding each position in order, spans merged
+    /// in order. So the rollout engine's decode of a token gives the bits of the trainer's forward over the whole
+    /// sequence, whatever the batch, the pages or the split. The forward transposes a sequence's keys once for its score
+    /// products; decode reads a block's keys many times (once per step of every later token), so the cache keeps them
+    /// transposed within each page and the score product reads them where they are: transposing each block at every
+    /// step cost the Groups case of the engine benchmark 4.5 % of its throughput. A work item is a chunk of whole spans
+    /// of one row with every head (a page holds all kv heads, so an item reads runs of keys and values); rows are cut
+    /// into chunks only when there are fewer rows than the threads need (batch 1), and then every span of a cut row
+    /// leaves its partial, which a second pass merges in span order, as an uncut row's item does itself. A block may
+    /// cross pages: it is computed page run by page run, into the same scores and the same in-order sums. While an item
+    /// works on a block it asks for the next block's keys and this block's values (into L2): a core that computes
     /// between loads keeps too few misses in flight for the hardware prefetchers alone.
     /// </remarks>
     public static void Decode(float* q, float* keyCache, float* valueCache, int pages, int pageSize, int* pageTable, int pagesPerRow,
@@ -109,11 +114,10 @@ internal static unsafe partial class CpuAttention
             bool whole = first == 0 && end == length;
             int* table = PageTable + (long)b * PagesPerRow;
 
-            long qsSize = (long)hq * dp, scSize = (long)hq * KeyBlock, ktSize = (long)d * KeyBlock, state = Align8(hq);
-            float* qs = RentTile(2 * qsSize + scSize + ktSize + 6 * state + (whole ? qsSize : 0));
+            long qsSize = (long)hq * dp, scSize = (long)hq * KeyBlock, state = Align8(hq);
+            float* qs = RentTile(2 * qsSize + scSize + 6 * state + (whole ? qsSize : 0));
             float* sc = qs + qsSize;
-            float* kt = sc + scSize;
-            float* mNew = kt + ktSize;
+            float* mNew = sc + scSize;
             float* alpha = mNew + state;
             float* mTotal = alpha + state;
             float* lTotal = mTotal + state;
@@ -154,18 +158,16 @@ internal static unsafe partial class CpuAttention
                 for (int j0 = span0; j0 < spanEnd; j0 += KeyBlock)
                 {
                     int n = Math.Min(KeyBlock, spanEnd - j0), np = RoundUp8(n);
-                    PrefetchRows(table, KCache, j0 + KeyBlock, Math.Min(end, j0 + 2 * KeyBlock));
+                    PrefetchKeys(table, j0 + KeyBlock, Math.Min(end, j0 + 2 * KeyBlock));
                     PrefetchRows(table, VCache, j0, j0 + n);
+                    // Each kv head's scores of the block, page run by page run, from the keys where the page keeps them.
                     for (int hk = 0; hk < Hkv; hk++)
-                    {
-                        // This kv head's keys of the block, transposed page run by page run, then the forward's score GEMM.
                         for (int p = j0, run; p < j0 + n; p += run)
                         {
                             run = Math.Min(j0 + n - p, PageSize - p % PageSize);
-                            PackTransposed(KCache + CacheRow(table, p) * kvStride + hk * d, kvStride, 0, run, run, d, kt + (p - j0), KeyBlock);
+                            CpuGemm.MultiplyStrided(g, run, d, qs + (long)hk * g * dp, dp, 1, KeyColumns(table, p) + (long)hk * d * PageSize, PageSize,
+                                sc + (long)hk * g * KeyBlock + (p - j0), KeyBlock, accumulate: false);
                         }
-                        CpuGemm.MultiplyStrided(g, n, d, qs + (long)hk * g * dp, dp, 1, kt, KeyBlock, sc + (long)hk * g * KeyBlock, KeyBlock, accumulate: false);
-                    }
                     for (int h = 0; h < hq; h++)
                     {
                         float* row = sc + (long)h * KeyBlock;
@@ -215,6 +217,25 @@ internal static unsafe partial class CpuAttention
                     MergeSpan(ref mTotal, ref lTotal, o, stats[h], stats[state + h], partial + (long)h * dp, d);
                 }
                 ScaleCopy(O + (long)b * QStride + (long)h * d, o, d, 1f / lTotal);
+            }
+        }
+
+        /// <summary>Position p's column of keys (element x of it pageSize floats on) in the transposed page of the row whose page table is table.</summary>
+        private float* KeyColumns(int* table, int p) => KCache + (long)table[p / PageSize] * PageSize * KvStride + p % PageSize;
+
+        /// <summary>Asks for the keys of positions [from, to) of a row (into L2), page run by page run: a run of every column.</summary>
+        private void PrefetchKeys(int* table, int from, int to)
+        {
+            if (!Sse.IsSupported) return;
+            for (int p = from, run; p < to; p += run)
+            {
+                run = Math.Min(to - p, PageSize - p % PageSize);
+                float* start = KeyColumns(table, p);
+                for (int x = 0; x < KvStride; x++)
+                {
+                    byte* column = (byte*)(start + (long)x * PageSize);
+                    for (int at = 0; at < run * sizeof(float); at += 64) Sse.Prefetch1(column + at);
+                }
             }
         }
 

@@ -89,6 +89,14 @@ public sealed unsafe class CpuBackend : BackendBase
         CpuElementwise.ScatterRows(B(source), I(rowIndices), rowIndices.Shape[0], B(destination), destination.Shape[0],
             checked((int)(source.RowLength * source.DType.SizeOf())), nameof(ScatterRows));
 
+    /// <inheritdoc />
+    public override KeyCacheLayout KeyCacheLayout => KeyCacheLayout.PageTransposed;
+
+    /// <inheritdoc />
+    protected override void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache) =>
+        CpuAttention.WriteKeys(F(keys), I(cacheRows), cacheRows.Shape[0], F(keyCache), keyCache.Shape[0], keyCache.Shape[1], keyCache.Shape[2],
+            nameof(WriteKeyCache));
+
     // ---------------------------------------------------------------- GEMM
 
     /// <inheritdoc />

@@ -64,7 +64,7 @@ internal static unsafe class CpuElementwise
 
     public static void GatherRows(byte* source, int sourceRows, int* rowIndices, byte* destination, int count, int rowBytes, string op)
     {
-        CheckIndices(rowIndices, count, sourceRows, op);
+        CheckIndices(rowIndices, count, sourceRows, op, "rowIndices");
         CpuParallel.For(count, Math.Max(1, Grain * 4 / Math.Max(1, rowBytes)), (start, end) =>
         {
             for (int i = start; i < end; i++)
@@ -75,7 +75,7 @@ internal static unsafe class CpuElementwise
 
     public static void ScatterRows(byte* source, int* rowIndices, int count, byte* destination, int destinationRows, int rowBytes, string op)
     {
-        CheckIndices(rowIndices, count, destinationRows, op);
+        CheckIndices(rowIndices, count, destinationRows, op, "rowIndices");
         CpuParallel.For(count, Math.Max(1, Grain * 4 / Math.Max(1, rowBytes)), (start, end) =>
         {
             for (int i = start; i < end; i++)
@@ -84,12 +84,13 @@ internal static unsafe class CpuElementwise
         });
     }
 
-    private static void CheckIndices(int* indices, int count, int rows, string op)
+    /// <summary>Every index in [0, rows), else an ArgumentException naming the op, the argument, the entry and the range.</summary>
+    public static void CheckIndices(int* indices, int count, int rows, string op, string argument)
     {
         for (int i = 0; i < count; i++)
         {
             if ((uint)indices[i] >= (uint)rows)
-                throw new ArgumentException($"{op}: argument 'rowIndices' has {indices[i]} at position {i}, outside [0, {rows})", "rowIndices");
+                throw new ArgumentException($"{op}: argument '{argument}' has {indices[i]} at position {i}, outside [0, {rows})", argument);
         }
     }
 

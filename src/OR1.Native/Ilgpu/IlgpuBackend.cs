@@ -301,6 +301,15 @@ public sealed class IlgpuBackend : BackendBase
         IlgpuElementwise.ScatterRows(Device, Bytes(source), I(rowIndices), Bytes(destination), checked((int)(source.RowLength * source.DType.SizeOf())));
     }
 
+    /// <inheritdoc />
+    /// <remarks>ILGPU keeps keys in <see cref="KeyCacheLayout.Rows"/>: a scatter of rows into the pages' rows.</remarks>
+    protected override void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache)
+    {
+        int rows = keyCache.Shape[0] * keyCache.Shape[1];
+        CheckIndices(cacheRows, rows, (v, i) => $"WriteKeyCache: argument 'cacheRows' has {v} at position {i}, outside [0, {rows})", "cacheRows");
+        IlgpuElementwise.ScatterRows(Device, Bytes(keys), I(cacheRows), Bytes(keyCache), checked((int)(keys.RowLength * keys.DType.SizeOf())));
+    }
+
     // ---------------------------------------------------------------- GEMM
 
     /// <inheritdoc />

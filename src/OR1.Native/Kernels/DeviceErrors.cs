@@ -5,6 +5,8 @@ internal enum IndexCheck
 {
     /// <summary>GatherRows/ScatterRows 'rowIndices' in [0, bound).</summary>
     RowIndex,
+    /// <summary>WriteKeyCache 'cacheRows' in [0, pages x pageSize = bound).</summary>
+    CacheRow,
     /// <summary>Embedding 'tokenIds' in [0, vocab = bound).</summary>
     TokenId,
     /// <summary>RoPE 'positions' ≥ 0.</summary>
@@ -182,6 +184,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
     private static string ArgumentName(IndexCheck kind) => kind switch
     {
         IndexCheck.RowIndex => "rowIndices",
+        IndexCheck.CacheRow => "cacheRows",
         IndexCheck.TokenId => "tokenIds",
         IndexCheck.Position => "positions",
         IndexCheck.PageEntry => "pageTable",
@@ -194,6 +197,7 @@ internal sealed unsafe class DeviceErrors : IDisposable
     internal static string Message(string op, IndexCheck kind, int bound, int position, int value) => kind switch
     {
         IndexCheck.RowIndex => $"{op}: argument 'rowIndices' has {value} at position {position}, outside [0, {bound})",
+        IndexCheck.CacheRow => $"{op}: argument 'cacheRows' has {value} at position {position}, outside [0, {bound})",
         IndexCheck.TokenId => $"{op}: argument 'tokenIds' has id {value} at position {position}, outside the table's vocabulary [0, {bound})",
         IndexCheck.Position => $"{op}: argument 'positions' has {value} at row {position}; positions must be non-negative",
         IndexCheck.PageEntry => $"{op}: pageTable[{position}] = {value} is outside [0, {bound}), the cache's pages (the flat index: row x pages per row + page)",

@@ -149,6 +149,10 @@ public abstract class KernelBackend : BackendBase
     protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination) => Op("ScatterRows").ScatterRows(source, rowIndices, destination);
 
     /// <inheritdoc />
+    protected override void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache) =>
+        Op("WriteKeyCache").WriteKeyCache(keys, cacheRows, keyCache);
+
+    /// <inheritdoc />
     protected override void MatMulCore(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha, float beta, int batch, int m, int n, int k) =>
         Op("MatMul").MatMul(a, transposeA, b, transposeB, c, alpha, beta, batch, m, n, k);
 

@@ -157,12 +157,17 @@ internal sealed unsafe class KernelLaunchers : IDisposable
     public void ScatterRows(Tensor source, Tensor rowIndices, Tensor destination) =>
         MoveRows("scatter_rows", nameof(IBackend.ScatterRows), source, rowIndices, destination, destination.Shape[0]);
 
-    private void MoveRows(string kernel, string op, Tensor source, Tensor rowIndices, Tensor destination, int indexedRows)
+    /// <summary>The kernel backends keep keys in <see cref="KeyCacheLayout.Rows"/>: a scatter of rows into the pages' rows.</summary>
+    public void WriteKeyCache(Tensor keys, Tensor cacheRows, Tensor keyCache) =>
+        MoveRows("scatter_rows", nameof(IBackend.WriteKeyCache), keys, cacheRows, keyCache, keyCache.Shape[0] * keyCache.Shape[1], IndexCheck.CacheRow);
+
+    private void MoveRows(string kernel, string op, Tensor source, Tensor rowIndices, Tensor destination, int indexedRows,
+        IndexCheck kind = IndexCheck.RowIndex)
     {
         int count = rowIndices.Shape[0];
         long rowBytes = source.RowLength * source.DType.SizeOf();
         if (count == 0) return;
-        var (record, check) = Check(op, IndexCheck.RowIndex, indexedRows);
+        var (record, check) = Check(op, kind, indexedRows);
         var a = new KernelArgs();
         _rt.Launch(kernel, (uint)Math.Min(count, _rt.GridStrideBlocks), 128, 0,
             ref a.Ptr(P(source)).Ptr(P(rowIndices)).Ptr(P(destination)).Int(count).Long(rowBytes).Int(indexedRows).Ptr(record).UInt(check));

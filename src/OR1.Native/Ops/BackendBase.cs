@@ -172,6 +172,25 @@ public abstract class BackendBase : IBackend
         ScatterRowsCore(source, rowIndices, destination);
     }
 
+    /// <inheritdoc />
+    public virtual KeyCacheLayout KeyCacheLayout => KeyCacheLayout.Rows;
+
+    /// <inheritdoc />
+    public void WriteKeyCache(Tensor keys, Tensor cacheRows, Tensor keyCache)
+    {
+        var check = new OpCheck(nameof(WriteKeyCache), this);
+        var (n, width) = check.Matrix(keys, nameof(keys), keys?.DType ?? DType.Float32);
+        check.Shaped(cacheRows, nameof(cacheRows), DType.Int32, n);
+        check.Usable(keyCache, nameof(keyCache), keys!.DType);
+        check.Require(keyCache.Rank == 3 && keyCache.Shape[2] == width, nameof(keyCache),
+            $"has shape {keyCache.Shape}, expected [pages, pageSize, {width}] (the rows of 'keys')");
+        WriteKeyCacheCore(keys, cacheRows, keyCache);
+    }
+
+    /// <summary>keys[i] into cache row cacheRows[i] of keyCache, in <see cref="KeyCacheLayout"/>; rows out of range are an
+    /// ArgumentException naming 'cacheRows' where checkable.</summary>
+    protected abstract void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache);
+
     /// <summary>Sets every element (a storage dtype: the value rounded once).</summary>
     protected abstract void FillCore(Tensor x, float value);
     /// <summary>Copies elements of equal count and dtype.</summary>

@@ -85,8 +85,19 @@ public interface IBackend : IDisposable
     /// <summary>destination[i, :] = source[rowIndices[i], :]. source [R, D], rowIndices Int32 [N], destination [N, D].</summary>
     void GatherRows(Tensor source, Tensor rowIndices, Tensor destination);
 
-    /// <summary>destination[rowIndices[i], :] = source[i, :] (indices must be distinct). Used to write a KV cache.</summary>
+    /// <summary>destination[rowIndices[i], :] = source[i, :] (indices must be distinct). Used to write a value cache.</summary>
     void ScatterRows(Tensor source, Tensor rowIndices, Tensor destination);
+
+    /// <summary>How <see cref="WriteKeyCache"/> lays out a key-cache page and <see cref="AttentionDecode"/> reads it.</summary>
+    KeyCacheLayout KeyCacheLayout { get; }
+
+    /// <summary>
+    /// Writes keys [N, Hkv*D] to cache rows cacheRows Int32 [N] (row = page * pageSize + position in the page, as
+    /// <see cref="AttentionDecode"/> numbers them) of keyCache [pages, pageSize, Hkv*D], in this backend's
+    /// <see cref="KeyCacheLayout"/>: what <see cref="ScatterRows"/> is for the values. Rows must be distinct, except rows
+    /// that are never read (the rollout engine's stopped rows all write one sink row).
+    /// </summary>
+    void WriteKeyCache(Tensor keys, Tensor cacheRows, Tensor keyCache);
 
     /// <summary>
     /// Bytes of the tensors allocated through <see cref="Allocate"/> and not yet disposed (what a model, an arena or a
@@ -177,7 +188,8 @@ public interface IBackend : IDisposable
     /// row pageTable[b, p / pageSize] * pageSize + p % pageSize; lengths Int32 [B] with 1 &lt;= lengths[b] &lt;= P *
     /// pageSize. Only the entries a row reads (p &lt; lengths[b]) must be pages in [0, pages); the rest may hold anything.
     /// A contiguous cache [slots, maxLength, Hkv*D] is the case P = 1: pageTable may then be Int32 [B], each row's slot.
-    /// q, output [B, Hq*D].
+    /// q, output [B, Hq*D]. The keys are in this backend's <see cref="KeyCacheLayout"/> (write them with
+    /// <see cref="WriteKeyCache"/>); the values are rows (<see cref="ScatterRows"/>).
     /// </summary>
     void AttentionDecode(Tensor q, Tensor keyCache, Tensor valueCache, Tensor pageTable, Tensor lengths,
         AttentionHeads heads, float scale, Tensor output);

@@ -46,7 +46,7 @@ public sealed class BatchInvariantAttentionTests
                 Array.Copy(v, (long)(before + i * pageSize + r) * kw, cacheValues, (long)(table[i] * pageSize + r) * kw, kw);
             }
         }
-        using var keyCache = cpu.Floats(cacheKeys, pages, pageSize, kw);
+        using var keyCache = cpu.KeyCache(cacheKeys, pages, pageSize, kw);
         using var valueCache = cpu.Floats(cacheValues, pages, pageSize, kw);
 
         // Every position alone (batch 1: rows over a span are cut across threads), then in batches of 7 of mixed lengths.

@@ -112,7 +112,7 @@ public sealed class CpuMicroKernelTests
         Array.Copy(q, 19 * qWidth, dq1, 0, qWidth);
         Array.Copy(q, 59 * qWidth, dq1, qWidth, qWidth);
         using var qd = _cpu.Floats(dq1, 2, qWidth);
-        using var kc = _cpu.Floats(keyCache, 2, maxLength, kvWidth);
+        using var kc = _cpu.KeyCache(keyCache, 2, maxLength, kvWidth);
         using var vc = _cpu.Floats(valueCache, 2, maxLength, kvWidth);
         using var slots = _cpu.Ints([0, 1], 2);
         using var lens = _cpu.Ints([19, 40], 2);

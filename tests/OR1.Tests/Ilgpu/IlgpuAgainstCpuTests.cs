@@ -125,7 +125,7 @@ public abstract class IlgpuAgainstCpuTests
             start += length;
             entry++;
         }
-        var kc = Pair(cacheK, b, maxLength, heads.KvWidth);
+        (Tensor Ilgpu, Tensor Cpu) kc = (Own(Ilgpu.KeyCache(cacheK, b, maxLength, heads.KvWidth)), Own(Cpu.KeyCache(cacheK, b, maxLength, heads.KvWidth)));
         var vc = Pair(cacheV, b, maxLength, heads.KvWidth);
         var qd = Pair(queries, b, heads.QueryWidth);
         var sl = IntPair(slots, b);

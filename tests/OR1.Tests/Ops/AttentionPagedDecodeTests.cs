@@ -7,7 +7,8 @@ namespace OR1.Tests.Ops;
 /// <summary>
 /// Decode attention through a page table (the rollout engine's paged KV cache): the same rows held in pages scattered
 /// over the cache in shuffled order give the double reference's output and the contiguous cache's, at lengths on both
-/// sides of page boundaries; table entries past a row's length are never read (they hold -1 here).
+/// sides of page boundaries; table entries past a row's length are never read (they hold -1 here). The keys go in
+/// through WriteKeyCache, in the backend's layout.
 /// </summary>
 [TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
 public sealed class AttentionPagedDecodeTests(BackendCase backendCase) : OpTestBase(backendCase)
@@ -51,11 +52,11 @@ public sealed class AttentionPagedDecodeTests(BackendCase backendCase) : OpTestB
             }
 
         var paged = Poisoned(batch, shape.QueryWidth);
-        Backend.AttentionDecode(Floats(q, batch, shape.QueryWidth), Floats(pagedKeys, pages, pageSize, width), Floats(pagedValues, pages, pageSize, width),
+        Backend.AttentionDecode(Floats(q, batch, shape.QueryWidth), KeyCache(pagedKeys, pages, pageSize, width), Floats(pagedValues, pages, pageSize, width),
             Ints(table, batch, pagesPerRow), Ints(lengths, batch), shape, shape.DefaultScale, paged);
         var contiguous = Poisoned(batch, shape.QueryWidth);
         var slots = Enumerable.Range(0, batch).ToArray();
-        Backend.AttentionDecode(Floats(q, batch, shape.QueryWidth), Floats(keys, batch, capacity, width), Floats(values, batch, capacity, width),
+        Backend.AttentionDecode(Floats(q, batch, shape.QueryWidth), KeyCache(keys, batch, capacity, width), Floats(values, batch, capacity, width),
             Ints(slots, batch), Ints(lengths, batch), shape, shape.DefaultScale, contiguous);
         var expected = AttentionReference.Decode(TestData.ToDouble(q), TestData.ToDouble(keys), TestData.ToDouble(values), slots, lengths, capacity,
             heads, kvHeads, headDim, shape.DefaultScale);
@@ -82,5 +83,49 @@ public sealed class AttentionPagedDecodeTests(BackendCase backendCase) : OpTestB
             "AttentionDecode", "= 4", "[0, 4)");
         ExpectArgumentError(() => Backend.AttentionDecode(Zeros(1, 8), Zeros(4, 4, 8), Zeros(4, 4, 8), Ints([0, 1, 2], 3), Ints([6], 1), heads, 0.5f, Zeros(1, 8)),
             "AttentionDecode", "'pageTable'", "[1, pages per row]");
+    }
+
+    [Test]
+    public void WriteKeyCachePutsEachKeyWhereTheBackendsLayoutSays()
+    {
+        const int pages = 3, pageSize = 5, width = 6;
+        int[] cacheRows = [7, 0, 14, 5, 9, 1];
+        var keys = TestData.Normal(cacheRows.Length * width, 21);
+        var cache = Own(Backend.Allocate(DType.Float32, new TensorShape(pages, pageSize, width)));
+        Backend.Fill(cache, -7f);
+        Backend.WriteKeyCache(Floats(keys, cacheRows.Length, width), Ints(cacheRows, cacheRows.Length), cache);
+        var got = cache.ToFloats();
+
+        var expected = Enumerable.Repeat(-7f, pages * pageSize * width).ToArray();
+        for (int i = 0; i < cacheRows.Length; i++)
+        {
+            int page = cacheRows[i] / pageSize, position = cacheRows[i] % pageSize;
+            for (int c = 0; c < width; c++)
+            {
+                int at = Backend.KeyCacheLayout == KeyCacheLayout.PageTransposed
+                    ? (page * pageSize * width) + (c * pageSize) + position
+                    : (cacheRows[i] * width) + c;
+                expected[at] = keys[(i * width) + c];
+            }
+        }
+        Assert.That(got, Is.EqualTo(expected), $"the {Backend.KeyCacheLayout} layout");
+        // The Cpu decode reads keys transposed within a page (its score products read them where they are); the kernel
+        // backends read rows.
+        Assert.That(Backend.KeyCacheLayout, Is.EqualTo(Backend.Kind == BackendKind.Cpu ? KeyCacheLayout.PageTransposed : KeyCacheLayout.Rows));
+    }
+
+    [Test]
+    public void WriteKeyCacheRefusesARowOutsideTheCacheAndMismatchedShapes()
+    {
+        ExpectArgumentError(() =>
+            {
+                Backend.WriteKeyCache(Zeros(2, 4), Ints([3, 8], 2), Zeros(2, 4, 4));
+                Backend.Synchronize();
+            },
+            "WriteKeyCache", "'cacheRows'", "8 at position 1", "[0, 8)");
+        ExpectArgumentError(() => Backend.WriteKeyCache(Zeros(2, 4), Ints([0, 1], 2), Zeros(2, 4, 6)),
+            "WriteKeyCache", "'keyCache'", "[pages, pageSize, 4]");
+        ExpectArgumentError(() => Backend.WriteKeyCache(Zeros(2, 4), Ints([0, 1, 2], 3), Zeros(2, 4, 4)),
+            "WriteKeyCache", "'cacheRows'");
     }
 }

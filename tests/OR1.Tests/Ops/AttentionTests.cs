@@ -121,7 +121,7 @@ public sealed class AttentionTests(BackendCase backendCase) : OpTestBase(backend
         var valueCache = TestData.Normal(slots * maxLength * shape.KvWidth, 6);
         var q = TestData.Normal(b * shape.QueryWidth, 7);
         var y = Poisoned(b, shape.QueryWidth);
-        var kc = Floats(keyCache, slots, maxLength, shape.KvWidth);
+        var kc = KeyCache(keyCache, slots, maxLength, shape.KvWidth);
         var vc = Floats(valueCache, slots, maxLength, shape.KvWidth);
         Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), kc, vc, Ints(cacheSlots, b), Ints(lengths, b), shape, 0.3f, y);
         var expected = AttentionReference.Decode(TestData.ToDouble(q), TestData.ToDouble(keyCache), TestData.ToDouble(valueCache), cacheSlots, lengths, maxLength,
@@ -166,7 +166,7 @@ public sealed class AttentionTests(BackendCase backendCase) : OpTestBase(backend
         var valueCache = TestData.Normal(slots * maxLength * shape.KvWidth, seed + 1);
         var q = TestData.Normal(batch * shape.QueryWidth, seed + 2);
         var y = Poisoned(batch, shape.QueryWidth);
-        var (qt, kc, vc) = (Floats(q, batch, shape.QueryWidth), Floats(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth));
+        var (qt, kc, vc) = (Floats(q, batch, shape.QueryWidth), KeyCache(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth));
         var (slotTensor, lengthTensor) = (Ints(cacheSlots, batch), Ints(lengths, batch));
         var before = (Backend as KernelBackend)?.Counters;
         Backend.AttentionDecode(qt, kc, vc, slotTensor, lengthTensor, shape, scale, y);

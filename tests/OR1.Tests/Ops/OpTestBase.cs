@@ -40,6 +40,8 @@ public abstract class OpTestBase
     protected Tensor Floats(float[] data, params int[] shape) => Own(Backend.Floats(data, shape));
     protected Tensor Ints(int[] data, params int[] shape) => Own(Backend.Ints(data, shape));
     protected Tensor Zeros(params int[] shape) => Own(Backend.Zeros(shape));
+    /// <summary>A key cache [pages, pageSize, width] from its rows, in the backend's layout (<see cref="BackendTensors.KeyCache(IBackend, float[], int, int, int)"/>).</summary>
+    protected Tensor KeyCache(float[] rows, int pages, int pageSize, int width) => Own(Backend.KeyCache(rows, pages, pageSize, width));
 
     /// <summary>The call throws an ArgumentException whose message holds every fragment.</summary>
     protected static void ExpectArgumentError(TestDelegate call, params string[] fragments)

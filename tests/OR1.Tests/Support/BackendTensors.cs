@@ -19,6 +19,27 @@ public static class BackendTensors
         return t;
     }
 
+    /// <summary>
+    /// A key cache [pages, pageSize, width] holding rows [pages * pageSize, width] (row r = page * pageSize + position),
+    /// written through <see cref="IBackend.WriteKeyCache"/> in the backend's <see cref="KeyCacheLayout"/>, as the rollout
+    /// engine writes it; the tensor has the rows' dtype.
+    /// </summary>
+    public static Tensor KeyCache(this IBackend backend, Tensor rows, int pages, int pageSize)
+    {
+        int count = checked(pages * pageSize), width = (int)(rows.ElementCount / Math.Max(1, count));
+        var cache = backend.Allocate(rows.DType, new TensorShape(pages, pageSize, width));
+        using var indices = backend.Ints(Enumerable.Range(0, count).ToArray(), count);
+        backend.WriteKeyCache(rows.Reshape(count, width), indices, cache);
+        return cache;
+    }
+
+    /// <summary>A float key cache [pages, pageSize, width] from its rows (see the other overload).</summary>
+    public static Tensor KeyCache(this IBackend backend, float[] rows, int pages, int pageSize, int width)
+    {
+        using var source = backend.Floats(rows, checked(pages * pageSize), width);
+        return backend.KeyCache(source, pages, pageSize);
+    }
+
     public static Tensor Zeros(this IBackend backend, params int[] shape) => backend.Allocate(DType.Float32, new TensorShape(shape));
 
     /// <summary>A tensor filled with NaN, for outputs that an op must overwrite completely.</summary>

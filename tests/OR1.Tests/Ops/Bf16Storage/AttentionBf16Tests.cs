@@ -173,7 +173,7 @@ public sealed class AttentionBf16Tests(BackendCase backendCase) : OpTestBase(bac
         var keyCache = Bf16.Round(TestData.Normal(slots * maxLength * shape.KvWidth, 5));
         var valueCache = Bf16.Round(TestData.Normal(slots * maxLength * shape.KvWidth, 6));
         var q = Bf16.Round(TestData.Normal(b * shape.QueryWidth, 7));
-        var kc = Own(Backend.BFloat16s(keyCache, slots, maxLength, shape.KvWidth));
+        var kc = Own(Backend.KeyCache(Own(Backend.BFloat16s(keyCache, slots * maxLength, shape.KvWidth)), slots, maxLength));
         var vc = Own(Backend.BFloat16s(valueCache, slots, maxLength, shape.KvWidth));
         var y = Own(Backend.PoisonedBFloat16(b, shape.QueryWidth));
         Backend.AttentionDecode(Own(Backend.BFloat16s(q, b, shape.QueryWidth)), kc, vc, Ints(cacheSlots, b), Ints(lengths, b), shape, scale, y);
@@ -182,7 +182,7 @@ public sealed class AttentionBf16Tests(BackendCase backendCase) : OpTestBase(bac
         Bf16Check.Close(y.ToFloatsWidened(), expected, Tol(OutputAtol), U, "bf16 decode output", [b, heads, headDim]);
         // ... and is the fp32 kernel's result on the same bf16-valued data, rounded once.
         var y32 = Poisoned(b, shape.QueryWidth);
-        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), Floats(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth),
+        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), KeyCache(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth),
             Ints(cacheSlots, b), Ints(lengths, b), shape, scale, y32);
         Bf16Bits.RoundedFromFp32(y, y32, Case, "decode output", [b, heads, headDim]);
 
@@ -231,7 +231,7 @@ public sealed class AttentionBf16Tests(BackendCase backendCase) : OpTestBase(bac
         var valueCache = Bf16.Round(TestData.Normal(slots * maxLength * shape.KvWidth, seed + 1));
         var q = Bf16.Round(TestData.Normal(b * shape.QueryWidth, seed + 2));
         var y = Own(Backend.PoisonedBFloat16(b, shape.QueryWidth));
-        var (qt, kc, vc) = (Own(Backend.BFloat16s(q, b, shape.QueryWidth)), Own(Backend.BFloat16s(keyCache, slots, maxLength, shape.KvWidth)),
+        var (qt, kc, vc) = (Own(Backend.BFloat16s(q, b, shape.QueryWidth)), Own(Backend.KeyCache(Own(Backend.BFloat16s(keyCache, slots * maxLength, shape.KvWidth)), slots, maxLength)),
             Own(Backend.BFloat16s(valueCache, slots, maxLength, shape.KvWidth)));
         var (slotTensor, lengthTensor) = (Ints(cacheSlots, b), Ints(lengths, b));
         var before = ((KernelBackend)Backend).Counters;
@@ -241,7 +241,7 @@ public sealed class AttentionBf16Tests(BackendCase backendCase) : OpTestBase(bac
             shape.NumHeads, shape.NumKvHeads, shape.HeadDim, scale);
         Bf16Check.Close(y.ToFloatsWidened(), expected, Tol(OutputAtol), U, "bf16 decode output", [b, shape.NumHeads, shape.HeadDim]);
         var y32 = Poisoned(b, shape.QueryWidth);
-        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), Floats(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth),
+        Backend.AttentionDecode(Floats(q, b, shape.QueryWidth), KeyCache(keyCache, slots, maxLength, shape.KvWidth), Floats(valueCache, slots, maxLength, shape.KvWidth),
             slotTensor, lengthTensor, shape, scale, y32);
         Bf16Bits.RoundedFromFp32(y, y32, Case, "decode output", [b, shape.NumHeads, shape.HeadDim]);
         return (y.ToBFloat16s(), launches);
