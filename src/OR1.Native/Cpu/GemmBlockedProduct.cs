@@ -51,6 +51,11 @@ internal static unsafe partial class CpuGemm
             var blocking = Blocking;
             var ws = Workspace.For(blocking);
             int mr = blocking.MR, nr = blocking.NR;
+            // With B packed ahead (frozen weights: the rollout engine's products of a few dozen rows), the AVX-512 kernel
+            // reads a row-major A where it is. Packing it cost as much as the product for the narrow projections (two
+            // B slivers per packed block at 64 columns) and was repeated per NC panel and per thread for the LM head.
+            // The kernel sums each element's k steps in the same order either way, so the bits do not change.
+            bool readAInPlace = _packedB != null && !_transA && blocking.Kind == Kernel.Avx512;
             for (int jc = n0; jc < n1; jc += blocking.NC)
             {
                 int nc = Math.Min(blocking.NC, n1 - jc);
@@ -66,8 +71,11 @@ internal static unsafe partial class CpuGemm
                     for (int ic = m0; ic < m1; ic += blocking.MC)
                     {
                         int mc = Math.Min(blocking.MC, m1 - ic);
-                        PackA(_transA, _a, _lda, ic, mc, pc, kc, mr, ws.A);
-                        MultiplyTiles(blocking, mc, nc, kc, new Slivers(ws.A, (nint)mr * kc, mr), bSlivers,
+                        if (!readAInPlace) PackA(_transA, _a, _lda, ic, mc, pc, kc, mr, ws.A);
+                        var aSlivers = readAInPlace
+                            ? new Slivers(_a + (nint)ic * _lda + pc, (nint)mr * _lda, 1, _lda)
+                            : new Slivers(ws.A, (nint)mr * kc, mr);
+                        MultiplyTiles(blocking, mc, nc, kc, aSlivers, bSlivers,
                             _c + (nint)ic * _ldc + jc, _ldc, _alpha, beta, inPlace: false, accumulateInOrder: false, ws);
                     }
                 }
