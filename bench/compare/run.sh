@@ -7,7 +7,9 @@ cd "$(dirname "$0")/../.."
 threads=${THREADS:-2}
 /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "compare: PyTorch is missing: apt-get install python3-torch libopenblas0-pthread"; exit 2; }
 # Debian's torch runs the reference BLAS (about 15x slower) unless OpenBLAS is installed: refuse rather than flatter us.
-ldconfig -p | grep -q libopenblas || { echo "compare: OpenBLAS is missing (PyTorch would run the reference BLAS): apt-get install libopenblas0-pthread"; exit 2; }
+# (grep reads the whole list: with -q it would stop at the first match and, under pipefail, ldconfig's SIGPIPE would
+# fail the check at random.)
+ldconfig -p | grep libopenblas >/dev/null || { echo "compare: OpenBLAS is missing (PyTorch would run the reference BLAS): apt-get install libopenblas0-pthread"; exit 2; }
 out=$(mktemp -d)
 dotnet run -c Release --project bench/OR1.Bench -- --filter '*.ModelBenchmarks.*' '*RolloutEngineBenchmarks.Groups*' --artifacts "$out" >/dev/null
 # One CSV per class, or one joined CSV (the harness joins the summaries of a multi-class filter): read them all.
