@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 
 namespace OR1.Native.Cpu;
 
@@ -28,15 +29,21 @@ internal static unsafe class CpuElementwise
             TensorPrimitives.Multiply(span, factor, span);
         });
 
+    /// <summary>
+    /// x[n, :] += bias, a plain loop per row: the rows are short (the key and value biases of a decode step are 64 wide), so
+    /// a TensorPrimitives call per row cost more in its checks than in the additions.
+    /// </summary>
     public static void AddBias(float* x, float* bias, int rows, int width)
     {
         CpuParallel.For(rows, RowGrain(width), (start, end) =>
         {
-            var b = new ReadOnlySpan<float>(bias, width);
             for (int n = start; n < end; n++)
             {
-                var row = new Span<float>(x + (long)n * width, width);
-                TensorPrimitives.Add(row, b, row);
+                float* row = x + (long)n * width;
+                int i = 0;
+                if (Vector256.IsHardwareAccelerated)
+                    for (; i <= width - 8; i += 8) (Vector256.Load(row + i) + Vector256.Load(bias + i)).Store(row + i);
+                for (; i < width; i++) row[i] += bias[i];
             }
         });
     }

@@ -13,18 +13,30 @@ internal static unsafe class CpuRmsNorm
     {
         CpuParallel.For(rows, CpuElementwise.RowGrain(width), (start, end) =>
         {
-            var w = new ReadOnlySpan<float>(weight, width);
             for (int n = start; n < end; n++)
             {
-                var xRow = new ReadOnlySpan<float>(x + (long)n * width, width);
-                var yRow = new Span<float>(output + (long)n * width, width);
                 // A fixed order: a row gets the same bits wherever it lies (the engine's decode row and the trainer's packed row).
                 float r = 1f / MathF.Sqrt(FixedOrderSum.SumOfSquares(x + (long)n * width, width) / width + eps);
                 invRms[n] = r;
-                TensorPrimitives.Multiply(xRow, r, yRow);
-                TensorPrimitives.Multiply(yRow, w, yRow);
+                ScaleRow(x + (long)n * width, r, weight, output + (long)n * width, width);
             }
         });
+    }
+
+    /// <summary>
+    /// y = (x r) w, rounded after each product as two passes would round, in one pass: two TensorPrimitives calls per row
+    /// made the rollout engine's decode step (rows of 256) pay about as much in call overhead as in arithmetic (one pass:
+    /// +1.4 % and +1.6 % on the engine's Groups case, interleaved in one process).
+    /// </summary>
+    private static void ScaleRow(float* x, float r, float* w, float* y, int width)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var rv = Vector256.Create(r);
+            for (; i <= width - 8; i += 8) (Vector256.Load(x + i) * rv * Vector256.Load(w + i)).Store(y + i);
+        }
+        for (; i < width; i++) y[i] = x[i] * r * w[i];
     }
 
     /// <summary>
