@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 THREADS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+# Which measurements to run (comma-separated names; all by default): run.sh's interleaved rounds time one case at a time.
+ONLY = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else None
 torch.set_num_threads(THREADS)
 torch.manual_seed(1)
 
@@ -126,6 +128,8 @@ def generate(prompt_count=16, samples=1, prompt_length=16, new_tokens=128):
 
 
 def measure(name, fn, tokens_per_call):
+    if ONLY is not None and name not in ONLY:
+        return
     fn()  # warm-up
     times = []
     for _ in range(REPEATS):
