@@ -288,27 +288,29 @@ public sealed class IlgpuBackend : BackendBase
     /// <inheritdoc />
     protected override void GatherRowsCore(Tensor source, Tensor rowIndices, Tensor destination)
     {
-        int rows = source.Shape[0];
-        CheckIndices(rowIndices, rows, (v, i) => $"GatherRows: argument 'rowIndices' has {v} at position {i}, outside [0, {rows})", "rowIndices");
+        CheckRowIndices(rowIndices, source.Shape[0], nameof(GatherRows), "rowIndices");
         IlgpuElementwise.GatherRows(Device, Bytes(source), I(rowIndices), Bytes(destination), checked((int)(source.RowLength * source.DType.SizeOf())));
     }
 
     /// <inheritdoc />
-    protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination)
-    {
-        int rows = destination.Shape[0];
-        CheckIndices(rowIndices, rows, (v, i) => $"ScatterRows: argument 'rowIndices' has {v} at position {i}, outside [0, {rows})", "rowIndices");
-        IlgpuElementwise.ScatterRows(Device, Bytes(source), I(rowIndices), Bytes(destination), checked((int)(source.RowLength * source.DType.SizeOf())));
-    }
+    protected override void ScatterRowsCore(Tensor source, Tensor rowIndices, Tensor destination) =>
+        ScatterInto(source, rowIndices, destination, destination.Shape[0], nameof(ScatterRows), "rowIndices");
 
     /// <inheritdoc />
     /// <remarks>ILGPU keeps keys in <see cref="KeyCacheLayout.Rows"/>: a scatter of rows into the pages' rows.</remarks>
-    protected override void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache)
+    protected override void WriteKeyCacheCore(Tensor keys, Tensor cacheRows, Tensor keyCache) =>
+        ScatterInto(keys, cacheRows, keyCache, keyCache.Shape[0] * keyCache.Shape[1], nameof(WriteKeyCache), "cacheRows");
+
+    /// <summary>destination's row indices[i] = source's row i, the indices checked against <paramref name="rows"/> first.</summary>
+    private void ScatterInto(Tensor source, Tensor indices, Tensor destination, int rows, string op, string argument)
     {
-        int rows = keyCache.Shape[0] * keyCache.Shape[1];
-        CheckIndices(cacheRows, rows, (v, i) => $"WriteKeyCache: argument 'cacheRows' has {v} at position {i}, outside [0, {rows})", "cacheRows");
-        IlgpuElementwise.ScatterRows(Device, Bytes(keys), I(cacheRows), Bytes(keyCache), checked((int)(keys.RowLength * keys.DType.SizeOf())));
+        CheckRowIndices(indices, rows, op, argument);
+        IlgpuElementwise.ScatterRows(Device, Bytes(source), I(indices), Bytes(destination), checked((int)(source.RowLength * source.DType.SizeOf())));
     }
+
+    /// <summary>Row indices in [0, rows), in the host backends' words.</summary>
+    private void CheckRowIndices(Tensor indices, int rows, string op, string argument) =>
+        CheckIndices(indices, rows, (v, i) => $"{op}: argument '{argument}' has {v} at position {i}, outside [0, {rows})", argument);
 
     // ---------------------------------------------------------------- GEMM
 
