@@ -175,13 +175,20 @@ public sealed class Qwen2Model : IDisposable
     /// <summary>
     /// Back-propagates dL/dlogProbs and dL/dentropy (null: none) of the last <see cref="LogProbs"/> call
     /// through the whole model, accumulating into <paramref name="gradients"/> (+=, so micro-batches add up).
+    /// <para><paramref name="gradientsFinalFrom"/> (optional) is told, as the backward goes, the offset in the gradients'
+    /// flat buffer from which this backward writes no more: after the LM head and the final norm
+    /// (<see cref="Qwen2Weights.HeadFlatStart"/>), after each layer (<see cref="Qwen2Weights.LayerFlatStart"/>) and, after
+    /// the embedding, 0; the operations that wrote them are queued on the backend by then. The data-parallel sum of the
+    /// gradients starts there (<see cref="OR1.Native.Distributed.GradientReduction.ReadyFrom"/>). Needs flat gradients.</para>
     /// </summary>
     public void Backward(PackedBatch batch, Qwen2Activations act, Tensor targets, float temperature,
-        Tensor dLogProbs, Tensor? dEntropy, Tensor entropy, Qwen2Weights gradients)
+        Tensor dLogProbs, Tensor? dEntropy, Tensor entropy, Qwen2Weights gradients, Action<long>? gradientsFinalFrom = null)
     {
         if (act.IsInference)
             throw new ArgumentException("the activations are an inference arena (Qwen2Activations.ForInference): they keep nothing for a backward; " +
                                         "train with `new Qwen2Activations(...)`", nameof(act));
+        if (gradientsFinalFrom is not null && gradients.Flat is null)
+            throw new ArgumentException("reporting how far the gradients are final needs them in one flat buffer (Qwen2Weights with a flat multiple)", nameof(gradients));
         int rows = CheckCapacity(batch.TokenCount, act);
         var c = Config;
         var dHidden = act.GradHidden.SliceRows(0, rows);
@@ -190,6 +197,8 @@ public sealed class Qwen2Model : IDisposable
         var dResidual = act.GradResidual.SliceRows(0, rows);
         Backend.RmsNormBackward(dHidden, act.Residuals[c.NumHiddenLayers].SliceRows(0, rows), Weights.FinalNorm,
             act.FinalInvRms.SliceRows(0, rows), dResidual, gradients.FinalNorm);
+        // Tied embeddings: the LM head's gradient is the embedding's, at the layout's start, final only at the end.
+        gradientsFinalFrom?.Invoke(gradients.HeadFlatStart);
 
         var scratch = act.HiddenScratch.SliceRows(0, rows);
         var attend = act.Recompute ? CausalAttention(batch) : null;
@@ -228,8 +237,10 @@ public sealed class Qwen2Model : IDisposable
             LinearBackward(dv, norm1, w.ValueWeight, dHidden, g.ValueWeight, g.ValueBias, accumulateInput: true);
             Backend.RmsNormBackward(dHidden, act.Residuals[l].SliceRows(0, rows), w.InputNorm, a.InvRms1.SliceRows(0, rows), scratch, g.InputNorm);
             Backend.Add(dResidual, scratch, dResidual); // now d(x) of this layer = d(output) of the previous one
+            gradientsFinalFrom?.Invoke(gradients.LayerFlatStart(l));
         }
         Backend.EmbeddingBackward(batch.Tokens, dResidual, gradients.Embedding);
+        gradientsFinalFrom?.Invoke(0);
     }
 
     // ------------------------------------------------------------------ helpers

@@ -77,6 +77,15 @@ public sealed class Qwen2Weights : IDisposable
     /// <summary>Where tensor <paramref name="index"/> of <see cref="Named"/> starts in <see cref="Flat"/> (in elements).</summary>
     public long FlatOffset(int index) => _offsets is null ? throw new InvalidOperationException("these weights are not one flat buffer") : _offsets[index];
 
+    /// <summary>Tensors per decoder layer (<see cref="Qwen2LayerWeights"/>), consecutive in <see cref="Named"/> after the embedding.</summary>
+    private const int LayerTensorCount = 12;
+
+    /// <summary>Where layer <paramref name="layer"/>'s first tensor starts in <see cref="Flat"/>: its tensors and every later one's lie beyond.</summary>
+    public long LayerFlatStart(int layer) => FlatOffset(1 + LayerTensorCount * layer);
+
+    /// <summary>Where the final norm starts in <see cref="Flat"/>: it, and the LM head when untied, lie beyond.</summary>
+    public long HeadFlatStart => FlatOffset(1 + LayerTensorCount * Layers.Count);
+
     /// <summary>
     /// The flat layout of a config's tensors (see the constructor's <c>flatMultiple</c>): where each tensor of
     /// <see cref="Named"/>'s order starts, and the layout's length. Computed without allocating anything.

@@ -30,12 +30,22 @@ public static class StepCommand
             Description = "Under mpirun, keep each rank's 1/N of the optimizer state only (ZeRO-1: the Adam moments, and in bf16 the fp32 master; the same update). Default true; false keeps them whole on every rank",
             DefaultValueFactory = _ => true,
         };
+        var overlap = new Option<bool>("--overlap-grad-reduce")
+        {
+            Description = "Under mpirun, sum the gradients bucket by bucket during the backward where the backend allows (the same sums). Default true; false sums them after the backward",
+            DefaultValueFactory = _ => true,
+        };
+        var bucket = new Option<int>("--grad-bucket-elements")
+        {
+            Description = "Under mpirun, elements per collective of the gradients' sum (a multiple of 64; default 4,194,304: 16 MB of fp32)",
+            DefaultValueFactory = _ => AdamWOptimizer.BucketElements,
+        };
         var oldLogProbs = OldLogProbsOption.Create();
         var device = Devices.CreateOption();
         var precision = PrecisionOptions.CreatePrecision();
         var saveDType = PrecisionOptions.CreateSaveDType();
         var command = new Command("step", "One MAGIC update from a rollouts file")
-            { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, shardOptimizer, oldLogProbs, device, precision, saveDType };
+            { model, rollouts, output, lr, entropyCoef, clipLow, clipHigh, maxGradNorm, temperature, saveGrads, shardOptimizer, overlap, bucket, oldLogProbs, device, precision, saveDType };
         command.SetAction(r => Run(r.GetValue(model)!, r.GetValue(rollouts)!, r.GetValue(output)!, new MagicOptions
         {
             LearningRate = r.GetValue(lr),
@@ -46,6 +56,8 @@ public static class StepCommand
             Temperature = r.GetValue(temperature),
             OldLogProbs = r.GetValue(oldLogProbs) ?? OldLogProbSource.Recompute,
             ShardOptimizer = r.GetValue(shardOptimizer),
+            OverlapGradientReduction = r.GetValue(overlap),
+            GradientBucketElements = r.GetValue(bucket),
         }, r.GetValue(saveGrads), r.GetValue(device)!, r.GetValue(precision), r.GetValue(saveDType)));
         return command;
     }
@@ -108,7 +120,7 @@ public static class StepCommand
             {
                 throw new CliException($"{e.Message}; the update is not written", e);
             }
-            Console.Error.WriteLine($"step: rank {world.Rank} of {world.WorldSize}: the ranks' weights agree");
+            Console.Error.WriteLine($"step: rank {world.Rank} of {world.WorldSize}: the ranks' weights agree (gradients {trainer.CollectivesPath}, {trainer.Optimizer.ReductionDescription})");
             if (world.Rank != 0) return 0;
         }
         Directory.CreateDirectory(outputDir);

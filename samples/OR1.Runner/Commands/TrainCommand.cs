@@ -31,20 +31,24 @@ public static class TrainCommand
         {
             Description = "Under mpirun, keep each rank's 1/N of the optimizer state only (ZeRO-1: the Adam moments, and in bf16 the fp32 master; the same update). Default true; overrides the config's shard_optimizer",
         };
+        var overlap = new Option<bool?>("--overlap-grad-reduce")
+        {
+            Description = "Under mpirun, sum the gradients bucket by bucket during the backward where the backend allows (the same sums). Default true; overrides the config's overlap_grad_reduce",
+        };
         var command = new Command("train", "Train a policy with GRPO/MAGIC (data parallel under mpirun: mpirun -np N or1 train ...)")
-            { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer };
+            { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer, overlap };
         command.SetAction(r => Run(r.GetValue(config)!, r.GetValue(resume), r.GetValue(unsafeNoSandbox), r.GetValue(oldLogProbs),
-            r.GetValue(precision), r.GetValue(saveDType), r.GetValue(recompute), r.GetValue(shardOptimizer)));
+            r.GetValue(precision), r.GetValue(saveDType), r.GetValue(recompute), r.GetValue(shardOptimizer), r.GetValue(overlap)));
         return command;
     }
 
     public static int Run(string configPath, string? resume, bool unsafeNoSandbox = false, OldLogProbSource? oldLogProbs = null,
-        Precision? precision = null, Precision? saveDType = null, bool recompute = false, bool? shardOptimizer = null) =>
+        Precision? precision = null, Precision? saveDType = null, bool recompute = false, bool? shardOptimizer = null, bool? overlapGradReduce = null) =>
         // Under mpirun every rank runs this with the same config; rank 0 prints and writes.
-        LauncherWorld.Run(world => Train(world, configPath, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer));
+        LauncherWorld.Run(world => Train(world, configPath, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer, overlapGradReduce));
 
     private static int Train(OR1.Native.Distributed.ICollectives world, string configPath, string? resume, bool unsafeNoSandbox, OldLogProbSource? oldLogProbs,
-        Precision? precision, Precision? saveDType, bool recompute, bool? shardOptimizer)
+        Precision? precision, Precision? saveDType, bool recompute, bool? shardOptimizer, bool? overlapGradReduce)
     {
         TrainingConfig config;
         try
@@ -60,6 +64,7 @@ public static class TrainCommand
         if (saveDType is { } d) config = config with { SaveDtype = d };
         if (recompute) config = config with { Recompute = true };
         if (shardOptimizer is { } shard) config = config with { ShardOptimizer = shard };
+        if (overlapGradReduce is { } overlapping) config = config with { OverlapGradReduce = overlapping };
         var log = world.Rank == 0 ? Console.Out : TextWriter.Null;
         string? checkpoint = null;
         if (resume is not null)

@@ -17,15 +17,23 @@ namespace OR1.Grpo.Training;
 /// the Adam moments of its slice only, and the ranks all-gather the updated slices of the weights, so every rank holds
 /// the new weights and a rank's optimizer state is 1/N of the model's. The flat layout's gaps and tail are zero in
 /// every rank's gradient, so they stay zero in the sums and in the moments.</para>
+/// <para>The sum runs bucket by bucket (<see cref="GradientReduction"/>): the backward of a mini-batch's last
+/// micro-batch reports how far its gradients are final (<see cref="GradientsFinalFrom"/>) and each bucket there starts
+/// while the backward goes on (NCCL on the Cuda backend's side stream; a thread of its own over MPI), so that by the
+/// end of the backward most of the sum is done; the step finishes it. Sharded, each bucket is reduced to the rank whose
+/// slice holds it.</para>
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
-    /// <summary>Elements per all-reduce of the unsharded step (16 MB of fp32): bounds a staging copy, and the reduction of
-    /// the last layers' buckets need not wait for the first layers'.</summary>
+    /// <summary>Elements per collective of the step's sum (16 MB of fp32): bounds a staging copy, and the reduction of the
+    /// last layers' buckets need not wait for the first layers' (it overlaps the backward of the layers below).</summary>
     public const int BucketElements = 1 << 22;
 
     private readonly IBackend _backend;
     private readonly TensorCollectives _collectives;
+    // The sum of the ranks' gradients (null in a world of one, unsharded: nothing to sum), and its ReadyFrom as a delegate.
+    private readonly GradientReduction? _reduction;
+    private readonly Action<long>? _readyFrom;
     private readonly AdamWSlot[] _slots;
     private readonly Tensor[] _gradientTensors;
     // The fp32 parameters, whole (null when the master is sharded: then this rank holds _masterShard only).
@@ -47,8 +55,12 @@ public sealed class AdamWOptimizer : IDisposable
     /// through the host).</param>
     /// <param name="shardAlone">Take the sharded path in a world of one too (one slice, the collectives copies): how one
     /// device tests that path, through NCCL on a GPU. Without it a world of one is never sharded.</param>
+    /// <param name="overlapReduction">Start the gradients' sum during the backward where the backend allows
+    /// (<see cref="GradientsFinalFrom"/>); false: all of it in the step. The same sums either way.</param>
+    /// <param name="bucketElements">Elements per collective of that sum (<see cref="GradientBuckets.Plan"/>).</param>
     /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
-    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null, bool shardAlone = false)
+    public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null, bool shardAlone = false,
+        bool overlapReduction = true, int bucketElements = BucketElements)
     {
         if (model.Parameters.DType != DType.Float32)
             throw new ArgumentException("a bf16 model needs fp32 master weights to train; create or load it with master weights", nameof(model));
@@ -103,7 +115,27 @@ public sealed class AdamWOptimizer : IDisposable
                 ShardPiece(_shardFirst, piece), ShardPiece(_shardSecond, piece), WorkingCopy: _workingCopies is null ? null : PieceOf(_workingCopies, piece))).ToArray();
         }
         _gradientTensors = Gradients.Named.Select(n => n.Tensor).ToArray();
+        if (World.WorldSize > 1 || IsSharded)
+        {
+            _reduction = new GradientReduction(_backend, World, _collectives, Gradients.Flat!, _gradientShard,
+                GradientBuckets.Plan(FlatLength, World.WorldSize, IsSharded, bucketElements), nccl, overlapReduction);
+            if (_reduction.Timing != ReductionTiming.AfterBackward) _readyFrom = _reduction.ReadyFrom;
+        }
     }
+
+    /// <summary>
+    /// What the backward of a step's last micro-batch reports to (<see cref="Qwen2Model.Backward"/>'s
+    /// <c>gradientsFinalFrom</c>): the flat offset from which its gradients are final, so that their sum starts during the
+    /// backward. Null where nothing would start early (one process, or the sum runs after the backward). Earlier
+    /// micro-batches must not report: they are not the last to add to the gradients.
+    /// </summary>
+    public Action<long>? GradientsFinalFrom => _readyFrom;
+
+    /// <summary>How the gradients are summed over the ranks, in words ("none" in a world of one).</summary>
+    public string ReductionDescription => _reduction?.Description ?? "none";
+
+    /// <summary>When the gradients are summed (null in a world of one, unsharded).</summary>
+    public ReductionTiming? GradientSumTiming => _reduction?.Timing;
 
     /// <summary>The ranks this optimizer steps with.</summary>
     public ICollectives World { get; }
@@ -148,10 +180,15 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>How the gradients travel between ranks ("host (in place)", "nccl ...").</summary>
     public string CollectivesPath => _collectives.Path;
 
-    public void ZeroGradients() => Gradients.Zero();
+    /// <summary>Zeroes the gradients for the next step's micro-batches (after any of the last step's sum still running).</summary>
+    public void ZeroGradients()
+    {
+        _reduction?.Reset();
+        Gradients.Zero();
+    }
 
     /// <summary>
-    /// Sums the ranks' gradients (all-reduce, or reduce-scatter when sharded), clips by the global norm and applies AdamW.
+    /// Sums the ranks' gradients (all-reduced, or reduced to their slices' ranks when sharded), clips by the global norm and applies AdamW.
     /// Every rank must call it together. Returns the norm before clipping.
     /// </summary>
     /// <exception cref="InvalidOperationException">The norm is not finite; nothing was changed (weights, moments,
@@ -159,25 +196,16 @@ public sealed class AdamWOptimizer : IDisposable
     public float Step(AdamWOptions options, double maxGradNorm)
     {
         float norm;
+        // The buckets the backward did not start, and the backend's next ops after every bucket's sum.
+        _reduction?.Finish();
         if (IsSharded)
         {
-            _collectives.ReduceScatterSum(Gradients.Flat!, _gradientShard!);
             double partial = _backend.GlobalNorm([_gradientShard!]);
             Span<double> squares = [partial * partial];
             World.AllReduceSum(squares);
             norm = (float)Math.Sqrt(squares[0]);
         }
-        else
-        {
-            // Buckets from the end of the layout (the last layers, whose gradients a backward finishes first).
-            var flat = Gradients.Flat!;
-            for (long end = flat.ElementCount; end > 0 && World.WorldSize > 1; end -= BucketElements)
-            {
-                long start = Math.Max(0, end - BucketElements);
-                _collectives.AllReduceSum(flat.View(start, new TensorShape((int)(end - start))));
-            }
-            norm = _backend.GlobalNorm(_gradientTensors);
-        }
+        else norm = _backend.GlobalNorm(_gradientTensors);
         if (!float.IsFinite(norm))
             throw new InvalidOperationException($"the gradient norm is {norm}; the update was not applied (lower the learning rate, check the data)");
         float scale = (float)Math.Min(1.0, maxGradNorm / (norm + 1e-6));
@@ -343,6 +371,7 @@ public sealed class AdamWOptimizer : IDisposable
 
     public void Dispose()
     {
+        _reduction?.Dispose();
         Gradients.Dispose();
         FirstMoment?.Dispose();
         SecondMoment?.Dispose();

@@ -53,6 +53,20 @@ public sealed record MagicOptions
     /// </summary>
     public bool ShardOptimizer { get; init; } = true;
 
+    /// <summary>
+    /// With several ranks, start the gradients' sum during the backward of each mini-batch's last micro-batch, bucket by
+    /// bucket as its layers finish (<see cref="AdamWOptimizer.GradientsFinalFrom"/>), where the backend allows: the same
+    /// sums, sooner. On by default; false sums them all after the backward.
+    /// </summary>
+    public bool OverlapGradientReduction { get; init; } = true;
+
+    /// <summary>
+    /// Elements per collective of the gradients' sum over the ranks (<see cref="OR1.Native.Distributed.GradientBuckets"/>;
+    /// default <see cref="AdamWOptimizer.BucketElements"/>, 16 MB of fp32): smaller buckets start sooner during the
+    /// backward, larger ones pay each collective's fixed cost less often. A multiple of 64 (256-byte aligned buckets).
+    /// </summary>
+    public int GradientBucketElements { get; init; } = AdamWOptimizer.BucketElements;
+
     /// <summary>Where log p_old comes from: the trainer's forward (default, the recipe's) or the rollout engine.</summary>
     public OldLogProbSource OldLogProbs { get; init; } = OldLogProbSource.Recompute;
 
@@ -77,6 +91,7 @@ public sealed record MagicOptions
         Require(MiniBatches >= 1, nameof(MiniBatches), MiniBatches, "it must be at least 1");
         Require(MicroBatchTokens >= 1, nameof(MicroBatchTokens), MicroBatchTokens, "it must be at least 1");
         Require(KlCoefficient >= 0, nameof(KlCoefficient), KlCoefficient, "it must be non-negative");
+        Require(GradientBucketElements >= 64 && GradientBucketElements % 64 == 0, nameof(GradientBucketElements), GradientBucketElements, "it must be a positive multiple of 64");
         Require(EntropyControl.Min <= EntropyControl.Max, nameof(EntropyControl), EntropyControl, "Min must not exceed Max");
     }
 }

@@ -55,7 +55,8 @@ public sealed class MagicTrainer : IDisposable
         Options = options;
         World = world ?? OR1.Native.Distributed.SingleProcess.Instance;
         _nccl = DeviceCommunicator(_backend, World, out string? staged);
-        Optimizer = new AdamWOptimizer(policy, World, options.ShardOptimizer, _nccl);
+        Optimizer = new AdamWOptimizer(policy, World, options.ShardOptimizer, _nccl, overlapReduction: options.OverlapGradientReduction,
+            bucketElements: options.GradientBucketElements);
         CollectivesPath = staged ?? Optimizer.CollectivesPath;
         _buffers = new MicroBatchBuffers(_backend, policy.Config.VocabSize);
         _readback = new MiniBatchReadback(_backend);
@@ -165,7 +166,9 @@ public sealed class MagicTrainer : IDisposable
             _readback.Begin(microBatches);
             Optimizer.ZeroGradients();
             for (int k = 0; k < microBatches.Count; k++)
-                TrainMicroBatch(batch, microBatches[k], k, mini, advantages, source, rollouts, keptSequence, alpha);
+                TrainMicroBatch(batch, microBatches[k], k, mini, advantages, source, rollouts, keptSequence, alpha,
+                    // The last micro-batch's backward starts the gradients' sum as its layers finish.
+                    k == microBatches.Count - 1 ? Optimizer.GradientsFinalFrom : null);
             // The mini-batch's first wait for the device: everything its micro-batches left for the host, in one copy.
             _readback.Download();
             // Sums the ranks' gradients (all-reduce, or reduce-scatter when sharded) before the clip.
@@ -398,7 +401,7 @@ public sealed class MagicTrainer : IDisposable
     /// for the device; its log-probs, entropies and loss terms land in the read-back buffer for <see cref="AddMicroBatchMetrics"/>.
     /// </summary>
     private void TrainMicroBatch(ResponseBatch batch, SequenceRange range, int k, SequenceRange mini, Tensor advantages, OldSource oldSource,
-        RolloutBatch rollouts, int[] keptSequence, float alpha)
+        RolloutBatch rollouts, int[] keptSequence, float alpha, Action<long>? gradientsFinalFrom)
     {
         using var micro = Load(batch, range);
         int n = range.TokenCount;
@@ -445,7 +448,8 @@ public sealed class MagicTrainer : IDisposable
         var lossOptions = new PolicyLossOptions(Options.ClipLow, Options.ClipHigh, alpha, (float)Options.KlCoefficient);
         _backend.PolicyLossForward(logProbs, oldLogProbs, micro.Advantages, entropy, micro.Weights, referenceLogProbs, lossOptions, _readback.LossTerms(k));
         _backend.PolicyLossBackward(logProbs, oldLogProbs, micro.Advantages, micro.Weights, referenceLogProbs, lossOptions, micro.DLogProbs, micro.DEntropy);
-        _policy.Backward(micro.Packed, act, micro.Targets, Options.Temperature, micro.DLogProbs, alpha != 0 ? micro.DEntropy : null, entropy, Optimizer.Gradients);
+        _policy.Backward(micro.Packed, act, micro.Targets, Options.Temperature, micro.DLogProbs, alpha != 0 ? micro.DEntropy : null, entropy, Optimizer.Gradients,
+            gradientsFinalFrom);
     }
 
     /// <summary>

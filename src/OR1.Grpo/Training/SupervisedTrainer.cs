@@ -75,7 +75,7 @@ public sealed class SupervisedTrainer : IDisposable
         _model.Forward(micro.Packed, _activations);
         _model.LogProbs(_activations, micro.Targets, 1f, micro.LogProbs, micro.Entropy);
         Optimizer.ZeroGradients();
-        _model.Backward(micro.Packed, _activations, micro.Targets, 1f, micro.DLogProbs, null, micro.Entropy, Optimizer.Gradients);
+        _model.Backward(micro.Packed, _activations, micro.Targets, 1f, micro.DLogProbs, null, micro.Entropy, Optimizer.Gradients, Optimizer.GradientsFinalFrom);
         Optimizer.Step(new AdamWOptions(learningRate, WeightDecay: WeightDecay), MaxGradNorm);
 
         _backend.Download<float>(micro.LogProbs, _host.AsSpan(0, n));

@@ -62,6 +62,10 @@ public sealed record TrainingConfig
     public bool Recompute { get; init; }
     /// <summary>Under mpirun, each rank keeps 1/N of the Adam moments (ZeRO-1, <see cref="OR1.Grpo.Training.MagicOptions.ShardOptimizer"/>): the same update.</summary>
     public bool ShardOptimizer { get; init; } = true;
+    /// <summary>Under mpirun, sum the gradients during the backward (<see cref="OR1.Grpo.Training.MagicOptions.OverlapGradientReduction"/>): the same sums.</summary>
+    public bool OverlapGradReduce { get; init; } = true;
+    /// <summary>Elements per collective of the gradients' sum under mpirun (<see cref="OR1.Grpo.Training.MagicOptions.GradientBucketElements"/>).</summary>
+    public int GradBucketElements { get; init; } = AdamWOptimizer.BucketElements;
     public float Temperature { get; init; } = 1f;
     public float TopP { get; init; } = 1f;
     public bool ZeroRewardForTruncated { get; init; } = true;
@@ -158,6 +162,7 @@ public sealed record TrainingConfig
         Require(EntropyCoefMin <= EntropyCoefMax, "entropy_coef_min", "must not exceed entropy_coef_max");
         Require(KlCoef >= 0, "kl_coef", "must be non-negative");
         Require(MicroBatchTokens >= 0, "micro_batch_tokens", "must be positive, or \"auto\"");
+        Require(GradBucketElements >= 64 && GradBucketElements % 64 == 0, "grad_bucket_elements", $"is {GradBucketElements}; it must be a positive multiple of 64");
         Require(Temperature > 0, "temperature", "must be positive");
         Require(TopP is > 0 and <= 1, "top_p", "must be in (0, 1]");
         Require(RolloutBatch >= 1, "rollout_batch", "must be positive");
@@ -187,6 +192,8 @@ public sealed record TrainingConfig
         MicroBatchTokens = MicroBatchTokens,
         Recompute = Recompute,
         ShardOptimizer = ShardOptimizer,
+        OverlapGradientReduction = OverlapGradReduce,
+        GradientBucketElements = GradBucketElements,
         MaxResponseLength = stage.MaxResponseLength,
     };
 

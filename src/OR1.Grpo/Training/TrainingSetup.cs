@@ -78,7 +78,7 @@ public static class TrainingSetup
         string state = optimizer.IsSharded
             ? $"optimizer sharded (ZeRO-1): {optimizer.MomentBytes / 1048576.0:F1} MiB of Adam moments on this rank, 1/{world.WorldSize} of the model's"
             : $"optimizer whole on every rank ({optimizer.MomentBytes / 1048576.0:F1} MiB of Adam moments)";
-        return $"{line} ({world.Description}; gradients {trainer.CollectivesPath}; {state}); rank 0 writes the run's files";
+        return $"{line} ({world.Description}; gradients {trainer.CollectivesPath}, {optimizer.ReductionDescription}; {state}); rank 0 writes the run's files";
     }
 
     private static IReadOnlyList<RlExample> LoadTraining(TrainingConfig config, PromptEncoder encoder, RewardRouter router, TextWriter log)

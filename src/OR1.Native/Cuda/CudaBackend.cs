@@ -23,6 +23,15 @@ public sealed class CudaBackend : KernelBackend
     /// <summary>The CUDA stream every op of this backend is queued on (NCCL's collectives join it).</summary>
     internal nint Stream => ((CudaRuntime)DeviceRuntime).Stream;
 
+    /// <summary>The second stream, for collectives that run beside the ops (made at first use).</summary>
+    internal nint SideStream => ((CudaRuntime)DeviceRuntime).SideStream;
+
+    /// <summary>What is queued on <see cref="SideStream"/> from now on starts after every op queued so far.</summary>
+    internal void SideWaitsForMain() => ((CudaRuntime)DeviceRuntime).SideWaitsForMain();
+
+    /// <summary>The ops queued from now on start after everything queued on <see cref="SideStream"/> so far.</summary>
+    internal void MainWaitsForSide() => ((CudaRuntime)DeviceRuntime).MainWaitsForSide();
+
     /// <summary>
     /// OR1_CUDA_DEVICE when set; else, as one of several MPI ranks, the rank's index on its machine (one GPU per rank, as
     /// NCCL requires: a rank beyond the machine's GPUs is refused naming both counts); else 0.

@@ -18,6 +18,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
+    public const uint CU_EVENT_DISABLE_TIMING = 2;
     public const int CU_JIT_INFO_LOG_BUFFER = 3;
     public const int CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4;
     public const int CU_JIT_ERROR_LOG_BUFFER = 5;
@@ -57,6 +58,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventCreate(out nint evt, uint flags);
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventRecord(nint evt, nint stream);
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventSynchronize(nint evt);
+    [LibraryImport(CudaLibraries.Driver)] public static partial int cuStreamWaitEvent(nint stream, nint evt, uint flags);
     [LibraryImport(CudaLibraries.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);
     [LibraryImport(CudaLibraries.Driver, EntryPoint = "cuEventDestroy_v2")] public static partial int cuEventDestroy(nint evt);
 

@@ -364,13 +364,57 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         CudaDriver.cuMemFreeHost(pointer);
     }
 
+    /// <summary>Waits for everything queued on the stream, and on the side stream when there is one.</summary>
     public void Synchronize()
     {
         MakeCurrent();
-        int rc = CudaDriver.cuStreamSynchronize(_stream);
+        SynchronizeStream(_stream, "stream");
+        if (_sideStream != 0) SynchronizeStream(_sideStream, "side stream");
+    }
+
+    private static void SynchronizeStream(nint stream, string which)
+    {
+        int rc = CudaDriver.cuStreamSynchronize(stream);
         if (rc != 0)
             throw new KernelException(BackendKind.Cuda, "cuStreamSynchronize",
-                $"an earlier kernel or copy on the stream failed: {CudaDriver.ErrorName(rc)} ({rc})");
+                $"an earlier kernel, copy or collective on the {which} failed: {CudaDriver.ErrorName(rc)} ({rc})");
+    }
+
+    // ---------------------------------------------------------------- the side stream
+
+    // A second stream for work that runs beside the ops (the gradients' collectives during the backward), and the two
+    // events that order it against the main stream; made at first use.
+    private nint _sideStream, _sideAfterMain, _mainAfterSide;
+
+    /// <summary>
+    /// The side stream: what is queued there runs concurrently with the main stream's ops, ordered against them only by
+    /// <see cref="SideWaitsForMain"/> and <see cref="MainWaitsForSide"/>. Made at first use.
+    /// </summary>
+    public nint SideStream
+    {
+        get
+        {
+            MakeCurrent();
+            if (_sideStream != 0) return _sideStream;
+            CudaErrors.Driver(CudaDriver.cuStreamCreate(out nint side, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate (side stream)");
+            CudaErrors.Driver(CudaDriver.cuEventCreate(out _sideAfterMain, CudaDriver.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            CudaErrors.Driver(CudaDriver.cuEventCreate(out _mainAfterSide, CudaDriver.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            return _sideStream = side;
+        }
+    }
+
+    /// <summary>What is queued on the side stream from now on starts after everything queued on the main stream so far.</summary>
+    public void SideWaitsForMain() => Order(_stream, _sideAfterMain, SideStream);
+
+    /// <summary>What is queued on the main stream from now on starts after everything queued on the side stream so far.</summary>
+    public void MainWaitsForSide() => Order(SideStream, _mainAfterSide, _stream);
+
+    // One event per direction is enough: cuStreamWaitEvent waits for the event's latest record as of the call, so the
+    // event may be recorded again right after.
+    private static void Order(nint before, nint evt, nint after)
+    {
+        CudaErrors.Driver(CudaDriver.cuEventRecord(evt, before), "cuEventRecord");
+        CudaErrors.Driver(CudaDriver.cuStreamWaitEvent(after, evt, 0), "cuStreamWaitEvent");
     }
 
     // ---------------------------------------------------------------- graphs
@@ -460,9 +504,16 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
         {
             MakeCurrent();
             CudaDriver.cuStreamSynchronize(_stream);
+            if (_sideStream != 0) CudaDriver.cuStreamSynchronize(_sideStream);
         }
         catch (CudaException)
         {
+        }
+        if (_sideStream != 0)
+        {
+            CudaDriver.cuEventDestroy(_sideAfterMain);
+            CudaDriver.cuEventDestroy(_mainAfterSide);
+            CudaDriver.cuStreamDestroy(_sideStream);
         }
         _modules.Dispose();
         if (_cublas != 0) Cublas.cublasDestroy(_cublas);

@@ -46,6 +46,16 @@ public static class Collectives
             throw new CollectiveException($"rank {rank}: all-gather of {input:N0} elements per rank into {output:N0}: the output must be world size ({world}) x the input");
     }
 
+    /// <summary>A reduce's sizes: the root receives as many elements as it sends; the others receive nothing (null).</summary>
+    internal static void CheckReduce(long input, long? output, int root, int world, int rank)
+    {
+        if ((uint)root >= (uint)world) throw new CollectiveException($"rank {rank}: reduce to rank {root}, outside the world of {world} ranks");
+        if (rank == root && output != input)
+            throw new CollectiveException($"rank {rank}: reduce of {input:N0} elements into {(output is { } n ? $"{n:N0}" : "no output")} at the root: the root's output must have the input's size");
+        if (rank != root && output is { } given)
+            throw new CollectiveException($"rank {rank}: reduce to rank {root} with an output of {given:N0} elements: only the root receives; the other ranks pass none");
+    }
+
     internal static void CheckRoot(int root, int world)
     {
         if ((uint)root >= (uint)world) throw new CollectiveException($"broadcast from rank {root}, outside the world of {world} ranks");

@@ -35,11 +35,23 @@ public interface ICollectives : IDisposable
     /// </summary>
     void ReduceScatterSum(ReadOnlySpan<float> input, Span<float> output);
 
+    /// <summary>
+    /// On rank <paramref name="root"/>, output = the element-wise sum over the ranks of input (the same size); the other
+    /// ranks pass an empty output. What the sharded optimizer's buckets take: each bucket lies in one rank's slice.
+    /// </summary>
+    void ReduceSum(ReadOnlySpan<float> input, Span<float> output, int root);
+
     /// <summary>output (WorldSize x n elements) = every rank's <paramref name="input"/> (n elements), in rank order.</summary>
     void AllGather(ReadOnlySpan<float> input, Span<float> output);
 
     /// <summary>Every rank's buffer becomes rank <paramref name="root"/>'s.</summary>
     void Broadcast(Span<byte> buffer, int root);
+
+    /// <summary>
+    /// Whether the collectives may be called from another thread than the one that started them, one thread at a time
+    /// (MPI_THREAD_SERIALIZED or more): what lets the gradients be reduced by a thread of their own during the backward.
+    /// </summary>
+    bool AnyThread { get; }
 
     /// <summary>Returns once every rank has called it.</summary>
     void Barrier();

@@ -8,14 +8,20 @@ namespace OR1.Native.Distributed;
 /// and every rank's scalars. Open MPI's default error handler aborts the whole job when a call fails and mpirun stops
 /// every rank when one dies, each with its message naming the rank; sizes that differ between ranks are found before
 /// the call (an all-reduce of the count's maximum and minimum) and thrown on every rank as a <see cref="CollectiveException"/>.
+/// <para>MPI starts at MPI_THREAD_SERIALIZED where the library grants it (Open MPI does): the gradients' buckets are then
+/// reduced by a thread of their own during the backward. Calls from two threads at once are refused
+/// (<see cref="OneCallerGate"/>).</para>
 /// </summary>
 public sealed unsafe class MpiCollectives : ICollectives
 {
     private readonly nint _world, _float, _double, _byte, _sum, _max;
     private bool _disposed;
+    // MPI_THREAD_SERIALIZED: one thread inside MPI at a time.
+    private readonly OneCallerGate _gate;
 
     private MpiCollectives(nint library)
     {
+        _gate = new OneCallerGate(() => Rank);
         nint Export(string name) => NativeLibrary.TryGetExport(library, name, out nint address)
             ? address
             : throw new CollectiveException($"libmpi does not export '{name}': an Open MPI library is needed (MPICH's ABI is not supported)");
@@ -25,13 +31,11 @@ public sealed unsafe class MpiCollectives : ICollectives
         _byte = Export("ompi_mpi_byte");
         _sum = Export("ompi_mpi_op_sum");
         _max = Export("ompi_mpi_op_max");
-        int initialized;
+        int initialized, provided;
         Check(MpiNative.Initialized(&initialized), "MPI_Initialized");
-        if (initialized == 0)
-        {
-            int provided;
-            Check(MpiNative.InitThread(null, null, MpiNative.ThreadFunneled, &provided), "MPI_Init_thread");
-        }
+        if (initialized == 0) Check(MpiNative.InitThread(null, null, MpiNative.ThreadSerialized, &provided), "MPI_Init_thread");
+        else Check(MpiNative.QueryThread(&provided), "MPI_Query_thread");
+        AnyThread = provided >= MpiNative.ThreadSerialized;
         int rank, size;
         Check(MpiNative.CommRank(_world, &rank), "MPI_Comm_rank");
         Check(MpiNative.CommSize(_world, &size), "MPI_Comm_size");
@@ -40,7 +44,7 @@ public sealed unsafe class MpiCollectives : ICollectives
         Description = $"mpi ({LibraryVersion()})";
     }
 
-    /// <summary>Starts MPI (MPI_Init_thread with MPI_THREAD_FUNNELED: collectives come from the thread that started it).</summary>
+    /// <summary>Starts MPI (MPI_Init_thread asking for MPI_THREAD_SERIALIZED: any thread, one at a time).</summary>
     /// <exception cref="CollectiveException">libmpi cannot be loaded or is not Open MPI.</exception>
     public static MpiCollectives Start()
     {
@@ -56,6 +60,8 @@ public sealed unsafe class MpiCollectives : ICollectives
     public int Rank { get; }
     public int WorldSize { get; }
     public string Description { get; }
+    public bool AnyThread { get; }
+
 
     private static string LibraryVersion()
     {
@@ -89,24 +95,28 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     public void AllReduceSum(Span<float> buffer)
     {
+        using var one = _gate.Enter("all-reduce");
         AgreeOnCount(buffer.Length, "all-reduce");
         fixed (float* p = buffer) Check(MpiNative.Allreduce(MpiNative.InPlace, (nint)p, buffer.Length, _float, _sum, _world), "MPI_Allreduce");
     }
 
     public void AllReduceSum(Span<double> values)
     {
+        using var one = _gate.Enter("all-reduce of scalars");
         AgreeOnCount(values.Length, "all-reduce of scalars");
         fixed (double* p = values) Check(MpiNative.Allreduce(MpiNative.InPlace, (nint)p, values.Length, _double, _sum, _world), "MPI_Allreduce");
     }
 
     public void AllReduceMax(Span<double> values)
     {
+        using var one = _gate.Enter("all-reduce (max) of scalars");
         AgreeOnCount(values.Length, "all-reduce (max) of scalars");
         fixed (double* p = values) Check(MpiNative.Allreduce(MpiNative.InPlace, (nint)p, values.Length, _double, _max, _world), "MPI_Allreduce");
     }
 
     public void ReduceScatterSum(ReadOnlySpan<float> input, Span<float> output)
     {
+        using var one = _gate.Enter("reduce-scatter");
         Collectives.CheckScatter(input.Length, output.Length, WorldSize, Rank);
         AgreeOnCount(output.Length, "reduce-scatter");
         fixed (float* i = input)
@@ -116,6 +126,7 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     public void AllGather(ReadOnlySpan<float> input, Span<float> output)
     {
+        using var one = _gate.Enter("all-gather");
         Collectives.CheckGather(input.Length, output.Length, WorldSize, Rank);
         AgreeOnCount(input.Length, "all-gather");
         fixed (float* i = input)
@@ -125,12 +136,27 @@ public sealed unsafe class MpiCollectives : ICollectives
 
     public void Broadcast(Span<byte> buffer, int root)
     {
+        using var one = _gate.Enter("broadcast");
         Collectives.CheckRoot(root, WorldSize);
         AgreeOnCount(buffer.Length, "broadcast");
         fixed (byte* p = buffer) Check(MpiNative.Bcast((nint)p, buffer.Length, _byte, root, _world), "MPI_Bcast");
     }
 
-    public void Barrier() => Check(MpiNative.Barrier(_world), "MPI_Barrier");
+    public void ReduceSum(ReadOnlySpan<float> input, Span<float> output, int root)
+    {
+        using var one = _gate.Enter("reduce");
+        Collectives.CheckReduce(input.Length, Rank == root || output.Length > 0 ? output.Length : null, root, WorldSize, Rank);
+        AgreeOnCount(input.Length, "reduce");
+        fixed (float* i = input)
+        fixed (float* o = output)
+            Check(MpiNative.Reduce((nint)i, (nint)o, input.Length, _float, _sum, root, _world), "MPI_Reduce");
+    }
+
+    public void Barrier()
+    {
+        using var one = _gate.Enter("barrier");
+        Check(MpiNative.Barrier(_world), "MPI_Barrier");
+    }
 
     public void Abort(int code)
     {

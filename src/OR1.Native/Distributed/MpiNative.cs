@@ -17,15 +17,18 @@ internal static partial class MpiNative
     static MpiNative() => CudaLibraries.Register();
 
     public const int Success = 0;
-    public const int ThreadFunneled = 1;
+    /// <summary>MPI's thread levels: calls from the thread that started MPI only, or from any thread one at a time.</summary>
+    public const int ThreadFunneled = 1, ThreadSerialized = 2;
     public static readonly nint InPlace = 1;
 
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Initialized")] public static unsafe partial int Initialized(int* flag);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Finalized")] public static unsafe partial int Finalized(int* flag);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Init_thread")] public static unsafe partial int InitThread(int* argc, nint* argv, int required, int* provided);
+    [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Query_thread")] public static unsafe partial int QueryThread(int* provided);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Comm_rank")] public static unsafe partial int CommRank(nint comm, int* rank);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Comm_size")] public static unsafe partial int CommSize(nint comm, int* size);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Allreduce")] public static partial int Allreduce(nint send, nint receive, int count, nint type, nint op, nint comm);
+    [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Reduce")] public static partial int Reduce(nint send, nint receive, int count, nint type, nint op, int root, nint comm);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Reduce_scatter_block")] public static partial int ReduceScatterBlock(nint send, nint receive, int count, nint type, nint op, nint comm);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Allgather")] public static partial int Allgather(nint send, int sendCount, nint sendType, nint receive, int receiveCount, nint receiveType, nint comm);
     [LibraryImport(CudaLibraries.Mpi, EntryPoint = "MPI_Bcast")] public static partial int Bcast(nint buffer, int count, nint type, int root, nint comm);

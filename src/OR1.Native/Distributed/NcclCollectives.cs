@@ -93,11 +93,31 @@ public sealed unsafe class NcclCollectives : IDisposable
     }
 
     /// <summary>buffer = the sum over the ranks (in place, on the backend's stream).</summary>
-    public void AllReduceSum(Tensor buffer)
+    public void AllReduceSum(Tensor buffer) => AllReduceSum(buffer, _stream);
+
+    /// <summary>buffer = the sum over the ranks (in place), queued on <paramref name="stream"/>.</summary>
+    internal void AllReduceSum(Tensor buffer, nint stream)
     {
         Own(buffer, nameof(buffer));
-        Check(NcclNative.AllReduce(buffer.DevicePointer, buffer.DevicePointer, (nuint)buffer.ElementCount, TypeOf(buffer, nameof(buffer)), NcclNative.Sum, _comm, _stream),
+        Check(NcclNative.AllReduce(buffer.DevicePointer, buffer.DevicePointer, (nuint)buffer.ElementCount, TypeOf(buffer, nameof(buffer)), NcclNative.Sum, _comm, stream),
             "ncclAllReduce", Rank);
+    }
+
+    /// <summary>
+    /// On rank <paramref name="root"/>, output = the sum over the ranks of input (same sizes); the other ranks pass a null
+    /// output (nothing of theirs is written). On the backend's stream.
+    /// </summary>
+    public void ReduceSum(Tensor input, Tensor? output, int root) => ReduceSum(input, output, root, _stream);
+
+    /// <summary><see cref="ReduceSum(Tensor, Tensor?, int)"/>, queued on <paramref name="stream"/>.</summary>
+    internal void ReduceSum(Tensor input, Tensor? output, int root, nint stream)
+    {
+        Own(input, nameof(input));
+        Collectives.CheckReduce(input.ElementCount, output?.ElementCount, root, WorldSize, Rank);
+        if (output is not null) CheckPair(input, output);
+        // NCCL reads the receive buffer on the root only; the others name their input there (never written).
+        Check(NcclNative.Reduce(input.DevicePointer, (output ?? input).DevicePointer, (nuint)input.ElementCount, TypeOf(input, nameof(input)), NcclNative.Sum,
+            root, _comm, stream), "ncclReduce", Rank);
     }
 
     /// <summary>output (n elements) = this rank's slice of the sum over the ranks of input (WorldSize x n elements).</summary>

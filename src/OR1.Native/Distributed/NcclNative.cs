@@ -4,8 +4,8 @@ using OR1.Native.Cuda;
 namespace OR1.Native.Distributed;
 
 /// <summary>
-/// Our binding of NCCL 2 (libnccl.so.2): the communicator and the three collectives data-parallel training needs, on
-/// our CUDA stream. ncclUniqueId is 128 opaque bytes that rank 0 creates and the MPI world broadcasts.
+/// Our binding of NCCL 2 (libnccl.so.2): the communicator and the four collectives data-parallel training needs, on
+/// our CUDA streams. ncclUniqueId is 128 opaque bytes that rank 0 creates and the MPI world broadcasts.
 /// </summary>
 internal static partial class NcclNative
 {
@@ -25,6 +25,7 @@ internal static partial class NcclNative
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclCommInitRank")] public static unsafe partial int CommInitRank(nint* comm, int ranks, byte* id, int rank);
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclCommDestroy")] public static partial int CommDestroy(nint comm);
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclAllReduce")] public static partial int AllReduce(nint send, nint receive, nuint count, int type, int op, nint comm, nint stream);
+    [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclReduce")] public static partial int Reduce(nint send, nint receive, nuint count, int type, int op, int root, nint comm, nint stream);
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclReduceScatter")] public static partial int ReduceScatter(nint send, nint receive, nuint receiveCount, int type, int op, nint comm, nint stream);
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclAllGather")] public static partial int AllGather(nint send, nint receive, nuint sendCount, int type, nint comm, nint stream);
     [LibraryImport(CudaLibraries.Nccl, EntryPoint = "ncclGetErrorString")] public static partial nint GetErrorString(int result);

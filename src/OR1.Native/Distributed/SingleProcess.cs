@@ -19,6 +19,14 @@ public sealed class SingleProcess : ICollectives
         input.CopyTo(output);
     }
 
+    public void ReduceSum(ReadOnlySpan<float> input, Span<float> output, int root)
+    {
+        Collectives.CheckReduce(input.Length, output.Length, root, 1, 0);
+        input.CopyTo(output);
+    }
+
+    public bool AnyThread => true;
+
     public void AllGather(ReadOnlySpan<float> input, Span<float> output)
     {
         Collectives.CheckGather(input.Length, output.Length, 1, 0);

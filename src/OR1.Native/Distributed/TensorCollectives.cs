@@ -45,6 +45,30 @@ public sealed class TensorCollectives(IBackend backend, ICollectives world, Nccl
     public void ReduceScatterSum(Tensor input, Tensor output) =>
         Pair(input, output, (n, i, o) => n.ReduceScatterSum(i, o), (i, o) => world.ReduceScatterSum(i, o));
 
+    /// <summary>On rank <paramref name="root"/>, output = the sum over the ranks of input; the others pass a null output.</summary>
+    public void ReduceSum(Tensor input, Tensor? output, int root)
+    {
+        Check(input, nameof(input));
+        if (output is not null) Check(output, nameof(output));
+        if (nccl is not null && !input.IsHostVisible && output is not { IsHostVisible: true })
+        {
+            nccl.ReduceSum(input, output, root);
+            return;
+        }
+        backend.Synchronize();
+        if (input.IsHostVisible && output is not { IsHostVisible: false })
+        {
+            world.ReduceSum(input.AsSpan<float>(), output is null ? [] : output.AsSpan<float>(), root);
+            return;
+        }
+        long outputElements = output?.ElementCount ?? 0;
+        var host = Staging(input.ElementCount + outputElements);
+        Span<float> from = host[..(int)input.ElementCount], to = host.Slice((int)input.ElementCount, (int)outputElements);
+        backend.Download<float>(input, from);
+        world.ReduceSum(from, to, root);
+        if (output is not null) backend.Upload<float>(to, output);
+    }
+
     /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
     public void AllGather(Tensor input, Tensor output) =>
         Pair(input, output, (n, i, o) => n.AllGather(i, o), (i, o) => world.AllGather(i, o));

@@ -14,6 +14,9 @@ namespace OR1.Tests.Training;
 /// with <c>shardAlone</c> takes that path with one slice, and must take the unsharded optimizer's steps. On the Cuda
 /// backend the collectives go through a one-GPU NCCL communicator when NCCL is there (the GPU check's run of the
 /// trainer's device path). Multi-rank runs are <see cref="Distributed.MpiStepTests"/>.
+/// <para>The same path with the sum overlapped with the backward (each bucket reduced into the slice as soon as the
+/// backward reports it final: a thread of its own in host memory, NCCL on the side stream on a GPU) takes the steps of
+/// the sum after the backward bit for bit: on a GPU, a bucket read before the ops that write it had run would differ.</para>
 /// </summary>
 [TestFixtureSource(typeof(BackendCases), nameof(BackendCases.All))]
 public sealed class ShardedOptimizerTests(BackendCase backendCase)
@@ -78,5 +81,55 @@ public sealed class ShardedOptimizerTests(BackendCase backendCase)
             double tolerance = precision == Precision.Bf16 ? 1e-2 : 1e-5; // a bf16 rounding may fall either side of a tie
             TensorAssert.Close(working, TestData.ToDouble(expected), 1e-6, tolerance, $"working weight {name}");
         }
+    }
+
+    [TestCase(Precision.Fp32)]
+    [TestCase(Precision.Bf16)]
+    public void TheOverlappedSumTakesTheStepsOfTheSumAfterTheBackward(Precision precision)
+    {
+        if (!_backend.StorageTypes.Contains(precision.StorageType())) Assert.Ignore($"the {_backend.Kind} backend computes in fp32 only");
+        var config = TinyModels.Config(tied: false, layers: 3);
+        var models = new[] { new Qwen2Model(_backend, config, precision, master: true), new Qwen2Model(_backend, config, precision, master: true) };
+        using var overlappedModel = models[0];
+        using var afterModel = models[1];
+        foreach (var model in models)
+        {
+            TinyModels.Randomize(model.Parameters, 3);
+            if (model.Master is not null) model.Weights.CopyFrom(model.Master);
+        }
+        using var nccl = Nccl();
+        using var overlapped = new AdamWOptimizer(overlappedModel, SingleProcess.Instance, shard: true, nccl, shardAlone: true, bucketElements: 64);
+        using var after = new AdamWOptimizer(afterModel, SingleProcess.Instance, shard: true, nccl, shardAlone: true, overlapReduction: false, bucketElements: 64);
+        var expected = nccl is not null ? ReductionTiming.OverlappedOnSideStream
+            : _backend.Kind is BackendKind.Cpu or BackendKind.Emu ? ReductionTiming.OverlappedOnThread
+            : ReductionTiming.AfterBackward; // device memory without NCCL: staged through the host after the backward
+        TestContext.Out.WriteLine($"{_backend.Kind}: {overlapped.ReductionDescription}");
+        Assert.That(overlapped.GradientSumTiming, Is.EqualTo(expected));
+        Assert.That(after.GradientSumTiming, Is.EqualTo(ReductionTiming.AfterBackward));
+
+        var options = new AdamWOptions(1e-2, WeightDecay: 0.1);
+        for (int step = 0; step < 3; step++)
+        {
+            foreach (var (model, optimizer) in new[] { (overlappedModel, overlapped), (afterModel, after) })
+            {
+                optimizer.ZeroGradients();
+                TinyBackward.Run(model, TinyBackward.MicroBatches[0], optimizer.Gradients, seed: 20 + step);
+                TinyBackward.Run(model, TinyBackward.MicroBatches[1], optimizer.Gradients, seed: 30 + step, optimizer.GradientsFinalFrom);
+                optimizer.Step(options, maxGradNorm: step == 1 ? 1e-3 : 1e9);
+            }
+            Assert.That(overlapped.LastClipScale, Is.EqualTo(after.LastClipScale), $"step {step}: the clip");
+        }
+        var overlappedParameters = overlapped.GatherParameters();
+        var afterParameters = after.GatherParameters();
+        var overlappedMoments = overlapped.GatherMoments();
+        var afterMoments = after.GatherMoments();
+        for (int i = 0; i < afterMoments.Count; i++)
+        {
+            string name = afterMoments[i].Name;
+            Assert.That(overlappedParameters(name), Is.EqualTo(afterParameters(name)), $"fp32 parameter {name}");
+            Assert.That(overlappedMoments[i].First, Is.EqualTo(afterMoments[i].First), $"exp_avg of {name}");
+            Assert.That(overlappedMoments[i].Second, Is.EqualTo(afterMoments[i].Second), $"exp_avg_sq of {name}");
+        }
+        Assert.That(afterMoments.Sum(m => m.Second.Count(v => v != 0)), Is.GreaterThan(afterMoments.Sum(m => m.Second.Length) / 2), "the steps moved (the comparison can fail)");
     }
 }
