@@ -23,7 +23,7 @@ public static class InfoText
                 ? $"World: 1 process ({world.Transport}; start ranks with mpirun -np N)"
                 : world.Error is { } why
                     ? $"World: {world.WorldSize} ranks announced by the launcher, but: {why}"
-                    : $"World: {world.WorldSize} ranks over {world.Transport}, this is rank {world.Rank}; collectives check " +
+                    : $"World: {world.WorldSize} ranks over {world.Transport} ({(world.AnyThread ? "any thread, one at a time: host gradients may be summed during the backward" : "one thread: host gradients summed after the backward")}), this is rank {world.Rank}; collectives check " +
                       $"{(world.Passed ? "passed" : "FAILED")} (max |error| {world.CheckMaxError}, different sizes {(world.MismatchRefused == true ? "refused on every rank" : "NOT refused")})");
         output.WriteLine("Backends on this machine:");
         BackendTable.Write(output, report.Backends);

@@ -4,17 +4,20 @@ namespace OR1.Runner.Commands;
 
 /// <summary>
 /// The ranks this process was started among (<c>mpirun -np N or1 info</c>): the world size, this rank, what carries
-/// the collectives, and, with more than one rank, a check of every collective with known answers (all-reduce of floats
-/// and scalars, maximum, reduce-scatter, all-gather, broadcast, barrier) and of the size check (an all-reduce whose
-/// buffers differ between ranks must be refused on every rank).
+/// the collectives, whether a thread other than the one that started them may call them (what the gradients' sum during
+/// the backward needs), and, with more than one rank, a check of every collective with known answers (all-reduce of
+/// floats and scalars, maximum, reduce, reduce-scatter, all-gather, broadcast, barrier, and an all-reduce from a thread
+/// of its own where allowed) and of the size check (an all-reduce whose buffers differ between ranks must be refused on
+/// every rank).
 /// </summary>
 /// <param name="WorldSize">Ranks in the world (1 without a launcher).</param>
 /// <param name="Rank">This process's rank.</param>
 /// <param name="Transport">What carries the collectives.</param>
+/// <param name="AnyThread">Whether any thread may call the collectives, one at a time (MPI_THREAD_SERIALIZED).</param>
 /// <param name="CheckMaxError">The largest |result - expected| of the check over every rank (null with one rank).</param>
 /// <param name="MismatchRefused">Whether an all-reduce of different sizes was refused on every rank (null with one rank).</param>
 /// <param name="Error">Why the world could not be joined or checked, or null.</param>
-public sealed record InfoWorld(int WorldSize, int Rank, string Transport, double? CheckMaxError, bool? MismatchRefused, string? Error)
+public sealed record InfoWorld(int WorldSize, int Rank, string Transport, bool AnyThread, double? CheckMaxError, bool? MismatchRefused, string? Error)
 {
     public bool Passed => Error is null && (WorldSize == 1 || (CheckMaxError == 0 && MismatchRefused == true));
 
@@ -28,19 +31,19 @@ public sealed record InfoWorld(int WorldSize, int Rank, string Transport, double
         }
         catch (CollectiveException e)
         {
-            return new InfoWorld(announced, 0, "mpi", null, null, e.Message);
+            return new InfoWorld(announced, 0, "mpi", false, null, null, e.Message);
         }
         using (world)
         {
-            if (world.WorldSize == 1) return new InfoWorld(1, 0, world.Description, null, null, null);
+            if (world.WorldSize == 1) return new InfoWorld(1, 0, world.Description, world.AnyThread, null, null, null);
             try
             {
                 var (error, refused) = Check(world);
-                return new InfoWorld(world.WorldSize, world.Rank, world.Description, error, refused, null);
+                return new InfoWorld(world.WorldSize, world.Rank, world.Description, world.AnyThread, error, refused, null);
             }
             catch (CollectiveException e)
             {
-                return new InfoWorld(world.WorldSize, world.Rank, world.Description, null, null, e.Message);
+                return new InfoWorld(world.WorldSize, world.Rank, world.Description, world.AnyThread, null, null, e.Message);
             }
         }
     }
@@ -71,6 +74,34 @@ public sealed record InfoWorld(int WorldSize, int Rank, string Transport, double
         var mine = new float[slice];
         world.ReduceScatterSum(input, mine);
         for (int j = 0; j < slice; j++) Expect(mine[j], n * (n - 1) / 2.0 + n * (r * slice + j));
+
+        // To the last rank only; the others pass no output.
+        var reduced = new float[r == n - 1 ? slice : 0];
+        world.ReduceSum(input.AsSpan(0, slice), reduced, n - 1);
+        for (int j = 0; j < reduced.Length; j++) Expect(reduced[j], n * (n - 1) / 2.0 + n * j);
+
+        if (world.AnyThread)
+        {
+            // From a thread of its own, as the gradients' sum during the backward calls it.
+            var fromThread = new float[slice];
+            for (int j = 0; j < slice; j++) fromThread[j] = r * j;
+            Exception? failure = null;
+            var thread = new Thread(() =>
+            {
+                try
+                {
+                    world.AllReduceSum(fromThread);
+                }
+                catch (Exception e)
+                {
+                    failure = e;
+                }
+            });
+            thread.Start();
+            thread.Join();
+            if (failure is not null) throw failure;
+            for (int j = 0; j < slice; j++) Expect(fromThread[j], n * (n - 1) / 2.0 * j);
+        }
 
         var part = new float[slice];
         for (int j = 0; j < slice; j++) part[j] = r * 100 + j;

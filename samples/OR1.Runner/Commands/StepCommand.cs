@@ -30,10 +30,10 @@ public static class StepCommand
             Description = "Under mpirun, keep each rank's 1/N of the optimizer state only (ZeRO-1: the Adam moments, and in bf16 the fp32 master; the same update). Default true; false keeps them whole on every rank",
             DefaultValueFactory = _ => true,
         };
-        var overlap = new Option<bool>("--overlap-grad-reduce")
+        var overlap = new Option<bool?>("--overlap-grad-reduce")
         {
-            Description = "Under mpirun, sum the gradients bucket by bucket during the backward where the backend allows (the same sums). Default true; false sums them after the backward",
-            DefaultValueFactory = _ => true,
+            Description = "Under mpirun, sum the gradients bucket by bucket during the backward (the same sums): true or false. " +
+                          "Default: on a GPU with NCCL (a side stream), not in host memory (a thread that would compete with the Cpu backend's)",
         };
         var bucket = new Option<int>("--grad-bucket-elements")
         {

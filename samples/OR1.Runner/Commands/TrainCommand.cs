@@ -33,7 +33,8 @@ public static class TrainCommand
         };
         var overlap = new Option<bool?>("--overlap-grad-reduce")
         {
-            Description = "Under mpirun, sum the gradients bucket by bucket during the backward where the backend allows (the same sums). Default true; overrides the config's overlap_grad_reduce",
+            Description = "Under mpirun, sum the gradients bucket by bucket during the backward (the same sums): true or false. " +
+                          "Default: on a GPU with NCCL, not in host memory; overrides the config's overlap_grad_reduce",
         };
         var command = new Command("train", "Train a policy with GRPO/MAGIC (data parallel under mpirun: mpirun -np N or1 train ...)")
             { config, resume, unsafeNoSandbox, oldLogProbs, precision, saveDType, recompute, shardOptimizer, overlap };

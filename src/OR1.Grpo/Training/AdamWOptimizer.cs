@@ -55,12 +55,13 @@ public sealed class AdamWOptimizer : IDisposable
     /// through the host).</param>
     /// <param name="shardAlone">Take the sharded path in a world of one too (one slice, the collectives copies): how one
     /// device tests that path, through NCCL on a GPU. Without it a world of one is never sharded.</param>
-    /// <param name="overlapReduction">Start the gradients' sum during the backward where the backend allows
-    /// (<see cref="GradientsFinalFrom"/>); false: all of it in the step. The same sums either way.</param>
+    /// <param name="overlapReduction">Start the gradients' sum during the backward (<see cref="GradientsFinalFrom"/>):
+    /// null, where it runs on the device beside the ops (NCCL); true, in host memory too (a thread of its own); false,
+    /// never (all of it in the step). The same sums either way (<see cref="GradientReduction"/>).</param>
     /// <param name="bucketElements">Elements per collective of that sum (<see cref="GradientBuckets.Plan"/>).</param>
     /// <exception cref="ArgumentException">A bf16 model without fp32 master weights (build or load it for training).</exception>
     public AdamWOptimizer(Qwen2Model model, ICollectives? world = null, bool shard = false, NcclCollectives? nccl = null, bool shardAlone = false,
-        bool overlapReduction = true, int bucketElements = BucketElements)
+        bool? overlapReduction = null, int bucketElements = BucketElements)
     {
         if (model.Parameters.DType != DType.Float32)
             throw new ArgumentException("a bf16 model needs fp32 master weights to train; create or load it with master weights", nameof(model));

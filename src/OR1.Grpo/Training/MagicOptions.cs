@@ -55,10 +55,11 @@ public sealed record MagicOptions
 
     /// <summary>
     /// With several ranks, start the gradients' sum during the backward of each mini-batch's last micro-batch, bucket by
-    /// bucket as its layers finish (<see cref="AdamWOptimizer.GradientsFinalFrom"/>), where the backend allows: the same
-    /// sums, sooner. On by default; false sums them all after the backward.
+    /// bucket as its layers finish (<see cref="AdamWOptimizer.GradientsFinalFrom"/>): the same sums, sooner. Null (the
+    /// default): where the sum runs on the device beside the ops (NCCL on the Cuda backend's side stream), not in host
+    /// memory (the Cpu backend's ranks would give a core of their own to it); true: in host memory too; false: never.
     /// </summary>
-    public bool OverlapGradientReduction { get; init; } = true;
+    public bool? OverlapGradientReduction { get; init; }
 
     /// <summary>
     /// Elements per collective of the gradients' sum over the ranks (<see cref="OR1.Native.Distributed.GradientBuckets"/>;

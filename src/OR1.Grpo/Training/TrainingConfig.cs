@@ -62,8 +62,8 @@ public sealed record TrainingConfig
     public bool Recompute { get; init; }
     /// <summary>Under mpirun, each rank keeps 1/N of the Adam moments (ZeRO-1, <see cref="OR1.Grpo.Training.MagicOptions.ShardOptimizer"/>): the same update.</summary>
     public bool ShardOptimizer { get; init; } = true;
-    /// <summary>Under mpirun, sum the gradients during the backward (<see cref="OR1.Grpo.Training.MagicOptions.OverlapGradientReduction"/>): the same sums.</summary>
-    public bool OverlapGradReduce { get; init; } = true;
+    /// <summary>Under mpirun, sum the gradients during the backward (<see cref="OR1.Grpo.Training.MagicOptions.OverlapGradientReduction"/>; null: on a GPU only): the same sums.</summary>
+    public bool? OverlapGradReduce { get; init; }
     /// <summary>Elements per collective of the gradients' sum under mpirun (<see cref="OR1.Grpo.Training.MagicOptions.GradientBucketElements"/>).</summary>
     public int GradBucketElements { get; init; } = AdamWOptimizer.BucketElements;
     public float Temperature { get; init; } = 1f;

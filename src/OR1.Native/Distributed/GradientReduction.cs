@@ -55,10 +55,13 @@ public sealed class GradientReduction : IDisposable
     /// <param name="shard">Sharded: this rank's slice of the sum (flat length / ranks elements of fp32); null: all-reduced in place.</param>
     /// <param name="plan">The buckets, in the order the backward finishes them (<see cref="GradientBuckets.Plan"/>).</param>
     /// <param name="nccl">The GPU communicator, for gradients in device memory (else they are staged through the host after the backward).</param>
-    /// <param name="overlap">Start the buckets during the backward where the backend allows.</param>
+    /// <param name="overlap">Start the buckets during the backward: null (default) where the sum runs on the device beside
+    /// the ops (NCCL on the side stream), but not in host memory, where a thread of its own would compete with the
+    /// backend's threads for the rank's cores (measured slower on a machine whose ranks have no core to spare:
+    /// bench/README.md); true also in host memory (ranks with cores to spare, transports that mostly wait); false never.</param>
     /// <exception cref="ArgumentException">A plan that does not cover the buffer, owners that do not match the sharding, or a slice of the wrong size.</exception>
     public GradientReduction(IBackend backend, ICollectives world, TensorCollectives collectives, Tensor flat, Tensor? shard, GradientBucket[] plan,
-        NcclCollectives? nccl = null, bool overlap = true)
+        NcclCollectives? nccl = null, bool? overlap = null)
     {
         _world = world;
         _collectives = collectives;
@@ -82,9 +85,9 @@ public sealed class GradientReduction : IDisposable
 
         bool onDevice = nccl is not null && !flat.IsHostVisible && shard is not { IsHostVisible: true };
         bool onHost = flat.IsHostVisible && shard is not { IsHostVisible: false };
-        Timing = !overlap ? ReductionTiming.AfterBackward
+        Timing = overlap == false ? ReductionTiming.AfterBackward
             : onDevice && backend is CudaBackend ? ReductionTiming.OverlappedOnSideStream
-            : onHost && world.AnyThread ? ReductionTiming.OverlappedOnThread
+            : overlap == true && onHost && world.AnyThread ? ReductionTiming.OverlappedOnThread
             : ReductionTiming.AfterBackward;
         if (Timing == ReductionTiming.OverlappedOnSideStream)
         {
@@ -235,8 +238,10 @@ public sealed class GradientReduction : IDisposable
         }
     }
 
+    /// <summary>Waits for buckets still running (a step that failed midway), then stops the reduction thread.</summary>
     public void Dispose()
     {
+        Reset();
         if (_thread is null) return;
         lock (_gate)
         {

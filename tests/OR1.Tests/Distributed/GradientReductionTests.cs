@@ -62,7 +62,7 @@ public sealed class GradientReductionTests
         using var aloneModel = Model();
         var overlappedWorld = new TwinWorld();
         var afterWorld = new TwinWorld();
-        using var overlapped = new AdamWOptimizer(overlappedModel, overlappedWorld, bucketElements: Bucket);
+        using var overlapped = new AdamWOptimizer(overlappedModel, overlappedWorld, overlapReduction: true, bucketElements: Bucket);
         using var after = new AdamWOptimizer(afterModel, afterWorld, overlapReduction: false, bucketElements: Bucket);
         using var alone = new AdamWOptimizer(aloneModel);
         Assert.That(overlapped.GradientSumTiming, Is.EqualTo(ReductionTiming.OverlappedOnThread));
@@ -115,7 +115,7 @@ public sealed class GradientReductionTests
                 started.Set();
             },
         };
-        using var optimizer = new AdamWOptimizer(model, world, bucketElements: Bucket);
+        using var optimizer = new AdamWOptimizer(model, world, overlapReduction: true, bucketElements: Bucket);
         long head = optimizer.Gradients.HeadFlatStart;
         bool waited = false;
         TrainStep(model, optimizer, seed: 5, hook => offset =>
@@ -141,7 +141,7 @@ public sealed class GradientReductionTests
                 if (fail && calls == 2) throw new CollectiveException("rank 0: all-reduce failed: the test's injected fault");
             },
         };
-        using var optimizer = new AdamWOptimizer(model, world, bucketElements: Bucket);
+        using var optimizer = new AdamWOptimizer(model, world, overlapReduction: true, bucketElements: Bucket);
         float[] weights = Parameters(model);
         var e = Assert.Throws<CollectiveException>(() => TrainStep(model, optimizer, seed: 5));
         Assert.That(e!.Message, Does.Contain("injected fault"));
@@ -173,11 +173,21 @@ public sealed class GradientReductionTests
     }
 
     [Test]
-    public void AWorldThatTakesOneThreadOnlySumsAfterTheBackward()
+    public void AWorldThatTakesOneThreadOnlySumsAfterTheBackwardEvenWhenAsked()
     {
         using var model = Model();
-        using var optimizer = new AdamWOptimizer(model, new TwinWorld { AnyThread = false }, bucketElements: Bucket);
+        using var optimizer = new AdamWOptimizer(model, new TwinWorld { AnyThread = false }, overlapReduction: true, bucketElements: Bucket);
         Assert.That(optimizer.GradientSumTiming, Is.EqualTo(ReductionTiming.AfterBackward), "MPI below MPI_THREAD_SERIALIZED: no thread of its own");
+    }
+
+    [Test]
+    public void InHostMemoryTheSumRunsAfterTheBackwardUnlessAsked()
+    {
+        using var model = Model();
+        using var optimizer = new AdamWOptimizer(model, new TwinWorld(), bucketElements: Bucket);
+        Assert.That(optimizer.GradientSumTiming, Is.EqualTo(ReductionTiming.AfterBackward),
+            "by default a thread of its own is not taken from the Cpu backend's cores (bench/grad-overlap.sh measured it slower)");
+        Assert.That(optimizer.GradientsFinalFrom, Is.Null);
     }
 
     [Test]

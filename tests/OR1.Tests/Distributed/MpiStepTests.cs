@@ -111,6 +111,38 @@ public sealed class MpiStepTests
             "sharded: 1/N of the unsharded state");
     }
 
+    /// <summary>
+    /// The gradients summed during the backward (small buckets: dozens per rank, each started as the backward reports it
+    /// final, by a thread of its own) give the sums of the same buckets after the backward bit for bit: the clipped
+    /// gradients and the updated weights, sharded or not; the ranks say which way they summed.
+    /// </summary>
+    [TestCase(2, "true")]
+    [TestCase(2, "false")]
+    [TestCase(3, "true")]
+    public async Task SummingDuringTheBackwardGivesTheSumAfterItBitForBit(int ranks, string shard)
+    {
+        string mpirun = MpiWorldTests.RequireMpirun();
+        string model = WriteModel(), rollouts = WriteRollouts();
+        string overlapped = Path.Combine(_dir, "overlapped"), after = Path.Combine(_dir, "after");
+        foreach (var (output, overlap, words) in new[] { (overlapped, "true", "overlapped with the backward by a thread of their own"), (after, "false", "after the backward") })
+        {
+            var (code, _, error) = await ChildProcess.RunAsync(mpirun,
+                MpiWorldTests.MpirunArguments(ranks, ["step", "--model", model, "--rollouts", rollouts, "--out", output, "--shard-optimizer", shard,
+                    "--overlap-grad-reduce", overlap, "--grad-bucket-elements", "64", .. StepOptions]),
+                TimeSpan.FromMinutes(4), environment: new Dictionary<string, string> { ["TERM"] = "dumb" });
+            TestContext.Out.WriteLine(error);
+            Assert.That(code, Is.Zero, error);
+            for (int r = 0; r < ranks; r++) Assert.That(error, Does.Contain($"rank {r} of {ranks}: the ranks' weights agree (gradients host (in place), ").And.Contain(words));
+        }
+        foreach (string file in new[] { "model.safetensors", "grads.safetensors" })
+        {
+            using var a = SafetensorsFile.Open(Path.Combine(overlapped, file));
+            using var b = SafetensorsFile.Open(Path.Combine(after, file));
+            foreach (string name in b.Tensors.Keys)
+                Assert.That(a.ReadAsFloat32(name), Is.EqualTo(b.ReadAsFloat32(name)), $"{file}: '{name}', summed during against after the backward");
+        }
+    }
+
     [TestCase(2)]
     [TestCase(3)]
     public async Task RanksTakeTheStepOfOneProcess(int ranks)
@@ -127,6 +159,7 @@ public sealed class MpiStepTests
         TestContext.Out.WriteLine(error);
         Assert.That(code, Is.Zero, error);
         for (int r = 0; r < ranks; r++) Assert.That(error, Does.Contain($"rank {r} of {ranks}: the ranks' weights agree"));
+        Assert.That(error, Does.Contain("after the backward)"), "in host memory the gradients are summed after the backward unless asked");
 
         using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(parallel, "metrics.json")));
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(single, "metrics.json")));

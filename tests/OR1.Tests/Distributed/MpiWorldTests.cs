@@ -50,6 +50,7 @@ public sealed class MpiWorldTests
         Assert.That(world.GetProperty("world_size").GetInt32(), Is.EqualTo(ranks));
         Assert.That(world.GetProperty("rank").GetInt32(), Is.Zero);
         Assert.That(world.GetProperty("transport").GetString(), Does.StartWith("mpi (Open MPI"));
+        Assert.That(world.GetProperty("any_thread").GetBoolean(), Is.True, "Open MPI grants MPI_THREAD_SERIALIZED: the reduce from a thread of its own was checked too");
         Assert.That(world.GetProperty("check_max_error").GetDouble(), Is.Zero, "every collective's result is exact");
         Assert.That(world.GetProperty("mismatch_refused").GetBoolean(), Is.True, "an all-reduce of different sizes is refused on every rank");
         Assert.That(world.GetProperty("error").ValueKind, Is.EqualTo(JsonValueKind.Null));

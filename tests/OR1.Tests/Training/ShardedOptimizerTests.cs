@@ -98,7 +98,7 @@ public sealed class ShardedOptimizerTests(BackendCase backendCase)
             if (model.Master is not null) model.Weights.CopyFrom(model.Master);
         }
         using var nccl = Nccl();
-        using var overlapped = new AdamWOptimizer(overlappedModel, SingleProcess.Instance, shard: true, nccl, shardAlone: true, bucketElements: 64);
+        using var overlapped = new AdamWOptimizer(overlappedModel, SingleProcess.Instance, shard: true, nccl, shardAlone: true, overlapReduction: true, bucketElements: 64);
         using var after = new AdamWOptimizer(afterModel, SingleProcess.Instance, shard: true, nccl, shardAlone: true, overlapReduction: false, bucketElements: 64);
         var expected = nccl is not null ? ReductionTiming.OverlappedOnSideStream
             : _backend.Kind is BackendKind.Cpu or BackendKind.Emu ? ReductionTiming.OverlappedOnThread
