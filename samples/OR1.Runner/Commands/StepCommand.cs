@@ -62,6 +62,17 @@ public static class StepCommand
         return command;
     }
 
+    /// <summary>The flag of each MagicOptions field this command sets.</summary>
+    private static readonly Dictionary<string, string> Flags = new(StringComparer.Ordinal)
+    {
+        [nameof(MagicOptions.LearningRate)] = "--lr",
+        [nameof(MagicOptions.ClipLow)] = "--clip-low",
+        [nameof(MagicOptions.ClipHigh)] = "--clip-high",
+        [nameof(MagicOptions.MaxGradNorm)] = "--max-grad-norm",
+        [nameof(MagicOptions.Temperature)] = "--temperature",
+        [nameof(MagicOptions.GradientBucketElements)] = "--grad-bucket-elements",
+    };
+
     public static int Run(string modelDir, string rolloutsPath, string outputDir, MagicOptions options, bool saveGrads, string device,
         Precision? precision = null, Precision? saveDType = null)
     {
@@ -71,7 +82,10 @@ public static class StepCommand
         }
         catch (ArgumentException e)
         {
-            throw new CliException(e.Message, e);
+            // Named by the flag that set it, where one did.
+            throw new CliException(e.ParamName is { } field && Flags.TryGetValue(field, out string? flag)
+                ? $"{flag}{e.Message[e.Message.IndexOf(" is ", StringComparison.Ordinal)..].Replace($" (Parameter '{field}')", "")}"
+                : e.Message, e);
         }
         // Under mpirun every rank reads the whole file, trains the kept groups dealt to it and takes the same update;
         // rank 0 alone writes the outputs.

@@ -77,4 +77,14 @@ public sealed class StepCommandTests
             Throws.TypeOf<CliException>().With.Message.Contains("bad.jsonl line 2").And.Message.Contains("response_tokens"));
         Assert.That(Directory.Exists(output), Is.False);
     }
+
+    [TestCase("--grad-bucket-elements is 100; it must be a positive multiple of 64")]
+    public void AnOptionOutOfRangeIsNamedByItsFlagAndNothingIsWritten(string expected)
+    {
+        string output = Path.Combine(_dir, "never");
+        var e = Assert.Throws<CliException>(() => StepCommand.Run(WriteModel(), Path.Combine(_dir, "none.jsonl"), output,
+            new MagicOptions { GradientBucketElements = 100 }, false, "cpu"));
+        Assert.That(e!.Message, Is.EqualTo(expected));
+        Assert.That(Directory.Exists(output), Is.False);
+    }
 }

@@ -154,6 +154,23 @@ public sealed class TrainingConfigErrorTests
         Assert.That(message, Does.Contain("\"kv_cache_memory_bytes\" must be 0 (sized for rollout_batch) or a positive byte count"));
     }
 
+    [TestCase("\"grad_bucket_elements\": 100,", "is 100; it must be a positive multiple of 64")]
+    [TestCase("\"grad_bucket_elements\": 0,", "is 0; it must be a positive multiple of 64")]
+    public void AGradientBucketThatIsNotAMultipleOf64IsRefusedByName(string line5, string expected)
+    {
+        string message = LoadError(Write(ConfigWith(line5)));
+        Assert.That(message, Does.Contain("config.json line 5, column ").And.Contain("\"grad_bucket_elements\" " + expected));
+    }
+
+    [TestCase("\"overlap_grad_reduce\": true,", true)]
+    [TestCase("\"overlap_grad_reduce\": null,", null)]
+    public void OverlapGradReduceIsAFlagOrNullForTheDefault(string line5, bool? expected)
+    {
+        var config = TrainingConfig.Load(Write(ConfigWith(line5)));
+        Assert.That(config.OverlapGradReduce, Is.EqualTo(expected));
+        Assert.That(config.MagicOptions(config.Stages[0]).OverlapGradientReduction, Is.EqualTo(expected));
+    }
+
     [Test]
     public void StagesThatAreNotAListOfStageObjects()
     {
