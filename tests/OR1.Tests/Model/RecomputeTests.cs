@@ -21,29 +21,14 @@ public sealed class RecomputeTests(BackendCase backendCase)
     [OneTimeTearDown]
     public void Destroy() => _backend?.Dispose();
 
-    private static int[][] Sequences => [[3, 17, 0, 36, 5, 5, 12, 1, 8], [9, 4], [30, 2, 11, 7, 7, 19]];
-
     /// <summary>Every gradient tensor's bits after one forward, log-prob and backward, with or without recomputation.</summary>
     private Dictionary<string, float[]> Gradients(Qwen2Model model, bool recompute, int seed)
     {
-        var config = model.Config;
-        using var gradients = new Qwen2Weights(_backend, config);
+        using var gradients = new Qwen2Weights(_backend, model.Config);
         gradients.Zero();
-        using var batch = PackedBatch.Create(_backend, Sequences);
-        int t = batch.TokenCount;
-        using var act = new Qwen2Activations(_backend, config, t, model.Storage, recompute);
-        Assert.That(act.Recompute, Is.EqualTo(recompute));
-        var targets = Sequences.SelectMany(s => s.Skip(1).Append(0)).ToArray();
-        using var targetTensor = _backend.Ints(targets, t);
-        using var logProbs = _backend.Zeros(t);
-        using var entropy = _backend.Zeros(t);
-        using var dLogProbs = _backend.Floats(TestData.Uniform(t, seed), t);
-        using var dEntropy = _backend.Floats(TestData.Uniform(t, seed + 1), t);
-        model.Forward(batch, act);
-        model.LogProbs(act, targetTensor, 0.9f, logProbs, entropy);
-        model.Backward(batch, act, targetTensor, 0.9f, dLogProbs, dEntropy, entropy, gradients);
+        float[] logProbs = TinyBackward.Run(model, [.. TinyBackward.MicroBatches[0], TinyBackward.MicroBatches[1][0]], gradients, seed, recompute: recompute);
         var result = gradients.Named.ToDictionary(n => n.Name, n => n.Tensor.ToFloats());
-        result["log_probs"] = logProbs.ToFloats();
+        result["log_probs"] = logProbs;
         return result;
     }
 

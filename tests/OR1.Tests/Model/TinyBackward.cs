@@ -12,14 +12,18 @@ public static class TinyBackward
 
     /// <summary>
     /// Adds the gradients of <paramref name="sequences"/> (random upstream gradients of the log-probs and entropies from
-    /// <paramref name="seed"/>) to <paramref name="gradients"/>, telling <paramref name="gradientsFinalFrom"/> how far they are final.
+    /// <paramref name="seed"/>, temperature 0.9) to <paramref name="gradients"/>, telling <paramref name="gradientsFinalFrom"/>
+    /// how far they are final; with <paramref name="recompute"/> through an arena that keeps only the layers' inputs.
+    /// Returns the forward's log-probs.
     /// </summary>
-    public static void Run(Qwen2Model model, int[][] sequences, Qwen2Weights gradients, int seed, Action<long>? gradientsFinalFrom = null)
+    public static float[] Run(Qwen2Model model, int[][] sequences, Qwen2Weights gradients, int seed, Action<long>? gradientsFinalFrom = null,
+        bool recompute = false)
     {
         var backend = model.Backend;
         using var batch = PackedBatch.Create(backend, sequences);
         int t = batch.TokenCount;
-        using var act = new Qwen2Activations(backend, model.Config, t, model.Storage);
+        using var act = new Qwen2Activations(backend, model.Config, t, model.Storage, recompute);
+        Assert.That(act.Recompute, Is.EqualTo(recompute));
         using var targets = backend.Ints(sequences.SelectMany(s => s.Skip(1).Append(0)).ToArray(), t);
         using var logProbs = backend.Zeros(t);
         using var entropy = backend.Zeros(t);
@@ -28,5 +32,6 @@ public static class TinyBackward
         model.Forward(batch, act);
         model.LogProbs(act, targets, 0.9f, logProbs, entropy);
         model.Backward(batch, act, targets, 0.9f, dLogProbs, dEntropy, entropy, gradients, gradientsFinalFrom);
+        return logProbs.ToFloats();
     }
 }
