@@ -404,10 +404,19 @@ internal sealed unsafe class CudaRuntime : IKernelRuntime
     }
 
     /// <summary>What is queued on the side stream from now on starts after everything queued on the main stream so far.</summary>
-    public void SideWaitsForMain() => Order(_stream, _sideAfterMain, SideStream);
+    public void SideWaitsForMain()
+    {
+        // SideStream first: it makes the events on first use.
+        nint side = SideStream;
+        Order(_stream, _sideAfterMain, side);
+    }
 
     /// <summary>What is queued on the main stream from now on starts after everything queued on the side stream so far.</summary>
-    public void MainWaitsForSide() => Order(SideStream, _mainAfterSide, _stream);
+    public void MainWaitsForSide()
+    {
+        nint side = SideStream;
+        Order(side, _mainAfterSide, _stream);
+    }
 
     // One event per direction is enough: cuStreamWaitEvent waits for the event's latest record as of the call, so the
     // event may be recorded again right after.
