@@ -82,5 +82,21 @@ public sealed class MpiWorldTests
         Assert.That(() => world.AllGather(buffer, new float[4]), Throws.InstanceOf<CollectiveException>().With.Message.Contains("world size (1) x the input"));
         Assert.That(() => world.ReduceScatterSum(buffer, new float[2]), Throws.InstanceOf<CollectiveException>().With.Message.Contains("reduce-scatter"));
         Assert.That(() => world.Broadcast(new byte[2], 1), Throws.InstanceOf<CollectiveException>().With.Message.Contains("outside the world of 1"));
+        var reduced = new float[3];
+        world.ReduceSum(buffer, reduced, root: 0);
+        Assert.That(reduced, Is.EqualTo(buffer), "the root of one receives its own values");
+        Assert.That(() => world.ReduceSum(buffer, new float[2], 0), Throws.InstanceOf<CollectiveException>().With.Message.Contains("the root's output must have the input's size"));
+        Assert.That(() => world.ReduceSum(buffer, reduced, 1), Throws.InstanceOf<CollectiveException>().With.Message.Contains("reduce to rank 1, outside the world of 1"));
+        Assert.That(world.AnyThread, Is.True, "one process: any thread may call its collectives");
+    }
+
+    [Test]
+    public void AReduceRefusesAnOutputOnARankThatIsNotTheRoot()
+    {
+        Assert.That(() => Collectives.CheckReduce(3, 3, root: 0, world: 2, rank: 1),
+            Throws.InstanceOf<CollectiveException>().With.Message.EqualTo("rank 1: reduce to rank 0 with an output of 3 elements: only the root receives; the other ranks pass none"));
+        Assert.DoesNotThrow(() => Collectives.CheckReduce(3, null, root: 0, world: 2, rank: 1));
+        Assert.That(() => Collectives.CheckReduce(3, null, root: 1, world: 2, rank: 1),
+            Throws.InstanceOf<CollectiveException>().With.Message.Contains("reduce of 3 elements into no output at the root"));
     }
 }

@@ -7,7 +7,7 @@ namespace OR1.Tests.Distributed;
 
 /// <summary>
 /// The NCCL binding: without the library it loads cleanly and says what is missing (a typed error, not a crash); on a
-/// GPU (the GPU check's tests) a one-GPU communicator's all-reduce, reduce-scatter and all-gather run on the backend's
+/// GPU (the GPU check's tests) a one-GPU communicator's all-reduce, reduce-scatter, reduce and all-gather run on the backend's
 /// stream and give their answers (the identity and copies for a world of one), in fp32 and bf16.
 /// </summary>
 public sealed class NcclTests
@@ -47,6 +47,8 @@ public sealed class NcclTests
             if (dtype == DType.Float32) backend.Copy(source, buffer); else backend.Convert(source, buffer);
             nccl.AllReduceSum(buffer);
             nccl.ReduceScatterSum(buffer, other);
+            nccl.ReduceSum(other, buffer, root: 0);
+            nccl.ReduceSum(buffer, other, root: 0);
             nccl.AllGather(other, buffer);
             if (dtype == DType.Float32) backend.Copy(buffer, back); else backend.Convert(buffer, back);
             var result = new float[values.Length];
