@@ -84,7 +84,7 @@ public static class StepCommand
         {
             // Named by the flag that set it, where one did.
             throw new CliException(e.ParamName is { } field && Flags.TryGetValue(field, out string? flag)
-                ? $"{flag}{e.Message[e.Message.IndexOf(" is ", StringComparison.Ordinal)..].Replace($" (Parameter '{field}')", "")}"
+                ? e.Message.Replace($"MagicOptions.{field}", flag).Replace($" (Parameter '{field}')", "")
                 : e.Message, e);
         }
         // Under mpirun every rank reads the whole file, trains the kept groups dealt to it and takes the same update;

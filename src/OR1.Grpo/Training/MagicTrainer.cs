@@ -171,7 +171,7 @@ public sealed class MagicTrainer : IDisposable
                     k == microBatches.Count - 1 ? Optimizer.GradientsFinalFrom : null);
             // The mini-batch's first wait for the device: everything its micro-batches left for the host, in one copy.
             _readback.Download();
-            // Sums the ranks' gradients (all-reduce, or reduce-scatter when sharded) before the clip.
+            // Finishes the sum of the ranks' gradients (all-reduced, or each bucket reduced to its slice's rank when sharded) before the clip.
             float norm = Optimizer.Step(adam, Options.MaxGradNorm);
             // AdamW runs on the device while the host adds up the metrics.
             for (int k = 0; k < microBatches.Count; k++)

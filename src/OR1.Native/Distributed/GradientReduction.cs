@@ -31,7 +31,6 @@ public enum ReductionTiming
 /// </summary>
 public sealed class GradientReduction : IDisposable
 {
-    private readonly ICollectives _world;
     private readonly TensorCollectives _collectives;
     private readonly NcclCollectives? _nccl;
     private readonly CudaBackend? _cuda;
@@ -63,7 +62,6 @@ public sealed class GradientReduction : IDisposable
     public GradientReduction(IBackend backend, ICollectives world, TensorCollectives collectives, Tensor flat, Tensor? shard, GradientBucket[] plan,
         NcclCollectives? nccl = null, bool? overlap = null)
     {
-        _world = world;
         _collectives = collectives;
         _plan = plan;
         long slice = flat.ElementCount / world.WorldSize;
@@ -103,9 +101,6 @@ public sealed class GradientReduction : IDisposable
 
     /// <summary>When the buckets are summed.</summary>
     public ReductionTiming Timing { get; }
-
-    /// <summary>The buckets, in the order they are summed.</summary>
-    public IReadOnlyList<GradientBucket> Plan => _plan;
 
     /// <summary>How the buckets are summed, in words (for the start-up line).</summary>
     public string Description => $"{_plan.Length} bucket{(_plan.Length == 1 ? "" : "s")}, " + Timing switch
@@ -151,7 +146,7 @@ public sealed class GradientReduction : IDisposable
         switch (Timing)
         {
             case ReductionTiming.AfterBackward:
-                for (int i = 0; i < _plan.Length; i++) AfterBackward(i);
+                for (int i = 0; i < _plan.Length; i++) Sum(i);
                 break;
             case ReductionTiming.OverlappedOnSideStream:
                 ReadyFrom(0);
@@ -177,7 +172,8 @@ public sealed class GradientReduction : IDisposable
         _started = 0;
     }
 
-    private void AfterBackward(int i)
+    /// <summary>Bucket <paramref name="i"/>'s collective, on the calling thread (the step's, or the reduction thread).</summary>
+    private void Sum(int i)
     {
         if (_plan[i].Owner < 0) _collectives.AllReduceSum(_inputs[i]);
         else _collectives.ReduceSum(_inputs[i], _outputs[i], _plan[i].Owner);
@@ -189,7 +185,7 @@ public sealed class GradientReduction : IDisposable
         else _nccl!.ReduceSum(_inputs[i], _outputs[i], _plan[i].Owner, _cuda!.SideStream);
     }
 
-    // The reduction thread: host memory, collectives straight from the world (the views are the buffer's own memory).
+    // The reduction thread (host memory: the collectives run in place on the buffer's own memory).
     private void Reduce()
     {
         while (true)
@@ -208,9 +204,7 @@ public sealed class GradientReduction : IDisposable
             {
                 try
                 {
-                    var bucket = _plan[i];
-                    if (bucket.Owner < 0) _world.AllReduceSum(_inputs[i].AsSpan<float>());
-                    else _world.ReduceSum(_inputs[i].AsSpan<float>(), _outputs[i] is { } output ? output.AsSpan<float>() : [], bucket.Owner);
+                    Sum(i);
                 }
                 catch (Exception e)
                 {

@@ -62,7 +62,6 @@ public sealed unsafe class MpiCollectives : ICollectives
     public string Description { get; }
     public bool AnyThread { get; }
 
-
     private static string LibraryVersion()
     {
         var text = stackalloc byte[8192];

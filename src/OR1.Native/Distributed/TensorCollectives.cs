@@ -41,61 +41,41 @@ public sealed class TensorCollectives(IBackend backend, ICollectives world, Nccl
         backend.Upload<float>(host, buffer);
     }
 
-    /// <summary>output (n elements) = this rank's slice of the sum over the ranks of input (WorldSize x n elements).</summary>
-    public void ReduceScatterSum(Tensor input, Tensor output) =>
-        Pair(input, output, (n, i, o) => n.ReduceScatterSum(i, o), (i, o) => world.ReduceScatterSum(i, o));
-
     /// <summary>On rank <paramref name="root"/>, output = the sum over the ranks of input; the others pass a null output.</summary>
-    public void ReduceSum(Tensor input, Tensor? output, int root)
+    public void ReduceSum(Tensor input, Tensor? output, int root) =>
+        Pair(input, output, (n, i, o) => n.ReduceSum(i, o, root), (i, o) => world.ReduceSum(i, o, root));
+
+    /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
+    public void AllGather(Tensor input, Tensor output) =>
+        Pair(input, output, (n, i, o) => n.AllGather(i, o!), (i, o) => world.AllGather(i, o));
+
+    private delegate void HostCollective(ReadOnlySpan<float> input, Span<float> output);
+
+    /// <summary>
+    /// A collective from one tensor into another (none: a rank that only sends): through NCCL, in place on the host, or
+    /// staged through the host.
+    /// </summary>
+    private void Pair(Tensor input, Tensor? output, Action<NcclCollectives, Tensor, Tensor?> onDevice, HostCollective onHost)
     {
         Check(input, nameof(input));
         if (output is not null) Check(output, nameof(output));
         if (nccl is not null && !input.IsHostVisible && output is not { IsHostVisible: true })
         {
-            nccl.ReduceSum(input, output, root);
+            onDevice(nccl, input, output);
             return;
         }
         backend.Synchronize();
         if (input.IsHostVisible && output is not { IsHostVisible: false })
         {
-            world.ReduceSum(input.AsSpan<float>(), output is null ? [] : output.AsSpan<float>(), root);
+            onHost(input.AsSpan<float>(), output is null ? [] : output.AsSpan<float>());
             return;
         }
-        long outputElements = output?.ElementCount ?? 0;
-        var host = Staging(input.ElementCount + outputElements);
-        Span<float> from = host[..(int)input.ElementCount], to = host.Slice((int)input.ElementCount, (int)outputElements);
-        backend.Download<float>(input, from);
-        world.ReduceSum(from, to, root);
-        if (output is not null) backend.Upload<float>(to, output);
-    }
-
-    /// <summary>output (WorldSize x n elements) = every rank's input (n elements), in rank order.</summary>
-    public void AllGather(Tensor input, Tensor output) =>
-        Pair(input, output, (n, i, o) => n.AllGather(i, o), (i, o) => world.AllGather(i, o));
-
-    private delegate void HostCollective(ReadOnlySpan<float> input, Span<float> output);
-
-    /// <summary>A collective from one tensor into another: through NCCL, in place on the host, or staged through the host.</summary>
-    private void Pair(Tensor input, Tensor output, Action<NcclCollectives, Tensor, Tensor> onDevice, HostCollective onHost)
-    {
-        Check(input, nameof(input));
-        Check(output, nameof(output));
-        if (nccl is not null && !input.IsHostVisible && !output.IsHostVisible)
-        {
-            onDevice(nccl, input, output);
-            return;
-        }
-        backend.Synchronize();
-        if (input.IsHostVisible && output.IsHostVisible)
-        {
-            onHost(input.AsSpan<float>(), output.AsSpan<float>());
-            return;
-        }
-        var host = Staging(input.ElementCount + output.ElementCount);
-        Span<float> from = host[..(int)input.ElementCount], to = host.Slice((int)input.ElementCount, (int)output.ElementCount);
+        int inputElements = (int)input.ElementCount, outputElements = (int)(output?.ElementCount ?? 0);
+        var host = Staging(inputElements + outputElements);
+        Span<float> from = host[..inputElements], to = host.Slice(inputElements, outputElements);
         backend.Download<float>(input, from);
         onHost(from, to);
-        backend.Upload<float>(to, output);
+        if (output is not null) backend.Upload<float>(to, output);
     }
 
     private void Check(Tensor t, string argument)
