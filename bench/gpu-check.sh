@@ -40,8 +40,10 @@ if [ "${1:-}" = "--pack" ]; then
     stage=$(mktemp -d)
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage/.gpu-check/tests" "$stage/.gpu-check/dotnet"
-    # The test output without other platforms' native libraries.
-    (cd "$built" && tar cf - --exclude='./runtimes/*' .) | (cd "$stage/.gpu-check/tests" && tar xf -)
+    # The test output without other platforms' native libraries (runtimes/<rid>, and the Windows-only msdia140.dll
+    # folders of BenchmarkDotNet's disassembler: 3 MiB of the bundle's 64).
+    (cd "$built" && tar cf - --exclude='./runtimes/*' --exclude='./arm64' --exclude='./amd64' --exclude='./x86' .) \
+        | (cd "$stage/.gpu-check/tests" && tar xf -)
     [ -d "$built/runtimes/linux-x64" ] && mkdir -p "$stage/.gpu-check/tests/runtimes" && cp -r "$built/runtimes/linux-x64" "$stage/.gpu-check/tests/runtimes/"
     # A runtime-only .NET layout from the SDK's installation: the host, hostfxr and Microsoft.NETCore.App.
     dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
@@ -52,7 +54,19 @@ if [ "${1:-}" = "--pack" ]; then
     mkdir -p "$stage/.gpu-check/dotnet/shared/Microsoft.NETCore.App"
     cp -r "$dotnet_root/shared/Microsoft.NETCore.App/$version" "$stage/.gpu-check/dotnet/shared/Microsoft.NETCore.App/"
     tar czf "$bundle" -C "$stage" .gpu-check
-    echo "gpu-check: wrote $bundle ($(du -h "$bundle" | cut -f1)); carry it with the repository and run bench/gpu-check.sh there"
+    # The device tool carries at most 64 MiB with the repository: a bundle above that would be refused on the day
+    # the GPU is lent, so it is refused here, where there is time to slim it.
+    bytes=$(stat -c %s "$bundle")
+    limit=$((64 * 1024 * 1024))
+    if [ "$bytes" -gt "$limit" ]; then
+        echo "gpu-check: $bundle is $bytes bytes, above the 64 MiB ($limit bytes) a run can carry with the repository;" \
+            "the largest parts:" >&2
+        (cd "$stage/.gpu-check" && du -ak . | sort -nr | head -12) >&2
+        rm -f "$bundle"
+        exit 1
+    fi
+    echo "gpu-check: wrote $bundle ($(du -h "$bundle" | cut -f1), $((bytes * 100 / limit))% of the 64 MiB a run can carry);" \
+        "carry it with the repository and run bench/gpu-check.sh there"
     exit 0
 fi
 
@@ -79,8 +93,25 @@ else
     exit 1
 fi
 
-# NVRTC, cuBLAS and NCCL may live outside the loader's path (a CUDA toolkit in /usr/local/cuda, PyTorch's pip wheels).
-libdirs=$( (find /usr/local /usr/lib /opt -maxdepth 9 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' -o -name 'libnccl.so*' \) 2>/dev/null || true) \
+python=$(command -v python3 || true)
+# NVRTC, cuBLAS and NCCL may live outside the loader's path: a CUDA toolkit in /usr/local/cuda, or PyTorch's pip wheels
+# (site-packages/nvidia/*/lib, torch/lib), which may sit in a virtual environment anywhere: python3 says where its
+# torch and nvidia packages are without importing them.
+python_roots=()
+if [ -n "$python" ]; then
+    mapfile -t python_roots < <("$python" - 2>/dev/null <<'PY' || true
+import importlib.util
+for name in ("torch", "nvidia"):
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:  # a broken installation: the directories below still serve
+        continue
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        print(location)
+PY
+)
+fi
+libdirs=$( (find /usr/local /usr/lib /opt "${python_roots[@]}" -maxdepth 9 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' -o -name 'libnccl.so*' \) 2>/dev/null || true) \
     | grep -v /stubs/ | xargs -r -n1 dirname | sort -u | paste -sd: -)
 if [ -n "$libdirs" ]; then
     export OR1_CUDA_LIBRARY_PATH="$libdirs${OR1_CUDA_LIBRARY_PATH:+:$OR1_CUDA_LIBRARY_PATH}"
@@ -113,7 +144,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 log="$out/gpu-check.log"
 : > "$log"
-python=$(command -v python3 || true)
 phase() { # phase NAME LIMIT_SECONDS OUTPUT_FILE COMMAND...: runs it, its output to OUTPUT_FILE and the log
     local name=$1 limit=$2 output=$3 start rc
     shift 3
