@@ -41,8 +41,10 @@ if [ "${1:-}" = "--pack" ]; then
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage/.gpu-check/tests" "$stage/.gpu-check/dotnet"
     # The test output without other platforms' native libraries (runtimes/<rid>, and the Windows-only msdia140.dll
-    # folders of BenchmarkDotNet's disassembler: 3 MiB of the bundle's 64).
-    (cd "$built" && tar cf - --exclude='./runtimes/*' --exclude='./arm64' --exclude='./amd64' --exclude='./x86' .) \
+    # folders of BenchmarkDotNet's disassembler: 3 MiB of the bundle's 64) and the emulator under AddressSanitizer
+    # (CI's memcheck of the Emu kernels; the GPU machine runs compute-sanitizer instead).
+    (cd "$built" && tar cf - --exclude='./runtimes/*' --exclude='./arm64' --exclude='./amd64' --exclude='./x86' \
+        --exclude='./libor1_emu_memcheck.*' .) \
         | (cd "$stage/.gpu-check/tests" && tar xf -)
     [ -d "$built/runtimes/linux-x64" ] && mkdir -p "$stage/.gpu-check/tests/runtimes" && cp -r "$built/runtimes/linux-x64" "$stage/.gpu-check/tests/runtimes/"
     # A runtime-only .NET layout from the SDK's installation: the host, hostfxr and Microsoft.NETCore.App.

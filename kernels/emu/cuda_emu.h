@@ -63,6 +63,7 @@ struct Fiber {
     int state = 0;                // 0 ready, 1 waiting at a block barrier, 2 waiting at a warp barrier, 3 done
     unsigned waitGen = 0;         // the barrier generation this fiber waits to see pass
     void* ucontextStorage = nullptr; // fallback context (non-x86-64)
+    void* asanFakeStack = nullptr;   // AddressSanitizer's fake stack while switched out (the memcheck build)
 };
 
 /// Per-OS-thread state of the block being run.

@@ -38,6 +38,7 @@ namespace {
 enum FiberState { Ready = 0, AtBlockBarrier = 1, AtWarpBarrier = 2, Done = 3 };
 constexpr std::size_t StackSize = 256 * 1024;
 constexpr int MaxThreadsPerBlock = 1024;
+constexpr std::size_t AsanStackTopUnpoison = 32 * 1024;  // fiber_main's frame and what ASan calls below it
 
 // Shared memory per block, as the driver counts it (src/OR1.Native/Kernels/SharedMemoryLimits.cs holds
 // the same numbers and the same messages for the Cuda runtime). Without opt-in a kernel may use 48 KB of
@@ -51,6 +52,35 @@ constexpr unsigned Sm80OptInSharedBytes = 163 * 1024;      // 166,912 (A100)
 constexpr unsigned Sm90OptInSharedBytes = 227 * 1024;      // 232,448 (H100, H200)
 
 struct Abort {};
+
+// ------------------------------------------------------------------ AddressSanitizer (the emulator's memcheck)
+// Built with -fsanitize=address (libor1_emu_memcheck.so), the emulator is our compute-sanitizer memcheck: device
+// allocations are malloc'd exactly, so a kernel reading or writing past one stops with the access and the stack,
+// and the slack of the dynamic shared buffer beyond the launch's bytes is poisoned. ASan must be told about every
+// stack switch (the fibers), or it takes a fiber's stack for a wild one and reports false overflows.
+#if defined(__SANITIZE_ADDRESS__)
+}  // namespace
+extern "C" {
+void __sanitizer_start_switch_fiber(void** fakeStackSave, const void* bottom, std::size_t size);
+void __sanitizer_finish_switch_fiber(void* fakeStackSave, const void** bottomOld, std::size_t* sizeOld);
+void __asan_poison_memory_region(void const volatile* address, std::size_t size);
+void __asan_unpoison_memory_region(void const volatile* address, std::size_t size);
+}
+namespace {
+/// Before a switch to the stack [bottom, bottom + size); fakeStackSave null: the leaving fiber never returns.
+inline void asan_leaving(void** fakeStackSave, const void* bottom, std::size_t size) { __sanitizer_start_switch_fiber(fakeStackSave, bottom, size); }
+/// First thing after a switch lands; the stack switched away from comes back in bottomOld/sizeOld.
+inline void asan_arrived(void* fakeStackSave, const void** bottomOld = nullptr, std::size_t* sizeOld = nullptr) {
+    __sanitizer_finish_switch_fiber(fakeStackSave, bottomOld, sizeOld);
+}
+inline void asan_poison(const void* address, std::size_t size) { __asan_poison_memory_region(address, size); }
+inline void asan_unpoison(const void* address, std::size_t size) { __asan_unpoison_memory_region(address, size); }
+#else
+inline void asan_leaving(void**, const void*, std::size_t) {}
+inline void asan_arrived(void*, const void** = nullptr, std::size_t* = nullptr) {}
+inline void asan_poison(const void*, std::size_t) {}
+inline void asan_unpoison(const void*, std::size_t) {}
+#endif
 
 // ------------------------------------------------------------------ context switch
 
@@ -149,6 +179,9 @@ struct BlockState {
     WarpState warps[1024 / 32];
     int warpCount = 0;
     void* schedulerSp = nullptr;
+    void* schedulerFakeStack = nullptr;        // AddressSanitizer's bookkeeping of the scheduler's stack
+    const void* schedulerStackBottom = nullptr;
+    std::size_t schedulerStackSize = 0;
 #if !defined(__x86_64__)
     ucontext_t schedulerContext;
 #endif
@@ -225,12 +258,15 @@ std::string attribute_above_device_message(long long bytes, unsigned deviceMax, 
            " allows with opt-in; cuFuncSetAttribute refuses it (CUDA_ERROR_INVALID_VALUE)";
 }
 
-void switch_to_scheduler(Fiber* f, BlockState* b) {
+/// From a fiber to the scheduler; `finished`: the fiber never resumes (ASan drops its fake stack).
+void switch_to_scheduler(Fiber* f, BlockState* b, bool finished = false) {
+    asan_leaving(finished ? nullptr : &f->asanFakeStack, b->schedulerStackBottom, b->schedulerStackSize);
 #if defined(__x86_64__)
     or1emu_switch(&f->sp, b->schedulerSp);
 #else
     swapcontext(static_cast<ucontext_t*>(f->ucontextStorage), &b->schedulerContext);
 #endif
+    asan_arrived(f->asanFakeStack);
 }
 
 void wait_here(Fiber* f, BlockState* b, int state) {
@@ -388,6 +424,7 @@ void check_async_copies_at_exit(BlockState* b, const Fiber* f) {
 void fiber_main() {
     BlockState* b = tl_block;
     Fiber* f = tl_fiber;
+    asan_arrived(nullptr, &b->schedulerStackBottom, &b->schedulerStackSize); // a fresh stack: the scheduler's bounds
     try {
         b->adapter(b->args);
         check_async_copies_at_exit(b, f);
@@ -415,7 +452,7 @@ void fiber_main() {
             fail_block(b, text + " with mask " + hex(w.mask) +
                               ", which names it (undefined behaviour on a GPU: a mask may name only lanes that are still running)");
     }
-    switch_to_scheduler(f, b);
+    switch_to_scheduler(f, b, true);
     std::abort(); // a finished fiber is never resumed
 }
 
@@ -426,6 +463,10 @@ void fiber_entry_uc() { fiber_main(); }
 #endif
 
 void prepare_fiber(Fiber& f, BlockState* b) {
+    f.asanFakeStack = nullptr;
+    // A finished fiber's fiber_main never returned, so its frame's redzones stay poisoned near the top of the stack this
+    // fiber reuses, where ASan's own calls at the next entry put their locals (the memcheck build; a no-op otherwise).
+    if (f.stack) asan_unpoison(f.stack + f.stackSize - AsanStackTopUnpoison, AsanStackTopUnpoison);
     if (!f.stack) {
         long page = sysconf(_SC_PAGESIZE);
         void* mem = mmap(nullptr, StackSize + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -459,11 +500,13 @@ void prepare_fiber(Fiber& f, BlockState* b) {
 
 void resume(Fiber& f, BlockState* b) {
     tl_fiber = &f;
+    asan_leaving(&b->schedulerFakeStack, f.stack, f.stackSize);
 #if defined(__x86_64__)
     or1emu_switch(&b->schedulerSp, f.sp);
 #else
     swapcontext(&b->schedulerContext, static_cast<ucontext_t*>(f.ucontextStorage));
 #endif
+    asan_arrived(b->schedulerFakeStack);
     tl_fiber = nullptr;
 }
 
@@ -562,7 +605,11 @@ void run_blocks(Launch& launch) {
     BlockState& b = *tl_state;
     b.adapter = launch.kernel->adapter;
     b.args = launch.args;
+    // Under ASan the bytes past the launch's dynamic shared memory are poisoned: on a GPU they are outside the block's
+    // shared window (an "out of range shared address" fault), here they would be the buffer's slack.
+    asan_unpoison(b.dynamicShared.data(), b.dynamicShared.size());
     if (b.dynamicShared.size() < launch.shared + 16) b.dynamicShared.resize(launch.shared + 16);
+    asan_poison(b.dynamicShared.data() + launch.shared, b.dynamicShared.size() - launch.shared);
     tl_block = &b;
     tl_blockDim = launch.block;
     tl_gridDim = launch.grid;
@@ -584,6 +631,9 @@ void run_blocks(Launch& launch) {
             ok = false;
         }
         if (!ok) {
+            // The block's fibers were abandoned mid-frame anywhere on their stacks: all of them are unpoisoned.
+            for (const Fiber& f : b.fibers)
+                if (f.stack) asan_unpoison(f.stack, f.stackSize);
             std::lock_guard<std::mutex> lock(launch.errorMutex);
             if (!launch.failed.exchange(true))
                 launch.error = std::string("kernel ") + launch.kernel->name + " block (" + std::to_string(tl_blockIdx.x) + ", " +

@@ -137,3 +137,22 @@ OR1_BOUNDED_KERNEL(emu_selftest_bounded, (64), (int* out)) {
 /// faults on either pointer off the 16-byte grid (CUDA_ERROR_MISALIGNED_ADDRESS), so the emulator fails the launch.
 OR1_KERNEL void emu_selftest_vector_copy(const float* in, float* out) { store16(out, load16(in)); }
 OR1_REGISTER(emu_selftest_vector_copy)
+
+/// The memcheck probes (deliberate bugs, launched only by Emu/EmuMemcheckTests in a process under AddressSanitizer):
+/// out[i] = in[i + 1] for i < n, so the last thread reads one element past an n-element allocation; a GPU's
+/// compute-sanitizer memcheck reports it as an invalid global read.
+OR1_KERNEL void emu_selftest_read_past_end(const float* in, float* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = in[i + 1];
+}
+OR1_REGISTER(emu_selftest_read_past_end)
+
+/// ... and each thread writes the dynamic shared word after its own, so the last one writes past the launch's dynamic
+/// shared memory (blockDim.x words): an out-of-range shared address on a GPU.
+OR1_KERNEL void emu_selftest_shared_past_end(float* out) {
+    OR1_DYNAMIC_SHARED(float, words);
+    words[threadIdx.x + 1] = static_cast<float>(threadIdx.x);
+    __syncthreads();
+    out[threadIdx.x] = words[threadIdx.x];
+}
+OR1_REGISTER(emu_selftest_shared_past_end)

@@ -138,12 +138,18 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
                 .Ptr(a).Int(lda).Long(strideA).Ptr(b).Int(ldb).Long(strideB).Float(beta).Ptr(c).Int(ldc).Long(strideC));
     }
 
+    /// <summary>
+    /// cuMemAlloc's alignment (256 bytes) and the exact size asked: posix_memalign, not NativeMemory.AlignedAlloc, which
+    /// rounds the size up to the alignment and so would hide a kernel's access past the end from the memcheck build of
+    /// the emulator (AddressSanitizer places its redzone right after the bytes malloc was asked for).
+    /// </summary>
     public nint Allocate(long bytes)
     {
         RefuseWhileRecording("an allocation (cuMemAlloc)");
-        nuint size = (nuint)Math.Max(64, bytes);
-        void* memory = NativeMemory.AlignedAlloc(size, 64);
-        if (memory is null) throw new OutOfMemoryException($"could not allocate {bytes} bytes of emulated device memory");
+        nuint size = (nuint)Math.Max(1, bytes);
+        void* memory;
+        if (s_posixMemalign(&memory, DeviceAllocationAlignment, size) != 0 || memory is null)
+            throw new OutOfMemoryException($"could not allocate {bytes} bytes of emulated device memory");
         NativeMemory.Clear(memory, size);
         return (nint)memory;
     }
@@ -151,8 +157,16 @@ internal sealed unsafe class EmuRuntime : IKernelRuntime
     public void Free(nint pointer)
     {
         RefuseWhileRecording("a free (cuMemFree)");
-        NativeMemory.AlignedFree((void*)pointer);
+        NativeMemory.Free((void*)pointer);
     }
+
+    private const nuint DeviceAllocationAlignment = 256;
+
+    // Looked up in the process's global scope (as free() is), not in libc.so.6 itself: under the memcheck build the
+    // preloaded ASan runtime's posix_memalign comes first there, and libc's own would hand ASan's free() memory it
+    // never allocated.
+    private static readonly delegate* unmanaged<void**, nuint, nuint, int> s_posixMemalign =
+        (delegate* unmanaged<void**, nuint, nuint, int>)NativeLibrary.GetExport(NativeLibrary.GetMainProgramHandle(), "posix_memalign");
 
     public void CopyHostToDevice(void* source, nint destination, long bytes)
     {

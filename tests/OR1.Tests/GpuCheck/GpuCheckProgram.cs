@@ -23,7 +23,7 @@ public static class GpuCheckProgram
         if (!args.Contains("--gpu-check"))
         {
             Console.Error.WriteLine("OR1.Tests runs under `dotnet test`. Run directly:\n" +
-                                    "  dotnet OR1.Tests.dll --gpu-check [--info-only | --tests-only | --bench-only | --model-only] [--out DIR] [--cases FILE] [--where \"cat == Gpu\"] [--quick] [--skip-probe]\n" +
+                                    "  dotnet OR1.Tests.dll --gpu-check [--info-only | --tests-only | --bench-only | --model-only] [--out DIR] [--cases FILE] [--where \"cat == Gpu\" | \"class == NAME\" | \"test =~ REGEX\"] [--quick] [--skip-probe]\n" +
                                     "runs the Gpu test category, the kernel benchmark and the whole-model check on a CUDA device (see bench/README.md).");
             return 2;
         }
@@ -117,16 +117,29 @@ public static class GpuCheckProgram
         return failed > 0 || passed == 0 ? 1 : 0;
     }
 
-    /// <summary>"cat == Gpu" (and "cat == A || cat == B") to NUnit's filter XML.</summary>
-    private static string WhereToXml(string where)
+    /// <summary>
+    /// "cat == Gpu", "class == OR1.Tests.Ops.RopeTests" or "test =~ REGEX" (a regular expression over the full names,
+    /// e.g. <c>\(Emu\)</c> for every Emu fixture), joined by "||", to NUnit's filter XML.
+    /// </summary>
+    internal static string WhereToXml(string where)
     {
-        var cats = where.Split("||", StringSplitOptions.TrimEntries)
-            .Select(part => part.Split("==", StringSplitOptions.TrimEntries))
-            .Where(p => p.Length == 2 && p[0] == "cat")
-            .Select(p => $"<cat>{System.Security.SecurityElement.Escape(p[1])}</cat>")
-            .ToList();
-        if (cats.Count == 0) throw new ArgumentException($"unsupported filter '{where}': use cat == NAME [|| cat == NAME]");
-        return cats.Count == 1 ? $"<filter>{cats[0]}</filter>" : $"<filter><or>{string.Concat(cats)}</or></filter>";
+        var terms = new List<string>();
+        foreach (string part in where.Split("||", StringSplitOptions.TrimEntries))
+        {
+            string[] equal = part.Split("==", 2, StringSplitOptions.TrimEntries);
+            string[] match = part.Split("=~", 2, StringSplitOptions.TrimEntries);
+            string? term = (equal, match) switch
+            {
+                ({ Length: 2 }, _) when equal[0] is "cat" or "class" && equal[1].Length > 0 =>
+                    $"<{equal[0]}>{System.Security.SecurityElement.Escape(equal[1])}</{equal[0]}>",
+                (_, { Length: 2 }) when match[0] == "test" && match[1].Length > 0 =>
+                    $"<test re=\"1\">{System.Security.SecurityElement.Escape(match[1])}</test>",
+                _ => null,
+            };
+            terms.Add(term ?? throw new ArgumentException(
+                $"unsupported filter term '{part}' in --where '{where}': use cat == NAME, class == FULL.NAME or test =~ REGEX, joined by ||"));
+        }
+        return terms.Count == 1 ? $"<filter>{terms[0]}</filter>" : $"<filter><or>{string.Concat(terms)}</or></filter>";
     }
 
     private sealed class Listener : ITestListener
