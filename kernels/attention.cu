@@ -23,6 +23,9 @@
 // D must be a multiple of 8 (16-byte rows for cp.async); the kernels are instantiated for padded head dims Dp of
 // 32, 64, 96, 128, 192 and 256 (kernel traits below: tile sizes per Dp, as FlashAttention's kernel traits), a
 // smaller D runs in the next Dp with the padding zero-filled. Anything else runs on attention_simt.cu.
+// The sequence is blockIdx.y, which a GPU caps at 65,535: a micro-batch of more sequences (65,536 one-token ones fit the
+// planner's largest micro-batch) is launched in groups, each given `offsets` from its first sequence on, so the kernels
+// see at most 65,535 (src/OR1.Native/Kernels/KernelLaunchers.cs). Row offsets are 64-bit (AttentionRows' pitches).
 // Reference: src/OR1.Native/Cpu/Attention*.cs; tests: tests/OR1.Tests/Ops/AttentionTests.cs, Bf16Storage/.
 #include "tiles.cuh"
 

@@ -4,8 +4,10 @@
 // heads per kv head), so it is bound by memory bandwidth, and the kernel is laid out for that:
 //
 //  - Split over the sequence. A block takes a contiguous range of `chunk` cache positions of one (batch row, kv head):
-//    grid (splits, kv heads x head chunks, batch). The launcher picks the chunk from the batch, the kv heads, the cache
-//    length and the device's size (src/OR1.Native/Kernels/DecodeKernels.cs), so one row with a 32K cache fills the GPU as
+//    grid (batch, kv heads x head chunks, splits). The batch is on x because y and z stop at 65,535 on a GPU and a
+//    step's rows include a chunked prefill's positions (MaxBatch + the prefill budget); the splits, never more than the
+//    device's block count, fit z. The launcher picks the chunk from the batch, the kv heads, the cache length and the
+//    device's size (src/OR1.Native/Kernels/DecodeKernels.cs), so one row with a 32K cache fills the GPU as
 //    64 rows with 4K do. Each block leaves the partial softmax of its range: per query head the running max m, the sum
 //    l and the unnormalised output, fp32, exponents in base 2. attention_decode_combine merges a row's partials by their
 //    log-sum-exp in split order: no atomics, the same bits every run. A launch with one split writes the output itself.
@@ -143,7 +145,7 @@ static __device__ __forceinline__ int decode_group_lanes(int D) {
 }
 
 /// Partial softmax of one chunk of cache positions for up to HB query heads of one kv head.
-/// Launch: grid (splits, numKvHeads * ceil(G / HB), batch), block DEC_THREADS (128), dynamic shared
+/// Launch: grid (batch, numKvHeads * ceil(G / HB), splits), block DEC_THREADS (128), dynamic shared
 /// (groups * HB * (D + 2) + 2 * HB) floats with groups = 4 * 32 / T (at most 32 KB + 1 KB for HB = 8).
 /// partials (splits > 1): [batch, numHeads, splits, D] unnormalised outputs, then [batch, numHeads, splits, 2] (m, l).
 template <typename S, int HB, bool VEC>
@@ -151,7 +153,7 @@ static __device__ __forceinline__ void attention_decode_split(
     const S* __restrict__ q, const S* __restrict__ keyCache, const S* __restrict__ valueCache, const int* __restrict__ pageTable,
     const int* __restrict__ lengths, S* __restrict__ out, float* __restrict__ partials, int batch, int pagesPerRow, int pageSize,
     int numHeads, int numKvHeads, int headDim, float scale, int chunk, int pages, unsigned long long* errors, unsigned check) {
-    const int split = blockIdx.x, splits = gridDim.x, b = blockIdx.z;
+    const int b = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     const int G = numHeads / numKvHeads, headChunks = (G + HB - 1) / HB;
     const int hk = blockIdx.y / headChunks, firstHead = (blockIdx.y % headChunks) * HB;
     const int h0 = hk * G + firstHead, heads = min(HB, G - firstHead);
@@ -159,7 +161,7 @@ static __device__ __forceinline__ void attention_decode_split(
     const long long qStride = static_cast<long long>(numHeads) * D, kvStride = static_cast<long long>(numKvHeads) * D;
     const int length = lengths[b];
     const DecodePages rowPages{pageTable + static_cast<long long>(b) * pagesPerRow, pageSize, pages, b * pagesPerRow, errors, check};
-    if (!(length >= 1 && length <= pagesPerRow * pageSize)) {
+    if (!(length >= 1 && length <= static_cast<long long>(pagesPerRow) * pageSize)) {
         // Uniform over the block, so returning leaves no thread behind a barrier. One block of the row reports.
         if (split == 0 && blockIdx.y == 0 && threadIdx.x == 0) report_bad_index(errors, check + 1, b, length);
         if (splits == 1)

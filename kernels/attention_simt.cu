@@ -20,6 +20,8 @@
 //
 // Every kernel exists for float and bf16 storage (q, k, v, outputs and their gradients; the log-sum-exp, Di
 // and all arithmetic are fp32). Head dims up to 256 (ATT_MAX_DPL columns per lane).
+// The sequence is blockIdx.y, which a GPU caps at 65,535: a micro-batch of more sequences is launched in groups, each
+// given `offsets` from its first sequence on (src/OR1.Native/Kernels/KernelLaunchers.cs), as in attention.cu.
 // Reference: src/OR1.Native/Cpu/Attention*.cs.
 #include "common.cuh"
 

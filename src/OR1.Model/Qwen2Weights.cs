@@ -45,7 +45,8 @@ public sealed class Qwen2Weights : IDisposable
         if (flatMultiple > 0)
         {
             (_offsets, long length) = FlatLayout(config, flatMultiple);
-            Flat = backend.Allocate(dtype, new TensorShape(checked((int)length)), "flat");
+            RequireFlatLength(length, "Qwen2Weights", nameof(config));
+            Flat = backend.Allocate(dtype, new TensorShape((int)length), "flat");
             backend.Fill(Flat, 0f);
         }
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
@@ -85,6 +86,26 @@ public sealed class Qwen2Weights : IDisposable
 
     /// <summary>Where the final norm starts in <see cref="Flat"/>: it, and the LM head when untied, lie beyond.</summary>
     public long HeadFlatStart => FlatOffset(1 + LayerTensorCount * Layers.Count);
+
+    /// <summary>
+    /// The most elements a flat layout may have: the flat buffer is one tensor of one Int32 dimension, and what moves it
+    /// whole counts in Int32 too (the NCCL and MPI collectives' checks, the host staging and checkpoint copies, .NET
+    /// arrays). DeepSeek-R1-Distill-Qwen-1.5B's 1.78e9 parameters fit; 7B (7.6e9) and larger do not.
+    /// </summary>
+    public const long MaxFlatLength = int.MaxValue;
+
+    /// <summary>
+    /// Throws <paramref name="op"/>'s <see cref="ArgumentException"/> naming <paramref name="argument"/> when a flat layout
+    /// of <paramref name="length"/> elements is longer than <see cref="MaxFlatLength"/>, before anything is allocated (the
+    /// Int32 casts after it would otherwise fail with a bare OverflowException, or wrap).
+    /// </summary>
+    public static void RequireFlatLength(long length, string op, string argument)
+    {
+        if (length > MaxFlatLength)
+            throw new ArgumentException($"{op}: argument '{argument}' asks for a flat gradient layout of {length:N0} elements, more than the " +
+                                        $"{MaxFlatLength:N0} one flat buffer holds (one Int32 dimension); a model of at most about 2.1e9 parameters " +
+                                        "(1.5B) can be trained, 7B and larger cannot yet", argument);
+    }
 
     /// <summary>
     /// The flat layout of a config's tensors (see the constructor's <c>flatMultiple</c>): where each tensor of

@@ -75,6 +75,8 @@ public sealed class AdamWOptimizer : IDisposable
         _sizes = parameters.Select(p => p.Tensor.ElementCount).ToArray();
         // One flat layout whose length the world divides into slices of whole alignment units (the gradients' buffer).
         (_offsets, FlatLength) = Qwen2Weights.FlatLayout(model.Config, World.WorldSize * Qwen2Weights.FlatAlignment);
+        // Before the shards below: their Int32 casts would fail first, and without saying why.
+        Qwen2Weights.RequireFlatLength(FlatLength, nameof(AdamWOptimizer), nameof(model));
         _workingCopies = model.Master is null ? null : model.Weights.Named.Select(p => p.Tensor).ToArray();
         long slice = FlatLength / World.WorldSize;
         if (IsSharded) (_shardStart, _shardEnd) = (slice * World.Rank, slice * (World.Rank + 1));

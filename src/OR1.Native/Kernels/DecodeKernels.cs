@@ -9,8 +9,8 @@ namespace OR1.Native.Kernels;
 /// memory, writing and re-reading its partial) stop being small against the cache it reads.
 /// </summary>
 /// <remarks>
-/// The rule: blocks = batch x kvHeads x headChunks; splits = clamp(floor(deviceBlocks / blocks), 1, maxLength / MinChunk);
-/// chunk = maxLength / splits rounded up to a multiple of <see cref="ChunkAlign"/>. The host knows the cache's capacity
+/// The rule: blocks = batch x kvHeads x headChunks; splits = clamp(floor(deviceBlocks / blocks), 1, maxLength / MinChunk),
+/// and at most 65,535 (they are the grid's z); chunk = maxLength / splits rounded up to a multiple of <see cref="ChunkAlign"/>. The host knows the cache's capacity
 /// (maxLength), not each row's length (a device tensor), so the chunk is cut from the capacity and a row shorter than it
 /// uses only its first ceil(length / chunk) splits; the other blocks return at once. With deviceBlocks = SMs x 8 (the Cuda
 /// runtime's <see cref="IKernelRuntime.GridStrideBlocks"/>, 1,056 on an H100): batch 1 x 32K, 2 kv heads gives 128 splits of
@@ -58,7 +58,7 @@ internal readonly record struct DecodeKernels(int HeadsPerBlock, int HeadChunks,
         int lanes = 1;
         while (lanes * LaneColumns < heads.HeadDim) lanes <<= 1;
         long blocks = Math.Max(1L, (long)batch * heads.NumKvHeads * headChunks);
-        int maxSplits = Math.Max(1, maxLength / MinChunk);
+        int maxSplits = Math.Clamp(maxLength / MinChunk, 1, KernelLaunchers.MaxGridYZ); // splits are the grid's z
         int splits = (int)Math.Clamp(deviceBlocks / blocks, 1, maxSplits);
         int chunk = maxLength;
         if (splits > 1)
@@ -77,8 +77,12 @@ internal readonly record struct DecodeKernels(int HeadsPerBlock, int HeadChunks,
 
     public static string Combine(DType storage) => $"attention_decode_combine_{Suffix(storage)}";
 
-    /// <summary>The split kernel's grid: (splits, kv heads x head chunks, batch).</summary>
-    public Dim3 SplitGrid(AttentionHeads heads, int batch) => new((uint)Splits, (uint)(heads.NumKvHeads * HeadChunks), (uint)batch);
+    /// <summary>
+    /// The split kernel's grid: (batch, kv heads x head chunks, splits). The batch is on x, the one dimension a GPU takes
+    /// past 65,535: a step's rows are its requests and a chunked prefill's positions. Splits are at most the device's
+    /// blocks (<see cref="For"/>), so z never reaches the limit.
+    /// </summary>
+    public Dim3 SplitGrid(AttentionHeads heads, int batch) => new((uint)batch, (uint)(heads.NumKvHeads * HeadChunks), (uint)Splits);
 
     /// <summary>The combine's grid: one warp per (batch row, query head).</summary>
     public static uint CombineGrid(AttentionHeads heads, int batch) => (uint)(((long)batch * heads.NumHeads + CombineThreads / 32 - 1) / (CombineThreads / 32));

@@ -158,8 +158,11 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         MoveRows("scatter_rows", nameof(IBackend.ScatterRows), source, rowIndices, destination, destination.Shape[0]);
 
     /// <summary>The kernel backends keep keys in <see cref="KeyCacheLayout.Rows"/>: a scatter of rows into the pages' rows.</summary>
+    /// <remarks>Cache rows are Int32, so a cache of more than 2^31 - 1 rows is addressed up to there: the bound is clamped,
+    /// as AttentionDecode's capacity is, rather than wrapped to a negative count that would refuse every row.</remarks>
     public void WriteKeyCache(Tensor keys, Tensor cacheRows, Tensor keyCache) =>
-        MoveRows("scatter_rows", nameof(IBackend.WriteKeyCache), keys, cacheRows, keyCache, keyCache.Shape[0] * keyCache.Shape[1], IndexCheck.CacheRow);
+        MoveRows("scatter_rows", nameof(IBackend.WriteKeyCache), keys, cacheRows, keyCache,
+            (int)Math.Min(int.MaxValue, (long)keyCache.Shape[0] * keyCache.Shape[1]), IndexCheck.CacheRow);
 
     private void MoveRows(string kernel, string op, Tensor source, Tensor rowIndices, Tensor destination, int indexedRows,
         IndexCheck kind = IndexCheck.RowIndex)
@@ -269,6 +272,19 @@ internal sealed unsafe class KernelLaunchers : IDisposable
             throw new ArgumentException($"{op}: argument 'heads' has HeadDim {heads.HeadDim}; the CUDA attention kernels support head dims up to {MaxHeadDim}", "heads");
     }
 
+    /// <summary>The largest grid y or z a GPU launches (x goes to 2^31 - 1): cuLaunchKernel refuses more.</summary>
+    public const int MaxGridYZ = 65535;
+
+    /// <summary>
+    /// Sequences of the attention launch that starts at sequence <paramref name="from"/>. The attention kernels take the
+    /// sequence from blockIdx.y, and a micro-batch may pack more than <see cref="MaxGridYZ"/> sequences (65,536 tokens,
+    /// the planner's cap, of one-token sequences), so the launchers cover them in groups of at most that many.
+    /// </summary>
+    private static uint SequenceGroup(Segments sequences, int from) => (uint)Math.Min(MaxGridYZ, sequences.Count - from);
+
+    /// <summary>The offsets a group's launch reads: from its first sequence on (their values stay absolute packed rows).</summary>
+    private static nint GroupOffsets(Segments sequences, int from) => P(sequences.DeviceOffsets) + (nint)from * sizeof(int);
+
     public void AttentionForward(Tensor q, Tensor k, Tensor v, Segments sequences, AttentionHeads heads, float scale, Tensor output, Tensor logSumExp)
     {
         CheckHeadDim(nameof(IBackend.AttentionForward), heads);
@@ -278,11 +294,14 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int shared = kernels.ForwardSharedBytes(d);
         string kernel = kernels.Forward(q.DType);
         Shared(kernel, shared);
-        var grid = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), (uint)sequences.Count, (uint)heads.NumHeads);
-        var a = new KernelArgs();
-        _rt.Launch(kernel, grid, AttentionKernels.Threads, shared,
-            ref a.Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(sequences.DeviceOffsets)).Ptr(P(output)).Ptr(P(logSumExp))
-                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        for (int from = 0; from < sequences.Count; from += MaxGridYZ)
+        {
+            var grid = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), SequenceGroup(sequences, from), (uint)heads.NumHeads);
+            var a = new KernelArgs();
+            _rt.Launch(kernel, grid, AttentionKernels.Threads, shared,
+                ref a.Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(GroupOffsets(sequences, from)).Ptr(P(output)).Ptr(P(logSumExp))
+                    .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        }
     }
 
     public void AttentionBackward(Tensor dOutput, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
@@ -301,23 +320,29 @@ internal sealed unsafe class KernelLaunchers : IDisposable
         int sharedQ = kernels.DqSharedBytes(d);
         string kernelQ = kernels.BackwardDq(q.DType);
         Shared(kernelQ, sharedQ);
-        var gridQ = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), (uint)sequences.Count, (uint)heads.NumHeads);
-        var b = new KernelArgs();
-        _rt.Launch(kernelQ, gridQ, AttentionKernels.Threads, sharedQ,
-            ref b.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dq))
-                .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        for (int from = 0; from < sequences.Count; from += MaxGridYZ)
+        {
+            var gridQ = new Dim3(Ceil(sequences.MaxLength, kernels.QueryRows), SequenceGroup(sequences, from), (uint)heads.NumHeads);
+            var b = new KernelArgs();
+            _rt.Launch(kernelQ, gridQ, AttentionKernels.Threads, sharedQ,
+                ref b.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(GroupOffsets(sequences, from)).Ptr(P(dq))
+                    .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+        }
 
         int sharedKv = kernels.DkvSharedBytes(d);
-        var gridKv = new Dim3(Ceil(sequences.MaxLength, kernels.KeyRows), (uint)sequences.Count, (uint)heads.NumKvHeads);
         var (first, second) = kernels.BackwardKv(q.DType);
         foreach (string? kernelKv in (ReadOnlySpan<string?>)[first, second])
         {
             if (kernelKv is null) continue;
             Shared(kernelKv, sharedKv);
-            var c = new KernelArgs();
-            _rt.Launch(kernelKv, gridKv, AttentionKernels.Threads, sharedKv,
-                ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(P(sequences.DeviceOffsets)).Ptr(P(dk)).Ptr(P(dv))
-                    .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+            for (int from = 0; from < sequences.Count; from += MaxGridYZ)
+            {
+                var gridKv = new Dim3(Ceil(sequences.MaxLength, kernels.KeyRows), SequenceGroup(sequences, from), (uint)heads.NumKvHeads);
+                var c = new KernelArgs();
+                _rt.Launch(kernelKv, gridKv, AttentionKernels.Threads, sharedKv,
+                    ref c.Ptr(P(dOutput)).Ptr(P(q)).Ptr(P(k)).Ptr(P(v)).Ptr(P(logSumExp)).Ptr(di).Ptr(GroupOffsets(sequences, from)).Ptr(P(dk)).Ptr(P(dv))
+                        .Int(heads.NumHeads).Int(heads.NumKvHeads).Int(d).Float(scale));
+            }
         }
     }
 

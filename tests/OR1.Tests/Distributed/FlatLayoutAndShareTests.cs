@@ -52,6 +52,26 @@ public sealed class FlatLayoutAndShareTests
         Assert.That(() => new Qwen2Weights(backend, config).FlatOffset(0), Throws.InvalidOperationException, "separate tensors have no flat offsets");
     }
 
+    /// <summary>
+    /// A flat layout longer than one Int32-dimension buffer (DeepSeek-R1-Distill-Qwen-7B's 7.6e9 parameters) is refused with
+    /// an ArgumentException naming the limit, before anything is allocated; 1.5B's 1.78e9 lies under it.
+    /// </summary>
+    [Test]
+    public void AFlatLayoutLongerThanOneBufferIsRefusedBeforeAllocating()
+    {
+        using var backend = new CpuBackend();
+        var sevenB = OR1.Model.Planning.ModelShapes.Get("7b")!;
+        var (_, length) = Qwen2Weights.FlatLayout(sevenB, Qwen2Weights.FlatAlignment);
+        Assert.That(length, Is.GreaterThan(Qwen2Weights.MaxFlatLength));
+        var e = Assert.Throws<ArgumentException>(() => new Qwen2Weights(backend, sevenB, flatMultiple: Qwen2Weights.FlatAlignment))!;
+        Assert.That(e.Message, Does.Contain("Qwen2Weights").And.Contain("'config'").And.Contain($"{length:N0}").And.Contain($"{int.MaxValue:N0}"));
+        Assert.That(e.ParamName, Is.EqualTo("config"));
+        Assert.That(backend.AllocatedBytes, Is.Zero, "refused before the flat buffer was allocated");
+        var (_, length15) = Qwen2Weights.FlatLayout(OR1.Model.Planning.ModelShapes.Get("1.5b")!, 8 * Qwen2Weights.FlatAlignment);
+        Assert.That(length15, Is.InRange(1_700_000_000L, Qwen2Weights.MaxFlatLength), "1.5B on 8 ranks fits one buffer");
+        Assert.DoesNotThrow(() => Qwen2Weights.RequireFlatLength(length15, "op", "arg"));
+    }
+
     /// <summary>Rank r generates prompts r, r + N, ...: the ranks' shares partition the batch, in order, for any batch and world.</summary>
     [Test]
     public void ThePromptsOfTheRanksPartitionTheBatch()

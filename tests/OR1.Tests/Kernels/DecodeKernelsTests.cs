@@ -63,4 +63,25 @@ public sealed class DecodeKernelsTests
     public void CachesOffA16ByteBoundaryTakeTheScalarPath() =>
         Assert.That(DecodeKernels.For(new AttentionHeads(12, 2, 128), 8, 4096, H100Blocks, cachesAligned: false).Split(DType.Float32),
             Is.EqualTo("attention_decode_split_scalar_g8_f32"));
+
+    /// <summary>
+    /// A GPU launches at most 65,535 blocks along y and z. A step's rows (its requests and a chunked prefill's positions)
+    /// may be more, so they are the grid's x; the splits are its z and stay within the limit whatever the device's size
+    /// and the cache's length (a billion positions here, which alone would ask for millions of splits).
+    /// </summary>
+    [TestCase(70_000, 4096, H100Blocks, TestName = "70,000 rows: the rows go on x")]
+    [TestCase(1, 1 << 30, int.MaxValue, TestName = "a 2^30-position cache on an unbounded device: splits capped at 65,535")]
+    public void SplitGridStaysWithinTheGridLimits(int batch, int maxLength, int deviceBlocks)
+    {
+        var heads = new AttentionHeads(12, 2, 128);
+        var plan = DecodeKernels.For(heads, batch, maxLength, deviceBlocks, cachesAligned: true);
+        var grid = plan.SplitGrid(heads, batch);
+        Assert.Multiple(() =>
+        {
+            Assert.That(grid.X, Is.EqualTo((uint)batch), "rows on x");
+            Assert.That(grid.Y, Is.LessThanOrEqualTo((uint)KernelLaunchers.MaxGridYZ), "y");
+            Assert.That(grid.Z, Is.EqualTo((uint)plan.Splits).And.LessThanOrEqualTo((uint)KernelLaunchers.MaxGridYZ), "splits on z");
+            Assert.That((long)plan.Splits * plan.Chunk, Is.GreaterThanOrEqualTo(maxLength), "the splits cover the cache");
+        });
+    }
 }
