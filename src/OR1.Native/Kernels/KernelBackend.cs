@@ -253,8 +253,9 @@ public abstract class KernelBackend : BackendBase
         {
             _runtime = runtime;
             _hostVisible = hostVisible;
-            // One extra 64 bytes, like CpuBuffer: zero-byte buffers stay valid pointers.
-            _pointer = runtime.Allocate(sizeInBytes + 64);
+            // The exact size (the runtimes give a zero-byte buffer a valid pointer): slack past the end would hide a
+            // kernel's access beyond it from the emulator's memcheck, as it would not hide it from compute-sanitizer.
+            _pointer = runtime.Allocate(sizeInBytes);
         }
 
         public override nint HostPointer => _hostVisible ? _pointer : 0;
