@@ -34,8 +34,9 @@ public sealed class Qwen2Weights : IDisposable
     /// <param name="dtype">The dtype of every tensor.</param>
     /// <param name="flatMultiple">0: a buffer per tensor. Otherwise every tensor is a view of one buffer (<see cref="Flat"/>):
     /// tensors in checkpoint order, each starting at a multiple of <see cref="FlatAlignment"/> elements, the gaps and the
-    /// tail zero, the whole a multiple of this many elements. Gradients are kept so, for the data-parallel collectives
-    /// (one reduction over one buffer, cut into equal slices per rank).</param>
+    /// tail zero, the whole a multiple of this many elements (itself a multiple of <see cref="FlatAlignment"/>: the buffer is
+    /// <see cref="FlatShape"/>'s rows). Gradients are kept so, for the data-parallel collectives (one reduction over one
+    /// buffer, cut into equal slices per rank).</param>
     public Qwen2Weights(IBackend backend, Qwen2Config config, DType dtype = DType.Float32, int flatMultiple = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(flatMultiple);
@@ -44,9 +45,11 @@ public sealed class Qwen2Weights : IDisposable
         DType = dtype;
         if (flatMultiple > 0)
         {
+            if (flatMultiple % FlatAlignment != 0)
+                throw new ArgumentException($"a flat multiple of {flatMultiple} elements is not a multiple of the {FlatAlignment}-element rows of the flat buffer", nameof(flatMultiple));
             (_offsets, long length) = FlatLayout(config, flatMultiple);
             RequireFlatLength(length, "Qwen2Weights", nameof(config));
-            Flat = backend.Allocate(dtype, new TensorShape((int)length), "flat");
+            Flat = backend.Allocate(dtype, FlatShape(length), "flat");
             backend.Fill(Flat, 0f);
         }
         int h = config.HiddenSize, inter = config.IntermediateSize, v = config.VocabSize;
@@ -72,7 +75,7 @@ public sealed class Qwen2Weights : IDisposable
 
     public IBackend Backend { get; }
 
-    /// <summary>The one buffer every tensor is a view of (null unless made with a flat multiple).</summary>
+    /// <summary>The one buffer every tensor is a view of (null unless made with a flat multiple), of <see cref="FlatShape"/>: address it by element offsets.</summary>
     public Tensor? Flat { get; }
 
     /// <summary>Where tensor <paramref name="index"/> of <see cref="Named"/> starts in <see cref="Flat"/> (in elements).</summary>
@@ -88,23 +91,39 @@ public sealed class Qwen2Weights : IDisposable
     public long HeadFlatStart => FlatOffset(1 + LayerTensorCount * Layers.Count);
 
     /// <summary>
-    /// The most elements a flat layout may have: the flat buffer is one tensor of one Int32 dimension, and what moves it
-    /// whole counts in Int32 too (the NCCL and MPI collectives' checks, the host staging and checkpoint copies, .NET
-    /// arrays). DeepSeek-R1-Distill-Qwen-1.5B's 1.78e9 parameters fit; 7B (7.6e9) and larger do not.
+    /// The most elements a flat layout may have. A tensor's dimensions are Int32, so the flat buffer (and each rank's slice
+    /// of it) is a 2-D tensor of rows of <see cref="FlatAlignment"/> elements (<see cref="FlatShape"/>), and the limit is
+    /// Int32.MaxValue rows: 1.37e11 elements, past DeepSeek-R1-Distill-Qwen-32B's 32.8e9. Rows of the alignment unit, not
+    /// longer ones: every layout (its length a multiple of ranks x the alignment) is already whole rows, so no padding is
+    /// added and the layout of every model is what it was when the buffer was one Int32 dimension (the same buckets, the
+    /// same sums). What moves a whole flat buffer or slice counts in Int64 (NCCL's size_t) or in calls of at most Int32
+    /// elements (<see cref="OR1.Native.Distributed.TensorCollectives"/>), never one .NET array of it.
     /// </summary>
-    public const long MaxFlatLength = int.MaxValue;
+    public const long MaxFlatLength = (long)int.MaxValue * FlatAlignment;
 
     /// <summary>
     /// Throws <paramref name="op"/>'s <see cref="ArgumentException"/> naming <paramref name="argument"/> when a flat layout
-    /// of <paramref name="length"/> elements is longer than <see cref="MaxFlatLength"/>, before anything is allocated (the
-    /// Int32 casts after it would otherwise fail with a bare OverflowException, or wrap).
+    /// of <paramref name="length"/> elements is longer than <see cref="MaxFlatLength"/>, before anything is allocated.
     /// </summary>
     public static void RequireFlatLength(long length, string op, string argument)
     {
         if (length > MaxFlatLength)
             throw new ArgumentException($"{op}: argument '{argument}' asks for a flat gradient layout of {length:N0} elements, more than the " +
-                                        $"{MaxFlatLength:N0} one flat buffer holds (one Int32 dimension); a model of at most about 2.1e9 parameters " +
-                                        "(1.5B) can be trained, 7B and larger cannot yet", argument);
+                                        $"{MaxFlatLength:N0} one flat buffer holds ({int.MaxValue:N0} rows of {FlatAlignment} elements)", argument);
+    }
+
+    /// <summary>
+    /// The shape of a flat buffer (or of a rank's slice of one) of <paramref name="length"/> elements: [length / 64, 64]
+    /// (see <see cref="MaxFlatLength"/>). Read it by element offsets (<see cref="Tensor.View"/> takes a long offset and
+    /// any shape that fits, so a tensor's piece is a 1-D view wherever it starts).
+    /// </summary>
+    /// <exception cref="ArgumentException">A length that is not whole rows, or more than <see cref="MaxFlatLength"/>.</exception>
+    public static TensorShape FlatShape(long length)
+    {
+        if (length < 0 || length % FlatAlignment != 0)
+            throw new ArgumentException($"a flat buffer of {length:N0} elements is not whole rows of {FlatAlignment}", nameof(length));
+        RequireFlatLength(length, nameof(FlatShape), nameof(length));
+        return new TensorShape((int)(length / FlatAlignment), FlatAlignment);
     }
 
     /// <summary>

@@ -160,7 +160,7 @@ public static class PlanCommand
         void Row(string what, long bytes, string note = "") => o.WriteLine($"  {what,-34} {MemoryPlan.Gb(bytes),12}  {note}");
         Row("weights", plan.WeightsBytes, $"{plan.Parameters:N0} parameters in {input.Precision.Name()}");
         Row("master weights", plan.MasterWeightsBytes, input.Precision == Precision.Bf16 ? "fp32" : "none in fp32");
-        Row("gradients", plan.GradientsBytes, "fp32");
+        Row("gradients", plan.GradientsBytes, plan.Input.Ranks > 1 ? "fp32, and the slice of their sum this rank updates from" : "fp32");
         Row("Adam moments", plan.OptimizerBytes, "2 x fp32");
         Row("activations", plan.ActivationsBytes, $"micro-batch of {plan.MicroBatchTokens:N0} tokens x {plan.ActivationsPerToken.Total:N0} bytes");
         var p = plan.ActivationsPerToken;

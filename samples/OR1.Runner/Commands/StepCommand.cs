@@ -120,7 +120,7 @@ public static class StepCommand
             throw new CliException($"{rolloutsPath}: {e.Message}", e);
         }
 
-        float[]? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
+        IReadOnlyList<float[]>? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
         // The fp32 parameters whole (with a sharded master, the ranks gather their slices: every rank takes part).
         var parameters = trainer.Optimizer.GatherParameters();
         if (world.WorldSize > 1)
@@ -150,7 +150,8 @@ public static class StepCommand
             var named = trainer.Optimizer.Gradients.Named;
             SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), named.Select((p, t) =>
             {
-                var data = gradients.AsSpan((int)trainer.Optimizer.Gradients.FlatOffset(t), (int)p.Tensor.ElementCount).ToArray();
+                // The tensor's own array, scaled in place (it is not read again).
+                var data = gradients[t];
                 for (int i = 0; i < data.Length; i++) data[i] *= scale;
                 return (p.Name, p.Tensor.Shape.ToArray(), (ReadOnlyMemory<float>)data);
             }));

@@ -29,6 +29,14 @@ public sealed class AdamWOptimizer : IDisposable
     /// last layers' buckets need not wait for the first layers' (it overlaps the backward of the layers below).</summary>
     public const int BucketElements = 1 << 22;
 
+    /// <summary>
+    /// The most elements of the device buffer a checkpoint's gather of the ranks' slices goes through (256 MB of fp32):
+    /// the slices are all-gathered a piece at a time and each piece copied down into its tensors, so neither a device
+    /// buffer nor a .NET array of the whole flat layout is made (a 7B layout is 7.6e9 elements, past any .NET array).
+    /// A setting of the process so that tests can shrink it (internal): a small model then takes many pieces.
+    /// </summary>
+    internal static int GatherElements { get; set; } = 1 << 26;
+
     private readonly IBackend _backend;
     private readonly TensorCollectives _collectives;
     // The sum of the ranks' gradients (null in a world of one, unsharded: nothing to sum), and its ReadyFrom as a delegate.
@@ -75,7 +83,7 @@ public sealed class AdamWOptimizer : IDisposable
         _sizes = parameters.Select(p => p.Tensor.ElementCount).ToArray();
         // One flat layout whose length the world divides into slices of whole alignment units (the gradients' buffer).
         (_offsets, FlatLength) = Qwen2Weights.FlatLayout(model.Config, World.WorldSize * Qwen2Weights.FlatAlignment);
-        // Before the shards below: their Int32 casts would fail first, and without saying why.
+        // Before anything is allocated (the one limit left: Int32.MaxValue rows of the flat buffer, past 32B's layout).
         Qwen2Weights.RequireFlatLength(FlatLength, nameof(AdamWOptimizer), nameof(model));
         _workingCopies = model.Master is null ? null : model.Weights.Named.Select(p => p.Tensor).ToArray();
         long slice = FlatLength / World.WorldSize;
@@ -84,7 +92,7 @@ public sealed class AdamWOptimizer : IDisposable
         {
             // This rank's slice of the fp32 master, then the whole master freed, before the gradients are allocated: the
             // whole master and the gradients (8 bytes a parameter) are never held at once.
-            _masterShard = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "master shard");
+            _masterShard = _backend.Allocate(DType.Float32, Qwen2Weights.FlatShape(slice), "master shard");
             _backend.Fill(_masterShard, 0f);
             var whole = parameters.Select(p => p.Tensor).ToArray();
             foreach (var piece in Pieces(_shardStart, _shardEnd)) _backend.Copy(PieceOf(whole, piece), ShardPiece(_masterShard, piece));
@@ -105,13 +113,13 @@ public sealed class AdamWOptimizer : IDisposable
         }
         else
         {
-            _shardFirst = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg shard");
-            _shardSecond = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "exp_avg_sq shard");
+            _shardFirst = _backend.Allocate(DType.Float32, Qwen2Weights.FlatShape(slice), "exp_avg shard");
+            _shardSecond = _backend.Allocate(DType.Float32, Qwen2Weights.FlatShape(slice), "exp_avg_sq shard");
             MomentBytes = _backend.AllocatedBytes - before;
             _backend.Fill(_shardFirst, 0f);
             _backend.Fill(_shardSecond, 0f);
             // The reduce-scatter's output: this rank's slice of the summed gradient (the AdamW slots read it).
-            _gradientShard = _backend.Allocate(DType.Float32, new TensorShape(checked((int)slice)), "gradient shard");
+            _gradientShard = _backend.Allocate(DType.Float32, Qwen2Weights.FlatShape(slice), "gradient shard");
             // One slot per parameter tensor that overlaps this rank's slice, over the overlap only.
             _slots = Pieces(_shardStart, _shardEnd).Select(piece => new AdamWSlot(
                 _masterShard is null ? PieceOf(_parameters!, piece) : ShardPiece(_masterShard, piece), ShardPiece(_gradientShard, piece),
@@ -226,17 +234,15 @@ public sealed class AdamWOptimizer : IDisposable
     public bool KeepReducedGradients { get; set; }
 
     /// <summary>
-    /// The summed gradient of the last step, whole, in the flat layout (read it per tensor with
-    /// <see cref="Qwen2Weights.FlatOffset"/>).
+    /// The summed gradient of the last step, whole: each parameter tensor's values, in <see cref="Qwen2Weights.Named"/>'s
+    /// order (a .NET array per tensor: the whole flat layout of a 7B model is longer than any array).
     /// </summary>
     /// <exception cref="InvalidOperationException">A sharded optimizer without <see cref="KeepReducedGradients"/>.</exception>
-    public float[] ReducedGradients()
+    public IReadOnlyList<float[]> ReducedGradients()
     {
         if (IsSharded && !KeepReducedGradients)
             throw new InvalidOperationException("a sharded step keeps only this rank's slice of the summed gradient; set KeepReducedGradients before the step");
-        var flat = new float[FlatLength];
-        _backend.Download<float>(Gradients.Flat!, flat);
-        return flat;
+        return _gradientTensors.Select(Download).ToArray();
     }
 
     /// <summary>
@@ -247,10 +253,8 @@ public sealed class AdamWOptimizer : IDisposable
     {
         if (!IsSharded)
             return _names.Select((n, i) => (n, _shapes[i], Download(FirstMoment!.Named[i].Tensor), Download(SecondMoment!.Named[i].Tensor))).ToArray();
-        float[] first = new float[FlatLength], second = new float[FlatLength];
-        GatherFlat(_shardFirst!, first);
-        GatherFlat(_shardSecond!, second);
-        return _names.Select((n, i) => (n, _shapes[i], Cut(first, i), Cut(second, i))).ToArray();
+        float[][] first = GatherTensors(_shardFirst!), second = GatherTensors(_shardSecond!);
+        return _names.Select((n, i) => (n, _shapes[i], first[i], second[i])).ToArray();
     }
 
     /// <summary>
@@ -264,14 +268,38 @@ public sealed class AdamWOptimizer : IDisposable
             var tensors = _names.Select((n, i) => (n, _parameters![i])).ToDictionary(p => p.n, p => p.Item2, StringComparer.Ordinal);
             return name => Download(tensors[name]);
         }
-        float[] master = new float[FlatLength];
-        GatherFlat(_masterShard, master);
+        float[][] master = GatherTensors(_masterShard);
         var index = _names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
-        return name => Cut(master, index[name]);
+        return name => master[index[name]];
     }
 
-    /// <summary>Tensor <paramref name="i"/>'s elements of a whole flat layout.</summary>
-    private float[] Cut(float[] flat, int i) => flat.AsSpan((int)_offsets[i], (int)_sizes[i]).ToArray();
+    /// <summary>
+    /// Every rank's slice of a sharded buffer, all-gathered into whole parameter tensors on the host (one array each). The
+    /// ranks gather [at, at + c) of their slices at once, through a device buffer of WorldSize x c elements (at most
+    /// <see cref="GatherElements"/>): rank r's c elements there are flat elements [r x slice + at, ... + c), copied down
+    /// into the tensors they belong to (the layout's gaps into none).
+    /// </summary>
+    private float[][] GatherTensors(Tensor slice)
+    {
+        var tensors = _sizes.Select(n => new float[n]).ToArray();
+        int ranks = World.WorldSize;
+        long length = slice.ElementCount;
+        int chunk = (int)Math.Clamp(GatherElements / ranks, 1, Math.Max(1, length));
+        using var gathered = _backend.Allocate(DType.Float32, new TensorShape(ranks * chunk), "gathered slices");
+        for (long at = 0; at < length; at += chunk)
+        {
+            int count = (int)Math.Min(chunk, length - at);
+            var output = count == chunk ? gathered : gathered.View(0, new TensorShape(ranks * count));
+            _collectives.AllGather(count == length ? slice : slice.View(at, new TensorShape(count)), output);
+            for (int r = 0; r < ranks; r++)
+            {
+                long start = r * length + at;
+                foreach (var piece in Pieces(start, start + count))
+                    _backend.Download<float>(output.View(r * (long)count + (piece.Flat - start), new TensorShape(piece.Count)), tensors[piece.Tensor].AsSpan(piece.At, piece.Count));
+            }
+        }
+        return tensors;
+    }
 
     /// <summary>
     /// Sets the moments from whole tensors (<paramref name="read"/>(name) gives a parameter's exp_avg and exp_avg_sq,
@@ -303,14 +331,6 @@ public sealed class AdamWOptimizer : IDisposable
         var data = new float[t.ElementCount];
         _backend.Download<float>(t, data);
         return data;
-    }
-
-    /// <summary>Every rank's slice of a sharded buffer, all-gathered into the whole flat layout on the host.</summary>
-    private void GatherFlat(Tensor slice, float[] flat)
-    {
-        using var all = _backend.Allocate(DType.Float32, new TensorShape(checked((int)FlatLength)), "gathered slices");
-        _collectives.AllGather(slice, all);
-        _backend.Download<float>(all, flat);
     }
 
     /// <summary>

@@ -23,8 +23,8 @@ public sealed record MemoryPlanInput
     public long KvCacheBytes { get; init; }
     /// <summary>
     /// Data-parallel ranks sharing the optimizer state (ZeRO-1, as <c>AdamWOptimizer</c> shards it: each rank keeps 1/ranks
-    /// of the fp32 master weights and the Adam moments; the weights the forward reads, gradients, activations and the cache
-    /// stay whole on every rank). 1: no sharding.
+    /// of the fp32 master weights and the Adam moments, and the slice of the summed gradient it updates them from; the
+    /// weights the forward reads, gradients, activations and the cache stay whole on every rank). 1: no sharding.
     /// </summary>
     public int Ranks { get; init; } = 1;
     /// <summary>The cache's positions per page; 0 is the engine's default (128 on the Cpu backend, 32 on a GPU).</summary>
@@ -189,7 +189,9 @@ public static class MemoryPlanner
         long weights = parameters * storage.SizeOf();
         long shard = (parameters + input.Ranks - 1) / input.Ranks; // the parameters whose optimizer state this rank holds
         long master = input.Precision == Precision.Bf16 ? shard * sizeof(float) : 0;
-        long gradients = parameters * sizeof(float), optimizer = 2 * shard * sizeof(float);
+        // The flat gradient whole, and sharded the slice its reduce sums into (AdamWOptimizer's gradient shard). The flat
+        // buffer and the slices have no Int32 limit (rows of 64 elements): 7B and 32B train on any number of ranks.
+        long gradients = (parameters + (input.Ranks > 1 ? shard : 0)) * sizeof(float), optimizer = 2 * shard * sizeof(float);
         var parts = ActivationsPerToken(c, storage, input.Recompute);
         long perToken = parts.Total;
         long kvPerToken = KvCachePerToken(c, storage);

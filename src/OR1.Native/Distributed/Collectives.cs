@@ -34,15 +34,15 @@ public static class Collectives
         return null;
     }
 
-    internal static void CheckScatter(int input, int output, int world, int rank)
+    internal static void CheckScatter(long input, long output, int world, int rank)
     {
-        if ((long)output * world != input)
+        if (output * world != input)
             throw new CollectiveException($"rank {rank}: reduce-scatter of {input:N0} elements into {output:N0} per rank: the input must be world size ({world}) x the output");
     }
 
-    internal static void CheckGather(int input, int output, int world, int rank)
+    internal static void CheckGather(long input, long output, int world, int rank)
     {
-        if ((long)input * world != output)
+        if (input * world != output)
             throw new CollectiveException($"rank {rank}: all-gather of {input:N0} elements per rank into {output:N0}: the output must be world size ({world}) x the input");
     }
 

@@ -7,6 +7,8 @@ namespace OR1.Native.Distributed;
 /// The GPU collectives over NCCL on the Cuda backend's stream (<see cref="NcclNative"/>): sums and gathers of fp32 or
 /// bf16 tensors in device memory, queued like the backend's own work (nothing waits for the host). The communicator
 /// spans the MPI world's ranks, one GPU each: rank 0 creates NCCL's unique id and the world broadcasts it.
+/// <para>Counts are NCCL's size_t (<see cref="NcclNative"/>'s nuint): a whole flat gradient or slice of any length is one
+/// call, where the host collectives count in Int32 (<see cref="TensorCollectives"/> cuts their calls).</para>
 /// </summary>
 public sealed unsafe class NcclCollectives : IDisposable
 {
@@ -124,7 +126,7 @@ public sealed unsafe class NcclCollectives : IDisposable
     public void ReduceScatterSum(Tensor input, Tensor output)
     {
         CheckPair(input, output);
-        Collectives.CheckScatter(checked((int)input.ElementCount), checked((int)output.ElementCount), WorldSize, Rank);
+        Collectives.CheckScatter(input.ElementCount, output.ElementCount, WorldSize, Rank);
         Check(NcclNative.ReduceScatter(input.DevicePointer, output.DevicePointer, (nuint)output.ElementCount, TypeOf(input, nameof(input)), NcclNative.Sum, _comm, _stream),
             "ncclReduceScatter", Rank);
     }
@@ -133,7 +135,7 @@ public sealed unsafe class NcclCollectives : IDisposable
     public void AllGather(Tensor input, Tensor output)
     {
         CheckPair(input, output);
-        Collectives.CheckGather(checked((int)input.ElementCount), checked((int)output.ElementCount), WorldSize, Rank);
+        Collectives.CheckGather(input.ElementCount, output.ElementCount, WorldSize, Rank);
         Check(NcclNative.AllGather(input.DevicePointer, output.DevicePointer, (nuint)input.ElementCount, TypeOf(input, nameof(input)), _comm, _stream),
             "ncclAllGather", Rank);
     }

@@ -29,6 +29,7 @@ public sealed class FlatLayoutAndShareTests
         var flat = weights.Flat!;
         var (offsets, length) = Qwen2Weights.FlatLayout(config, multiple);
         Assert.That(flat.ElementCount, Is.EqualTo(length));
+        Assert.That(flat.Shape, Is.EqualTo(new TensorShape((int)(length / Qwen2Weights.FlatAlignment), Qwen2Weights.FlatAlignment)), "rows of the alignment unit");
         Assert.That(length % multiple, Is.Zero);
         long end = 0;
         for (int i = 0; i < weights.Named.Count; i++)
@@ -53,23 +54,45 @@ public sealed class FlatLayoutAndShareTests
     }
 
     /// <summary>
-    /// A flat layout longer than one Int32-dimension buffer (DeepSeek-R1-Distill-Qwen-7B's 7.6e9 parameters) is refused with
-    /// an ArgumentException naming the limit, before anything is allocated; 1.5B's 1.78e9 lies under it.
+    /// The flat layouts of DeepSeek-R1-Distill-Qwen-7B (7.6e9 elements) and 32B (32.8e9; 4.1e9 a slice on 8 ranks), longer
+    /// than an Int32, are accepted on 1 to 512 ranks: the buffer and each slice are whole rows of 64 elements, fewer than
+    /// Int32.MaxValue rows (this test allocates none of them). A layout of more rows than that is still refused, naming
+    /// the limit, before anything is allocated.
     /// </summary>
     [Test]
-    public void AFlatLayoutLongerThanOneBufferIsRefusedBeforeAllocating()
+    public void SevenBAndThirtyTwoBLayoutsAreWholeRowsAndOnlyMoreThanInt32RowsIsRefused()
     {
+        foreach (string shape in new[] { "1.5b", "7b", "14b", "32b" })
+        foreach (int ranks in new[] { 1, 2, 3, 8, 512 })
+        {
+            var config = OR1.Model.Planning.ModelShapes.Get(shape)!;
+            var (_, length) = Qwen2Weights.FlatLayout(config, ranks * Qwen2Weights.FlatAlignment);
+            Assert.That(length, Is.LessThanOrEqualTo(Qwen2Weights.MaxFlatLength), $"{shape} on {ranks} ranks");
+            Assert.DoesNotThrow(() => Qwen2Weights.RequireFlatLength(length, "op", "arg"));
+            var flat = Qwen2Weights.FlatShape(length);
+            var slice = Qwen2Weights.FlatShape(length / ranks);
+            Assert.That(flat.ElementCount, Is.EqualTo(length), $"{shape} on {ranks} ranks: the buffer's shape {flat}");
+            Assert.That(slice.ElementCount * ranks, Is.EqualTo(length), $"{shape} on {ranks} ranks: the slices' shape {slice}");
+            Assert.That(flat[1], Is.EqualTo(Qwen2Weights.FlatAlignment));
+        }
+        var (_, sevenB) = Qwen2Weights.FlatLayout(OR1.Model.Planning.ModelShapes.Get("7b")!, Qwen2Weights.FlatAlignment);
+        Assert.That(sevenB, Is.GreaterThan(int.MaxValue), "7B's layout is past one Int32 dimension");
+        var (_, thirtyTwo) = Qwen2Weights.FlatLayout(OR1.Model.Planning.ModelShapes.Get("32b")!, 8 * Qwen2Weights.FlatAlignment);
+        Assert.That(thirtyTwo / 8, Is.GreaterThan(int.MaxValue), "32B's slice on 8 ranks is past one Int32 dimension");
+        Assert.That(() => Qwen2Weights.FlatShape(100), Throws.ArgumentException.With.Message.Contain("not whole rows of 64"));
+
+        // Five times 32B's layers: 1.6e11 elements, past Int32.MaxValue rows of 64.
         using var backend = new CpuBackend();
-        var sevenB = OR1.Model.Planning.ModelShapes.Get("7b")!;
-        var (_, length) = Qwen2Weights.FlatLayout(sevenB, Qwen2Weights.FlatAlignment);
-        Assert.That(length, Is.GreaterThan(Qwen2Weights.MaxFlatLength));
-        var e = Assert.Throws<ArgumentException>(() => new Qwen2Weights(backend, sevenB, flatMultiple: Qwen2Weights.FlatAlignment))!;
-        Assert.That(e.Message, Does.Contain("Qwen2Weights").And.Contain("'config'").And.Contain($"{length:N0}").And.Contain($"{int.MaxValue:N0}"));
+        var huge = OR1.Model.Planning.ModelShapes.Get("32b")! with { NumHiddenLayers = 320 };
+        var (_, hugeLength) = Qwen2Weights.FlatLayout(huge, Qwen2Weights.FlatAlignment);
+        Assert.That(hugeLength, Is.GreaterThan(Qwen2Weights.MaxFlatLength));
+        var e = Assert.Throws<ArgumentException>(() => new Qwen2Weights(backend, huge, flatMultiple: Qwen2Weights.FlatAlignment))!;
+        Assert.That(e.Message, Does.Contain("Qwen2Weights").And.Contain("'config'").And.Contain($"{hugeLength:N0}").And.Contain($"{Qwen2Weights.MaxFlatLength:N0}"));
         Assert.That(e.ParamName, Is.EqualTo("config"));
         Assert.That(backend.AllocatedBytes, Is.Zero, "refused before the flat buffer was allocated");
-        var (_, length15) = Qwen2Weights.FlatLayout(OR1.Model.Planning.ModelShapes.Get("1.5b")!, 8 * Qwen2Weights.FlatAlignment);
-        Assert.That(length15, Is.InRange(1_700_000_000L, Qwen2Weights.MaxFlatLength), "1.5B on 8 ranks fits one buffer");
-        Assert.DoesNotThrow(() => Qwen2Weights.RequireFlatLength(length15, "op", "arg"));
+        Assert.That(() => new Qwen2Weights(backend, OR1.Model.Planning.ModelShapes.Get("1.5b")!, flatMultiple: 96),
+            Throws.ArgumentException.With.Message.Contain("not a multiple of the 64-element rows"));
+        Assert.That(backend.AllocatedBytes, Is.Zero);
     }
 
     /// <summary>Rank r generates prompts r, r + N, ...: the ranks' shares partition the batch, in order, for any batch and world.</summary>

@@ -47,6 +47,9 @@ public sealed class GradientReductionTests
 
     private static float[] Parameters(Qwen2Model model) => model.Parameters.Named.SelectMany(p => p.Tensor.ToFloats()).ToArray();
 
+    /// <summary>Every tensor's values, one after another (ReducedGradients gives an array per tensor).</summary>
+    private static float[] Whole(IEnumerable<float[]> tensors) => tensors.SelectMany(t => t).ToArray();
+
     private static void AssertBits(float[] actual, float[] expected, string what)
     {
         Assert.That(actual, Has.Length.EqualTo(expected.Length), what);
@@ -80,12 +83,12 @@ public sealed class GradientReductionTests
             alone.ZeroGradients();
             TinyBackward.Run(aloneModel, TinyBackward.MicroBatches[0], alone.Gradients, 5 + step);
             TinyBackward.Run(aloneModel, TinyBackward.MicroBatches[1], alone.Gradients, 15 + step);
-            float[] twice = alone.ReducedGradients().Select(v => 2 * v).ToArray();
-            _backend.Upload<float>(twice, alone.Gradients.Flat!);
+            float[][] twice = alone.ReducedGradients().Select(t => t.Select(v => 2 * v).ToArray()).ToArray();
+            for (int t = 0; t < twice.Length; t++) _backend.Upload<float>(twice[t], alone.Gradients.Named[t].Tensor);
             alone.Step(new AdamWOptions(1e-2, WeightDecay: 0.1), maxGradNorm: 1e9);
 
-            AssertBits(overlapped.ReducedGradients(), after.ReducedGradients(), $"step {step}: the summed gradients, overlapped against after the backward");
-            AssertBits(after.ReducedGradients(), twice, $"step {step}: the sum of two equal ranks, each bucket once");
+            AssertBits(Whole(overlapped.ReducedGradients()), Whole(after.ReducedGradients()), $"step {step}: the summed gradients, overlapped against after the backward");
+            AssertBits(Whole(after.ReducedGradients()), Whole(twice), $"step {step}: the sum of two equal ranks, each bucket once");
             AssertBits(Parameters(overlappedModel), Parameters(afterModel), $"step {step}: the updated weights");
             AssertBits(Parameters(afterModel), Parameters(aloneModel), $"step {step}: the updated weights against one process's on the doubled gradient");
         }
