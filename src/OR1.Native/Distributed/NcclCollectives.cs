@@ -57,12 +57,11 @@ public sealed unsafe class NcclCollectives : IDisposable
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(world);
         string version = Version(out string? missing) ?? throw new NcclUnavailableException(missing!);
-        var id = new byte[NcclNative.UniqueIdBytes];
-        if (world.Rank == 0)
-            fixed (byte* p = id) Check(NcclNative.GetUniqueId(p), "ncclGetUniqueId", world.Rank);
-        world.Broadcast(id, root: 0);
+        var id = new NcclNative.UniqueId();
+        if (world.Rank == 0) Check(NcclNative.GetUniqueId(&id), "ncclGetUniqueId", world.Rank);
+        world.Broadcast(new Span<byte>(id.Bytes, NcclNative.UniqueIdBytes), root: 0);
         nint comm;
-        fixed (byte* p = id) Check(NcclNative.CommInitRank(&comm, world.WorldSize, p, world.Rank), "ncclCommInitRank", world.Rank);
+        Check(NcclNative.CommInitRank(&comm, world.WorldSize, id, world.Rank), "ncclCommInitRank", world.Rank);
         return new NcclCollectives(backend, comm, world.Rank, world.WorldSize, version);
     }
 
