@@ -107,7 +107,7 @@ public sealed class EmuMemcheckTests
                 ["ASAN_OPTIONS"] = "detect_leaks=0:handle_segv=0:allow_user_segv_handler=1:use_sigaltstack=0:print_summary=1",
             };
             string tests = Path.Combine(AppContext.BaseDirectory, "OR1.Tests.dll");
-            var (exitCode, output, error) = await ChildProcess.RunAsync(Environment.ProcessPath!,
+            var (exitCode, output, error) = await ChildProcess.RunAsync(DotnetHost(),
                 [tests, "--gpu-check", "--tests-only", "--skip-probe", "--where", where, "--out", outDir], TimeSpan.FromMinutes(20),
                 environment: environment);
             return (exitCode, output + error);
@@ -116,6 +116,17 @@ public sealed class EmuMemcheckTests
         {
             if (Directory.Exists(outDir)) Directory.Delete(outDir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// The dotnet host to run OR1.Tests.dll with: the one `dotnet test` names (DOTNET_HOST_PATH), this process's when it
+    /// is a dotnet host (not an apphost such as testhost), else the one on PATH.
+    /// </summary>
+    private static string DotnetHost()
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host)) return host;
+        string? self = Environment.ProcessPath;
+        return self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet" ? self : "dotnet";
     }
 
     /// <summary>The ASan report (or, without one, the failed tests) of a child's output, for the failure message.</summary>
