@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using OR1.Grpo.Checkpoints;
 using OR1.Grpo.Training;
 using OR1.Model;
 using OR1.Model.Checkpoints;
@@ -121,8 +122,6 @@ public static class StepCommand
         }
 
         IReadOnlyList<float[]>? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
-        // The fp32 parameters whole (with a sharded master, the ranks gather their slices: every rank takes part).
-        var parameters = trainer.Optimizer.GatherParameters();
         if (world.WorldSize > 1)
         {
             // The ranks must hold the same weights after the step: every weight the forward reads, fingerprinted and compared.
@@ -135,10 +134,15 @@ public static class StepCommand
                 throw new CliException($"{e.Message}; the update is not written", e);
             }
             Console.Error.WriteLine($"step: rank {world.Rank} of {world.WorldSize}: the ranks' weights agree (gradients {trainer.CollectivesPath}, {trainer.Optimizer.ReductionDescription})");
-            if (world.Rank != 0) return 0;
+            if (world.Rank != 0)
+            {
+                // The fp32 parameters go into rank 0's file a tensor at a time (with a sharded master, from the ranks' slices).
+                OptimizerCheckpoint.FollowWeights(model.Config, trainer.Optimizer);
+                return 0;
+            }
         }
         Directory.CreateDirectory(outputDir);
-        Qwen2Checkpoint.Save(outputDir, model.Config, name => parameters(name), PrecisionOptions.SaveDType(saveDType, model.Config));
+        OptimizerCheckpoint.WriteWeights(outputDir, model.Config, trainer.Optimizer, PrecisionOptions.SaveDType(saveDType, model.Config));
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
         {
             string source = Path.Combine(modelDir, file);

@@ -30,10 +30,10 @@ public sealed class AdamWOptimizer : IDisposable
     public const int BucketElements = 1 << 22;
 
     /// <summary>
-    /// The most elements of the device buffer a checkpoint's gather of the ranks' slices goes through (256 MB of fp32):
-    /// the slices are all-gathered a piece at a time and each piece copied down into its tensors, so neither a device
-    /// buffer nor a .NET array of the whole flat layout is made (a 7B layout is 7.6e9 elements, past any .NET array).
-    /// A setting of the process so that tests can shrink it (internal): a small model then takes many pieces.
+    /// The most elements of the host buffer a checkpoint's tensors travel through (256 MB of fp32), written or read a
+    /// piece at a time (<see cref="StreamTensor"/>, <see cref="LoadMoments"/>): no copy of the whole state is made, on the
+    /// host or the device (a 7B model's fp32 weights and moments are 91 GB, and its flat layout is longer than any .NET
+    /// array). A setting of the process so that tests can shrink it (internal): a small model then takes many pieces.
     /// </summary>
     internal static int GatherElements { get; set; } = 1 << 26;
 
@@ -51,8 +51,10 @@ public sealed class AdamWOptimizer : IDisposable
     private readonly long[] _offsets;
     private readonly long[] _sizes;
     private readonly string[] _names;
+    private readonly Dictionary<string, int> _index;
     private readonly int[][] _shapes;
     private readonly long _shardStart, _shardEnd;
+    private float[]? _streamBuffer;
 
     /// <param name="model">The model to train.</param>
     /// <param name="world">The data-parallel ranks (one process when null).</param>
@@ -79,6 +81,7 @@ public sealed class AdamWOptimizer : IDisposable
         IsSharded = shard && (World.WorldSize > 1 || shardAlone);
         var parameters = model.Parameters.Named;
         _names = parameters.Select(p => p.Name).ToArray();
+        _index = _names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
         _shapes = parameters.Select(p => p.Tensor.Shape.ToArray()).ToArray();
         _sizes = parameters.Select(p => p.Tensor.ElementCount).ToArray();
         // One flat layout whose length the world divides into slices of whole alignment units (the gradients' buffer).
@@ -246,20 +249,15 @@ public sealed class AdamWOptimizer : IDisposable
     }
 
     /// <summary>
-    /// Every parameter tensor's moments, whole (name, shape, exp_avg, exp_avg_sq), as a checkpoint stores them. Sharded,
-    /// the ranks all-gather their slices: every rank must call it together.
+    /// Every parameter tensor's moments, whole (name, shape, exp_avg, exp_avg_sq), in .NET arrays: for tests and tools of
+    /// small models (a checkpoint streams them instead, <see cref="StreamTensor"/>). Sharded, every rank must call it together.
     /// </summary>
-    public IReadOnlyList<(string Name, int[] Shape, float[] First, float[] Second)> GatherMoments()
-    {
-        if (!IsSharded)
-            return _names.Select((n, i) => (n, _shapes[i], Download(FirstMoment!.Named[i].Tensor), Download(SecondMoment!.Named[i].Tensor))).ToArray();
-        float[][] first = GatherTensors(_shardFirst!), second = GatherTensors(_shardSecond!);
-        return _names.Select((n, i) => (n, _shapes[i], first[i], second[i])).ToArray();
-    }
+    public IReadOnlyList<(string Name, int[] Shape, float[] First, float[] Second)> GatherMoments() =>
+        _names.Select((n, i) => (n, _shapes[i], Gather(OptimizerState.FirstMoment, i), Gather(OptimizerState.SecondMoment, i))).ToArray();
 
     /// <summary>
-    /// The fp32 parameters, whole, by name (a checkpoint's weights): the model's own, or, with the master sharded, the
-    /// ranks' slices all-gathered (every rank must call it together then).
+    /// The fp32 parameters, whole, by name, in .NET arrays (see <see cref="GatherMoments"/>); gathered from the ranks'
+    /// slices when the master is sharded (every rank must call it together then).
     /// </summary>
     public Func<string, float[]> GatherParameters()
     {
@@ -268,60 +266,115 @@ public sealed class AdamWOptimizer : IDisposable
             var tensors = _names.Select((n, i) => (n, _parameters![i])).ToDictionary(p => p.n, p => p.Item2, StringComparer.Ordinal);
             return name => Download(tensors[name]);
         }
-        float[][] master = GatherTensors(_masterShard);
-        var index = _names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
-        return name => master[index[name]];
+        var gathered = _names.Select((_, i) => Gather(OptimizerState.Parameters, i)).ToArray();
+        return name => gathered[IndexOf(name)];
+    }
+
+    private float[] Gather(OptimizerState what, int tensor)
+    {
+        var values = new float[_sizes[tensor]];
+        int at = 0;
+        StreamTensor(what, _names[tensor], piece =>
+        {
+            piece.CopyTo(values.AsSpan(at));
+            at += piece.Length;
+        });
+        return values;
     }
 
     /// <summary>
-    /// Every rank's slice of a sharded buffer, all-gathered into whole parameter tensors on the host (one array each). The
-    /// ranks gather [at, at + c) of their slices at once, through a device buffer of WorldSize x c elements (at most
-    /// <see cref="GatherElements"/>): rank r's c elements there are flat elements [r x slice + at, ... + c), copied down
-    /// into the tensors they belong to (the layout's gaps into none).
+    /// Gives parameter tensor <paramref name="name"/>'s fp32 values or moments, whole and row-major, to
+    /// <paramref name="sink"/> in consecutive pieces of at most <see cref="GatherElements"/>, through one host buffer: how a
+    /// checkpoint is written without a copy of the whole state in memory (a 7B model's fp32 weights and moments are 91 GB).
+    /// Where this rank holds the tensor whole it is copied down; where the ranks hold slices of it (sharded), each piece
+    /// is broadcast by the rank whose slice holds it, so every rank must call this together, for the same tensors in the
+    /// same order (<c>OptimizerCheckpoint</c> follows the files' order); every rank's sink receives the values, and a rank
+    /// that keeps nothing passes null (it only sends its pieces). Whole tensors need no other rank: a null sink returns at once.
     /// </summary>
-    private float[][] GatherTensors(Tensor slice)
+    /// <exception cref="ArgumentException">No parameter of that name.</exception>
+    public void StreamTensor(OptimizerState what, string name, Action<ReadOnlySpan<float>>? sink)
     {
-        var tensors = _sizes.Select(n => new float[n]).ToArray();
-        int ranks = World.WorldSize;
-        long length = slice.ElementCount;
-        int chunk = (int)Math.Clamp(GatherElements / ranks, 1, Math.Max(1, length));
-        using var gathered = _backend.Allocate(DType.Float32, new TensorShape(ranks * chunk), "gathered slices");
-        for (long at = 0; at < length; at += chunk)
+        int i = IndexOf(name);
+        Tensor? whole = what switch
         {
-            int count = (int)Math.Min(chunk, length - at);
-            var output = count == chunk ? gathered : gathered.View(0, new TensorShape(ranks * count));
-            _collectives.AllGather(count == length ? slice : slice.View(at, new TensorShape(count)), output);
-            for (int r = 0; r < ranks; r++)
+            OptimizerState.Parameters => _parameters?[i],
+            OptimizerState.FirstMoment => FirstMoment?.Named[i].Tensor,
+            _ => SecondMoment?.Named[i].Tensor,
+        };
+        long size = _sizes[i];
+        if (whole is not null)
+        {
+            if (sink is null) return;
+            var host = StreamBuffer();
+            for (long at = 0; at < size; at += host.Length)
             {
-                long start = r * length + at;
-                foreach (var piece in Pieces(start, start + count))
-                    _backend.Download<float>(output.View(r * (long)count + (piece.Flat - start), new TensorShape(piece.Count)), tensors[piece.Tensor].AsSpan(piece.At, piece.Count));
+                int count = (int)Math.Min(host.Length, size - at);
+                _backend.Download<float>(whole.View(at, new TensorShape(count)), host.AsSpan(0, count));
+                sink(host.AsSpan(0, count));
             }
+            return;
         }
-        return tensors;
+        var shard = what switch
+        {
+            OptimizerState.Parameters => _masterShard!,
+            OptimizerState.FirstMoment => _shardFirst!,
+            _ => _shardSecond!,
+        };
+        var buffer = StreamBuffer();
+        long slice = FlatLength / World.WorldSize, end = _offsets[i] + size;
+        for (long flat = _offsets[i]; flat < end;)
+        {
+            // A piece within one rank's slice: that rank sends it.
+            int owner = (int)(flat / slice);
+            int count = (int)Math.Min(buffer.Length, Math.Min(end, (owner + 1) * slice) - flat);
+            var piece = buffer.AsSpan(0, count);
+            if (owner == World.Rank) _backend.Download<float>(shard.View(flat - _shardStart, new TensorShape(count)), piece);
+            World.Broadcast(System.Runtime.InteropServices.MemoryMarshal.AsBytes(piece), owner);
+            sink?.Invoke(piece);
+            flat += count;
+        }
     }
 
-    /// <summary>
-    /// Sets the moments from whole tensors (<paramref name="read"/>(name) gives a parameter's exp_avg and exp_avg_sq,
-    /// checked for size by the caller); sharded, this rank keeps its slice of them.
-    /// </summary>
-    public void LoadMoments(Func<string, (float[] First, float[] Second)> read)
+    /// <summary>The host buffer that <see cref="StreamTensor"/> and <see cref="LoadMoments"/> move a tensor's pieces through.</summary>
+    private float[] StreamBuffer()
     {
-        for (int i = 0; i < _names.Length; i++)
+        int length = (int)Math.Clamp(_sizes.Max(), 1, Math.Max(1, GatherElements));
+        if (_streamBuffer?.Length != length) _streamBuffer = GC.AllocateUninitializedArray<float>(length);
+        return _streamBuffer;
+    }
+
+    /// <summary>Elements of the host buffer checkpoints stream through (0 before the first): what a checkpoint holds on the host.</summary>
+    internal int StreamBufferLength => _streamBuffer?.Length ?? 0;
+
+    private int IndexOf(string name) => _index.TryGetValue(name, out int i) ? i : throw new ArgumentException($"the model has no parameter '{name}'", nameof(name));
+
+    /// <summary>
+    /// Sets the moments from a checkpoint's whole tensors: <paramref name="read"/>(which, name, start, destination) fills
+    /// destination with elements [start, start + its length) of a parameter's exp_avg or exp_avg_sq (names and shapes
+    /// checked by the caller). This rank reads only what it keeps (its slice, when sharded), a piece of at most
+    /// <see cref="GatherElements"/> at a time.
+    /// </summary>
+    public void LoadMoments(Action<OptimizerState, string, long, Span<float>> read)
+    {
+        var buffer = StreamBuffer();
+        foreach (var what in new[] { OptimizerState.FirstMoment, OptimizerState.SecondMoment })
         {
-            var (first, second) = read(_names[i]);
-            if (first.Length != _sizes[i] || second.Length != _sizes[i])
-                throw new ArgumentException($"moments of '{_names[i]}': {first.Length} and {second.Length} values for {_sizes[i]} parameters");
-            if (!IsSharded)
+            for (int i = 0; i < _names.Length; i++)
             {
-                _backend.Upload<float>(first, FirstMoment!.Named[i].Tensor);
-                _backend.Upload<float>(second, SecondMoment!.Named[i].Tensor);
-                continue;
-            }
-            foreach (var piece in Pieces(Math.Max(_shardStart, _offsets[i]), Math.Min(_shardEnd, _offsets[i] + _sizes[i])))
-            {
-                _backend.Upload<float>(first.AsSpan(piece.At, piece.Count), ShardPiece(_shardFirst!, piece));
-                _backend.Upload<float>(second.AsSpan(piece.At, piece.Count), ShardPiece(_shardSecond!, piece));
+                // The parts of tensor i this rank keeps: (first element in the tensor, count, where it goes).
+                var parts = !IsSharded
+                    ? [(0L, _sizes[i], (what == OptimizerState.FirstMoment ? FirstMoment! : SecondMoment!).Named[i].Tensor)]
+                    : Pieces(Math.Max(_shardStart, _offsets[i]), Math.Min(_shardEnd, _offsets[i] + _sizes[i]))
+                        .Select(piece => ((long)piece.At, (long)piece.Count, ShardPiece(what == OptimizerState.FirstMoment ? _shardFirst! : _shardSecond!, piece))).ToArray();
+                foreach (var (start, length, target) in parts)
+                {
+                    for (long at = 0; at < length; at += buffer.Length)
+                    {
+                        int count = (int)Math.Min(buffer.Length, length - at);
+                        read(what, _names[i], start + at, buffer.AsSpan(0, count));
+                        _backend.Upload<float>(buffer.AsSpan(0, count), target.View(at, new TensorShape(count)));
+                    }
+                }
             }
         }
     }

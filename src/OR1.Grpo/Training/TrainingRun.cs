@@ -278,24 +278,28 @@ public sealed class TrainingRun : IDisposable
     }
 
     /// <summary>
-    /// Writes weights, tokenizer, optimizer moments and trainer state, atomically. Data parallel, every rank calls it (the
-    /// moments are gathered from the ranks' slices) and rank 0 writes; the others return null.
+    /// Writes weights, tokenizer, optimizer moments and trainer state, atomically. Data parallel, every rank calls it:
+    /// rank 0 writes, streaming each tensor into its file as the ranks that hold its slices send it; the others return null.
     /// </summary>
     public string? SaveCheckpoint()
     {
         var state = _state with { Sampler = _sampler?.SaveState(), WorldSize = _world.WorldSize };
-        var moments = _trainer.Optimizer.GatherMoments();
-        var parameters = _trainer.Optimizer.GatherParameters();
-        if (!Writes) return null;
+        var optimizer = _trainer.Optimizer;
+        if (!Writes)
+        {
+            OptimizerCheckpoint.FollowWeights(_policy.Config, optimizer);
+            OptimizerCheckpoint.FollowMoments(optimizer);
+            return null;
+        }
         string path = _checkpoints.Save(state.GlobalStep, dir =>
         {
-            OR1.Model.Checkpoints.Qwen2Checkpoint.Save(dir, _policy.Config, name => parameters(name), _saveDType);
+            OptimizerCheckpoint.WriteWeights(dir, _policy.Config, optimizer, _saveDType);
             foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             {
                 string source = Path.Combine(_tokenizerDir, file);
                 if (File.Exists(source)) File.Copy(source, Path.Combine(dir, file));
             }
-            OptimizerCheckpoint.Write(dir, moments);
+            OptimizerCheckpoint.WriteMoments(dir, optimizer);
             state.Save(dir);
         });
         _log.WriteLine($"checkpoint: {path}");

@@ -156,9 +156,52 @@ public static class Qwen2Checkpoint
     public static void Save(string modelDir, Qwen2Config config, Func<string, ReadOnlyMemory<float>> parameters,
         SafetensorsDType dtype = SafetensorsDType.F32)
     {
+        ArgumentNullException.ThrowIfNull(parameters);
+        CheckSave(modelDir, config, dtype);
+        var data = new Dictionary<string, ReadOnlyMemory<float>>(StringComparer.Ordinal);
+        foreach (var (name, shape) in ParameterShapes(config))
+        {
+            var values = parameters(name);
+            long expected = 1;
+            foreach (int dim in shape) expected *= dim;
+            if (values.Length != expected)
+                throw new ArgumentException(
+                    $"parameter '{name}' has {values.Length} values, but shape {TensorEntry.FormatShape(shape)} needs {expected}", nameof(parameters));
+            data.Add(name, values);
+        }
+        Save(modelDir, config, (name, sink) => sink(data[name].Span), dtype);
+    }
+
+    /// <summary>
+    /// Saves a checkpoint directory as <see cref="Save(string, Qwen2Config, Func{string, ReadOnlyMemory{float}}, SafetensorsDType)"/>
+    /// does, with each parameter's values streamed into the file as <paramref name="produce"/> gives them, a piece at a time,
+    /// in <see cref="WeightsFileOrder"/>: no copy of the whole model is held in memory (a 7B model's fp32 weights are
+    /// 30 GB), and a data-parallel run gathers each tensor from the ranks that hold its slices as it is written.
+    /// </summary>
+    /// <param name="modelDir">The checkpoint directory (created if needed).</param>
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="produce">Called with each parameter's name and a sink that takes its row-major values in consecutive pieces.</param>
+    /// <param name="dtype">Storage type of the weights: F32, BF16 or F16.</param>
+    /// <exception cref="ArgumentException">The config is invalid or the dtype unsupported (before anything is written), or a
+    /// parameter is given the wrong number of values (model.safetensors is then not written, nor config.json).</exception>
+    public static void Save(string modelDir, Qwen2Config config, Action<string, Action<ReadOnlySpan<float>>> produce,
+        SafetensorsDType dtype = SafetensorsDType.F32)
+    {
+        ArgumentNullException.ThrowIfNull(produce);
+        CheckSave(modelDir, config, dtype);
+        Directory.CreateDirectory(modelDir);
+        SafetensorsWriter.Write(Path.Combine(modelDir, WeightsFileName), ParameterShapes(config), produce, dtype,
+            new Dictionary<string, string> { ["format"] = "pt" });
+        (config with { TorchDType = dtype.TorchName() }).Save(Path.Combine(modelDir, ConfigFileName));
+    }
+
+    /// <summary>The order in which the streaming <c>Save</c> asks for the parameters (model.safetensors's data order).</summary>
+    public static IReadOnlyList<string> WeightsFileOrder(Qwen2Config config) => SafetensorsWriter.DataOrder(ParameterShapes(config).Select(p => p.Name));
+
+    private static void CheckSave(string modelDir, Qwen2Config config, SafetensorsDType dtype)
+    {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(parameters);
         if (!dtype.IsReadableAsFloat())
             throw new ArgumentException($"cannot save weights as {dtype}; use F32, BF16 or F16", nameof(dtype));
         string configPath = Path.Combine(modelDir, ConfigFileName);
@@ -170,23 +213,6 @@ public static class Qwen2Checkpoint
         {
             throw new ArgumentException($"invalid config for {modelDir}: {e.Problem}", nameof(config), e);
         }
-
-        var tensors = new List<(string Name, int[] Shape, ReadOnlyMemory<float> Data)>();
-        foreach (var (name, shape) in ParameterShapes(config))
-        {
-            var data = parameters(name);
-            long expected = 1;
-            foreach (int dim in shape) expected *= dim;
-            if (data.Length != expected)
-                throw new ArgumentException(
-                    $"parameter '{name}' has {data.Length} values, but shape {TensorEntry.FormatShape(shape)} needs {expected}", nameof(parameters));
-            tensors.Add((name, shape, data));
-        }
-
-        Directory.CreateDirectory(modelDir);
-        SafetensorsWriter.Write(Path.Combine(modelDir, WeightsFileName), tensors, dtype,
-            new Dictionary<string, string> { ["format"] = "pt" });
-        (config with { TorchDType = dtype.TorchName() }).Save(configPath);
     }
 
     /// <summary>Reads a shard index's weight_map: tensor name to shard path (inside <paramref name="modelDir"/>).</summary>

@@ -144,29 +144,53 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
     public void ReadAsFloat32(string name, Span<float> destination)
     {
-        var entry = GetEntry(name);
-        if (!entry.DType.IsReadableAsFloat())
-            throw new ModelFormatException(FilePath, $"tensor '{name}' has dtype {entry.DType}, which cannot be read as floats (only F32, BF16 and F16 can)");
+        var entry = FloatEntry(name);
         if (destination.Length != entry.ElementCount)
             throw new ArgumentException($"tensor '{name}' in {FilePath} has {entry.ElementCount} elements (shape {entry.ShapeText}), but the destination holds {destination.Length}", nameof(destination));
-        byte* source = DataPointer(entry);
-        for (int start = 0; start < destination.Length; start += ChunkElements)
+        ReadAsFloat32(name, 0, destination);
+    }
+
+    /// <summary>
+    /// Reads elements [<paramref name="start"/>, start + destination.Length) of tensor <paramref name="name"/> (row-major)
+    /// as floats: a part of a tensor, as a rank of a sharded optimizer loads its slice of the moments, or a tensor longer
+    /// than one span, a piece at a time.
+    /// </summary>
+    /// <exception cref="ModelFormatException">No such tensor, or its dtype is not F32, BF16 or F16.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The range runs outside the tensor.</exception>
+    /// <exception cref="ObjectDisposedException">The file was disposed.</exception>
+    public void ReadAsFloat32(string name, long start, Span<float> destination)
+    {
+        var entry = FloatEntry(name);
+        if (start < 0 || start > entry.ElementCount - destination.Length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"elements [{start}, {start + destination.Length}) of tensor '{name}' in {FilePath}: it has {entry.ElementCount} (shape {entry.ShapeText})");
+        int size = entry.DType.SizeOf();
+        byte* source = DataPointer(entry) + size * start;
+        for (int at = 0; at < destination.Length; at += ChunkElements)
         {
-            int count = Math.Min(ChunkElements, destination.Length - start);
-            var target = destination.Slice(start, count);
+            int count = Math.Min(ChunkElements, destination.Length - at);
+            var target = destination.Slice(at, count);
+            byte* from = source + (long)size * at;
             switch (entry.DType)
             {
                 case SafetensorsDType.F32:
-                    new ReadOnlySpan<byte>(source + 4L * start, 4 * count).CopyTo(MemoryMarshal.AsBytes(target));
+                    new ReadOnlySpan<byte>(from, 4 * count).CopyTo(MemoryMarshal.AsBytes(target));
                     break;
                 case SafetensorsDType.BF16:
-                    WidenBFloat16(new ReadOnlySpan<ushort>(source + 2L * start, count), target);
+                    WidenBFloat16(new ReadOnlySpan<ushort>(from, count), target);
                     break;
                 default:
-                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(source + 2L * start, count), target);
+                    TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(from, count), target);
                     break;
             }
         }
+    }
+
+    private TensorEntry FloatEntry(string name)
+    {
+        var entry = GetEntry(name);
+        if (!entry.DType.IsReadableAsFloat())
+            throw new ModelFormatException(FilePath, $"tensor '{name}' has dtype {entry.DType}, which cannot be read as floats (only F32, BF16 and F16 can)");
+        return entry;
     }
 
     /// <summary>Reads tensor <paramref name="name"/> into a new float array (see <see cref="ReadAsFloat32(string, Span{float})"/>).</summary>

@@ -28,41 +28,106 @@ public static class SafetensorsWriter
     public static void Write(string path, IEnumerable<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> tensors,
         SafetensorsDType dtype = SafetensorsDType.F32, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        ArgumentNullException.ThrowIfNull(tensors);
+        var list = tensors.ToList();
+        var data = new Dictionary<string, ReadOnlyMemory<float>>(StringComparer.Ordinal);
+        var layout = new List<(string, int[])>(list.Count);
+        foreach (var (name, shape, values) in list)
+        {
+            layout.Add((name, shape));
+            data.TryAdd(name ?? "", values);
+        }
+        // Names and shapes first (a duplicate is named as such), then every length, before the file is created.
+        long[] counts = CheckLayout(layout, nameof(tensors));
+        for (int i = 0; i < list.Count; i++)
+        {
+            var (name, shape, values) = list[i];
+            if (values.Length != counts[i])
+                throw new ArgumentException($"tensor '{name}' has shape {TensorEntry.FormatShape(shape)} ({counts[i]} elements), but {values.Length} values", nameof(tensors));
+        }
+        Write(path, layout, (name, sink) => sink(data[name].Span), dtype, metadata);
+    }
+
+    /// <summary>
+    /// Writes a safetensors file whose tensors' values come from <paramref name="produce"/> as they are written, one tensor
+    /// at a time in <see cref="DataOrder"/>: what lets a checkpoint larger than memory (a 7B model's weights and moments)
+    /// be written from device memory, or gathered from the ranks of a data-parallel run, a piece at a time. The file
+    /// goes through a temporary file and is moved into place only when every tensor has all its values.
+    /// </summary>
+    /// <param name="path">Destination file; its folder must exist.</param>
+    /// <param name="tensors">Name and shape of each tensor (unique, non-empty names; a tensor may hold more than 2^31 elements).</param>
+    /// <param name="produce">Called once per tensor, in <see cref="DataOrder"/>, with its name and a sink that takes its
+    /// row-major values in consecutive pieces of any length (converted and written as they come).</param>
+    /// <param name="dtype">Storage type: F32, BF16 (rounded to nearest even) or F16.</param>
+    /// <param name="metadata">Optional <c>__metadata__</c> entries.</param>
+    /// <exception cref="ArgumentException">An unsupported dtype, an empty, duplicate or reserved name or a negative dimension
+    /// (before the file is created); or a producer that gives a tensor more or fewer values than its shape holds (then
+    /// nothing is left behind: the temporary file is deleted).</exception>
+    public static void Write(string path, IReadOnlyList<(string Name, int[] Shape)> tensors, Action<string, Action<ReadOnlySpan<float>>> produce,
+        SafetensorsDType dtype = SafetensorsDType.F32, IReadOnlyDictionary<string, string>? metadata = null)
+    {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(produce);
         if (!dtype.IsReadableAsFloat())
             throw new ArgumentException($"cannot write floats as {dtype}; use F32, BF16 or F16", nameof(dtype));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors writing needs a little-endian host");
+        long[] counts = CheckLayout(tensors, nameof(tensors));
+        var order = Enumerable.Range(0, tensors.Count).OrderBy(i => tensors[i].Name, StringComparer.Ordinal)
+            .Select(i => (tensors[i].Name, tensors[i].Shape, Count: counts[i])).ToList();
 
-        var list = tensors.ToList();
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, shape, data) in list)
-        {
-            if (string.IsNullOrEmpty(name)) throw new ArgumentException("a tensor has an empty name", nameof(tensors));
-            if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor", nameof(tensors));
-            if (!names.Add(name)) throw new ArgumentException($"tensor '{name}' is listed twice", nameof(tensors));
-            ArgumentNullException.ThrowIfNull(shape, $"shape of tensor '{name}'");
-            long count = 1;
-            foreach (int dim in shape)
-            {
-                if (dim < 0) throw new ArgumentException($"tensor '{name}' has a negative dimension in shape {TensorEntry.FormatShape(shape)}", nameof(tensors));
-                count *= dim;
-                if (count > int.MaxValue) throw new ArgumentException($"tensor '{name}' shape {TensorEntry.FormatShape(shape)} is too large", nameof(tensors));
-            }
-            if (data.Length != count)
-                throw new ArgumentException($"tensor '{name}' has shape {TensorEntry.FormatShape(shape)} ({count} elements), but {data.Length} values", nameof(tensors));
-        }
-        list.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-
-        byte[] header = BuildHeader(list, dtype, metadata);
+        byte[] header = BuildHeader(order, dtype, metadata);
         WriteAtomically(path, stream =>
         {
             Span<byte> prefix = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
             stream.Write(prefix);
             stream.Write(header);
-            WriteData(stream, list, dtype);
+            var writer = new ValueWriter(stream, dtype);
+            foreach (var (name, shape, count) in order)
+            {
+                long written = 0;
+                produce(name, values =>
+                {
+                    if (written + values.Length > count)
+                        throw new ArgumentException($"tensor '{name}' of shape {TensorEntry.FormatShape(shape)} holds {count} values, but more were given ({written + values.Length})", nameof(produce));
+                    writer.Write(values);
+                    written += values.Length;
+                });
+                if (written != count)
+                    throw new ArgumentException($"tensor '{name}' of shape {TensorEntry.FormatShape(shape)} holds {count} values, but {written} were given", nameof(produce));
+            }
         });
+    }
+
+    /// <summary>
+    /// The order in which <see cref="Write(string, IReadOnlyList{ValueTuple{string, int[]}}, Action{string, Action{ReadOnlySpan{float}}}, SafetensorsDType, IReadOnlyDictionary{string, string}?)"/>
+    /// asks for the tensors (and lays out their bytes): by name, ordinal. Data-parallel ranks that feed rank 0's writer
+    /// through collectives follow it, so that every rank makes the same calls in the same order.
+    /// </summary>
+    public static IReadOnlyList<string> DataOrder(IEnumerable<string> names) => names.Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>Checks names and shapes; returns each tensor's element count.</summary>
+    private static long[] CheckLayout(IReadOnlyList<(string Name, int[] Shape)> tensors, string argument)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var counts = new long[tensors.Count];
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var (name, shape) = tensors[i];
+            if (string.IsNullOrEmpty(name)) throw new ArgumentException("a tensor has an empty name", argument);
+            if (name == "__metadata__") throw new ArgumentException("'__metadata__' is reserved and cannot name a tensor", argument);
+            if (!names.Add(name)) throw new ArgumentException($"tensor '{name}' is listed twice", argument);
+            ArgumentNullException.ThrowIfNull(shape, $"shape of tensor '{name}'");
+            long count = 1;
+            foreach (int dim in shape)
+            {
+                if (dim < 0) throw new ArgumentException($"tensor '{name}' has a negative dimension in shape {TensorEntry.FormatShape(shape)}", argument);
+                count = checked(count * dim);
+            }
+            counts[i] = count;
+        }
+        return counts;
     }
 
     /// <summary>
@@ -97,7 +162,7 @@ public static class SafetensorsWriter
         }
     }
 
-    private static byte[] BuildHeader(List<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> tensors,
+    private static byte[] BuildHeader(List<(string Name, int[] Shape, long Count)> tensors,
         SafetensorsDType dtype, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
@@ -116,7 +181,7 @@ public static class SafetensorsWriter
             }
             long offset = 0;
             int size = dtype.SizeOf();
-            foreach (var (name, shape, data) in tensors)
+            foreach (var (name, shape, count) in tensors)
             {
                 json.WriteStartObject(name);
                 json.WriteString("dtype", dtype.ToString());
@@ -125,7 +190,7 @@ public static class SafetensorsWriter
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                offset += (long)data.Length * size;
+                offset += count * size;
                 json.WriteNumberValue(offset);
                 json.WriteEndArray();
                 json.WriteEndObject();
@@ -137,20 +202,21 @@ public static class SafetensorsWriter
         return buffer.ToArray();
     }
 
-    private static void WriteData(Stream stream, List<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> tensors, SafetensorsDType dtype)
+    /// <summary>Converts floats to the file's dtype and writes them, in chunks through one scratch buffer.</summary>
+    private sealed class ValueWriter(Stream stream, SafetensorsDType dtype)
     {
-        var scratch = new byte[ChunkElements * 2];
-        foreach (var (_, _, memory) in tensors)
+        private readonly byte[] _scratch = dtype == SafetensorsDType.F32 ? [] : new byte[ChunkElements * 2];
+
+        public void Write(ReadOnlySpan<float> data)
         {
-            var data = memory.Span;
             if (dtype == SafetensorsDType.F32)
             {
                 // In chunks: a byte span stops at 2 GiB, and a 7B model's fp32 LM head is 2.2 GB.
                 for (int start = 0; start < data.Length; start += ChunkElements)
                     stream.Write(MemoryMarshal.AsBytes(data.Slice(start, Math.Min(ChunkElements, data.Length - start))));
-                continue;
+                return;
             }
-            var halves = MemoryMarshal.Cast<byte, ushort>(scratch.AsSpan());
+            var halves = MemoryMarshal.Cast<byte, ushort>(_scratch.AsSpan());
             for (int start = 0; start < data.Length; start += ChunkElements)
             {
                 int count = Math.Min(ChunkElements, data.Length - start);
@@ -163,7 +229,7 @@ public static class SafetensorsWriter
                 {
                     for (int i = 0; i < count; i++) halves[i] = BitConverter.HalfToUInt16Bits((Half)chunk[i]);
                 }
-                stream.Write(scratch, 0, 2 * count);
+                stream.Write(_scratch, 0, 2 * count);
             }
         }
     }

@@ -230,6 +230,82 @@ public sealed class SafetensorsTests
         Assert.That(Directory.GetFileSystemEntries(_dir), Is.EqualTo(new[] { path }), "only the pre-existing directory remains");
     }
 
+    /// <summary>
+    /// The streaming writer (each tensor's values given in pieces as the file is written, how a checkpoint of a model larger
+    /// than memory is saved) asks for the tensors in its data order and writes the bytes of the writer given whole arrays,
+    /// in every dtype, whatever the pieces (empty ones included).
+    /// </summary>
+    [TestCase(SafetensorsDType.F32)]
+    [TestCase(SafetensorsDType.BF16)]
+    [TestCase(SafetensorsDType.F16)]
+    public void StreamedTensorsAreTheFileOfWholeArrays(SafetensorsDType dtype)
+    {
+        (string Name, int[] Shape, float[] Data)[] tensors =
+        [
+            ("zeta", [3, 70_001], TestDataFloats(3 * 70_001, 1)),
+            ("alpha", [5], TestDataFloats(5, 2)),
+            ("empty", [0, 4], []),
+            ("mid", [17, 3], TestDataFloats(51, 3)),
+        ];
+        string whole = PathOf("whole.safetensors"), streamed = PathOf("streamed.safetensors");
+        var metadata = new Dictionary<string, string> { ["format"] = "pt" };
+        SafetensorsWriter.Write(whole, tensors.Select(t => (t.Name, t.Shape, (ReadOnlyMemory<float>)t.Data)), dtype, metadata);
+        var asked = new List<string>();
+        SafetensorsWriter.Write(streamed, tensors.Select(t => (t.Name, t.Shape)).ToArray(), (name, sink) =>
+        {
+            asked.Add(name);
+            var data = tensors.Single(t => t.Name == name).Data;
+            // Pieces of 1, 0, 7, 0, 13, ... elements: each ends somewhere new, an empty one between.
+            for (int at = 0, step = 1; at < data.Length; step = step * 7 % 9973 + 1)
+            {
+                int count = Math.Min(step, data.Length - at);
+                sink(data.AsSpan(at, count));
+                sink([]);
+                at += count;
+            }
+        }, dtype, metadata);
+        Assert.That(asked, Is.EqualTo(SafetensorsWriter.DataOrder(tensors.Select(t => t.Name))));
+        Assert.That(asked, Is.EqualTo(new[] { "alpha", "empty", "mid", "zeta" }));
+        Assert.That(File.ReadAllBytes(streamed), Is.EqualTo(File.ReadAllBytes(whole)));
+    }
+
+    /// <summary>A producer that gives a tensor fewer or more values than its shape holds: an error naming the tensor and both counts, and no file.</summary>
+    [TestCase(5, "but 5 were given")]
+    [TestCase(7, "but more were given (7)")]
+    public void AStreamedTensorOfTheWrongLengthLeavesNoFile(int given, string problem)
+    {
+        string path = PathOf("short.safetensors");
+        var error = Assert.Throws<ArgumentException>(() => SafetensorsWriter.Write(path, [("a", [2]), ("b", [2, 3])], (name, sink) =>
+        {
+            sink(new float[name == "a" ? 2 : 4]);
+            if (name == "b") sink(new float[given - 4]);
+        }))!;
+        Assert.That(error.Message, Does.Contain("tensor 'b'").And.Contain("[2, 3]").And.Contain("holds 6 values").And.Contain(problem));
+        Assert.That(Directory.GetFileSystemEntries(_dir), Is.Empty, "neither the file nor a temporary file is left");
+    }
+
+    /// <summary>A range of a tensor (a rank's slice of a moment), in every dtype: the elements of the whole tensor read; a range outside it is refused naming the tensor.</summary>
+    [TestCase(SafetensorsDType.F32)]
+    [TestCase(SafetensorsDType.BF16)]
+    [TestCase(SafetensorsDType.F16)]
+    public void ARangeOfATensorIsThoseElementsOfTheWhole(SafetensorsDType dtype)
+    {
+        var values = TestDataFloats(3_000_001, 4);
+        string path = PathOf("range.safetensors");
+        SafetensorsWriter.Write(path, [("pad", [3], new float[3]), ("x", [values.Length], values)], dtype);
+        using var file = SafetensorsFile.Open(path);
+        float[] whole = file.ReadAsFloat32("x");
+        foreach (var (start, count) in new[] { (0L, 1), (1L, 2_000_000), (2_999_000L, 1001), (values.Length, 0) })
+        {
+            var part = new float[count];
+            file.ReadAsFloat32("x", start, part);
+            Assert.That(Bits(part), Is.EqualTo(Bits(whole.AsSpan((int)start, count).ToArray())), $"elements [{start}, {start + count})");
+        }
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => file.ReadAsFloat32("x", 2_999_999, new float[3]))!;
+        Assert.That(error.Message, Does.Contain("tensor 'x'").And.Contain("[2999999, 3000002)").And.Contain("3000001"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => file.ReadAsFloat32("x", -1, new float[1]));
+    }
+
     [TestCase(0)]
     [TestCase(5)]
     public void TruncatedFileIsReported(int length)
