@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using OR1.Model;
 using OR1.Native;
 using OR1.Native.Distributed;
@@ -329,7 +330,7 @@ public sealed class AdamWOptimizer : IDisposable
             int count = (int)Math.Min(buffer.Length, Math.Min(end, (owner + 1) * slice) - flat);
             var piece = buffer.AsSpan(0, count);
             if (owner == World.Rank) _backend.Download<float>(shard.View(flat - _shardStart, new TensorShape(count)), piece);
-            World.Broadcast(System.Runtime.InteropServices.MemoryMarshal.AsBytes(piece), owner);
+            World.Broadcast(MemoryMarshal.AsBytes(piece), owner);
             sink?.Invoke(piece);
             flat += count;
         }
