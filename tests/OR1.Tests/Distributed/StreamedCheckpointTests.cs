@@ -42,23 +42,30 @@ public sealed class StreamedCheckpointTests
         Directory.Delete(_dir, recursive: true);
     }
 
-    private static IBackend Backend(Precision precision) => precision == Precision.Fp32 ? new CpuBackend(threads: 1) : new EmuBackend();
+    /// <summary>Cpu (host memory), ILGPU's simulator (device memory the host cannot read: every piece is copied down), or the emulator (mixed precision).</summary>
+    private static IBackend Backend(string device) => device switch
+    {
+        "cpu" => new CpuBackend(threads: 1),
+        "ilgpu-cpu" => OR1.Native.Ilgpu.IlgpuBackend.CreateCpuSimulator(),
+        _ => new EmuBackend(),
+    };
 
     private static Qwen2Config Config => TinyModels.Config(tied: false, layers: 3);
 
-    [TestCase(1, Precision.Fp32)]
-    [TestCase(3, Precision.Fp32)]
-    [TestCase(3, Precision.Bf16)]
-    public void RankZeroWritesTheShardedStateAsTheFilesOfOneProcess(int ranks, Precision precision)
+    [TestCase(1, "cpu", Precision.Fp32)]
+    [TestCase(3, "cpu", Precision.Fp32)]
+    [TestCase(2, "ilgpu-cpu", Precision.Fp32)]
+    [TestCase(3, "emu", Precision.Bf16)]
+    public void RankZeroWritesTheShardedStateAsTheFilesOfOneProcess(int ranks, string device, Precision precision)
     {
-        if (precision != Precision.Fp32) EmuOrIgnore.Open(() => new EmuBackend()).Dispose();
+        if (device == "emu") EmuOrIgnore.Open(() => new EmuBackend()).Dispose();
         var gradients = new Dictionary<string, float[]>[ranks];
         var working = new Dictionary<string, float[]>();
         Dictionary<string, float[]> initial = null!;
         var buffers = new int[ranks];
         ThreadWorld.Run(ranks, world =>
         {
-            using var backend = Backend(precision);
+            using var backend = Backend(device);
             using var model = new Qwen2Model(backend, Config, precision, master: true);
             var start = TinyModels.Randomize(model.Parameters, 3);
             if (world.Rank == 0) initial = start;
