@@ -291,6 +291,12 @@ public sealed class TrainingRun : IDisposable
             OptimizerCheckpoint.FollowMoments(optimizer);
             return null;
         }
+        // A 7B run's checkpoint is 90 GB and takes minutes: say what is coming, then how long it took.
+        long parameters = optimizer.Gradients.Named.Sum(p => p.Tensor.ElementCount);
+        long bytes = parameters * (OR1.Model.Checkpoints.SafetensorsDTypeInfo.SizeOf(_saveDType) + 2L * sizeof(float));
+        if (bytes >= 1_000_000_000)
+            _log.WriteLine($"checkpoint: writing update {state.GlobalStep} ({bytes / 1e9:F1} GB of weights and moments)");
+        var clock = Stopwatch.StartNew();
         string path = _checkpoints.Save(state.GlobalStep, dir =>
         {
             OptimizerCheckpoint.WriteWeights(dir, _policy.Config, optimizer, _saveDType);
@@ -302,7 +308,7 @@ public sealed class TrainingRun : IDisposable
             OptimizerCheckpoint.WriteMoments(dir, optimizer);
             state.Save(dir);
         });
-        _log.WriteLine($"checkpoint: {path}");
+        _log.WriteLine($"checkpoint: {path} ({bytes / 1e6:N0} MB in {clock.Elapsed.TotalSeconds:F1} s)");
         return path;
     }
 
