@@ -78,7 +78,7 @@ public static class TrainCommand
             using var session = TrainingSetup.Create(config, Devices.Create, CodeSandboxOption.Verifiers(unsafeNoSandbox), checkpoint, log, world);
             session.Run.Run();
         }
-        catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or FileNotFoundException or TrainingStalledException)
+        catch (Exception e) when (e is ModelFormatException or DatasetFormatException or TrainingConfigException or IOException or TrainingStalledException)
         {
             throw new CliException(e.Message, e);
         }

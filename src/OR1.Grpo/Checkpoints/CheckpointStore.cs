@@ -24,6 +24,48 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3)
     /// <summary>Test hook: runs after an existing checkpoint of the step was moved aside, before the new one moves in.</summary>
     internal Action? AfterPreviousMovedAside { get; set; }
 
+    /// <summary>How many checkpoints are kept (0 or less: all).</summary>
+    public int KeepLast => keepLast;
+
+    /// <summary>Test hook: the free bytes of the file system of a folder (null: the file system's own answer).</summary>
+    internal Func<string, long>? FreeBytesOverride { get; set; }
+
+    /// <summary>Bytes free to this process on the file system that holds the checkpoints.</summary>
+    public long FreeBytes()
+    {
+        // The nearest folder that exists (the checkpoints folder is made at the first save).
+        string folder = Path.GetFullPath(Root);
+        while (!Directory.Exists(folder) && Path.GetDirectoryName(folder) is { } parent) folder = parent;
+        return FreeBytesOverride?.Invoke(folder) ?? new DriveInfo(folder).AvailableFreeSpace;
+    }
+
+    /// <summary>
+    /// Refuses a checkpoint of <paramref name="bytes"/> that the file system has no room for, before anything is written:
+    /// a clear error at once rather than a full disk minutes into a 90 GB write (which would leave nothing behind either,
+    /// but only after it).
+    /// </summary>
+    /// <exception cref="IOException">Less than <paramref name="bytes"/> free; the message names the folder, both sizes and the setting that helps.</exception>
+    public void RequireSpace(long bytes, int step)
+    {
+        long free = FreeBytes();
+        if (free < bytes)
+            throw new IOException($"{Root}: the checkpoint of update {step} needs {Gb(bytes)} and the file system has {Gb(free)} free; " +
+                                  $"free some space or keep fewer checkpoints (keep_checkpoints, now {keepLast})");
+    }
+
+    /// <summary>A note when the file system cannot hold the checkpoints a run keeps (one more while the newest is written), else null.</summary>
+    public string? SpaceNote(long bytesPerCheckpoint)
+    {
+        long kept = keepLast <= 0 ? 2 : keepLast + 1;
+        long free = FreeBytes();
+        return free >= kept * bytesPerCheckpoint ? null
+            : $"note: each checkpoint of this run takes about {Gb(bytesPerCheckpoint)} and {Root} has {Gb(free)} free, less than the " +
+              $"{kept} it holds at once ({(keepLast <= 0 ? "all kept, keep_checkpoints 0" : $"keep_checkpoints {keepLast}, and the one being written")}); " +
+              "a checkpoint that does not fit stops the run";
+    }
+
+    private static string Gb(long bytes) => $"{bytes / 1e9:F1} GB";
+
     /// <summary>Folder name of the checkpoint of <paramref name="step"/>.</summary>
     public static string Name(int step) => "step-" + step.ToString("D6", CultureInfo.InvariantCulture);
 

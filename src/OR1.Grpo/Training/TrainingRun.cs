@@ -87,6 +87,7 @@ public sealed class TrainingRun : IDisposable
         // Checkpoints in the dtype asked for, else the starting checkpoint's (a bf16 model stays bf16 on disk).
         _saveDType = config.SaveDtype is { } saveAs ? saveAs.SafetensorsDType() : Qwen2ModelFiles.CheckpointDType(policy.Config);
         Directory.CreateDirectory(config.OutputDir);
+        if (Writes && _checkpoints.SpaceNote(CheckpointBytes) is { } note) _log.WriteLine(note);
         // The ranks read their config, data and model from their own disks: the same files, or every rank stops here.
         // (micro_batch_tokens: auto may resolve differently on ranks with different free memory; that is a rank's own business.)
         RankAgreement.Check(_world,
@@ -106,6 +107,9 @@ public sealed class TrainingRun : IDisposable
 
     /// <summary>Whether this process writes the run's files (rank 0; the only one in a single process).</summary>
     private bool Writes => _world.Rank == 0;
+
+    /// <summary>The run's checkpoint folders.</summary>
+    internal CheckpointStore Checkpoints => _checkpoints;
 
     /// <summary>The trainer (weights, moments, controller).</summary>
     public MagicTrainer Trainer => _trainer;
@@ -291,9 +295,9 @@ public sealed class TrainingRun : IDisposable
             OptimizerCheckpoint.FollowMoments(optimizer);
             return null;
         }
-        // A 7B run's checkpoint is 90 GB and takes minutes: say what is coming, then how long it took.
-        long parameters = optimizer.Gradients.Named.Sum(p => p.Tensor.ElementCount);
-        long bytes = parameters * (OR1.Model.Checkpoints.SafetensorsDTypeInfo.SizeOf(_saveDType) + 2L * sizeof(float));
+        // A 7B run's checkpoint is 90 GB and takes minutes: room for it first, then say what is coming and how long it took.
+        long bytes = CheckpointBytes;
+        _checkpoints.RequireSpace(bytes, state.GlobalStep);
         if (bytes >= 1_000_000_000)
             _log.WriteLine($"checkpoint: writing update {state.GlobalStep} ({bytes / 1e9:F1} GB of weights and moments)");
         var clock = Stopwatch.StartNew();
@@ -311,6 +315,10 @@ public sealed class TrainingRun : IDisposable
         _log.WriteLine($"checkpoint: {path} ({bytes / 1e6:N0} MB in {clock.Elapsed.TotalSeconds:F1} s)");
         return path;
     }
+
+    /// <summary>Bytes of a checkpoint: the weights in the checkpoints' dtype and the two fp32 moments (the rest is a few KB).</summary>
+    private long CheckpointBytes =>
+        _trainer.Optimizer.Gradients.Named.Sum(p => p.Tensor.ElementCount) * (OR1.Model.Checkpoints.SafetensorsDTypeInfo.SizeOf(_saveDType) + 2L * sizeof(float));
 
     /// <summary>The folder of the newest checkpoint of this run's output directory.</summary>
     public static string? LatestCheckpoint(string outputDir) => new CheckpointStore(outputDir).Latest();

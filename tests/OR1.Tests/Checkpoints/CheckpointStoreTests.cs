@@ -119,4 +119,39 @@ public sealed class CheckpointStoreTests
     {
         Assert.That(new CheckpointStore(_run).Latest(), Is.Null);
     }
+
+    /// <summary>
+    /// A checkpoint the file system has no room for is refused before anything is written (a 7B run's 90 GB would otherwise
+    /// fill the disk minutes in), naming the folder, both sizes and the setting that helps; the real file system answers
+    /// for a folder not made yet (its nearest parent's).
+    /// </summary>
+    [Test]
+    public void ACheckpointWithoutRoomIsRefusedBeforeAnythingIsWritten()
+    {
+        var store = new CheckpointStore(_run, keepLast: 2);
+        Assert.That(store.FreeBytes(), Is.GreaterThan(0), "the checkpoints folder does not exist yet: its parent's file system answers");
+        store.FreeBytesOverride = _ => 2_000_000_000;
+        var error = Assert.Throws<IOException>(() => store.RequireSpace(5_000_000_000, 7))!;
+        Assert.That(error.Message, Does.Contain(store.Root).And.Contain("update 7").And.Contain("5.0 GB").And.Contain("2.0 GB free")
+            .And.Contain("keep_checkpoints, now 2"));
+        Assert.That(Directory.Exists(store.Root), Is.False, "nothing was made");
+        Assert.DoesNotThrow(() => store.RequireSpace(2_000_000_000, 7), "exactly the free space fits");
+    }
+
+    /// <summary>At the start of a run: a note when the file system cannot hold the checkpoints kept at once (keep_checkpoints, and one more while the newest is written).</summary>
+    [TestCase(3, 3_999_999_999L, true)]
+    [TestCase(3, 4_000_000_000L, false)]
+    [TestCase(0, 1_999_999_999L, true)]
+    public void TheRunIsToldWhenItsCheckpointsWillNotFit(int keep, long free, bool note)
+    {
+        var store = new CheckpointStore(_run, keep) { FreeBytesOverride = _ => free };
+        string? text = store.SpaceNote(1_000_000_000);
+        if (!note)
+        {
+            Assert.That(text, Is.Null);
+            return;
+        }
+        Assert.That(text, Does.StartWith("note:").And.Contain("1.0 GB").And.Contain(store.Root).And.Contain("stops the run"));
+        Assert.That(text, Does.Contain(keep > 0 ? $"{keep + 1} it holds at once" : "2 it holds at once"));
+    }
 }

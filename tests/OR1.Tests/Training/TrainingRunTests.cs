@@ -135,6 +135,20 @@ public sealed class TrainingRunTests
         Assert.That(Directory.GetDirectories(Path.Combine(config.OutputDir, "checkpoints"), ".*"), Is.Empty, "no temporary checkpoint folder is left");
     }
 
+    /// <summary>A checkpoint without room on the disk stops the run with the store's clear error before a byte is written; the previous checkpoint stays the latest.</summary>
+    [Test]
+    public void ACheckpointWithoutRoomStopsTheRunAndKeepsThePreviousOne()
+    {
+        var config = Config("full-disk");
+        using var session = Session(config);
+        string first = session.Run.SaveCheckpoint()!;
+        session.Run.Checkpoints.FreeBytesOverride = _ => 1000;
+        var error = Assert.Throws<IOException>(() => session.Run.SaveCheckpoint())!;
+        Assert.That(error.Message, Does.Contain("needs").And.Contain("0.0 GB free").And.Contain("keep_checkpoints"));
+        Assert.That(TrainingRun.LatestCheckpoint(config.OutputDir), Is.EqualTo(first));
+        Assert.That(Directory.GetDirectories(Path.Combine(config.OutputDir, "checkpoints"), ".*"), Is.Empty, "no temporary folder");
+    }
+
     [Test]
     public void InterruptedAndResumedRunEndsWithBitIdenticalWeights()
     {
