@@ -220,10 +220,9 @@ public abstract class BackendBase : IBackend
         var s = check.Storage(a, nameof(a));
         check.Usable(b, nameof(b), s);
         var cType = check.Storage(c, nameof(c));
-        check.Require(cType == s || cType == DType.Float32, nameof(c),
-            s == DType.Float32
-                ? $"has dtype {cType}, expected Float32 like 'a' and 'b' (a bf16 output needs bf16 inputs)"
-                : $"has dtype {cType}, expected {s} (the dtype of 'a' and 'b') or Float32 (accumulating a parameter gradient)");
+        check.Require(cType == s || cType == DType.Float32, nameof(c), $"has dtype {cType}, expected {(s == DType.Float32
+            ? "Float32 like 'a' and 'b' (a bf16 output needs bf16 inputs)"
+            : $"{s} (the dtype of 'a' and 'b') or Float32 (accumulating a parameter gradient)")}");
         int rank = a.Rank;
         check.Require(rank is 2 or 3, nameof(a), $"has shape {a.Shape}, expected rank 2 [M, K] or rank 3 [batch, M, K]");
         check.Require(b.Rank == rank, nameof(b), $"has shape {b.Shape}, expected rank {rank} like 'a'");

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace OR1.Native;
 
 /// <summary>
@@ -102,6 +104,12 @@ internal readonly ref struct OpCheck
     public void Require(bool condition, string argument, string problem)
     {
         if (!condition) throw Fail(argument, problem);
+    }
+
+    /// <summary>As <see cref="Require(bool, string, string)"/>, with an interpolated message that is formatted only when the condition fails.</summary>
+    public void Require(bool condition, string argument, [InterpolatedStringHandlerArgument(nameof(condition))] ref ProblemText problem)
+    {
+        if (!condition) throw Fail(argument, problem.ToStringAndClear());
     }
 
     public void NoOverlap(Tensor a, string argumentA, Tensor b, string argumentB)
