@@ -121,7 +121,6 @@ public static class StepCommand
             throw new CliException($"{rolloutsPath}: {e.Message}", e);
         }
 
-        IReadOnlyList<float[]>? gradients = saveGrads ? trainer.Optimizer.ReducedGradients() : null;
         if (world.WorldSize > 1)
         {
             // The ranks must hold the same weights after the step: every weight the forward reads, fingerprinted and compared.
@@ -148,17 +147,14 @@ public static class StepCommand
             string source = Path.Combine(modelDir, file);
             if (File.Exists(source) && Path.GetFullPath(modelDir) != Path.GetFullPath(outputDir)) File.Copy(source, Path.Combine(outputDir, file), overwrite: true);
         }
-        if (gradients is not null)
+        if (saveGrads)
         {
-            float scale = trainer.Optimizer.LastClipScale;
-            var named = trainer.Optimizer.Gradients.Named;
-            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"), named.Select((p, t) =>
-            {
-                // The tensor's own array, scaled in place (it is not read again).
-                var data = gradients[t];
-                for (int i = 0; i < data.Length; i++) data[i] *= scale;
-                return (p.Name, p.Tensor.Shape.ToArray(), (ReadOnlyMemory<float>)data);
-            }));
+            // The clipped gradient the update used, streamed from the summed gradient a piece at a time.
+            var optimizer = trainer.Optimizer;
+            float scale = optimizer.LastClipScale;
+            SafetensorsWriter.Write(Path.Combine(outputDir, "grads.safetensors"),
+                optimizer.Gradients.Named.Select(p => (p.Name, p.Tensor.Shape.ToArray())).ToArray(),
+                (name, sink) => optimizer.StreamReducedGradient(name, scale, sink));
         }
         AtomicFile.Write(Path.Combine(outputDir, "metrics.json"), stream => JsonSerializer.Serialize(stream, metrics, MetricsJson.Options));
         Console.Error.WriteLine(metrics.Skipped

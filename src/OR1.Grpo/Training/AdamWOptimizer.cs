@@ -242,11 +242,22 @@ public sealed class AdamWOptimizer : IDisposable
     /// order (a .NET array per tensor: the whole flat layout of a 7B model is longer than any array).
     /// </summary>
     /// <exception cref="InvalidOperationException">A sharded optimizer without <see cref="KeepReducedGradients"/>.</exception>
-    public IReadOnlyList<float[]> ReducedGradients()
+    public IReadOnlyList<float[]> ReducedGradients() =>
+        _names.Select((name, i) => Collect(_sizes[i], sink => StreamReducedGradient(name, 1f, sink))).ToArray();
+
+    /// <summary>
+    /// Gives parameter tensor <paramref name="name"/>'s summed gradient of the last step, times <paramref name="scale"/>
+    /// (the clip's <see cref="LastClipScale"/> gives the gradient the update used), whole and row-major, to
+    /// <paramref name="sink"/> in pieces of at most <see cref="GatherElements"/> through the checkpoints' host buffer: how
+    /// <c>or1 step --save-grads</c> writes them without a host copy of the whole gradient. Local: no other rank takes part.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A sharded optimizer without <see cref="KeepReducedGradients"/>.</exception>
+    /// <exception cref="ArgumentException">No parameter of that name.</exception>
+    public void StreamReducedGradient(string name, float scale, Action<ReadOnlySpan<float>> sink)
     {
         if (IsSharded && !KeepReducedGradients)
             throw new InvalidOperationException("a sharded step keeps only this rank's slice of the summed gradient; set KeepReducedGradients before the step");
-        return _gradientTensors.Select(Download).ToArray();
+        DownloadInPieces(_gradientTensors[IndexOf(name)], scale, sink);
     }
 
     /// <summary>
@@ -271,11 +282,14 @@ public sealed class AdamWOptimizer : IDisposable
         return name => gathered[IndexOf(name)];
     }
 
-    private float[] Gather(OptimizerState what, int tensor)
+    private float[] Gather(OptimizerState what, int tensor) => Collect(_sizes[tensor], sink => StreamTensor(what, _names[tensor], sink));
+
+    /// <summary>The pieces a stream gives, in one array of <paramref name="size"/> elements.</summary>
+    private static float[] Collect(long size, Action<Action<ReadOnlySpan<float>>> stream)
     {
-        var values = new float[_sizes[tensor]];
+        var values = new float[size];
         int at = 0;
-        StreamTensor(what, _names[tensor], piece =>
+        stream(piece =>
         {
             piece.CopyTo(values.AsSpan(at));
             at += piece.Length;
@@ -305,14 +319,7 @@ public sealed class AdamWOptimizer : IDisposable
         long size = _sizes[i];
         if (whole is not null)
         {
-            if (sink is null) return;
-            var host = StreamBuffer();
-            for (long at = 0; at < size; at += host.Length)
-            {
-                int count = (int)Math.Min(host.Length, size - at);
-                _backend.Download<float>(whole.View(at, new TensorShape(count)), host.AsSpan(0, count));
-                sink(host.AsSpan(0, count));
-            }
+            if (sink is not null) DownloadInPieces(whole, 1f, sink);
             return;
         }
         var shard = what switch
@@ -333,6 +340,20 @@ public sealed class AdamWOptimizer : IDisposable
             World.Broadcast(MemoryMarshal.AsBytes(piece), owner);
             sink?.Invoke(piece);
             flat += count;
+        }
+    }
+
+    /// <summary>A tensor of this rank, times <paramref name="scale"/>, to <paramref name="sink"/> through the host buffer a piece at a time.</summary>
+    private void DownloadInPieces(Tensor whole, float scale, Action<ReadOnlySpan<float>> sink)
+    {
+        var host = StreamBuffer();
+        long size = whole.ElementCount;
+        for (long at = 0; at < size; at += host.Length)
+        {
+            var piece = host.AsSpan(0, (int)Math.Min(host.Length, size - at));
+            _backend.Download<float>(whole.View(at, new TensorShape(piece.Length)), piece);
+            if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(piece, scale, piece);
+            sink(piece);
         }
     }
 
