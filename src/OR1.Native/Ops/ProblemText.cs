@@ -5,9 +5,9 @@ namespace OR1.Native;
 /// <summary>
 /// The problem text of an <see cref="OpCheck.Require(bool, string, ref ProblemText)"/>, formatted only when the check
 /// fails. Every op checks its arguments on every call, and a decode step of the sample's model makes ~100 ops: with the
-/// messages built eagerly (shapes formatted, strings allocated) whether or not anything was wrong, the checks cost
-/// 86 KB of garbage and a percent of the step. The compiler passes the condition to this handler first; a condition
-/// that holds skips every part of the message.
+/// messages built eagerly (shapes formatted, strings allocated) whether or not anything was wrong, the checks made
+/// about 67 KB of garbage a step (15 of the 19.3 MB of the rollout engine's Groups call). The compiler passes the
+/// condition to this handler first; a condition that holds skips every part of the message.
 /// </summary>
 [InterpolatedStringHandler]
 internal ref struct ProblemText
