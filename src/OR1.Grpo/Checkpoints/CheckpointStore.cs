@@ -30,13 +30,24 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3)
     /// <summary>Test hook: the free bytes of the file system of a folder (null: the file system's own answer).</summary>
     internal Func<string, long>? FreeBytesOverride { get; set; }
 
-    /// <summary>Bytes free to this process on the file system that holds the checkpoints.</summary>
+    /// <summary>
+    /// Bytes free to this process on the file system that holds the checkpoints; <see cref="long.MaxValue"/> when the file
+    /// system does not say (a checkpoint is then not refused for want of room: the write itself would report a full disk).
+    /// </summary>
     public long FreeBytes()
     {
         // The nearest folder that exists (the checkpoints folder is made at the first save).
         string folder = Path.GetFullPath(Root);
         while (!Directory.Exists(folder) && Path.GetDirectoryName(folder) is { } parent) folder = parent;
-        return FreeBytesOverride?.Invoke(folder) ?? new DriveInfo(folder).AvailableFreeSpace;
+        if (FreeBytesOverride is { } free) return free(folder);
+        try
+        {
+            return new DriveInfo(folder).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return long.MaxValue;
+        }
     }
 
     /// <summary>
