@@ -24,9 +24,6 @@ public sealed class CheckpointStore(string runDirectory, int keepLast = 3)
     /// <summary>Test hook: runs after an existing checkpoint of the step was moved aside, before the new one moves in.</summary>
     internal Action? AfterPreviousMovedAside { get; set; }
 
-    /// <summary>How many checkpoints are kept (0 or less: all).</summary>
-    public int KeepLast => keepLast;
-
     /// <summary>Test hook: the free bytes of the file system of a folder (null: the file system's own answer).</summary>
     internal Func<string, long>? FreeBytesOverride { get; set; }
 

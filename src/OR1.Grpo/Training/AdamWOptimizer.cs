@@ -273,11 +273,7 @@ public sealed class AdamWOptimizer : IDisposable
     /// </summary>
     public Func<string, float[]> GatherParameters()
     {
-        if (_masterShard is null)
-        {
-            var tensors = _names.Select((n, i) => (n, _parameters![i])).ToDictionary(p => p.n, p => p.Item2, StringComparer.Ordinal);
-            return name => Download(tensors[name]);
-        }
+        // Every tensor now, in the same order on every rank (a sharded master's pieces are collectives).
         var gathered = _names.Select((_, i) => Gather(OptimizerState.Parameters, i)).ToArray();
         return name => gathered[IndexOf(name)];
     }
@@ -399,13 +395,6 @@ public sealed class AdamWOptimizer : IDisposable
                 }
             }
         }
-    }
-
-    private float[] Download(Tensor t)
-    {
-        var data = new float[t.ElementCount];
-        _backend.Download<float>(t, data);
-        return data;
     }
 
     /// <summary>

@@ -30,13 +30,7 @@ public static class SafetensorsWriter
     {
         ArgumentNullException.ThrowIfNull(tensors);
         var list = tensors.ToList();
-        var data = new Dictionary<string, ReadOnlyMemory<float>>(StringComparer.Ordinal);
-        var layout = new List<(string, int[])>(list.Count);
-        foreach (var (name, shape, values) in list)
-        {
-            layout.Add((name, shape));
-            data.TryAdd(name ?? "", values);
-        }
+        var layout = list.Select(t => (t.Name, t.Shape)).ToArray();
         // Names and shapes first (a duplicate is named as such), then every length, before the file is created.
         long[] counts = CheckLayout(layout, nameof(tensors));
         for (int i = 0; i < list.Count; i++)
@@ -45,6 +39,7 @@ public static class SafetensorsWriter
             if (values.Length != counts[i])
                 throw new ArgumentException($"tensor '{name}' has shape {TensorEntry.FormatShape(shape)} ({counts[i]} elements), but {values.Length} values", nameof(tensors));
         }
+        var data = list.ToDictionary(t => t.Name, t => t.Data, StringComparer.Ordinal);
         Write(path, layout, (name, sink) => sink(data[name].Span), dtype, metadata);
     }
 
@@ -73,8 +68,9 @@ public static class SafetensorsWriter
             throw new ArgumentException($"cannot write floats as {dtype}; use F32, BF16 or F16", nameof(dtype));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors writing needs a little-endian host");
         long[] counts = CheckLayout(tensors, nameof(tensors));
-        var order = Enumerable.Range(0, tensors.Count).OrderBy(i => tensors[i].Name, StringComparer.Ordinal)
-            .Select(i => (tensors[i].Name, tensors[i].Shape, Count: counts[i])).ToList();
+        // DataOrder itself: the ranks that follow this writer through collectives call it for the same order.
+        var index = Enumerable.Range(0, tensors.Count).ToDictionary(i => tensors[i].Name, StringComparer.Ordinal);
+        var order = DataOrder(index.Keys).Select(name => (name, tensors[index[name]].Shape, Count: counts[index[name]])).ToList();
 
         byte[] header = BuildHeader(order, dtype, metadata);
         WriteAtomically(path, stream =>
